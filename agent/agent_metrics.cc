@@ -1,0 +1,71 @@
+// Registration of the agent's self-metrics.
+#include "agent/agent_metrics.h"
+
+namespace tcpscope::agent {
+namespace {
+
+prometheus::Counter& NewCounter(prometheus::Registry& registry, const std::string& name,
+                                const std::string& help, const prometheus::Labels& labels = {}) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add(labels);
+}
+
+prometheus::Gauge& NewGauge(prometheus::Registry& registry, const std::string& name,
+                            const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+}
+
+std::shared_ptr<prometheus::Registry> NewRegistry(const std::string& host_name,
+                                                  const std::string& source) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::BuildGauge()
+      .Name("tcpscope_agent_info")
+      .Help("Constant 1, labelled with the agent's version, host name and event source.")
+      .Register(*registry)
+      .Add({{"version", TCPSCOPE_VERSION}, {"host", host_name}, {"source", source}})
+      .Set(1);
+  return registry;
+}
+
+}  // namespace
+
+AgentMetrics::AgentMetrics(const std::string& host_name, const std::string& source)
+    : registry(NewRegistry(host_name, source)),
+      events_generated(NewCounter(*registry, "tcpscope_agent_events_generated_total",
+                                  "Events produced by the source.")),
+      events_dropped_kernel(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
+                                       "Events lost, by the stage that lost them.",
+                                       {{"stage", "kernel"}})),
+      events_dropped_agent(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
+                                      "Events lost, by the stage that lost them.",
+                                      {{"stage", "agent"}})),
+      events_dropped_transport(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
+                                          "Events lost, by the stage that lost them.",
+                                          {{"stage", "transport"}})),
+      batches_sent(NewCounter(*registry, "tcpscope_agent_batches_sent_total",
+                              "Batches written to the service stream, resends included.")),
+      batches_acked(NewCounter(*registry, "tcpscope_agent_batches_acked_total",
+                               "Batches the service acknowledged as applied.")),
+      buffered_batches(NewGauge(*registry, "tcpscope_agent_buffered_batches",
+                                "Batches kept until the service acknowledges them.")),
+      buffered_bytes(NewGauge(*registry, "tcpscope_agent_buffered_bytes",
+                              "Serialized size of the unacknowledged batches.")),
+      service_connected(NewGauge(*registry, "tcpscope_agent_service_connected",
+                                 "1 while a stream to the service is established.")),
+      stream_attempts(NewCounter(*registry, "tcpscope_agent_stream_attempts_total",
+                                 "Attempts to open a stream to the service.")),
+      stream_failures(NewCounter(*registry, "tcpscope_agent_stream_failures_total",
+                                 "Streams to the service that ended with an error.")),
+      dumps(NewCounter(*registry, "tcpscope_agent_sock_diag_dumps_total",
+                       "Complete sock_diag dumps taken.")),
+      dump_errors(NewCounter(*registry, "tcpscope_agent_sock_diag_dump_errors_total",
+                             "sock_diag dumps that failed.")),
+      dump_duration(prometheus::BuildHistogram()
+                        .Name("tcpscope_agent_sock_diag_dump_duration_seconds")
+                        .Help("Time to take one sock_diag dump of the namespace.")
+                        .Register(*registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{
+                                     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1})),
+      tracked_connections(NewGauge(*registry, "tcpscope_agent_tracked_connections",
+                                   "Connection ends the agent currently tracks.")) {}
+
+}  // namespace tcpscope::agent

@@ -1,0 +1,36 @@
+// The agent's own metrics (served on its --metrics_listen), resolved once into handles so the
+// hot path only increments.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace tcpscope::agent {
+
+struct AgentMetrics {
+  explicit AgentMetrics(const std::string& host_name, const std::string& source);
+
+  std::shared_ptr<prometheus::Registry> registry;
+  prometheus::Counter& events_generated;
+  prometheus::Counter& events_dropped_kernel;
+  prometheus::Counter& events_dropped_agent;
+  prometheus::Counter& events_dropped_transport;
+  prometheus::Counter& batches_sent;
+  prometheus::Counter& batches_acked;
+  prometheus::Gauge& buffered_batches;
+  prometheus::Gauge& buffered_bytes;
+  prometheus::Gauge& service_connected;
+  prometheus::Counter& stream_attempts;
+  prometheus::Counter& stream_failures;
+  prometheus::Counter& dumps;
+  prometheus::Counter& dump_errors;
+  prometheus::Histogram& dump_duration;
+  prometheus::Gauge& tracked_connections;
+};
+
+}  // namespace tcpscope::agent

@@ -1,0 +1,188 @@
+// Dump diffing for the sock_diag source. Keyed by socket cookie, which the kernel keeps when a
+// socket becomes a TIME_WAIT socket and which eBPF sees too (bpf_get_socket_cookie).
+#include "agent/connection_tracker.h"
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+
+namespace tcpscope::agent {
+namespace {
+
+constexpr uint8_t kListen = 10;
+
+bool IsHandshaking(v1::TcpState state) {
+  return state == v1::TCP_STATE_SYN_SENT || state == v1::TCP_STATE_SYN_RECV ||
+         state == v1::TCP_STATE_NEW_SYN_RECV;
+}
+
+v1::TcpState ToState(uint8_t state) {
+  if (state < 1 || state > 12) return v1::TCP_STATE_UNSPECIFIED;
+  return static_cast<v1::TcpState>(state);
+}
+
+v1::Endpoints ToEndpoints(const SocketRecord& record) {
+  v1::Endpoints endpoints;
+  const size_t length = record.address_length();
+  endpoints.set_local_address(reinterpret_cast<const char*>(record.local_address.data()), length);
+  endpoints.set_local_port(record.local_port);
+  endpoints.set_remote_address(reinterpret_cast<const char*>(record.remote_address.data()),
+                               length);
+  endpoints.set_remote_port(record.remote_port);
+  return endpoints;
+}
+
+uint64_t UnixNanos(absl::Time time) { return static_cast<uint64_t>(absl::ToUnixNanos(time)); }
+
+}  // namespace
+
+v1::Event ConnectionTracker::NewEvent(uint64_t cookie, const Tracked& tracked,
+                                      absl::Time now) const {
+  v1::Event event;
+  event.set_time_unix_ns(UnixNanos(now));
+  event.set_connection_id(cookie);
+  event.mutable_origin()->set_netns_inode(netns_inode_);
+  *event.mutable_endpoints() = tracked.endpoints;
+  event.set_role(tracked.role);
+  return event;
+}
+
+v1::Event ConnectionTracker::CloseEvent(uint64_t cookie, const Tracked& tracked,
+                                        absl::Time now) const {
+  v1::Event event = NewEvent(cookie, tracked, now);
+  v1::Close* close = event.mutable_close();
+  // TIME_WAIT belongs to the side that sent the first FIN (both sides after CLOSING).
+  const bool in_time_wait = tracked.state == v1::TCP_STATE_TIME_WAIT;
+  if (tracked.saw_simultaneous) {
+    close->set_initiator(v1::CLOSE_INITIATOR_SIMULTANEOUS);
+  } else if (tracked.saw_local_close || in_time_wait) {
+    close->set_initiator(v1::CLOSE_INITIATOR_LOCAL);
+  } else if (tracked.saw_remote_close) {
+    close->set_initiator(v1::CLOSE_INITIATOR_REMOTE);
+  } else {
+    close->set_initiator(v1::CLOSE_INITIATOR_UNKNOWN);
+  }
+  const bool orderly = tracked.saw_simultaneous || tracked.saw_local_close || in_time_wait ||
+                       tracked.saw_remote_close;
+  close->set_reason(orderly ? v1::CLOSE_REASON_FIN : v1::CLOSE_REASON_OTHER);
+  if (tracked.start_observed) {
+    close->set_lifetime_us(static_cast<uint64_t>(
+        std::max<int64_t>(0, absl::ToInt64Microseconds(now - tracked.first_seen))));
+  }
+  close->set_bytes_sent(tracked.last_info.bytes_acked);
+  close->set_bytes_received(tracked.last_info.bytes_received);
+  close->set_segments_sent(tracked.last_info.segs_out);
+  close->set_segments_received(tracked.last_info.segs_in);
+  close->set_retransmits(tracked.last_info.total_retrans);
+  close->set_srtt_us(tracked.last_info.rtt_us);
+  close->set_last_state(tracked.state);
+  return event;
+}
+
+TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, absl::Time now) {
+  const bool baseline = generation_ == 0;
+  ++generation_;
+  TrackerUpdate update;
+  update.snapshot.set_time_unix_ns(UnixNanos(now));
+
+  // A connection whose local port is listening in this namespace was accepted there.
+  absl::flat_hash_set<uint16_t> listening_ports;
+  for (const SocketRecord& record : dump) {
+    if (record.state == kListen) listening_ports.insert(record.local_port);
+  }
+  update.snapshot.set_listeners(static_cast<uint32_t>(
+      std::count_if(dump.begin(), dump.end(), [](const auto& r) { return r.state == kListen; })));
+
+  for (const SocketRecord& record : dump) {
+    const v1::TcpState state = ToState(record.state);
+    if (state == v1::TCP_STATE_UNSPECIFIED || state == v1::TCP_STATE_LISTEN) continue;
+
+    auto [it, inserted] = connections_.try_emplace(record.cookie);
+    Tracked& tracked = it->second;
+    tracked.generation = generation_;
+    if (inserted) {
+      tracked.endpoints = ToEndpoints(record);
+      tracked.role = listening_ports.contains(record.local_port) ? v1::ROLE_SERVER
+                                                                 : v1::ROLE_CLIENT;
+      tracked.first_seen = now;
+      tracked.start_observed = !baseline;
+    }
+    tracked.state = state;
+    switch (state) {
+      case v1::TCP_STATE_FIN_WAIT1:
+      case v1::TCP_STATE_FIN_WAIT2:
+        tracked.saw_local_close = true;
+        break;
+      case v1::TCP_STATE_CLOSE_WAIT:
+      case v1::TCP_STATE_LAST_ACK:
+        tracked.saw_remote_close = true;
+        break;
+      case v1::TCP_STATE_CLOSING:
+        tracked.saw_simultaneous = true;
+        break;
+      default:
+        break;
+    }
+    if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
+    if (record.timer == DiagTimer::kKeepalive) {
+      tracked.keepalive = true;
+    } else if (record.timer != DiagTimer::kRetransmit &&
+               record.timer != DiagTimer::kZeroWindowProbe) {
+      tracked.keepalive = false;  // a pending retransmission hides the keepalive timer
+    }
+
+    if (!IsHandshaking(state) && !tracked.established) {
+      tracked.established = true;
+      if (!baseline) {
+        v1::Event event = NewEvent(record.cookie, tracked, now);
+        event.mutable_handshake();
+        update.events.push_back(std::move(event));
+      }
+    }
+    const bool full_socket_gone =
+        state == v1::TCP_STATE_TIME_WAIT || state == v1::TCP_STATE_CLOSE;
+    if (full_socket_gone && tracked.established && !tracked.closed) {
+      tracked.closed = true;
+      if (!baseline) update.events.push_back(CloseEvent(record.cookie, tracked, now));
+    }
+
+    v1::Connection* connection = update.snapshot.add_connections();
+    connection->set_connection_id(record.cookie);
+    connection->mutable_origin()->set_netns_inode(netns_inode_);
+    *connection->mutable_endpoints() = tracked.endpoints;
+    connection->set_role(tracked.role);
+    connection->set_state(state);
+    v1::KeepaliveState* keepalive = connection->mutable_keepalive();
+    keepalive->set_enabled(tracked.keepalive);
+    if (record.timer == DiagTimer::kKeepalive) {
+      keepalive->set_probes_out(record.timer_retrans);
+      keepalive->set_next_probe_ms(record.timer_expires_ms);
+    }
+    if (record.tcp_info.has_value()) {
+      const TcpInfo& info = *record.tcp_info;
+      connection->set_idle_ms(std::min(info.last_data_sent_ms, info.last_data_recv_ms));
+      connection->set_srtt_us(info.rtt_us);
+      connection->set_rttvar_us(info.rttvar_us);
+      connection->set_bytes_sent(info.bytes_acked);
+      connection->set_bytes_received(info.bytes_received);
+      connection->set_retransmits(info.total_retrans);
+    }
+    connection->set_send_queue(record.send_queue);
+    connection->set_recv_queue(record.recv_queue);
+    connection->set_first_seen_unix_ns(UnixNanos(tracked.first_seen));
+  }
+
+  // Whatever the dump no longer holds has ended.
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    auto current = it++;
+    const Tracked& tracked = current->second;
+    if (tracked.generation == generation_) continue;
+    if (tracked.established && !tracked.closed) {
+      update.events.push_back(CloseEvent(current->first, tracked, now));
+    }
+    connections_.erase(current);
+  }
+  return update;
+}
+
+}  // namespace tcpscope::agent

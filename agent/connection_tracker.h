@@ -1,0 +1,60 @@
+// Turns successive sock_diag dumps of one network namespace into events and snapshots: new
+// established connections become handshakes, vanished or TIME_WAIT ones become closes, and
+// each dump becomes a snapshot with keepalive state.
+//
+// What polling cannot see: a connection that opens and fully disappears between two dumps
+// (unless its end lingers in TIME_WAIT), exact handshake durations, and who closed first
+// when the closing states were never observed (reported as initiator "unknown").
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "agent/sock_diag_parser.h"
+#include "tcpscope/v1/events.pb.h"
+
+namespace tcpscope::agent {
+
+struct TrackerUpdate {
+  std::vector<v1::Event> events;
+  v1::Snapshot snapshot;
+};
+
+class ConnectionTracker {
+ public:
+  explicit ConnectionTracker(uint64_t netns_inode) : netns_inode_(netns_inode) {}
+
+  // Compares `dump` (every TCP socket of the namespace) with the previous one. The first dump
+  // is the baseline: its connections already existed, so it yields no events.
+  TrackerUpdate Update(const std::vector<SocketRecord>& dump, absl::Time now);
+
+  size_t tracked() const { return connections_.size(); }
+
+ private:
+  struct Tracked {
+    v1::Endpoints endpoints;
+    v1::Role role = v1::ROLE_UNSPECIFIED;
+    v1::TcpState state = v1::TCP_STATE_UNSPECIFIED;
+    absl::Time first_seen;
+    bool start_observed = false;  // appeared after the baseline, so its lifetime is known
+    bool established = false;     // reached ESTABLISHED or a later state
+    bool closed = false;          // close event already emitted (e.g. at TIME_WAIT)
+    bool keepalive = false;       // last known; kept while a retransmit timer hides it
+    bool saw_local_close = false;   // FIN_WAIT1/FIN_WAIT2
+    bool saw_remote_close = false;  // CLOSE_WAIT/LAST_ACK
+    bool saw_simultaneous = false;  // CLOSING
+    TcpInfo last_info;              // from the last full socket (TIME_WAIT has none)
+    uint64_t generation = 0;
+  };
+
+  v1::Event NewEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
+  v1::Event CloseEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
+
+  uint64_t netns_inode_;
+  uint64_t generation_ = 0;
+  absl::flat_hash_map<uint64_t, Tracked> connections_;  // by socket cookie
+};
+
+}  // namespace tcpscope::agent

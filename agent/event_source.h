@@ -1,0 +1,34 @@
+// The one interface between where events come from (eBPF, sock_diag, a replay) and the rest of
+// the agent, so the same pipeline runs on live kernel events or a test feed.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tcpscope/v1/events.pb.h"
+#include "tcpscope/v1/ingest.pb.h"
+
+namespace tcpscope::agent {
+
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // Takes the events (and snapshot, if any) a source produced; called from the source's thread.
+  virtual void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) = 0;
+};
+
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual v1::SourceKind kind() const = 0;
+  // What the source can observe, sent in the hello ("handshake", "close", "snapshot", ...).
+  virtual std::vector<std::string> capabilities() const = 0;
+  // Produces into `sink` until Stop() is called; an error means the source broke.
+  virtual absl::Status Run(EventSink* sink) = 0;
+  // Thread-safe; makes Run() return soon.
+  virtual void Stop() = 0;
+};
+
+}  // namespace tcpscope::agent

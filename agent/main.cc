@@ -1,0 +1,159 @@
+// tcpscope-agent: watches the TCP sockets of this host (or one network namespace) and streams
+// events and snapshots to tcpscope-service.
+#include <sys/stat.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "agent/agent_metrics.h"
+#include "agent/host_identity.h"
+#include "agent/shipper.h"
+#include "agent/sock_diag_poller.h"
+#include "agent/sock_diag_source.h"
+#include "common/host_name.h"
+#include "common/log.h"
+#include "common/metrics_server.h"
+#include "common/shutdown.h"
+#include "grpcpp/grpcpp.h"
+
+ABSL_FLAG(std::string, service, "127.0.0.1:7700", "Address of tcpscope-service's gRPC port.");
+ABSL_FLAG(std::string, host_name, "", "Host name reported to the service (default: this machine's).");
+ABSL_FLAG(absl::Duration, snapshot_interval, absl::Seconds(10),
+          "How often to dump every socket and send a snapshot (100ms to 1h).");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9701",
+          "Address of the agent's own Prometheus metrics (/metrics); empty disables.");
+ABSL_FLAG(std::string, netns, "",
+          "Network namespace file (e.g. /run/netns/NAME) to watch instead of the agent's own.");
+ABSL_FLAG(int, max_buffered_batches, 4096,
+          "Batches kept for resending until the service acknowledges them (1 to 1000000).");
+ABSL_FLAG(absl::Duration, max_reconnect_backoff, absl::Seconds(10),
+          "Upper bound of the reconnect backoff (100ms to 10m).");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
+          "On SIGTERM, how long to wait for the service to acknowledge what is buffered.");
+
+namespace tcpscope::agent {
+namespace {
+
+absl::Status CheckFlags() {
+  const absl::Duration interval = absl::GetFlag(FLAGS_snapshot_interval);
+  if (interval < absl::Milliseconds(100) || interval > absl::Hours(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--snapshot_interval=",
+                                                   absl::FormatDuration(interval),
+                                                   " is outside 100ms..1h"));
+  }
+  const int buffered = absl::GetFlag(FLAGS_max_buffered_batches);
+  if (buffered < 1 || buffered > 1000000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_buffered_batches=", buffered, " is outside 1..1000000"));
+  }
+  const absl::Duration backoff = absl::GetFlag(FLAGS_max_reconnect_backoff);
+  if (backoff < absl::Milliseconds(100) || backoff > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_reconnect_backoff=", absl::FormatDuration(backoff), " is outside 100ms..10m"));
+  }
+  if (absl::GetFlag(FLAGS_service).empty()) {
+    return absl::InvalidArgumentError("--service must name the service's address");
+  }
+  return absl::OkStatus();
+}
+
+int Main() {
+  if (absl::Status status = CheckFlags(); !status.ok()) {
+    TS_LOG(ERROR) << status.message();
+    return 2;
+  }
+  std::string host_name = absl::GetFlag(FLAGS_host_name);
+  if (host_name.empty()) {
+    absl::StatusOr<std::string> machine = MachineHostName();
+    if (!machine.ok()) {
+      TS_LOG(ERROR) << "cannot tell this host's name; pass --host_name: " << machine.status();
+      return 2;
+    }
+    host_name = *machine;
+  }
+  if (absl::Status status = ValidateHostName(host_name); !status.ok()) {
+    TS_LOG(ERROR) << "--host_name=" << host_name << ": " << status.message();
+    return 2;
+  }
+  absl::StatusOr<std::string> boot_id = BootId();
+  if (!boot_id.ok()) {
+    TS_LOG(ERROR) << boot_id.status();
+    return 1;
+  }
+
+  const std::string netns = absl::GetFlag(FLAGS_netns);
+  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(netns);
+  if (!dumper.ok()) {
+    TS_LOG(ERROR) << "cannot watch " << (netns.empty() ? "this network namespace" : netns)
+                  << ": " << dumper.status();
+    return 1;
+  }
+
+  AgentMetrics metrics(host_name, "sock_diag");
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    MetricsServerOptions options;
+    options.listen = listen;
+    absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+        MetricsServer::Start(options, {metrics.registry});
+    if (!server.ok()) {
+      TS_LOG(ERROR) << "--metrics_listen=" << listen << ": " << server.status();
+      return 1;
+    }
+    metrics_server = std::move(*server);
+  }
+
+  SockDiagPoller source(std::move(*dumper), absl::GetFlag(FLAGS_snapshot_interval), &metrics);
+
+  ShipperOptions options;
+  options.service_address = absl::GetFlag(FLAGS_service);
+  options.credentials = grpc::InsecureChannelCredentials();
+  options.max_buffered_batches = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_batches));
+  options.max_backoff = absl::GetFlag(FLAGS_max_reconnect_backoff);
+  v1::Hello& hello = options.hello;
+  hello.set_host_name(host_name);
+  hello.set_agent_version(TCPSCOPE_VERSION);
+  hello.set_boot_id(*boot_id);
+  hello.set_instance_id(NewInstanceId());
+  hello.set_source(source.kind());
+  for (const std::string& capability : source.capabilities()) hello.add_capabilities(capability);
+  Shipper shipper(options, &metrics);
+
+  TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name
+               << ", streaming to " << options.service_address;
+  shipper.Start();
+  absl::Status source_status;
+  std::thread source_thread([&] { source_status = source.Run(&shipper); });
+
+  const int signal_number = WaitForShutdownSignal();
+  TS_LOG(INFO) << "signal " << signal_number << ": stopping";
+  source.Stop();
+  source_thread.join();
+  if (!source_status.ok()) TS_LOG(ERROR) << "source failed: " << source_status;
+  const absl::Duration drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  if (!shipper.Drain(drain_timeout)) {
+    TS_LOG(WARNING) << "service did not acknowledge everything within "
+                    << absl::FormatDuration(drain_timeout) << "; unsent events are lost";
+  }
+  shipper.Stop();
+  TS_LOG(INFO) << "stopped";
+  return source_status.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace tcpscope::agent
+
+int main(int argc, char** argv) {
+  tcpscope::BlockShutdownSignals();
+  absl::SetProgramUsageMessage(
+      "Watches TCP connections and streams events to tcpscope-service.\n"
+      "Usage: tcpscope-agent [--service=HOST:PORT] [--netns=/run/netns/NAME] [flags]");
+  absl::ParseCommandLine(argc, argv);
+  return tcpscope::agent::Main();
+}

@@ -1,0 +1,13 @@
+// Clean shutdown on SIGTERM/SIGINT: the signals are blocked in every thread and the main
+// thread waits for one synchronously, so no handler runs in an arbitrary thread.
+#pragma once
+
+namespace tcpscope {
+
+// Call first in main(), before any thread starts, so every thread inherits the mask.
+void BlockShutdownSignals();
+
+// Blocks until SIGTERM or SIGINT arrives; returns the signal number.
+int WaitForShutdownSignal();
+
+}  // namespace tcpscope

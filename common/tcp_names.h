@@ -1,0 +1,23 @@
+// Names of tcpscope's enums as they appear in metric labels, tables and JSON, and address
+// formatting. One place, so the exposition, the CLI and the tests agree.
+#pragma once
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "tcpscope/v1/events.pb.h"
+
+namespace tcpscope {
+
+// Lower case, as in the `state` label: "established", "time_wait", "close_wait", ...
+absl::string_view TcpStateName(v1::TcpState state);
+absl::string_view RoleName(v1::Role role);  // "client", "server", "unknown"
+absl::string_view CloseInitiatorName(v1::CloseInitiator initiator);
+absl::string_view CloseReasonName(v1::CloseReason reason);
+absl::string_view HandshakeFailureReasonName(v1::HandshakeFailureReason reason);
+
+// "10.0.0.1:443" or "[fe80::1]:443"; "?" for an address of neither 4 nor 16 bytes.
+std::string FormatAddress(absl::string_view address_bytes, uint32_t port);
+std::string FormatAddress(absl::string_view address_bytes);
+
+}  // namespace tcpscope

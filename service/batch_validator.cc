@@ -1,0 +1,198 @@
+// Field-by-field validation of agent messages.
+#include "service/batch_validator.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/host_name.h"
+
+namespace tcpscope::service {
+namespace {
+
+// 2000-01-01: anything earlier is a broken clock or garbage.
+constexpr int64_t kEarliestUnixNs = 946684800LL * 1000000000LL;
+constexpr uint64_t kMaxLifetimeUs = 10ULL * 366 * 86400 * 1000000;  // ten years
+constexpr size_t kMaxCommandLength = 64;
+constexpr size_t kMaxContainerIdLength = 128;
+constexpr size_t kMaxPodLength = 253;
+constexpr size_t kMaxBootIdLength = 64;
+constexpr size_t kMaxVersionLength = 64;
+constexpr int kMaxCapabilities = 32;
+
+absl::Status Invalid(absl::string_view where, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
+}
+
+bool PrintableAscii(absl::string_view text) {
+  for (char c : text) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+absl::Status CheckTime(absl::string_view where, uint64_t unix_ns, absl::Time now,
+                       const ValidationLimits& limits) {
+  const int64_t latest = absl::ToUnixNanos(now + limits.max_clock_skew);
+  if (unix_ns < static_cast<uint64_t>(kEarliestUnixNs) || unix_ns > static_cast<uint64_t>(latest)) {
+    return Invalid(where, absl::StrCat("time ", unix_ns, " ns is not between 2000-01-01 and ",
+                                       absl::FormatDuration(limits.max_clock_skew),
+                                       " from now"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEndpoints(absl::string_view where, const v1::Endpoints& endpoints) {
+  const size_t local = endpoints.local_address().size();
+  const size_t remote = endpoints.remote_address().size();
+  if ((local != 4 && local != 16) || remote != local) {
+    return Invalid(where, absl::StrCat("addresses must both be 4 (IPv4) or 16 (IPv6) bytes, got ",
+                                       local, " and ", remote));
+  }
+  if (endpoints.local_port() > 65535 || endpoints.remote_port() > 65535) {
+    return Invalid(where, absl::StrCat("port out of range: ", endpoints.local_port(), ", ",
+                                       endpoints.remote_port()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOrigin(absl::string_view where, const v1::Origin& origin) {
+  if (origin.command().size() > kMaxCommandLength || !PrintableAscii(origin.command())) {
+    return Invalid(where, "command must be at most 64 printable ASCII characters");
+  }
+  if (origin.container_id().size() > kMaxContainerIdLength ||
+      !PrintableAscii(origin.container_id())) {
+    return Invalid(where, "container_id must be at most 128 printable ASCII characters");
+  }
+  if (origin.pod().size() > kMaxPodLength || !PrintableAscii(origin.pod())) {
+    return Invalid(where, "pod must be at most 253 printable ASCII characters");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRole(absl::string_view where, v1::Role role) {
+  if (role != v1::ROLE_CLIENT && role != v1::ROLE_SERVER) {
+    return Invalid(where, absl::StrCat("role ", role, " is not client or server"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEvent(const std::string& where, const v1::Event& event, absl::Time now,
+                        const ValidationLimits& limits) {
+  if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
+  if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
+  if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
+  switch (event.kind_case()) {
+    case v1::Event::kHandshake:
+      return CheckRole(where, event.role());
+    case v1::Event::kHandshakeFailed: {
+      const auto reason = event.handshake_failed().reason();
+      if (!v1::HandshakeFailureReason_IsValid(reason) ||
+          reason == v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED) {
+        return Invalid(where, absl::StrCat("unknown handshake failure reason ", reason));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Event::kClose: {
+      const v1::Close& close = event.close();
+      if (!v1::CloseInitiator_IsValid(close.initiator()) ||
+          close.initiator() == v1::CLOSE_INITIATOR_UNSPECIFIED) {
+        return Invalid(where, absl::StrCat("unknown close initiator ", close.initiator()));
+      }
+      if (!v1::CloseReason_IsValid(close.reason()) ||
+          close.reason() == v1::CLOSE_REASON_UNSPECIFIED) {
+        return Invalid(where, absl::StrCat("unknown close reason ", close.reason()));
+      }
+      if (!v1::TcpState_IsValid(close.last_state())) {
+        return Invalid(where, absl::StrCat("unknown TCP state ", close.last_state()));
+      }
+      if (close.has_lifetime_us() && close.lifetime_us() > kMaxLifetimeUs) {
+        return Invalid(where, absl::StrCat("lifetime ", close.lifetime_us(), " us is impossible"));
+      }
+      return CheckRole(where, event.role());
+    }
+    case v1::Event::kKeepaliveProbe:
+      if (event.keepalive_probe().probe_number() == 0) {
+        return Invalid(where, "keepalive probe number must start at 1");
+      }
+      return absl::OkStatus();
+    case v1::Event::kKeepaliveTimeout:
+      return CheckRole(where, event.role());
+    case v1::Event::KIND_NOT_SET:
+      return Invalid(where, "event has no kind (or a kind this service does not know)");
+  }
+  return Invalid(where, "event kind unknown");
+}
+
+absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
+                           const ValidationLimits& limits) {
+  if (snapshot.connections_size() > limits.max_snapshot_connections) {
+    return Invalid("snapshot", absl::StrCat(snapshot.connections_size(), " connections; at most ",
+                                            limits.max_snapshot_connections));
+  }
+  if (absl::Status s = CheckTime("snapshot", snapshot.time_unix_ns(), now, limits); !s.ok()) {
+    return s;
+  }
+  for (int i = 0; i < snapshot.connections_size(); ++i) {
+    const v1::Connection& connection = snapshot.connections(i);
+    const std::string where = absl::StrCat("snapshot connection ", i);
+    if (!v1::TcpState_IsValid(connection.state()) ||
+        connection.state() == v1::TCP_STATE_UNSPECIFIED ||
+        connection.state() == v1::TCP_STATE_LISTEN) {
+      return Invalid(where, absl::StrCat("state ", connection.state(), " is not a connection state"));
+    }
+    if (!v1::Role_IsValid(connection.role())) {
+      return Invalid(where, absl::StrCat("unknown role ", connection.role()));
+    }
+    if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
+    if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateHello(const v1::Hello& hello) {
+  if (absl::Status s = ValidateHostName(hello.host_name()); !s.ok()) {
+    return Invalid("hello", s.message());
+  }
+  if (hello.agent_version().size() > kMaxVersionLength ||
+      !PrintableAscii(hello.agent_version())) {
+    return Invalid("hello", "agent_version must be at most 64 printable ASCII characters");
+  }
+  if (hello.boot_id().empty() || hello.boot_id().size() > kMaxBootIdLength ||
+      !PrintableAscii(hello.boot_id())) {
+    return Invalid("hello", "boot_id must be 1 to 64 printable ASCII characters");
+  }
+  if (hello.instance_id() == 0) return Invalid("hello", "instance_id must not be 0");
+  if (!v1::SourceKind_IsValid(hello.source()) ||
+      hello.source() == v1::SOURCE_KIND_UNSPECIFIED) {
+    return Invalid("hello", absl::StrCat("unknown source kind ", hello.source()));
+  }
+  if (hello.capabilities_size() > kMaxCapabilities) {
+    return Invalid("hello", "too many capabilities");
+  }
+  for (const std::string& capability : hello.capabilities()) {
+    if (capability.empty() || capability.size() > 32 || !PrintableAscii(capability)) {
+      return Invalid("hello", "capabilities must be 1 to 32 printable ASCII characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now,
+                           const ValidationLimits& limits) {
+  if (batch.seq() == 0) return Invalid("batch", "seq must start at 1");
+  if (batch.events_size() > limits.max_events_per_batch) {
+    return Invalid("batch", absl::StrCat(batch.events_size(), " events; at most ",
+                                         limits.max_events_per_batch));
+  }
+  for (int i = 0; i < batch.events_size(); ++i) {
+    if (absl::Status s = CheckEvent(absl::StrCat("batch ", batch.seq(), " event ", i),
+                                    batch.events(i), now, limits);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (batch.has_snapshot()) return CheckSnapshot(batch.snapshot(), now, limits);
+  return absl::OkStatus();
+}
+
+}  // namespace tcpscope::service

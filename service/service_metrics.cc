@@ -1,0 +1,277 @@
+// Metric families and per-host handles of the service.
+#include "service/service_metrics.h"
+
+#include "common/tcp_names.h"
+
+namespace tcpscope::service {
+namespace {
+
+using prometheus::Histogram;
+
+// 100 us to 10 s: loopback handshakes to SYN retries.
+const Histogram::BucketBoundaries& HandshakeBuckets() {
+  static const auto* buckets = new Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+      0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+  return *buckets;
+}
+
+// 1 ms to a week, so HTTP/1.0-style short connections and long keep-alive ones separate.
+const Histogram::BucketBoundaries& LifetimeBuckets() {
+  static const auto* buckets = new Histogram::BucketBoundaries{
+      0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 21600, 86400, 604800};
+  return *buckets;
+}
+
+template <typename Builder>
+auto& Register(Builder builder, const std::string& name, const std::string& help,
+               prometheus::Registry& registry) {
+  return builder.Name(name).Help(help).Register(registry);
+}
+
+int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
+
+// Snapshot state index for the `state` label: request sockets count as syn_recv.
+int StateIndex(v1::TcpState state) {
+  if (state == v1::TCP_STATE_NEW_SYN_RECV) return v1::TCP_STATE_SYN_RECV;
+  return Index(state, 12);
+}
+
+}  // namespace
+
+ServiceMetrics::ServiceMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      handshakes(Register(prometheus::BuildCounter(), "tcpscope_handshakes_total",
+                          "Completed three-way handshakes.", *registry_)),
+      handshake_failures(Register(prometheus::BuildCounter(), "tcpscope_handshake_failures_total",
+                                  "Connects that never reached ESTABLISHED, by reason.",
+                                  *registry_)),
+      handshake_duration(Register(prometheus::BuildHistogram(),
+                                  "tcpscope_handshake_duration_seconds",
+                                  "Time from SYN to ESTABLISHED.", *registry_)),
+      closes(Register(prometheus::BuildCounter(), "tcpscope_closes_total",
+                      "Ended connections that had been established, by who closed and why.",
+                      *registry_)),
+      lifetime(Register(prometheus::BuildHistogram(), "tcpscope_connection_lifetime_seconds",
+                        "Time from handshake to close.", *registry_)),
+      keepalive_probes(Register(prometheus::BuildCounter(), "tcpscope_keepalive_probes_total",
+                                "Keepalive probes sent.", *registry_)),
+      keepalive_timeouts(Register(prometheus::BuildCounter(), "tcpscope_keepalive_timeouts_total",
+                                  "Connections killed because keepalive probes went unanswered.",
+                                  *registry_)),
+      connections(Register(prometheus::BuildGauge(), "tcpscope_connections",
+                           "Current connection ends by TCP state, from the latest snapshot.",
+                           *registry_)),
+      connections_keepalive(Register(prometheus::BuildGauge(), "tcpscope_connections_keepalive",
+                                     "Established connection ends with keepalive on or off.",
+                                     *registry_)),
+      agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
+                        "1 while the host's agent has a stream open.", *registry_)),
+      agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",
+                            "Events received from the host's agent and applied.", *registry_)),
+      agent_events_lost(Register(prometheus::BuildCounter(), "tcpscope_agent_events_lost_total",
+                                 "Events lost before reaching the service, by stage.",
+                                 *registry_)),
+      streams(Register(prometheus::BuildGauge(), "tcpscope_service_ingest_streams",
+                       "Agent streams currently open.", *registry_)
+                  .Add({})),
+      batches_applied(Register(prometheus::BuildCounter(), "tcpscope_service_batches_total",
+                               "Agent batches received, applied or recognised as resent.",
+                               *registry_)
+                          .Add({{"result", "applied"}})),
+      batches_duplicate(
+          Register(prometheus::BuildCounter(), "tcpscope_service_batches_total",
+                   "Agent batches received, applied or recognised as resent.", *registry_)
+              .Add({{"result", "duplicate"}})),
+      watchers(Register(prometheus::BuildGauge(), "tcpscope_service_event_watchers",
+                        "Open WatchEvents streams.", *registry_)
+                   .Add({})),
+      watch_events_missed(Register(prometheus::BuildCounter(),
+                                   "tcpscope_service_watch_events_missed_total",
+                                   "Events not delivered to watchers that read too slowly.",
+                                   *registry_)
+                              .Add({})),
+      rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
+                         "Messages and streams refused, by reason.", *registry_)) {}
+
+prometheus::Counter& ServiceMetrics::Rejected(const std::string& reason) {
+  return rejected_.Add({{"reason", reason}});
+}
+
+HostMetrics::HostMetrics(ServiceMetrics* families, std::string host)
+    : families_(families),
+      host_(std::move(host)),
+      up_(families->agent_up.Add({{"host", host_}})),
+      events_(families->agent_events.Add({{"host", host_}})) {
+  static constexpr const char* kStages[] = {"kernel", "agent", "transport"};
+  for (int i = 0; i < 3; ++i) {
+    lost_[i] = &families->agent_events_lost.Add({{"host", host_}, {"stage", kStages[i]}});
+  }
+}
+
+HostMetrics::~HostMetrics() {
+  ClearSnapshot();
+  families_->agent_up.Remove(&up_);
+  families_->agent_events.Remove(&events_);
+  for (auto* counter : lost_) families_->agent_events_lost.Remove(counter);
+  if (keepalive_probes_ != nullptr) families_->keepalive_probes.Remove(keepalive_probes_);
+  for (auto* counter : handshakes_) {
+    if (counter != nullptr) families_->handshakes.Remove(counter);
+  }
+  for (auto* histogram : handshake_duration_) {
+    if (histogram != nullptr) families_->handshake_duration.Remove(histogram);
+  }
+  for (auto* counter : closes_) {
+    if (counter != nullptr) families_->closes.Remove(counter);
+  }
+  for (auto* histogram : lifetime_) {
+    if (histogram != nullptr) families_->lifetime.Remove(histogram);
+  }
+  for (auto* counter : failures_) {
+    if (counter != nullptr) families_->handshake_failures.Remove(counter);
+  }
+  for (auto* counter : timeouts_) {
+    if (counter != nullptr) families_->keepalive_timeouts.Remove(counter);
+  }
+}
+
+prometheus::Counter& HostMetrics::Handshakes(v1::Role role) {
+  auto*& slot = handshakes_[Index(role, kRoles)];
+  if (slot == nullptr) {
+    slot = &families_->handshakes.Add({{"host", host_}, {"role", std::string(RoleName(role))}});
+  }
+  return *slot;
+}
+
+prometheus::Histogram& HostMetrics::HandshakeDuration(v1::Role role) {
+  auto*& slot = handshake_duration_[Index(role, kRoles)];
+  if (slot == nullptr) {
+    slot = &families_->handshake_duration.Add(
+        {{"host", host_}, {"role", std::string(RoleName(role))}}, HandshakeBuckets());
+  }
+  return *slot;
+}
+
+prometheus::Counter& HostMetrics::Closes(v1::Role role, v1::CloseInitiator initiator,
+                                         v1::CloseReason reason) {
+  const int index = (Index(role, kRoles) * kInitiators + Index(initiator, kInitiators)) * kReasons +
+                    Index(reason, kReasons);
+  auto*& slot = closes_[index];
+  if (slot == nullptr) {
+    slot = &families_->closes.Add({{"host", host_},
+                                   {"role", std::string(RoleName(role))},
+                                   {"initiator", std::string(CloseInitiatorName(initiator))},
+                                   {"reason", std::string(CloseReasonName(reason))}});
+  }
+  return *slot;
+}
+
+prometheus::Histogram& HostMetrics::Lifetime(v1::Role role) {
+  auto*& slot = lifetime_[Index(role, kRoles)];
+  if (slot == nullptr) {
+    slot = &families_->lifetime.Add({{"host", host_}, {"role", std::string(RoleName(role))}},
+                                    LifetimeBuckets());
+  }
+  return *slot;
+}
+
+prometheus::Counter& HostMetrics::Failures(v1::HandshakeFailureReason reason) {
+  auto*& slot = failures_[Index(reason, kFailureReasons)];
+  if (slot == nullptr) {
+    slot = &families_->handshake_failures.Add(
+        {{"host", host_}, {"reason", std::string(HandshakeFailureReasonName(reason))}});
+  }
+  return *slot;
+}
+
+prometheus::Counter& HostMetrics::Timeouts(v1::Role role) {
+  auto*& slot = timeouts_[Index(role, kRoles)];
+  if (slot == nullptr) {
+    slot = &families_->keepalive_timeouts.Add(
+        {{"host", host_}, {"role", std::string(RoleName(role))}});
+  }
+  return *slot;
+}
+
+void HostMetrics::CountEvent(const v1::Event& event) {
+  switch (event.kind_case()) {
+    case v1::Event::kHandshake:
+      Handshakes(event.role()).Increment();
+      if (event.handshake().has_duration_us()) {
+        HandshakeDuration(event.role()).Observe(event.handshake().duration_us() / 1e6);
+      }
+      break;
+    case v1::Event::kHandshakeFailed:
+      Failures(event.handshake_failed().reason()).Increment();
+      break;
+    case v1::Event::kClose: {
+      const v1::Close& close = event.close();
+      Closes(event.role(), close.initiator(), close.reason()).Increment();
+      if (close.has_lifetime_us()) Lifetime(event.role()).Observe(close.lifetime_us() / 1e6);
+      break;
+    }
+    case v1::Event::kKeepaliveProbe:
+      if (keepalive_probes_ == nullptr) {
+        keepalive_probes_ = &families_->keepalive_probes.Add({{"host", host_}});
+      }
+      keepalive_probes_->Increment();
+      break;
+    case v1::Event::kKeepaliveTimeout:
+      Timeouts(event.role()).Increment();
+      break;
+    case v1::Event::KIND_NOT_SET:
+      break;
+  }
+}
+
+void HostMetrics::AddEvents(uint64_t count) { events_.Increment(static_cast<double>(count)); }
+
+void HostMetrics::SetLosses(const v1::LossCounters& cumulative) {
+  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent(), losses_seen_.transport()};
+  const uint64_t now[] = {cumulative.kernel(), cumulative.agent(), cumulative.transport()};
+  for (int i = 0; i < 3; ++i) {
+    if (now[i] > seen[i]) lost_[i]->Increment(static_cast<double>(now[i] - seen[i]));
+  }
+  losses_seen_ = cumulative;
+}
+
+void HostMetrics::SetUp(bool up) { up_.Set(up ? 1 : 0); }
+
+void HostMetrics::SetSnapshot(const v1::Snapshot& snapshot) {
+  std::array<int, kStates> counts{};
+  std::array<int, 2> keepalive{};
+  for (const v1::Connection& connection : snapshot.connections()) {
+    ++counts[StateIndex(connection.state())];
+    if (connection.state() == v1::TCP_STATE_ESTABLISHED) {
+      ++keepalive[connection.keepalive().enabled() ? 1 : 0];
+    }
+  }
+  counts[v1::TCP_STATE_LISTEN] += static_cast<int>(snapshot.listeners());
+  for (int state = 1; state < kStates; ++state) {
+    if (states_[state] == nullptr) {
+      states_[state] = &families_->connections.Add(
+          {{"host", host_}, {"state", std::string(TcpStateName(static_cast<v1::TcpState>(state)))}});
+    }
+    states_[state]->Set(counts[state]);
+  }
+  for (int on = 0; on < 2; ++on) {
+    if (keepalive_[on] == nullptr) {
+      keepalive_[on] = &families_->connections_keepalive.Add(
+          {{"host", host_}, {"keepalive", on ? "on" : "off"}});
+    }
+    keepalive_[on]->Set(keepalive[on]);
+  }
+}
+
+void HostMetrics::ClearSnapshot() {
+  for (auto*& gauge : states_) {
+    if (gauge != nullptr) families_->connections.Remove(gauge);
+    gauge = nullptr;
+  }
+  for (auto*& gauge : keepalive_) {
+    if (gauge != nullptr) families_->connections_keepalive.Remove(gauge);
+    gauge = nullptr;
+  }
+}
+
+}  // namespace tcpscope::service

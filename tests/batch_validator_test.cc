@@ -1,0 +1,155 @@
+// Every kind of bad agent message is refused with an error that names the problem.
+#include "service/batch_validator.h"
+
+#include "gtest/gtest.h"
+
+namespace tcpscope::service {
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1800000000);
+const uint64_t kNowNs = 1800000000ULL * 1000000000ULL;
+
+v1::Hello GoodHello() {
+  v1::Hello hello;
+  hello.set_host_name("web-1.example");
+  hello.set_agent_version("0.1.0");
+  hello.set_boot_id("0b6f1b7e-2c71-4c55-9a0e-2bd4b1a1d0c2");
+  hello.set_instance_id(42);
+  hello.set_source(v1::SOURCE_KIND_SOCK_DIAG);
+  hello.add_capabilities("snapshot");
+  return hello;
+}
+
+v1::Event GoodClose() {
+  v1::Event event;
+  event.set_time_unix_ns(kNowNs);
+  event.set_connection_id(7);
+  event.mutable_endpoints()->set_local_address(std::string("\x7f\0\0\x01", 4));
+  event.mutable_endpoints()->set_remote_address(std::string("\x7f\0\0\x01", 4));
+  event.mutable_endpoints()->set_local_port(40000);
+  event.mutable_endpoints()->set_remote_port(80);
+  event.set_role(v1::ROLE_CLIENT);
+  event.mutable_close()->set_initiator(v1::CLOSE_INITIATOR_LOCAL);
+  event.mutable_close()->set_reason(v1::CLOSE_REASON_FIN);
+  event.mutable_close()->set_last_state(v1::TCP_STATE_TIME_WAIT);
+  return event;
+}
+
+v1::Batch BatchOf(const v1::Event& event) {
+  v1::Batch batch;
+  batch.set_seq(1);
+  *batch.add_events() = event;
+  return batch;
+}
+
+void ExpectRefused(const absl::Status& status, const std::string& needle) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find(needle), absl::string_view::npos) << status;
+}
+
+TEST(BatchValidatorTest, AcceptsGoodMessages) {
+  EXPECT_TRUE(ValidateHello(GoodHello()).ok());
+  EXPECT_TRUE(ValidateBatch(BatchOf(GoodClose()), kNow).ok());
+}
+
+TEST(BatchValidatorTest, RefusesBadHellos) {
+  v1::Hello hello = GoodHello();
+  hello.set_host_name("");
+  ExpectRefused(ValidateHello(hello), "host name is empty");
+  hello.set_host_name("web\"1");
+  ExpectRefused(ValidateHello(hello), "0x22");
+  hello.set_host_name(std::string(300, 'a'));
+  ExpectRefused(ValidateHello(hello), "300 characters");
+  hello.set_host_name("-leading-dash");
+  ExpectRefused(ValidateHello(hello), "position 0");
+  hello.set_host_name("h\n");
+  ExpectRefused(ValidateHello(hello), "0x0a");
+  hello = GoodHello();
+  hello.set_instance_id(0);
+  ExpectRefused(ValidateHello(hello), "instance_id");
+  hello = GoodHello();
+  hello.set_source(static_cast<v1::SourceKind>(99));
+  ExpectRefused(ValidateHello(hello), "source kind 99");
+  hello = GoodHello();
+  hello.set_boot_id("");
+  ExpectRefused(ValidateHello(hello), "boot_id");
+}
+
+TEST(BatchValidatorTest, RefusesBadEvents) {
+  v1::Event event = GoodClose();
+  event.mutable_endpoints()->set_local_port(70000);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "port out of range");
+
+  event = GoodClose();
+  event.mutable_endpoints()->set_remote_address(std::string(16, '\0'));
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "4 and 16");
+
+  event = GoodClose();
+  event.mutable_endpoints()->set_local_address("abc");
+  event.mutable_endpoints()->set_remote_address("abc");
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "3 and 3");
+
+  event = GoodClose();
+  event.mutable_close()->set_reason(static_cast<v1::CloseReason>(42));
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "close reason 42");
+
+  event = GoodClose();
+  event.mutable_close()->set_initiator(v1::CLOSE_INITIATOR_UNSPECIFIED);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "initiator");
+
+  event = GoodClose();
+  event.set_role(v1::ROLE_UNSPECIFIED);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "role");
+
+  event = GoodClose();
+  event.set_time_unix_ns(5);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "time 5 ns");
+
+  event = GoodClose();
+  event.set_time_unix_ns(kNowNs + 48ULL * 3600 * 1000000000ULL);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "not between");
+
+  event = GoodClose();
+  event.mutable_close()->set_lifetime_us(~0ULL);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "impossible");
+
+  event = GoodClose();
+  event.mutable_origin()->set_command("bad\x01name");
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "command");
+
+  event = GoodClose();
+  event.clear_close();
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "no kind");
+}
+
+TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
+  v1::Batch batch = BatchOf(GoodClose());
+  batch.set_seq(0);
+  ExpectRefused(ValidateBatch(batch, kNow), "seq");
+
+  ValidationLimits limits;
+  limits.max_events_per_batch = 2;
+  batch = BatchOf(GoodClose());
+  *batch.add_events() = GoodClose();
+  *batch.add_events() = GoodClose();
+  ExpectRefused(ValidateBatch(batch, kNow, limits), "3 events; at most 2");
+
+  batch = v1::Batch();
+  batch.set_seq(3);
+  v1::Snapshot* snapshot = batch.mutable_snapshot();
+  snapshot->set_time_unix_ns(kNowNs);
+  v1::Connection* connection = snapshot->add_connections();
+  *connection->mutable_endpoints() = GoodClose().endpoints();
+  connection->set_state(v1::TCP_STATE_ESTABLISHED);
+  EXPECT_TRUE(ValidateBatch(batch, kNow).ok());
+  connection->set_state(static_cast<v1::TcpState>(77));
+  ExpectRefused(ValidateBatch(batch, kNow), "state 77");
+  connection->set_state(v1::TCP_STATE_LISTEN);
+  ExpectRefused(ValidateBatch(batch, kNow), "not a connection state");
+  connection->set_state(v1::TCP_STATE_ESTABLISHED);
+  connection->mutable_endpoints()->set_remote_port(65536);
+  ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+}
+
+}  // namespace
+}  // namespace tcpscope::service
