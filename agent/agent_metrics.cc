@@ -59,12 +59,13 @@ AgentMetrics::AgentMetrics(const std::string& host_name, const std::string& sour
                        "Complete sock_diag dumps taken.")),
       dump_errors(NewCounter(*registry, "tcpscope_agent_sock_diag_dump_errors_total",
                              "sock_diag dumps that failed.")),
-      dump_duration(prometheus::BuildHistogram()
-                        .Name("tcpscope_agent_sock_diag_dump_duration_seconds")
-                        .Help("Time to take one sock_diag dump of the namespace.")
-                        .Register(*registry)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{
-                                     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1})),
+      dump_duration(
+          prometheus::BuildHistogram()
+              .Name("tcpscope_agent_sock_diag_dump_duration_seconds")
+              .Help("Time to take one sock_diag dump of the namespace.")
+              .Register(*registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.005, 0.01,
+                                                               0.05, 0.1, 0.5, 1})),
       tracked_connections(NewGauge(*registry, "tcpscope_agent_tracked_connections",
                                    "Connection ends the agent currently tracks.")) {}
 

@@ -21,13 +21,26 @@ v1::TcpState ToState(uint8_t state) {
   return static_cast<v1::TcpState>(state);
 }
 
+bool IsV4Mapped(const std::array<uint8_t, 16>& address) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::equal(std::begin(kPrefix), std::end(kPrefix), address.begin());
+}
+
+// A dual-stack IPv6 socket serving an IPv4 peer reports ::ffff:a.b.c.d; its peer end reports
+// plain IPv4. Both are reported as IPv4 so the two ends of a connection look alike.
 v1::Endpoints ToEndpoints(const SocketRecord& record) {
   v1::Endpoints endpoints;
-  const size_t length = record.address_length();
-  endpoints.set_local_address(reinterpret_cast<const char*>(record.local_address.data()), length);
+  const uint8_t* local = record.local_address.data();
+  const uint8_t* remote = record.remote_address.data();
+  size_t length = record.address_length();
+  if (length == 16 && IsV4Mapped(record.local_address) && IsV4Mapped(record.remote_address)) {
+    local += 12;
+    remote += 12;
+    length = 4;
+  }
+  endpoints.set_local_address(reinterpret_cast<const char*>(local), length);
   endpoints.set_local_port(record.local_port);
-  endpoints.set_remote_address(reinterpret_cast<const char*>(record.remote_address.data()),
-                               length);
+  endpoints.set_remote_address(reinterpret_cast<const char*>(remote), length);
   endpoints.set_remote_port(record.remote_port);
   return endpoints;
 }
@@ -96,14 +109,17 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
   for (const SocketRecord& record : dump) {
     const v1::TcpState state = ToState(record.state);
     if (state == v1::TCP_STATE_UNSPECIFIED || state == v1::TCP_STATE_LISTEN) continue;
+    // CLOSE is also the state of sockets that are only bound, or never connected: a CLOSE
+    // socket matters only as the end of a connection already tracked.
+    if (state == v1::TCP_STATE_CLOSE && !connections_.contains(record.cookie)) continue;
 
     auto [it, inserted] = connections_.try_emplace(record.cookie);
     Tracked& tracked = it->second;
     tracked.generation = generation_;
     if (inserted) {
       tracked.endpoints = ToEndpoints(record);
-      tracked.role = listening_ports.contains(record.local_port) ? v1::ROLE_SERVER
-                                                                 : v1::ROLE_CLIENT;
+      tracked.role =
+          listening_ports.contains(record.local_port) ? v1::ROLE_SERVER : v1::ROLE_CLIENT;
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }
@@ -139,8 +155,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
         update.events.push_back(std::move(event));
       }
     }
-    const bool full_socket_gone =
-        state == v1::TCP_STATE_TIME_WAIT || state == v1::TCP_STATE_CLOSE;
+    const bool full_socket_gone = state == v1::TCP_STATE_TIME_WAIT || state == v1::TCP_STATE_CLOSE;
     if (full_socket_gone && tracked.established && !tracked.closed) {
       tracked.closed = true;
       if (!baseline) update.events.push_back(CloseEvent(record.cookie, tracked, now));

@@ -38,10 +38,10 @@ class ConnectionTracker {
     v1::Role role = v1::ROLE_UNSPECIFIED;
     v1::TcpState state = v1::TCP_STATE_UNSPECIFIED;
     absl::Time first_seen;
-    bool start_observed = false;  // appeared after the baseline, so its lifetime is known
-    bool established = false;     // reached ESTABLISHED or a later state
-    bool closed = false;          // close event already emitted (e.g. at TIME_WAIT)
-    bool keepalive = false;       // last known; kept while a retransmit timer hides it
+    bool start_observed = false;    // appeared after the baseline, so its lifetime is known
+    bool established = false;       // reached ESTABLISHED or a later state
+    bool closed = false;            // close event already emitted (e.g. at TIME_WAIT)
+    bool keepalive = false;         // last known; kept while a retransmit timer hides it
     bool saw_local_close = false;   // FIN_WAIT1/FIN_WAIT2
     bool saw_remote_close = false;  // CLOSE_WAIT/LAST_ACK
     bool saw_simultaneous = false;  // CLOSING

@@ -23,7 +23,8 @@
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, service, "127.0.0.1:7700", "Address of tcpscope-service's gRPC port.");
-ABSL_FLAG(std::string, host_name, "", "Host name reported to the service (default: this machine's).");
+ABSL_FLAG(std::string, host_name, "",
+          "Host name reported to the service (default: this machine's).");
 ABSL_FLAG(absl::Duration, snapshot_interval, absl::Seconds(10),
           "How often to dump every socket and send a snapshot (100ms to 1h).");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9701",
@@ -43,9 +44,8 @@ namespace {
 absl::Status CheckFlags() {
   const absl::Duration interval = absl::GetFlag(FLAGS_snapshot_interval);
   if (interval < absl::Milliseconds(100) || interval > absl::Hours(1)) {
-    return absl::InvalidArgumentError(absl::StrCat("--snapshot_interval=",
-                                                   absl::FormatDuration(interval),
-                                                   " is outside 100ms..1h"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--snapshot_interval=", absl::FormatDuration(interval), " is outside 100ms..1h"));
   }
   const int buffered = absl::GetFlag(FLAGS_max_buffered_batches);
   if (buffered < 1 || buffered > 1000000) {
@@ -90,8 +90,8 @@ int Main() {
   const std::string netns = absl::GetFlag(FLAGS_netns);
   absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(netns);
   if (!dumper.ok()) {
-    TS_LOG(ERROR) << "cannot watch " << (netns.empty() ? "this network namespace" : netns)
-                  << ": " << dumper.status();
+    TS_LOG(ERROR) << "cannot watch " << (netns.empty() ? "this network namespace" : netns) << ": "
+                  << dumper.status();
     return 1;
   }
 

@@ -12,7 +12,8 @@ namespace tcpscope::agent {
 // One stream attempt. Writes come from reactions and from Publish() on the source's thread; a
 // hold keeps the RPC alive until the reactor decides to close, so no write can start after the
 // RPC is done.
-class Shipper::StreamReactor : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ServiceMessage> {
+class Shipper::StreamReactor
+    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ServiceMessage> {
  public:
   StreamReactor(Shipper* shipper, v1::Ingest::Stub* stub) : shipper_(shipper) {
     context_.set_wait_for_ready(false);
@@ -124,7 +125,9 @@ Shipper::Shipper(ShipperOptions options, AgentMetrics* metrics)
 
 Shipper::~Shipper() { Stop(); }
 
-void Shipper::Start() { thread_ = std::thread([this] { RunConnections(); }); }
+void Shipper::Start() {
+  thread_ = std::thread([this] { RunConnections(); });
+}
 
 void Shipper::Stop() {
   {
@@ -161,9 +164,8 @@ void Shipper::Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot>
     buffered_bytes_ += buffered.bytes;
     buffer_.push_back(std::move(buffered));
     // Full: drop the oldest and count what it carried, so the loss is visible downstream.
-    while (buffer_.size() > 1 &&
-           (buffer_.size() > options_.max_buffered_batches ||
-            buffered_bytes_ > options_.max_buffered_bytes)) {
+    while (buffer_.size() > 1 && (buffer_.size() > options_.max_buffered_batches ||
+                                  buffered_bytes_ > options_.max_buffered_bytes)) {
       const uint64_t lost = buffer_.front().message.batch().events_size();
       losses_.set_agent(losses_.agent() + lost);
       metrics_->events_dropped_agent.Increment(static_cast<double>(lost));
@@ -245,8 +247,8 @@ void Shipper::RunConnections() {
     }
     metrics_->stream_failures.Increment();
     if (was_connected) {
-      TS_LOG(WARNING) << "stream to service " << options_.service_address << " ended: "
-                      << status.error_message() << " (code " << status.error_code()
+      TS_LOG(WARNING) << "stream to service " << options_.service_address
+                      << " ended: " << status.error_message() << " (code " << status.error_code()
                       << "); reconnecting with backoff up to "
                       << absl::FormatDuration(options_.max_backoff);
       was_connected = false;

@@ -16,7 +16,7 @@ namespace tcpscope::agent {
 // older kernel's shorter tcp_info are left zero.
 struct TcpInfo {
   uint8_t state = 0;
-  uint8_t probes = 0;   // tcpi_probes: keepalive / zero-window probes outstanding
+  uint8_t probes = 0;  // tcpi_probes: keepalive / zero-window probes outstanding
   uint8_t backoff = 0;
   uint32_t rtt_us = 0;
   uint32_t rttvar_us = 0;

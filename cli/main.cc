@@ -89,8 +89,8 @@ int Agents(v1::Observer::Stub& stub) {
     std::cout << ToJson(response) << "\n";
     return kExitOk;
   }
-  Table table({"HOST", "CONNECTED", "LAST SEEN", "VERSION", "SOURCE", "EVENTS", "LOST",
-               "CONNECTIONS"});
+  Table table(
+      {"HOST", "CONNECTED", "LAST SEEN", "VERSION", "SOURCE", "EVENTS", "LOST", "CONNECTIONS"});
   for (const v1::Agent& agent : response.agents()) {
     const v1::LossCounters& losses = agent.losses();
     table.AddRow({agent.host_name(), agent.connected() ? "yes" : "no",
@@ -144,13 +144,12 @@ int Connections(v1::Observer::Stub& stub) {
       absl::StrAppend(&keepalive, " (next ", c.keepalive().next_probe_ms() / 1000, "s, ",
                       c.keepalive().probes_out(), " out)");
     }
-    table.AddRow({entry.host(), std::string(RoleName(c.role())),
-                  std::string(TcpStateName(c.state())),
-                  FormatAddress(c.endpoints().local_address(), c.endpoints().local_port()),
-                  FormatAddress(c.endpoints().remote_address(), c.endpoints().remote_port()),
-                  keepalive, absl::StrCat(c.idle_ms() / 1000, "s"),
-                  absl::StrFormat("%.2fms", c.srtt_us() / 1000.0),
-                  absl::StrCat(c.origin().netns_inode())});
+    table.AddRow(
+        {entry.host(), std::string(RoleName(c.role())), std::string(TcpStateName(c.state())),
+         FormatAddress(c.endpoints().local_address(), c.endpoints().local_port()),
+         FormatAddress(c.endpoints().remote_address(), c.endpoints().remote_port()), keepalive,
+         absl::StrCat(c.idle_ms() / 1000, "s"), absl::StrFormat("%.2fms", c.srtt_us() / 1000.0),
+         absl::StrCat(c.origin().netns_inode())});
   }
   table.Print(std::cout);
   return kExitOk;
@@ -165,13 +164,13 @@ std::string DescribeEvent(const v1::Event& event) {
                           HandshakeFailureReasonName(event.handshake_failed().reason()));
     case v1::Event::kClose: {
       const v1::Close& close = event.close();
-      std::string text = absl::StrCat("close initiator=", CloseInitiatorName(close.initiator()),
-                                      " reason=", CloseReasonName(close.reason()),
-                                      " sent=", close.bytes_sent(),
-                                      " received=", close.bytes_received());
+      std::string text =
+          absl::StrCat("close initiator=", CloseInitiatorName(close.initiator()),
+                       " reason=", CloseReasonName(close.reason()), " sent=", close.bytes_sent(),
+                       " received=", close.bytes_received());
       if (close.has_lifetime_us()) {
-        absl::StrAppend(&text, " lifetime=",
-                        absl::FormatDuration(absl::Microseconds(close.lifetime_us())));
+        absl::StrAppend(
+            &text, " lifetime=", absl::FormatDuration(absl::Microseconds(close.lifetime_us())));
       }
       return text;
     }

@@ -11,8 +11,8 @@ absl::Status ValidateHostName(absl::string_view host_name) {
   if (host_name.empty()) return absl::InvalidArgumentError("host name is empty");
   if (host_name.size() > kMaxHostNameLength) {
     return absl::InvalidArgumentError(absl::StrCat("host name is ", host_name.size(),
-                                                   " characters long; at most ",
-                                                   kMaxHostNameLength, " are allowed"));
+                                                   " characters long; at most ", kMaxHostNameLength,
+                                                   " are allowed"));
   }
   for (size_t i = 0; i < host_name.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(host_name[i]);

@@ -2,9 +2,8 @@
 // on its flag and by the service on every hello.
 #pragma once
 
-#include "absl/strings/string_view.h"
-
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 
 namespace tcpscope {
 

@@ -57,11 +57,11 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
   }
   absl::MutexLock lock(&state->mu_);
   if (state->connected_) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "host ", hello.host_name(), " already has a connected agent (boot id ",
-        state->hello_.boot_id(), ", connected since ",
-        absl::FormatTime(state->connected_since_, absl::UTCTimeZone()),
-        "); two agents claim one host name: give each its own --host_name"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("host ", hello.host_name(), " already has a connected agent (boot id ",
+                     state->hello_.boot_id(), ", connected since ",
+                     absl::FormatTime(state->connected_since_, absl::UTCTimeZone()),
+                     "); two agents claim one host name: give each its own --host_name"));
   }
   if (state->hello_.instance_id() != hello.instance_id()) {
     // A new agent process numbers its batches from 1 again and counts losses from 0.

@@ -33,8 +33,7 @@ absl::Status CheckTime(absl::string_view where, uint64_t unix_ns, absl::Time now
   const int64_t latest = absl::ToUnixNanos(now + limits.max_clock_skew);
   if (unix_ns < static_cast<uint64_t>(kEarliestUnixNs) || unix_ns > static_cast<uint64_t>(latest)) {
     return Invalid(where, absl::StrCat("time ", unix_ns, " ns is not between 2000-01-01 and ",
-                                       absl::FormatDuration(limits.max_clock_skew),
-                                       " from now"));
+                                       absl::FormatDuration(limits.max_clock_skew), " from now"));
   }
   return absl::OkStatus();
 }
@@ -136,7 +135,8 @@ absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
     if (!v1::TcpState_IsValid(connection.state()) ||
         connection.state() == v1::TCP_STATE_UNSPECIFIED ||
         connection.state() == v1::TCP_STATE_LISTEN) {
-      return Invalid(where, absl::StrCat("state ", connection.state(), " is not a connection state"));
+      return Invalid(where,
+                     absl::StrCat("state ", connection.state(), " is not a connection state"));
     }
     if (!v1::Role_IsValid(connection.role())) {
       return Invalid(where, absl::StrCat("unknown role ", connection.role()));
@@ -153,8 +153,7 @@ absl::Status ValidateHello(const v1::Hello& hello) {
   if (absl::Status s = ValidateHostName(hello.host_name()); !s.ok()) {
     return Invalid("hello", s.message());
   }
-  if (hello.agent_version().size() > kMaxVersionLength ||
-      !PrintableAscii(hello.agent_version())) {
+  if (hello.agent_version().size() > kMaxVersionLength || !PrintableAscii(hello.agent_version())) {
     return Invalid("hello", "agent_version must be at most 64 printable ASCII characters");
   }
   if (hello.boot_id().empty() || hello.boot_id().size() > kMaxBootIdLength ||
@@ -162,8 +161,7 @@ absl::Status ValidateHello(const v1::Hello& hello) {
     return Invalid("hello", "boot_id must be 1 to 64 printable ASCII characters");
   }
   if (hello.instance_id() == 0) return Invalid("hello", "instance_id must not be 0");
-  if (!v1::SourceKind_IsValid(hello.source()) ||
-      hello.source() == v1::SOURCE_KIND_UNSPECIFIED) {
+  if (!v1::SourceKind_IsValid(hello.source()) || hello.source() == v1::SOURCE_KIND_UNSPECIFIED) {
     return Invalid("hello", absl::StrCat("unknown source kind ", hello.source()));
   }
   if (hello.capabilities_size() > kMaxCapabilities) {
@@ -177,8 +175,7 @@ absl::Status ValidateHello(const v1::Hello& hello) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now,
-                           const ValidationLimits& limits) {
+absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now, const ValidationLimits& limits) {
   if (batch.seq() == 0) return Invalid("batch", "seq must start at 1");
   if (batch.events_size() > limits.max_events_per_batch) {
     return Invalid("batch", absl::StrCat(batch.events_size(), " events; at most ",

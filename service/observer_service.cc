@@ -11,8 +11,7 @@ namespace tcpscope::service {
 class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::WatchEventsResponse>,
                                  public EventWatcher {
  public:
-  Watcher(ObserverService* service, std::string host)
-      : service_(service), host_(std::move(host)) {
+  Watcher(ObserverService* service, std::string host) : service_(service), host_(std::move(host)) {
     service_->metrics_->watchers.Increment();
     service_->hub_->Add(this);
   }
@@ -145,8 +144,9 @@ grpc::ServerWriteReactor<v1::WatchEventsResponse>* ObserverService::WatchEvents(
       explicit Refusal(grpc::Status status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    return new Refusal({grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("host filter: ", ValidateHostName(request->host()).message())});
+    return new Refusal(
+        {grpc::StatusCode::INVALID_ARGUMENT,
+         absl::StrCat("host filter: ", ValidateHostName(request->host()).message())});
   }
   return new Watcher(this, request->host());
 }

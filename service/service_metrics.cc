@@ -10,9 +10,9 @@ using prometheus::Histogram;
 
 // 100 us to 10 s: loopback handshakes to SYN retries.
 const Histogram::BucketBoundaries& HandshakeBuckets() {
-  static const auto* buckets = new Histogram::BucketBoundaries{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-      0.1,    0.25,    0.5,    1,     2.5,    5,     10};
+  static const auto* buckets =
+      new Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
   return *buckets;
 }
 
@@ -70,8 +70,7 @@ ServiceMetrics::ServiceMetrics()
       agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",
                             "Events received from the host's agent and applied.", *registry_)),
       agent_events_lost(Register(prometheus::BuildCounter(), "tcpscope_agent_events_lost_total",
-                                 "Events lost before reaching the service, by stage.",
-                                 *registry_)),
+                                 "Events lost before reaching the service, by stage.", *registry_)),
       streams(Register(prometheus::BuildGauge(), "tcpscope_service_ingest_streams",
                        "Agent streams currently open.", *registry_)
                   .Add({})),
@@ -79,18 +78,17 @@ ServiceMetrics::ServiceMetrics()
                                "Agent batches received, applied or recognised as resent.",
                                *registry_)
                           .Add({{"result", "applied"}})),
-      batches_duplicate(
-          Register(prometheus::BuildCounter(), "tcpscope_service_batches_total",
-                   "Agent batches received, applied or recognised as resent.", *registry_)
-              .Add({{"result", "duplicate"}})),
+      batches_duplicate(Register(prometheus::BuildCounter(), "tcpscope_service_batches_total",
+                                 "Agent batches received, applied or recognised as resent.",
+                                 *registry_)
+                            .Add({{"result", "duplicate"}})),
       watchers(Register(prometheus::BuildGauge(), "tcpscope_service_event_watchers",
                         "Open WatchEvents streams.", *registry_)
                    .Add({})),
-      watch_events_missed(Register(prometheus::BuildCounter(),
-                                   "tcpscope_service_watch_events_missed_total",
-                                   "Events not delivered to watchers that read too slowly.",
-                                   *registry_)
-                              .Add({})),
+      watch_events_missed(
+          Register(prometheus::BuildCounter(), "tcpscope_service_watch_events_missed_total",
+                   "Events not delivered to watchers that read too slowly.", *registry_)
+              .Add({})),
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 
@@ -250,7 +248,8 @@ void HostMetrics::SetSnapshot(const v1::Snapshot& snapshot) {
   for (int state = 1; state < kStates; ++state) {
     if (states_[state] == nullptr) {
       states_[state] = &families_->connections.Add(
-          {{"host", host_}, {"state", std::string(TcpStateName(static_cast<v1::TcpState>(state)))}});
+          {{"host", host_},
+           {"state", std::string(TcpStateName(static_cast<v1::TcpState>(state)))}});
     }
     states_[state]->Set(counts[state]);
   }

@@ -92,21 +92,23 @@ TEST_F(AggregatorTest, CountsEventsIntoTheirSeries) {
   const std::string m = Exposition();
   EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}), 2);
   EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "a"}, {"role", "server"}}), 1);
+  EXPECT_EQ(
+      MetricValue(m, "tcpscope_closes_total",
+                  {{"host", "a"}, {"role", "client"}, {"initiator", "local"}, {"reason", "fin"}}),
+      1);
   EXPECT_EQ(MetricValue(m, "tcpscope_closes_total",
-                        {{"host", "a"}, {"role", "client"}, {"initiator", "local"},
-                         {"reason", "fin"}}),
-            1);
-  EXPECT_EQ(MetricValue(m, "tcpscope_closes_total",
-                        {{"host", "a"}, {"role", "server"}, {"initiator", "remote"},
+                        {{"host", "a"},
+                         {"role", "server"},
+                         {"initiator", "remote"},
                          {"reason", "reset_received"}}),
             1);
   EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_probes_total", {{"host", "a"}}), 1);
-  EXPECT_EQ(MetricValue(m, "tcpscope_handshake_failures_total",
-                        {{"host", "a"}, {"reason", "refused"}}),
-            1);
+  EXPECT_EQ(
+      MetricValue(m, "tcpscope_handshake_failures_total", {{"host", "a"}, {"reason", "refused"}}),
+      1);
   EXPECT_EQ(MetricValue(m, "tcpscope_agent_events_total", {{"host", "a"}}), 7);
-  EXPECT_EQ(MetricValue(m, "tcpscope_agent_events_lost_total", {{"host", "a"}, {"stage", "kernel"}}),
-            3);
+  EXPECT_EQ(
+      MetricValue(m, "tcpscope_agent_events_lost_total", {{"host", "a"}, {"stage", "kernel"}}), 3);
   EXPECT_EQ(MetricValue(m, "tcpscope_agent_up", {{"host", "a"}}), 1);
   EXPECT_EQ(MetricValue(m, "tcpscope_handshake_duration_seconds_count",
                         {{"host", "a"}, {"role", "client"}}),
@@ -138,9 +140,9 @@ TEST_F(AggregatorTest, ResentBatchesAreNotCountedTwice) {
   EXPECT_FALSE(aggregator_.Apply(*host, batch, kNow));
   batch.set_seq(2);
   EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
-  EXPECT_EQ(MetricValue(Exposition(), "tcpscope_handshakes_total",
-                        {{"host", "a"}, {"role", "client"}}),
-            2);
+  EXPECT_EQ(
+      MetricValue(Exposition(), "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}),
+      2);
   aggregator_.Disconnect(*host, kNow);
 
   // A restarted agent (new instance) starts again from 1.
@@ -148,9 +150,9 @@ TEST_F(AggregatorTest, ResentBatchesAreNotCountedTwice) {
   EXPECT_EQ(last_applied, 0u);
   batch.set_seq(1);
   EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
-  EXPECT_EQ(MetricValue(Exposition(), "tcpscope_handshakes_total",
-                        {{"host", "a"}, {"role", "client"}}),
-            3);
+  EXPECT_EQ(
+      MetricValue(Exposition(), "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}),
+      3);
 }
 
 TEST_F(AggregatorTest, SecondAgentForOneHostIsRefused) {

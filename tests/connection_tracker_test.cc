@@ -8,8 +8,8 @@
 namespace tcpscope::agent {
 namespace {
 
-constexpr uint8_t kEstablished = 1, kFinWait1 = 4, kFinWait2 = 5, kTimeWait = 6,
-                  kCloseWait = 8, kLastAck = 9, kListen = 10, kClosing = 11, kSynSent = 2;
+constexpr uint8_t kEstablished = 1, kFinWait1 = 4, kFinWait2 = 5, kTimeWait = 6, kCloseWait = 8,
+                  kLastAck = 9, kListen = 10, kClosing = 11, kSynSent = 2;
 constexpr uint16_t kServerPort = 8080;
 
 SocketRecord Listener() {
@@ -64,9 +64,9 @@ TEST(ConnectionTrackerTest, BaselineYieldsSnapshotButNoEvents) {
 TEST(ConnectionTrackerTest, NewConnectionIsOneHandshakePerEnd) {
   ConnectionTracker tracker(1);
   tracker.Update({Listener()}, kStart);
-  TrackerUpdate update = tracker.Update(
-      {Listener(), End(10, kEstablished, false), End(11, kEstablished, true)},
-      kStart + absl::Seconds(1));
+  TrackerUpdate update =
+      tracker.Update({Listener(), End(10, kEstablished, false), End(11, kEstablished, true)},
+                     kStart + absl::Seconds(1));
   ASSERT_EQ(update.events.size(), 2u);
   EXPECT_TRUE(update.events[0].has_handshake());
   EXPECT_EQ(update.events[0].role(), v1::ROLE_CLIENT);
@@ -173,6 +173,33 @@ TEST(ConnectionTrackerTest, KeepaliveStateFromTimer) {
   record.timer = DiagTimer::kNone;
   update = tracker.Update({record}, kStart + absl::Seconds(2));
   EXPECT_FALSE(update.snapshot.connections(0).keepalive().enabled());
+}
+
+TEST(ConnectionTrackerTest, BoundOnlySocketsAreNotConnections) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  SocketRecord bound = End(10, /*TCP_CLOSE=*/7, false);
+  bound.tcp_info.reset();
+  TrackerUpdate update = tracker.Update({bound}, kStart + absl::Seconds(1));
+  EXPECT_TRUE(update.events.empty());
+  EXPECT_EQ(update.snapshot.connections_size(), 0);
+  // An established connection that was reset and still has its fd open is in CLOSE: it ends.
+  tracker.Update({End(11, kEstablished, false)}, kStart + absl::Seconds(2));
+  update = tracker.Update({End(11, 7, false)}, kStart + absl::Seconds(3));
+  EXPECT_EQ(Count(update, v1::Event::kClose), 1);
+}
+
+TEST(ConnectionTrackerTest, V4MappedAddressesBecomeIpv4) {
+  ConnectionTracker tracker(1);
+  SocketRecord record = End(10, kEstablished, true);
+  record.family = 10;
+  record.local_address = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
+  record.remote_address = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 2};
+  TrackerUpdate update = tracker.Update({record}, kStart);
+  EXPECT_EQ(update.snapshot.connections(0).endpoints().local_address(),
+            std::string("\x0a\0\0\x01", 4));
+  EXPECT_EQ(update.snapshot.connections(0).endpoints().remote_address(),
+            std::string("\x0a\0\0\x02", 4));
 }
 
 TEST(ConnectionTrackerTest, Ipv6AddressesKeepSixteenBytes) {

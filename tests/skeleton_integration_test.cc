@@ -28,9 +28,7 @@ constexpr int kKeepalive = 7;
 class SkeletonTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (const std::string reason = RootTestsUnavailableReason(); !reason.empty()) {
-      GTEST_SKIP() << "SKIPPED: " << reason;
-    }
+    TCPSCOPE_REQUIRE_ROOT();
     auto netns = TestNetns::Create("skel");
     ASSERT_TRUE(netns.ok()) << netns.status();
     netns_ = std::move(*netns);
@@ -110,7 +108,8 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
   ASSERT_TRUE(connections.has_value());
 
   // Both ends of every connection live in the namespace.
-  metrics = WaitFor([&](const std::string& m) { return State(m, "established") == 2.0 * kConnections; });
+  metrics =
+      WaitFor([&](const std::string& m) { return State(m, "established") == 2.0 * kConnections; });
   EXPECT_EQ(State(metrics, "established"), 2.0 * kConnections) << metrics;
   EXPECT_EQ(State(metrics, "listen"), 1.0);
   EXPECT_EQ(Gauge(metrics, "tcpscope_connections_keepalive", "keepalive", "on"), kKeepalive);
@@ -136,8 +135,8 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
 
   // The CLI lists the same connections.
   const CommandResult cli = RunCommand(
-      absl::StrCat(BinaryPath("tcpscope"), " connections -o json --service=127.0.0.1:",
-                   grpc_port_, " --host=", kHost));
+      absl::StrCat(BinaryPath("tcpscope"), " connections -o json --service=127.0.0.1:", grpc_port_,
+                   " --host=", kHost));
   ASSERT_EQ(cli.exit_code, 0) << cli.output;
   v1::ListConnectionsResponse listed;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(cli.output, &listed).ok()) << cli.output;
@@ -146,8 +145,9 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
     const v1::Connection& c = entry.connection();
     EXPECT_EQ(entry.host(), kHost);
     if (c.state() != v1::TCP_STATE_ESTABLISHED) continue;
-    const bool ours = c.endpoints().local_port() == static_cast<uint32_t>(connections->listen_port()) ||
-                      c.endpoints().remote_port() == static_cast<uint32_t>(connections->listen_port());
+    const bool ours =
+        c.endpoints().local_port() == static_cast<uint32_t>(connections->listen_port()) ||
+        c.endpoints().remote_port() == static_cast<uint32_t>(connections->listen_port());
     if (!ours) continue;
     ++established;
     if (c.keepalive().enabled()) ++keepalive_on;
@@ -175,13 +175,13 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
   EXPECT_EQ(State(metrics, "time_wait"), kConnections) << metrics;
   EXPECT_EQ(State(metrics, "established"), 0.0);
   EXPECT_EQ(Gauge(metrics, "tcpscope_connections_keepalive", "keepalive", "on"), 0.0);
-  EXPECT_EQ(MetricValue(metrics, "tcpscope_closes_total",
-                        {{"host", kHost}, {"role", "client"}, {"initiator", "local"},
-                         {"reason", "fin"}}),
-            kConnections);
-  EXPECT_EQ(MetricValue(metrics, "tcpscope_closes_total",
-                        {{"host", kHost}, {"role", "server"}, {"initiator", "remote"},
-                         {"reason", "fin"}}),
+  EXPECT_EQ(
+      MetricValue(metrics, "tcpscope_closes_total",
+                  {{"host", kHost}, {"role", "client"}, {"initiator", "local"}, {"reason", "fin"}}),
+      kConnections);
+  EXPECT_EQ(MetricValue(
+                metrics, "tcpscope_closes_total",
+                {{"host", kHost}, {"role", "server"}, {"initiator", "remote"}, {"reason", "fin"}}),
             kConnections);
   EXPECT_EQ(MetricSum(metrics, "tcpscope_closes_total", {{"host", kHost}}), 2.0 * kConnections);
 

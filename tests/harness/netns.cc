@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -20,11 +21,16 @@ std::string RootTestsUnavailableReason() {
   return "";
 }
 
+bool RootTestsRequired() {
+  const char* required = std::getenv("TCPSCOPE_REQUIRE_ROOT_TESTS");
+  return required != nullptr && std::string(required) == "1";
+}
+
 absl::StatusOr<std::unique_ptr<TestNetns>> TestNetns::Create(const std::string& tag) {
   const std::string name = absl::StrCat("tcpscope-", tag, "-", getpid());
   RunCommand(absl::StrCat("ip netns del ", name, " 2>/dev/null"));
-  const CommandResult add = RunCommand(
-      absl::StrCat("ip netns add ", name, " && ip -n ", name, " link set lo up 2>&1"));
+  const CommandResult add =
+      RunCommand(absl::StrCat("ip netns add ", name, " && ip -n ", name, " link set lo up 2>&1"));
   if (add.exit_code != 0) {
     return absl::InternalError(absl::StrCat("ip netns add ", name, ": ", add.output));
   }

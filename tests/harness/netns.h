@@ -13,6 +13,18 @@ namespace tcpscope::testing {
 
 // Why root tests cannot run here, or empty when they can (root and `ip netns` work).
 std::string RootTestsUnavailableReason();
+// TCPSCOPE_REQUIRE_ROOT_TESTS=1 (CI): a root test that cannot run fails instead of skipping.
+bool RootTestsRequired();
+
+// First statement of a test that needs root: skips loudly with the reason, or fails in CI.
+#define TCPSCOPE_REQUIRE_ROOT()                                                            \
+  if (const std::string reason = ::tcpscope::testing::RootTestsUnavailableReason();        \
+      !reason.empty()) {                                                                   \
+    if (::tcpscope::testing::RootTestsRequired()) {                                        \
+      FAIL() << "TCPSCOPE_REQUIRE_ROOT_TESTS is set but this test cannot run: " << reason; \
+    }                                                                                      \
+    GTEST_SKIP() << "needs root: " << reason;                                              \
+  }
 
 class TestNetns {
  public:
