@@ -71,6 +71,7 @@ int Failed(const grpc::Status& status) {
 std::string Ago(uint64_t unix_ns) {
   if (unix_ns == 0) return "-";
   const absl::Duration ago = absl::Now() - absl::FromUnixNanos(static_cast<int64_t>(unix_ns));
+  if (ago < absl::Seconds(1)) return "now";
   return absl::StrCat(absl::FormatDuration(absl::Trunc(ago, absl::Seconds(1))), " ago");
 }
 
@@ -95,7 +96,7 @@ int Agents(v1::Observer::Stub& stub) {
     const v1::LossCounters& losses = agent.losses();
     table.AddRow({agent.host_name(), agent.connected() ? "yes" : "no",
                   Ago(agent.last_seen_unix_ns()), agent.agent_version(),
-                  v1::SourceKind_Name(agent.source()), absl::StrCat(agent.events()),
+                  std::string(SourceKindName(agent.source())), absl::StrCat(agent.events()),
                   absl::StrCat(losses.kernel() + losses.agent() + losses.transport()),
                   absl::StrCat(agent.connections())});
   }

@@ -1,99 +1,84 @@
-// Label names for tcpscope's enums and textual addresses.
+// Label names derived from the proto enums themselves (TCP_STATE_TIME_WAIT -> "time_wait"), so
+// the protos stay the one source of every name.
 #include "common/tcp_names.h"
 
 #include <arpa/inet.h>
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
 
 namespace tcpscope {
+namespace {
+
+// Lower-case names of an enum's values without `prefix`, indexed by value (values are small
+// and dense). Unknown and UNSPECIFIED values map to `fallback`.
+class EnumLabels {
+ public:
+  EnumLabels(const google::protobuf::EnumDescriptor* descriptor, absl::string_view prefix,
+             absl::string_view fallback)
+      : fallback_(fallback) {
+    for (int i = 0; i < descriptor->value_count(); ++i) {
+      const auto* value = descriptor->value(i);
+      if (value->number() < 0 || value->number() > 64) continue;
+      if (static_cast<size_t>(value->number()) >= names_.size()) {
+        names_.resize(value->number() + 1, fallback_);
+      }
+      std::string name = value->name();
+      if (absl::EndsWith(name, "UNSPECIFIED")) continue;
+      if (absl::StartsWith(name, prefix)) name = name.substr(prefix.size());
+      names_[value->number()] = absl::AsciiStrToLower(name);
+    }
+  }
+
+  absl::string_view Name(int value) const {
+    if (value < 0 || static_cast<size_t>(value) >= names_.size()) return fallback_;
+    return names_[value];
+  }
+
+ private:
+  std::string fallback_;
+  std::vector<std::string> names_;
+};
+
+}  // namespace
 
 absl::string_view TcpStateName(v1::TcpState state) {
-  switch (state) {
-    case v1::TCP_STATE_ESTABLISHED:
-      return "established";
-    case v1::TCP_STATE_SYN_SENT:
-      return "syn_sent";
-    case v1::TCP_STATE_SYN_RECV:
-      return "syn_recv";
-    case v1::TCP_STATE_FIN_WAIT1:
-      return "fin_wait1";
-    case v1::TCP_STATE_FIN_WAIT2:
-      return "fin_wait2";
-    case v1::TCP_STATE_TIME_WAIT:
-      return "time_wait";
-    case v1::TCP_STATE_CLOSE:
-      return "close";
-    case v1::TCP_STATE_CLOSE_WAIT:
-      return "close_wait";
-    case v1::TCP_STATE_LAST_ACK:
-      return "last_ack";
-    case v1::TCP_STATE_LISTEN:
-      return "listen";
-    case v1::TCP_STATE_CLOSING:
-      return "closing";
-    case v1::TCP_STATE_NEW_SYN_RECV:
-      return "new_syn_recv";
-    default:
-      return "unknown";
-  }
+  static const auto* labels = new EnumLabels(v1::TcpState_descriptor(), "TCP_STATE_", "unknown");
+  return labels->Name(state);
 }
 
 absl::string_view RoleName(v1::Role role) {
-  switch (role) {
-    case v1::ROLE_CLIENT:
-      return "client";
-    case v1::ROLE_SERVER:
-      return "server";
-    default:
-      return "unknown";
-  }
+  static const auto* labels = new EnumLabels(v1::Role_descriptor(), "ROLE_", "unknown");
+  return labels->Name(role);
 }
 
 absl::string_view CloseInitiatorName(v1::CloseInitiator initiator) {
-  switch (initiator) {
-    case v1::CLOSE_INITIATOR_LOCAL:
-      return "local";
-    case v1::CLOSE_INITIATOR_REMOTE:
-      return "remote";
-    case v1::CLOSE_INITIATOR_SIMULTANEOUS:
-      return "simultaneous";
-    default:
-      return "unknown";
-  }
+  static const auto* labels =
+      new EnumLabels(v1::CloseInitiator_descriptor(), "CLOSE_INITIATOR_", "unknown");
+  return labels->Name(initiator);
 }
 
 absl::string_view CloseReasonName(v1::CloseReason reason) {
-  switch (reason) {
-    case v1::CLOSE_REASON_FIN:
-      return "fin";
-    case v1::CLOSE_REASON_RESET_SENT:
-      return "reset_sent";
-    case v1::CLOSE_REASON_RESET_RECEIVED:
-      return "reset_received";
-    case v1::CLOSE_REASON_KEEPALIVE_TIMEOUT:
-      return "keepalive_timeout";
-    case v1::CLOSE_REASON_KEEPALIVE_RESET:
-      return "keepalive_reset";
-    case v1::CLOSE_REASON_RETRANSMIT_TIMEOUT:
-      return "retransmit_timeout";
-    default:
-      return "other";
-  }
+  static const auto* labels =
+      new EnumLabels(v1::CloseReason_descriptor(), "CLOSE_REASON_", "other");
+  return labels->Name(reason);
 }
 
 absl::string_view HandshakeFailureReasonName(v1::HandshakeFailureReason reason) {
-  switch (reason) {
-    case v1::HANDSHAKE_FAILURE_REFUSED:
-      return "refused";
-    case v1::HANDSHAKE_FAILURE_TIMEOUT:
-      return "timeout";
-    case v1::HANDSHAKE_FAILURE_RESET:
-      return "reset";
-    case v1::HANDSHAKE_FAILURE_UNREACHABLE:
-      return "unreachable";
-    default:
-      return "other";
-  }
+  static const auto* labels =
+      new EnumLabels(v1::HandshakeFailureReason_descriptor(), "HANDSHAKE_FAILURE_", "other");
+  return labels->Name(reason);
+}
+
+absl::string_view SourceKindName(v1::SourceKind kind) {
+  static const auto* labels =
+      new EnumLabels(v1::SourceKind_descriptor(), "SOURCE_KIND_", "unknown");
+  return labels->Name(kind);
 }
 
 std::string FormatAddress(absl::string_view address_bytes) {

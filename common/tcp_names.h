@@ -6,6 +6,7 @@
 
 #include "absl/strings/string_view.h"
 #include "tcpscope/v1/events.pb.h"
+#include "tcpscope/v1/ingest.pb.h"
 
 namespace tcpscope {
 
@@ -15,6 +16,7 @@ absl::string_view RoleName(v1::Role role);  // "client", "server", "unknown"
 absl::string_view CloseInitiatorName(v1::CloseInitiator initiator);
 absl::string_view CloseReasonName(v1::CloseReason reason);
 absl::string_view HandshakeFailureReasonName(v1::HandshakeFailureReason reason);
+absl::string_view SourceKindName(v1::SourceKind kind);  // "ebpf", "sock_diag", "replay"
 
 // "10.0.0.1:443" or "[fe80::1]:443"; "?" for an address of neither 4 nor 16 bytes.
 std::string FormatAddress(absl::string_view address_bytes, uint32_t port);

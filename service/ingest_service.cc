@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/tcp_names.h"
 
 namespace tcpscope::service {
 
@@ -88,7 +89,7 @@ class IngestService::StreamReactor
       host_name_ = in_.hello().host_name();
       TS_LOG(INFO) << "agent " << in_.hello().host_name() << " connected from " << peer_
                    << " (version " << in_.hello().agent_version() << ", source "
-                   << v1::SourceKind_Name(in_.hello().source()) << ", resuming after batch "
+                   << SourceKindName(in_.hello().source()) << ", resuming after batch "
                    << last_applied << ")";
       bool write = false;
       {
