@@ -14,22 +14,20 @@ prometheus::Gauge& NewGauge(prometheus::Registry& registry, const std::string& n
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 
-std::shared_ptr<prometheus::Registry> NewRegistry(const std::string& host_name,
-                                                  const std::string& source) {
-  auto registry = std::make_shared<prometheus::Registry>();
+}  // namespace
+
+void AgentMetrics::SetSource(const std::string& source) {
   prometheus::BuildGauge()
       .Name("tcpscope_agent_info")
       .Help("Constant 1, labelled with the agent's version, host name and event source.")
       .Register(*registry)
       .Add({{"version", TCPSCOPE_VERSION}, {"host", host_name}, {"source", source}})
       .Set(1);
-  return registry;
 }
 
-}  // namespace
-
-AgentMetrics::AgentMetrics(const std::string& host_name, const std::string& source)
-    : registry(NewRegistry(host_name, source)),
+AgentMetrics::AgentMetrics(const std::string& host_name)
+    : host_name(host_name),
+      registry(std::make_shared<prometheus::Registry>()),
       events_generated(NewCounter(*registry, "tcpscope_agent_events_generated_total",
                                   "Events produced by the source.")),
       events_dropped_kernel(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
@@ -67,6 +65,10 @@ AgentMetrics::AgentMetrics(const std::string& host_name, const std::string& sour
               .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.005, 0.01,
                                                                0.05, 0.1, 0.5, 1})),
       tracked_connections(NewGauge(*registry, "tcpscope_agent_tracked_connections",
-                                   "Connection ends the agent currently tracks.")) {}
+                                   "Connection ends the agent currently tracks.")),
+      destroy_overruns(NewCounter(
+          *registry, "tcpscope_agent_sock_diag_destroy_overruns_total",
+          "Times the kernel dropped socket-destroy notifications for lack of buffer; their "
+          "closes are reported by the next dump instead.")) {}
 
 }  // namespace tcpscope::agent

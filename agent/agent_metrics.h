@@ -13,8 +13,12 @@
 namespace tcpscope::agent {
 
 struct AgentMetrics {
-  explicit AgentMetrics(const std::string& host_name, const std::string& source);
+  explicit AgentMetrics(const std::string& host_name);
 
+  // Labels tcpscope_agent_info with the event source once it is chosen.
+  void SetSource(const std::string& source);
+
+  const std::string host_name;
   std::shared_ptr<prometheus::Registry> registry;
   prometheus::Counter& events_generated;
   prometheus::Counter& events_dropped_kernel;
@@ -31,6 +35,8 @@ struct AgentMetrics {
   prometheus::Counter& dump_errors;
   prometheus::Histogram& dump_duration;
   prometheus::Gauge& tracked_connections;
+  // Not counted as dropped events: the closes in lost notifications still come from dumps.
+  prometheus::Counter& destroy_overruns;
 };
 
 }  // namespace tcpscope::agent

@@ -92,6 +92,25 @@ v1::Event ConnectionTracker::CloseEvent(uint64_t cookie, const Tracked& tracked,
   return event;
 }
 
+void ConnectionTracker::ObserveState(v1::TcpState state, Tracked& tracked) {
+  tracked.state = state;
+  switch (state) {
+    case v1::TCP_STATE_FIN_WAIT1:
+    case v1::TCP_STATE_FIN_WAIT2:
+      tracked.saw_local_close = true;
+      break;
+    case v1::TCP_STATE_CLOSE_WAIT:
+    case v1::TCP_STATE_LAST_ACK:
+      tracked.saw_remote_close = true;
+      break;
+    case v1::TCP_STATE_CLOSING:
+      tracked.saw_simultaneous = true;
+      break;
+    default:
+      break;
+  }
+}
+
 TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, absl::Time now) {
   const bool baseline = generation_ == 0;
   ++generation_;
@@ -123,22 +142,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }
-    tracked.state = state;
-    switch (state) {
-      case v1::TCP_STATE_FIN_WAIT1:
-      case v1::TCP_STATE_FIN_WAIT2:
-        tracked.saw_local_close = true;
-        break;
-      case v1::TCP_STATE_CLOSE_WAIT:
-      case v1::TCP_STATE_LAST_ACK:
-        tracked.saw_remote_close = true;
-        break;
-      case v1::TCP_STATE_CLOSING:
-        tracked.saw_simultaneous = true;
-        break;
-      default:
-        break;
-    }
+    ObserveState(state, tracked);
     if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
     if (record.timer == DiagTimer::kKeepalive) {
       tracked.keepalive = true;
@@ -198,6 +202,38 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     connections_.erase(current);
   }
   return update;
+}
+
+bool ConnectionTracker::IsOpen(uint64_t cookie) const {
+  auto it = connections_.find(cookie);
+  return it != connections_.end() && it->second.established && !it->second.closed;
+}
+
+std::vector<v1::Event> ConnectionTracker::OnDestroyed(const std::vector<SocketRecord>& destroyed,
+                                                      absl::Time now) {
+  std::vector<v1::Event> events;
+  for (const SocketRecord& record : destroyed) {
+    auto it = connections_.find(record.cookie);
+    if (it == connections_.end()) continue;
+    Tracked& tracked = it->second;
+    if (!tracked.established) {
+      // A handshake that failed: there is no connection to close, and a freed socket never
+      // comes back under its cookie.
+      connections_.erase(it);
+      continue;
+    }
+    if (tracked.closed) continue;
+    // Endpoints stay as tracked: after an abort the kernel has already zeroed the remote port.
+    if (const v1::TcpState state = ToState(record.state); state != v1::TCP_STATE_UNSPECIFIED) {
+      ObserveState(state, tracked);
+    }
+    if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
+    // The entry stays, closed, until a dump no longer shows the cookie: that absorbs a
+    // TIME_WAIT successor and the dump taken right after.
+    tracked.closed = true;
+    events.push_back(CloseEvent(record.cookie, tracked, now));
+  }
+  return events;
 }
 
 }  // namespace tcpscope::agent

@@ -1,6 +1,7 @@
 // Turns successive sock_diag dumps of one network namespace into events and snapshots: new
 // established connections become handshakes, vanished or TIME_WAIT ones become closes, and
-// each dump becomes a snapshot with keepalive state.
+// each dump becomes a snapshot with keepalive state. Socket-destroy notifications, when
+// available, report closes between dumps.
 //
 // What polling cannot see: a connection that opens and fully disappears between two dumps
 // (unless its end lingers in TIME_WAIT), exact handshake durations, and who closed first
@@ -30,7 +31,19 @@ class ConnectionTracker {
   // is the baseline: its connections already existed, so it yields no events.
   TrackerUpdate Update(const std::vector<SocketRecord>& dump, absl::Time now);
 
+  // Closes for the tracked, established connections among `destroyed` (sockets the kernel
+  // reported freed), so they need not wait for the next dump. The initiator comes from the
+  // states dumps saw before; the destroy message itself always says CLOSE. The next dump emits
+  // nothing more for these cookies, also not for a TIME_WAIT successor, which keeps the cookie.
+  // Unknown cookies are ignored: a socket that opened and died between dumps looks the same as
+  // one that never connected (SYN_SENT and refused also ends in CLOSE with tcp_info), and if it
+  // did connect and left a TIME_WAIT behind, the next dump reports it as before.
+  std::vector<v1::Event> OnDestroyed(const std::vector<SocketRecord>& destroyed, absl::Time now);
+
   size_t tracked() const { return connections_.size(); }
+
+  // Whether `cookie` is an established connection whose close has not been reported yet.
+  bool IsOpen(uint64_t cookie) const;
 
  private:
   struct Tracked {
@@ -40,7 +53,7 @@ class ConnectionTracker {
     absl::Time first_seen;
     bool start_observed = false;    // appeared after the baseline, so its lifetime is known
     bool established = false;       // reached ESTABLISHED or a later state
-    bool closed = false;            // close event already emitted (e.g. at TIME_WAIT)
+    bool closed = false;            // close event already emitted (at TIME_WAIT or destroy)
     bool keepalive = false;         // last known; kept while a retransmit timer hides it
     bool saw_local_close = false;   // FIN_WAIT1/FIN_WAIT2
     bool saw_remote_close = false;  // CLOSE_WAIT/LAST_ACK
@@ -51,6 +64,7 @@ class ConnectionTracker {
 
   v1::Event NewEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
   v1::Event CloseEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
+  static void ObserveState(v1::TcpState state, Tracked& tracked);
 
   uint64_t netns_inode_;
   uint64_t generation_ = 0;

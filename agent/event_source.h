@@ -17,6 +17,8 @@ class EventSink {
   virtual ~EventSink() = default;
   // Takes the events (and snapshot, if any) a source produced; called from the source's thread.
   virtual void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) = 0;
+  // Events the kernel side lost so far (cumulative), to report as stage="kernel".
+  virtual void SetKernelLosses(uint64_t cumulative) {}
 };
 
 class EventSource {

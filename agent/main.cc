@@ -14,8 +14,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
-#include "agent/sock_diag_poller.h"
-#include "agent/sock_diag_source.h"
+#include "agent/source_selection.h"
 #include "common/host_name.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
@@ -29,8 +28,12 @@ ABSL_FLAG(absl::Duration, snapshot_interval, absl::Seconds(10),
           "How often to dump every socket and send a snapshot (100ms to 1h).");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9701",
           "Address of the agent's own Prometheus metrics (/metrics); empty disables.");
+ABSL_FLAG(std::string, source, "auto",
+          "Event source: ebpf (exact, needs root and BTF), sockdiag (polling), or auto (eBPF, "
+          "else sockdiag).");
 ABSL_FLAG(std::string, netns, "",
-          "Network namespace file (e.g. /run/netns/NAME) to watch instead of the agent's own.");
+          "Network namespace file (e.g. /run/netns/NAME) to watch only; default: every namespace "
+          "(eBPF) or the agent's own (sockdiag).");
 ABSL_FLAG(int, max_buffered_batches, 4096,
           "Batches kept for resending until the service acknowledges them (1 to 1000000).");
 ABSL_FLAG(absl::Duration, max_reconnect_backoff, absl::Seconds(10),
@@ -87,15 +90,13 @@ int Main() {
     return 1;
   }
 
-  const std::string netns = absl::GetFlag(FLAGS_netns);
-  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(netns);
-  if (!dumper.ok()) {
-    TS_LOG(ERROR) << "cannot watch " << (netns.empty() ? "this network namespace" : netns) << ": "
-                  << dumper.status();
-    return 1;
+  absl::StatusOr<SourceChoice> choice = ParseSourceChoice(absl::GetFlag(FLAGS_source));
+  if (!choice.ok()) {
+    TS_LOG(ERROR) << choice.status().message();
+    return 2;
   }
 
-  AgentMetrics metrics(host_name, "sock_diag");
+  AgentMetrics metrics(host_name);
   std::unique_ptr<MetricsServer> metrics_server;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
     MetricsServerOptions options;
@@ -109,7 +110,16 @@ int Main() {
     metrics_server = std::move(*server);
   }
 
-  SockDiagPoller source(std::move(*dumper), absl::GetFlag(FLAGS_snapshot_interval), &metrics);
+  SourceOptions source_options;
+  source_options.choice = *choice;
+  source_options.netns_path = absl::GetFlag(FLAGS_netns);
+  source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
+  absl::StatusOr<std::unique_ptr<EventSource>> opened = OpenEventSource(source_options, &metrics);
+  if (!opened.ok()) {
+    TS_LOG(ERROR) << opened.status().message();
+    return 1;
+  }
+  EventSource& source = **opened;
 
   ShipperOptions options;
   options.service_address = absl::GetFlag(FLAGS_service);

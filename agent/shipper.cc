@@ -179,6 +179,11 @@ void Shipper::Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot>
   if (active_ != nullptr) active_->MaybeWrite();
 }
 
+void Shipper::SetKernelLosses(uint64_t cumulative) {
+  absl::MutexLock lock(&buffer_mu_);
+  losses_.set_kernel(std::max(losses_.kernel(), cumulative));
+}
+
 std::optional<v1::AgentMessage> Shipper::NextToSend(uint64_t min_seq) {
   absl::MutexLock lock(&buffer_mu_);
   for (const Buffered& buffered : buffer_) {

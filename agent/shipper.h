@@ -44,6 +44,7 @@ class Shipper : public EventSink {
   void Stop();
 
   void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) override;
+  void SetKernelLosses(uint64_t cumulative) override;
 
   // Events dropped from the full buffer so far.
   uint64_t events_dropped() const;

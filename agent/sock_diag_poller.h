@@ -1,10 +1,11 @@
 // The sock_diag event source: dumps the namespace every interval and diffs the dumps with a
-// ConnectionTracker. Used when eBPF is unavailable, and for snapshots.
+// ConnectionTracker; with a destroy listener, closes are reported as they happen in between.
+// Used when eBPF is unavailable, and for snapshots.
 #pragma once
 
+#include <atomic>
 #include <memory>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
 #include "agent/connection_tracker.h"
@@ -15,8 +16,11 @@ namespace tcpscope::agent {
 
 class SockDiagPoller : public EventSource {
  public:
+  // `destroy_listener` may be null: closes then wait for the next dump.
   SockDiagPoller(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
-                 AgentMetrics* metrics);
+                 AgentMetrics* metrics,
+                 std::unique_ptr<SockDiagDestroyListener> destroy_listener = nullptr);
+  ~SockDiagPoller() override;
 
   v1::SourceKind kind() const override { return v1::SOURCE_KIND_SOCK_DIAG; }
   std::vector<std::string> capabilities() const override;
@@ -24,12 +28,19 @@ class SockDiagPoller : public EventSource {
   void Stop() override;
 
  private:
+  // Handles destroy notifications until `deadline`; returns false when Stop() was called.
+  bool WaitUntil(absl::Time deadline, EventSink* sink);
+  void PublishDestroyed(EventSink* sink);
+
   std::unique_ptr<SockDiagDumper> dumper_;
+  std::unique_ptr<SockDiagDestroyListener> destroy_listener_;  // reset if it breaks
+  const bool close_realtime_;
   ConnectionTracker tracker_;
   absl::Duration interval_;
   AgentMetrics* metrics_;
-  absl::Mutex mu_;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> stopping_{false};
+  int wake_fd_;  // eventfd that Stop() signals; -1 if none could be made (then poll in slices)
+  uint64_t reported_overruns_ = 0;
 };
 
 }  // namespace tcpscope::agent

@@ -1,5 +1,6 @@
-// NETLINK_SOCK_DIAG socket handling: opens the socket inside a chosen network namespace and runs
-// one inet_diag dump per address family, leaving the byte decoding to sock_diag_parser.
+// NETLINK_SOCK_DIAG socket handling: opens the socket inside a chosen network namespace, runs
+// one inet_diag dump per address family and receives destroy notifications, leaving the byte
+// decoding to sock_diag_parser.
 #include "agent/sock_diag_source.h"
 
 #include <errno.h>
@@ -30,6 +31,12 @@ namespace {
 constexpr size_t kReceiveBufferSize = 64 * 1024;
 // Socket buffer: lets the kernel queue a few chunks ahead while we parse.
 constexpr int kSocketReceiveBuffer = 1 << 20;
+// Destroy notifications are not paced to the reader: a burst of closes while the agent is busy
+// with a dump must fit (each message costs about 1 KiB of buffer).
+constexpr int kDestroyReceiveBuffer = 4 << 20;
+// Bounds one ReadAvailable() so a close storm cannot keep the poller from its dumps; whatever
+// is left keeps the descriptor readable.
+constexpr int kMaxDestroyDatagramsPerRead = 8192;
 // A dump normally answers in milliseconds; this only bounds a stuck kernel.
 constexpr int kReceiveTimeoutSeconds = 5;
 // Bounds on reading replies that belong to an abandoned dump, so neither loop can spin forever.
@@ -48,6 +55,8 @@ class UniqueFd {
   }
   UniqueFd(const UniqueFd&) = delete;
   UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&&) = delete;
 
   int get() const { return fd_; }
   int release() { return std::exchange(fd_, -1); }
@@ -56,11 +65,14 @@ class UniqueFd {
   int fd_;
 };
 
-int OpenSockDiagSocket() { return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG); }
+int OpenSockDiagSocket(int type_flags) {
+  return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | type_flags, NETLINK_SOCK_DIAG);
+}
 
 // setns() moves only the calling thread, and a socket stays in the namespace it was created in,
 // so a throwaway thread can create the socket without disturbing the rest of the process.
-absl::StatusOr<int> OpenSockDiagSocketInNamespace(int netns_fd, const std::string& netns_path) {
+absl::StatusOr<int> OpenSockDiagSocketInNamespace(int netns_fd, const std::string& netns_path,
+                                                  int type_flags) {
   int socket_fd = -1;
   int error = 0;
   const char* failed_call = nullptr;
@@ -71,7 +83,7 @@ absl::StatusOr<int> OpenSockDiagSocketInNamespace(int netns_fd, const std::strin
         failed_call = "setns";
         return;
       }
-      socket_fd = OpenSockDiagSocket();
+      socket_fd = OpenSockDiagSocket(type_flags);
       if (socket_fd < 0) {
         error = errno;
         failed_call = "socket(NETLINK_SOCK_DIAG)";
@@ -87,14 +99,46 @@ absl::StatusOr<int> OpenSockDiagSocketInNamespace(int netns_fd, const std::strin
   return socket_fd;
 }
 
-absl::Status ConfigureSocket(int fd) {
-  // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; the plain option is
-  // capped, which is still enough because the kernel paces dumps to the reader.
-  const int size = kSocketReceiveBuffer;
+struct NamespaceSocket {
+  UniqueFd fd;
+  uint64_t netns_inode = 0;
+};
+
+// A NETLINK_SOCK_DIAG socket that belongs to the namespace at `netns_path` (empty: ours).
+absl::StatusOr<NamespaceSocket> OpenSockDiagSocketFor(const std::string& netns_path,
+                                                      int type_flags) {
+  if (netns_path.empty()) {
+    struct stat st;
+    if (stat("/proc/self/ns/net", &st) != 0) return ErrnoError(errno, "stat /proc/self/ns/net");
+    UniqueFd fd(OpenSockDiagSocket(type_flags));
+    if (fd.get() < 0) return ErrnoError(errno, "socket(NETLINK_SOCK_DIAG)");
+    return NamespaceSocket{std::move(fd), st.st_ino};
+  }
+  const UniqueFd netns_fd(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (netns_fd.get() < 0) {
+    return ErrnoError(errno, absl::StrCat("open network namespace ", netns_path));
+  }
+  struct stat st;
+  if (fstat(netns_fd.get(), &st) != 0) {
+    return ErrnoError(errno, absl::StrCat("fstat network namespace ", netns_path));
+  }
+  absl::StatusOr<int> fd = OpenSockDiagSocketInNamespace(netns_fd.get(), netns_path, type_flags);
+  if (!fd.ok()) return fd.status();
+  return NamespaceSocket{UniqueFd(*fd), st.st_ino};
+}
+
+// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; the plain option is capped
+// by rmem_max, which callers must be able to live with.
+void SetReceiveBuffer(int fd, int size) {
   if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0 &&
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) != 0) {
     TS_LOG(WARNING) << "sock_diag: cannot set SO_RCVBUF: " << strerror(errno);
   }
+}
+
+absl::Status ConfigureSocket(int fd) {
+  // A capped buffer is still enough here because the kernel paces dumps to the reader.
+  SetReceiveBuffer(fd, kSocketReceiveBuffer);
   const timeval timeout{.tv_sec = kReceiveTimeoutSeconds, .tv_usec = 0};
   if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) {
     return ErrnoError(errno, "setsockopt(SO_RCVTIMEO) on sock_diag socket");
@@ -102,7 +146,7 @@ absl::Status ConfigureSocket(int fd) {
   return absl::OkStatus();
 }
 
-absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
+absl::Status SendRequest(int fd, const inet_diag_req_v2& request, uint16_t flags, uint32_t seq) {
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -110,12 +154,9 @@ absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
   std::memset(&message, 0, sizeof(message));
   message.header.nlmsg_len = sizeof(message);
   message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.header.nlmsg_flags = flags;
   message.header.nlmsg_seq = seq;
-  message.request.sdiag_family = family;
-  message.request.sdiag_protocol = IPPROTO_TCP;
-  message.request.idiag_states = ~0u;
-  message.request.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+  message.request = request;
 
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
@@ -124,12 +165,26 @@ absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
     sent = sendto(fd, &message, sizeof(message), 0, reinterpret_cast<const sockaddr*>(&kernel),
                   sizeof(kernel));
   } while (sent < 0 && errno == EINTR);
-  if (sent < 0) return ErrnoError(errno, "sending sock_diag dump request");
+  if (sent < 0) return ErrnoError(errno, "sending sock_diag request");
   if (static_cast<size_t>(sent) != sizeof(message)) {
     return absl::InternalError(
-        absl::StrCat("sock_diag dump request: sent ", sent, " of ", sizeof(message), " bytes"));
+        absl::StrCat("sock_diag request: sent ", sent, " of ", sizeof(message), " bytes"));
   }
   return absl::OkStatus();
+}
+
+inet_diag_req_v2 TcpRequest(uint8_t family) {
+  inet_diag_req_v2 request;
+  std::memset(&request, 0, sizeof(request));
+  request.sdiag_family = family;
+  request.sdiag_protocol = IPPROTO_TCP;
+  request.idiag_states = ~0u;
+  request.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+  return request;
+}
+
+absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
+  return SendRequest(fd, TcpRequest(family), NLM_F_REQUEST | NLM_F_DUMP, seq);
 }
 
 // Receives one datagram from the kernel into `buffer`; returns its length.
@@ -220,30 +275,11 @@ void DrainDump(int fd, uint32_t seq, std::vector<uint8_t>& buffer) {
 
 absl::StatusOr<std::unique_ptr<SockDiagDumper>> SockDiagDumper::Open(
     const std::string& netns_path) {
-  uint64_t inode = 0;
-  absl::StatusOr<int> fd;
-  if (netns_path.empty()) {
-    struct stat st;
-    if (stat("/proc/self/ns/net", &st) != 0) return ErrnoError(errno, "stat /proc/self/ns/net");
-    inode = st.st_ino;
-    fd = OpenSockDiagSocket();
-    if (*fd < 0) return ErrnoError(errno, "socket(NETLINK_SOCK_DIAG)");
-  } else {
-    const UniqueFd netns_fd(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (netns_fd.get() < 0) {
-      return ErrnoError(errno, absl::StrCat("open network namespace ", netns_path));
-    }
-    struct stat st;
-    if (fstat(netns_fd.get(), &st) != 0) {
-      return ErrnoError(errno, absl::StrCat("fstat network namespace ", netns_path));
-    }
-    inode = st.st_ino;
-    fd = OpenSockDiagSocketInNamespace(netns_fd.get(), netns_path);
-    if (!fd.ok()) return fd.status();
-  }
-  UniqueFd socket_fd(*fd);
-  if (absl::Status status = ConfigureSocket(socket_fd.get()); !status.ok()) return status;
-  return std::unique_ptr<SockDiagDumper>(new SockDiagDumper(socket_fd.release(), inode));
+  absl::StatusOr<NamespaceSocket> opened = OpenSockDiagSocketFor(netns_path, 0);
+  if (!opened.ok()) return opened.status();
+  if (absl::Status status = ConfigureSocket(opened->fd.get()); !status.ok()) return status;
+  return std::unique_ptr<SockDiagDumper>(
+      new SockDiagDumper(opened->fd.release(), opened->netns_inode));
 }
 
 SockDiagDumper::~SockDiagDumper() {
@@ -292,6 +328,116 @@ absl::Status SockDiagDumper::DumpFamily(uint8_t family, std::vector<SocketRecord
     }
     if (progress->done) return absl::OkStatus();
   }
+}
+
+absl::StatusOr<std::optional<SocketRecord>> SockDiagDumper::Lookup(const SocketRecord& key) {
+  inet_diag_req_v2 request = TcpRequest(key.family);
+  request.id.idiag_sport = htons(key.local_port);
+  request.id.idiag_dport = htons(key.remote_port);
+  std::memcpy(request.id.idiag_src, key.local_address.data(), key.address_length());
+  std::memcpy(request.id.idiag_dst, key.remote_address.data(), key.address_length());
+  request.id.idiag_cookie[0] = static_cast<uint32_t>(key.cookie);
+  request.id.idiag_cookie[1] = static_cast<uint32_t>(key.cookie >> 32);
+  const uint32_t seq = next_seq_++;
+  if (next_seq_ == 0) next_seq_ = 1;
+  if (absl::Status status = SendRequest(fd_, request, NLM_F_REQUEST, seq); !status.ok()) {
+    return status;
+  }
+  std::vector<uint8_t> buffer(kReceiveBufferSize);
+  for (int stale = 0; stale <= kMaxStaleBuffers; ++stale) {
+    auto received = ReceiveFromKernel(fd_, buffer);
+    if (!received.ok()) return received.status();
+    const auto bytes = absl::MakeConstSpan(buffer.data(), *received);
+    const BufferSummary summary = Summarize(bytes);
+    if (summary.has_header && summary.seq != seq) continue;
+    std::vector<SocketRecord> records;
+    auto parsed = ParseDumpBuffer(bytes, &records);
+    // ENOENT: no such socket; ESTALE: the 4-tuple is reused by another socket.
+    if (!parsed.ok() && (absl::IsNotFound(parsed.status()) ||
+                         parsed.status().message().find("Stale") != absl::string_view::npos)) {
+      return std::nullopt;
+    }
+    if (!parsed.ok()) return parsed.status();
+    if (records.empty()) return std::nullopt;
+    return records.front();
+  }
+  return absl::InternalError("sock_diag lookup: no reply");
+}
+
+absl::StatusOr<std::unique_ptr<SockDiagDestroyListener>> SockDiagDestroyListener::Open(
+    const std::string& netns_path) {
+  absl::StatusOr<NamespaceSocket> opened = OpenSockDiagSocketFor(netns_path, SOCK_NONBLOCK);
+  if (!opened.ok()) return opened.status();
+  const int fd = opened->fd.get();
+  // Multicast delivery skips the sender's port, and both the kernel and an unbound socket have
+  // port 0: without this bind the memberships below succeed but nothing ever arrives.
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof(local)) != 0) {
+    return ErrnoError(errno, "bind(NETLINK_SOCK_DIAG)");
+  }
+  struct Group {
+    int number;
+    const char* name;
+  };
+  for (const Group group : {Group{SKNLGRP_INET_TCP_DESTROY, "SKNLGRP_INET_TCP_DESTROY"},
+                            Group{SKNLGRP_INET6_TCP_DESTROY, "SKNLGRP_INET6_TCP_DESTROY"}}) {
+    if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group.number, sizeof(group.number)) !=
+        0) {
+      return ErrnoError(errno, absl::StrCat("joining sock_diag group ", group.name));
+    }
+  }
+  SetReceiveBuffer(fd, kDestroyReceiveBuffer);
+  return std::unique_ptr<SockDiagDestroyListener>(
+      new SockDiagDestroyListener(opened->fd.release(), opened->netns_inode));
+}
+
+SockDiagDestroyListener::SockDiagDestroyListener(int fd, uint64_t netns_inode)
+    : fd_(fd), netns_inode_(netns_inode), buffer_(kReceiveBufferSize) {}
+
+SockDiagDestroyListener::~SockDiagDestroyListener() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::StatusOr<std::vector<SocketRecord>> SockDiagDestroyListener::ReadAvailable() {
+  std::vector<SocketRecord> records;
+  for (int i = 0; i < kMaxDestroyDatagramsPerRead; ++i) {
+    sockaddr_nl sender{};
+    iovec iov{.iov_base = buffer_.data(), .iov_len = buffer_.size()};
+    msghdr msg{};
+    msg.msg_name = &sender;
+    msg.msg_namelen = sizeof(sender);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    const ssize_t received = recvmsg(fd_, &msg, MSG_DONTWAIT);
+    if (received < 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      if (error == EAGAIN || error == EWOULDBLOCK) break;
+      if (error == ENOBUFS) {
+        // Reported once per overflow, after which the socket works normally again.
+        ++overruns_;
+        continue;
+      }
+      // Hand over what was read; a lasting fault shows up again on the next call.
+      if (!records.empty()) break;
+      return ErrnoError(error, "receiving sock_diag destroy notification");
+    }
+    if (sender.nl_pid != 0) continue;  // only the kernel speaks for the destroy groups
+    absl::Status parsed;
+    if (msg.msg_flags & MSG_TRUNC) {
+      parsed = absl::InternalError(absl::StrCat("notification larger than the ", buffer_.size(),
+                                                "-byte receive buffer (MSG_TRUNC)"));
+    } else {
+      // Records parsed before a fault stay: one bad message must not stop the stream.
+      parsed = ParseDumpBuffer(absl::MakeConstSpan(buffer_.data(), received), &records).status();
+    }
+    if (!parsed.ok() && malformed_++ % 1000 == 0) {
+      TS_LOG(WARNING) << "sock_diag: skipping malformed destroy notification (" << malformed_
+                      << " so far): " << parsed;
+    }
+  }
+  return records;
 }
 
 }  // namespace tcpscope::agent

@@ -159,7 +159,11 @@ int Connections(v1::Observer::Stub& stub) {
 std::string DescribeEvent(const v1::Event& event) {
   switch (event.kind_case()) {
     case v1::Event::kHandshake:
-      return "handshake";
+      return event.handshake().has_duration_us()
+                 ? absl::StrCat(
+                       "handshake duration=",
+                       absl::FormatDuration(absl::Microseconds(event.handshake().duration_us())))
+                 : "handshake";
     case v1::Event::kHandshakeFailed:
       return absl::StrCat("handshake_failed reason=",
                           HandshakeFailureReasonName(event.handshake_failed().reason()));
@@ -178,7 +182,11 @@ std::string DescribeEvent(const v1::Event& event) {
     case v1::Event::kKeepaliveProbe:
       return absl::StrCat("keepalive_probe n=", event.keepalive_probe().probe_number());
     case v1::Event::kKeepaliveTimeout:
-      return absl::StrCat("keepalive_timeout probes=", event.keepalive_timeout().probes_sent());
+      return absl::StrCat("keepalive_timeout probes=", event.keepalive_timeout().probes_sent(),
+                          event.keepalive_timeout().error() == 110 ? "" : " (unreachable)");
+    case v1::Event::kKeepaliveAnswered:
+      return absl::StrCat("keepalive_answered outstanding=",
+                          event.keepalive_answered().probes_outstanding());
     case v1::Event::KIND_NOT_SET:
       break;
   }

@@ -114,6 +114,8 @@ absl::Status CheckEvent(const std::string& where, const v1::Event& event, absl::
       return absl::OkStatus();
     case v1::Event::kKeepaliveTimeout:
       return CheckRole(where, event.role());
+    case v1::Event::kKeepaliveAnswered:
+      return absl::OkStatus();
     case v1::Event::KIND_NOT_SET:
       return Invalid(where, "event has no kind (or a kind this service does not know)");
   }

@@ -217,6 +217,8 @@ void HostMetrics::CountEvent(const v1::Event& event) {
     case v1::Event::kKeepaliveTimeout:
       Timeouts(event.role()).Increment();
       break;
+    case v1::Event::kKeepaliveAnswered:  // an event to watch, not a SPEC series
+      break;
     case v1::Event::KIND_NOT_SET:
       break;
   }

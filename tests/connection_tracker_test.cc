@@ -212,5 +212,127 @@ TEST(ConnectionTrackerTest, Ipv6AddressesKeepSixteenBytes) {
   EXPECT_EQ(update.snapshot.connections(0).endpoints().local_address().size(), 16u);
 }
 
+// What a destroy notification carries: state CLOSE, the final tcp_info, no inode.
+SocketRecord Destroyed(uint64_t cookie, bool server, uint64_t bytes_acked) {
+  SocketRecord record = End(cookie, /*TCP_CLOSE=*/7, server);
+  record.tcp_info->state = 7;
+  record.tcp_info->bytes_acked = bytes_acked;
+  return record;
+}
+
+TEST(ConnectionTrackerTest, DestroyAfterCloseWaitIsRemoteCloseRightAway) {
+  ConnectionTracker tracker(1);
+  tracker.Update({Listener()}, kStart);
+  tracker.Update({Listener(), End(11, kEstablished, true)}, kStart + absl::Seconds(1));
+  tracker.Update({Listener(), End(11, kCloseWait, true)}, kStart + absl::Seconds(2));
+  std::vector<v1::Event> events =
+      tracker.OnDestroyed({Destroyed(11, true, 5555)}, kStart + absl::Milliseconds(2500));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].connection_id(), 11u);
+  EXPECT_EQ(events[0].role(), v1::ROLE_SERVER);
+  EXPECT_EQ(events[0].time_unix_ns(),
+            static_cast<uint64_t>(absl::ToUnixNanos(kStart + absl::Milliseconds(2500))));
+  const v1::Close& close = events[0].close();
+  EXPECT_EQ(close.initiator(), v1::CLOSE_INITIATOR_REMOTE);
+  EXPECT_EQ(close.reason(), v1::CLOSE_REASON_FIN);
+  EXPECT_EQ(close.lifetime_us(), 1500000u);
+  EXPECT_EQ(close.bytes_sent(), 5555u);  // the final tcp_info, newer than any dump's
+  EXPECT_EQ(close.last_state(), v1::TCP_STATE_CLOSE);
+  // The dump that no longer shows it does not close it again.
+  TrackerUpdate update = tracker.Update({Listener()}, kStart + absl::Seconds(3));
+  EXPECT_TRUE(update.events.empty());
+  EXPECT_EQ(tracker.tracked(), 0u);
+}
+
+TEST(ConnectionTrackerTest, DestroyAfterFinWaitIsLocalAndTimeWaitSuccessorIsNotASecondClose) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  tracker.Update({End(10, kEstablished, false)}, kStart + absl::Seconds(1));
+  tracker.Update({End(10, kFinWait2, false)}, kStart + absl::Seconds(2));
+  std::vector<v1::Event> events =
+      tracker.OnDestroyed({Destroyed(10, false, 1234)}, kStart + absl::Seconds(2));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].close().initiator(), v1::CLOSE_INITIATOR_LOCAL);
+  EXPECT_EQ(events[0].close().reason(), v1::CLOSE_REASON_FIN);
+  EXPECT_EQ(events[0].close().bytes_sent(), 1234u);
+  // The kernel keeps the cookie for the TIME_WAIT socket that replaces the full one.
+  SocketRecord time_wait = End(10, kTimeWait, false);
+  time_wait.tcp_info.reset();
+  TrackerUpdate update = tracker.Update({time_wait}, kStart + absl::Seconds(3));
+  EXPECT_TRUE(update.events.empty());
+  ASSERT_EQ(update.snapshot.connections_size(), 1);
+  EXPECT_EQ(update.snapshot.connections(0).state(), v1::TCP_STATE_TIME_WAIT);
+  update = tracker.Update({}, kStart + absl::Seconds(63));
+  EXPECT_TRUE(update.events.empty());
+  EXPECT_EQ(tracker.tracked(), 0u);
+}
+
+// Closing states that no dump caught are lost to the destroy message too: it always says CLOSE.
+TEST(ConnectionTrackerTest, DestroyFromEstablishedIsUnknownOtherAndNotRepeated) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  tracker.Update({End(10, kEstablished, false)}, kStart + absl::Seconds(1));
+  std::vector<v1::Event> events = tracker.OnDestroyed(
+      {Destroyed(10, false, 1), Destroyed(10, false, 1)}, kStart + absl::Seconds(2));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].close().initiator(), v1::CLOSE_INITIATOR_UNKNOWN);
+  EXPECT_EQ(events[0].close().reason(), v1::CLOSE_REASON_OTHER);
+  EXPECT_TRUE(tracker.OnDestroyed({Destroyed(10, false, 1)}, kStart + absl::Seconds(2)).empty());
+  TrackerUpdate update = tracker.Update({End(10, kTimeWait, false)}, kStart + absl::Seconds(3));
+  EXPECT_TRUE(update.events.empty());
+}
+
+TEST(ConnectionTrackerTest, DestroyKeepsTrackedEndpointsAfterAbort) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  tracker.Update({End(10, kEstablished, false)}, kStart + absl::Seconds(1));
+  SocketRecord aborted = Destroyed(10, false, 0);
+  aborted.remote_port = 0;  // tcp_disconnect() clears it before the socket is freed
+  std::vector<v1::Event> events = tracker.OnDestroyed({aborted}, kStart + absl::Seconds(2));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].endpoints().remote_port(), kServerPort);
+  EXPECT_EQ(events[0].endpoints().local_port(), 40000u);
+}
+
+TEST(ConnectionTrackerTest, DestroyOfUnknownCookieIsIgnored) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  tracker.Update({End(10, kEstablished, false)}, kStart + absl::Seconds(1));
+  EXPECT_TRUE(tracker.OnDestroyed({Destroyed(99, false, 1)}, kStart + absl::Seconds(2)).empty());
+  EXPECT_EQ(tracker.tracked(), 1u);
+  // If it did connect, its TIME_WAIT end still yields a handshake and a close, as without
+  // destroy notifications.
+  TrackerUpdate update = tracker.Update({End(10, kEstablished, false), End(99, kTimeWait, false)},
+                                        kStart + absl::Seconds(3));
+  EXPECT_EQ(Count(update, v1::Event::kHandshake), 1);
+  EXPECT_EQ(Count(update, v1::Event::kClose), 1);
+}
+
+TEST(ConnectionTrackerTest, DestroyBeforeBaselineIsIgnored) {
+  ConnectionTracker tracker(1);
+  EXPECT_TRUE(tracker.OnDestroyed({Destroyed(10, false, 1)}, kStart).empty());
+  TrackerUpdate update = tracker.Update({End(11, kEstablished, false)}, kStart);
+  EXPECT_TRUE(update.events.empty());
+}
+
+TEST(ConnectionTrackerTest, DestroyOfBaselineConnectionHasNoLifetime) {
+  ConnectionTracker tracker(1);
+  tracker.Update({End(10, kEstablished, false)}, kStart);
+  std::vector<v1::Event> events =
+      tracker.OnDestroyed({Destroyed(10, false, 1)}, kStart + absl::Seconds(1));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].close().has_lifetime_us());
+}
+
+TEST(ConnectionTrackerTest, DestroyDuringHandshakeIsNoCloseAndForgetsIt) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  tracker.Update({End(10, kSynSent, false)}, kStart + absl::Seconds(1));
+  EXPECT_TRUE(tracker.OnDestroyed({Destroyed(10, false, 0)}, kStart + absl::Seconds(2)).empty());
+  EXPECT_EQ(tracker.tracked(), 0u);
+  TrackerUpdate update = tracker.Update({}, kStart + absl::Seconds(3));
+  EXPECT_TRUE(update.events.empty());
+}
+
 }  // namespace
 }  // namespace tcpscope::agent

@@ -1,9 +1,11 @@
-// SockDiagDumper against the running kernel: real loopback connections in the current network
-// namespace must come back with the right states, ports, timers and cookies.
+// SockDiagDumper and SockDiagDestroyListener against the running kernel: real loopback
+// connections in the current network namespace must come back with the right states, ports,
+// timers and cookies.
 #include "agent/sock_diag_source.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -20,8 +22,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "agent/agent_metrics.h"
+#include "agent/sock_diag_poller.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/harness/netns.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -31,6 +38,7 @@ using ::testing::HasSubstr;
 constexpr uint8_t kEstablished = 1;
 constexpr uint8_t kTimeWaitState = 6;
 constexpr uint8_t kListen = 10;
+constexpr uint8_t kClose = 7;
 
 class Fd {
  public:
@@ -324,6 +332,258 @@ TEST(SockDiagSourceTest, OpenNonNamespaceFileFails) {
   ASSERT_FALSE(dumper.ok());
   EXPECT_THAT(dumper.status().message(), HasSubstr("setns"));
   EXPECT_THAT(dumper.status().message(), HasSubstr("/dev/null"));
+}
+
+uint64_t SocketCookie(int fd) {
+  uint64_t cookie = 0;
+  socklen_t length = sizeof(cookie);
+  EXPECT_EQ(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length), 0) << strerror(errno);
+  return cookie;
+}
+
+// Reads notifications until every cookie in `wanted` was reported or 2 s passed; other
+// processes' sockets die meanwhile too, so everything else is ignored.
+std::vector<SocketRecord> AwaitDestroyed(SockDiagDestroyListener& listener,
+                                         const std::set<uint64_t>& wanted) {
+  std::vector<SocketRecord> found;
+  std::set<uint64_t> missing = wanted;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!missing.empty() && std::chrono::steady_clock::now() < deadline) {
+    pollfd pfd{.fd = listener.fd(), .events = POLLIN, .revents = 0};
+    if (poll(&pfd, 1, 100) <= 0) continue;
+    auto records = listener.ReadAvailable();
+    if (!records.ok()) {
+      ADD_FAILURE() << records.status();
+      break;
+    }
+    for (const SocketRecord& record : *records) {
+      if (missing.erase(record.cookie) > 0) found.push_back(record);
+    }
+  }
+  return found;
+}
+
+const SocketRecord* FindCookie(const std::vector<SocketRecord>& records, uint64_t cookie) {
+  for (const SocketRecord& record : records) {
+    if (record.cookie == cookie) return &record;
+  }
+  return nullptr;
+}
+
+// No root needed: the kernel lets anyone join the destroy groups of its own namespace
+// (sock_diag is NL_CFG_F_NONROOT_RECV), so this runs as any user.
+TEST(SockDiagDestroyListenerTest, ReportsAbortedConnectionAtOnce) {
+  auto listener = SockDiagDestroyListener::Open("");
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  EXPECT_EQ((*listener)->netns_inode(), CurrentNetnsInode());
+  const int flags = fcntl((*listener)->fd(), F_GETFL);
+  EXPECT_TRUE(flags & O_NONBLOCK);
+
+  std::optional<Connection> c = MakeConnection(AF_INET, /*keepalive=*/false);
+  ASSERT_TRUE(c.has_value());
+  const uint64_t client_cookie = SocketCookie(c->client.get());
+  const uint64_t server_cookie = SocketCookie(c->server.get());
+  const linger abort_on_close{.l_onoff = 1, .l_linger = 0};
+  ASSERT_EQ(
+      setsockopt(c->client.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close)),
+      0);
+  c->client.Reset();  // sends RST: both ends are freed as soon as their fds are closed
+  c->server.Reset();
+
+  const std::vector<SocketRecord> found =
+      AwaitDestroyed(**listener, {client_cookie, server_cookie});
+  const SocketRecord* client = FindCookie(found, client_cookie);
+  const SocketRecord* server = FindCookie(found, server_cookie);
+  ASSERT_NE(client, nullptr) << "no destroy notification for the client end within 2 s";
+  ASSERT_NE(server, nullptr) << "no destroy notification for the server end within 2 s";
+  EXPECT_EQ(client->family, AF_INET);
+  EXPECT_EQ(client->state, kClose);
+  EXPECT_EQ(client->local_port, c->client_endpoint.port);
+  // The abort (tcp_disconnect) has already cleared the client's remote port; the server end,
+  // reset by its peer, keeps both.
+  EXPECT_EQ(server->state, kClose);
+  EXPECT_EQ(server->local_port, c->listen_endpoint.port);
+  EXPECT_EQ(server->remote_port, c->client_endpoint.port);
+  EXPECT_EQ(server->remote_address, c->client_endpoint.address);
+  EXPECT_EQ((*listener)->overruns(), 0u);
+  EXPECT_EQ((*listener)->malformed(), 0u);
+}
+
+// An orderly close: the full socket of the side that closed first is freed when it enters
+// TIME_WAIT, and the notification says CLOSE, not TIME_WAIT, but carries the final tcp_info.
+TEST(SockDiagDestroyListenerTest, OrderlyIpv6CloseThroughNamespacePath) {
+  TCPSCOPE_REQUIRE_ROOT();  // setns() needs CAP_SYS_ADMIN
+  // Through the setns() path, naming this same namespace.
+  auto listener = SockDiagDestroyListener::Open("/proc/self/ns/net");
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  EXPECT_EQ((*listener)->netns_inode(), CurrentNetnsInode());
+
+  std::optional<Connection> c = MakeConnection(AF_INET6, /*keepalive=*/false);
+  if (!c) GTEST_SKIP() << "IPv6 loopback unavailable here";
+  const uint64_t client_cookie = SocketCookie(c->client.get());
+  const uint64_t server_cookie = SocketCookie(c->server.get());
+  ASSERT_EQ(send(c->client.get(), "hello", 5, 0), 5);
+  c->client.Reset();
+  c->server.Reset();
+
+  const std::vector<SocketRecord> found =
+      AwaitDestroyed(**listener, {client_cookie, server_cookie});
+  const SocketRecord* client = FindCookie(found, client_cookie);
+  const SocketRecord* server = FindCookie(found, server_cookie);
+  ASSERT_NE(client, nullptr) << "no destroy notification for the client end within 2 s";
+  ASSERT_NE(server, nullptr) << "no destroy notification for the server end within 2 s";
+  EXPECT_EQ(client->family, AF_INET6);
+  EXPECT_EQ(client->state, kClose);
+  EXPECT_EQ(client->local_port, c->client_endpoint.port);
+  EXPECT_EQ(client->remote_port, c->listen_endpoint.port);
+  EXPECT_EQ(client->inode, 0u);
+  ASSERT_TRUE(client->tcp_info.has_value());
+  EXPECT_EQ(client->tcp_info->state, kClose);
+  EXPECT_GE(client->tcp_info->bytes_acked, 5u);
+  ASSERT_TRUE(server->tcp_info.has_value());
+  EXPECT_GE(server->tcp_info->bytes_received, 5u);
+}
+
+// When notifications come faster than they are read the kernel drops them and reports ENOBUFS
+// once; the listener counts that and keeps delivering.
+TEST(SockDiagDestroyListenerTest, OverrunIsCountedAndListeningGoesOn) {
+  auto listener = SockDiagDestroyListener::Open("");
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  const int tiny = 1;  // the kernel rounds this up to its minimum, a couple of messages
+  ASSERT_EQ(setsockopt((*listener)->fd(), SOL_SOCKET, SO_RCVBUF, &tiny, sizeof(tiny)), 0)
+      << strerror(errno);
+  std::optional<Fd> server_listener = Listen(AF_INET);
+  ASSERT_TRUE(server_listener.has_value());
+  const uint16_t port = LocalEndpoint(server_listener->get()).port;
+  for (int i = 0; i < 50; ++i) {
+    Fd client = Connect(AF_INET, port, /*keepalive=*/false);
+    Fd server = Accept(server_listener->get());
+  }
+  // The kernel frees sockets from a workqueue; give it time to overflow the buffer.
+  for (int i = 0; i < 100 && (*listener)->overruns() == 0; ++i) {
+    pollfd pfd{.fd = (*listener)->fd(), .events = 0, .revents = 0};
+    if (poll(&pfd, 1, 20) > 0 && (pfd.revents & POLLERR)) {
+      auto records = (*listener)->ReadAvailable();
+      ASSERT_TRUE(records.ok()) << records.status();
+    }
+  }
+  EXPECT_GT((*listener)->overruns(), 0u);
+
+  // Still working afterwards.
+  std::optional<Connection> c = MakeConnection(AF_INET, /*keepalive=*/false);
+  ASSERT_TRUE(c.has_value());
+  const uint64_t cookie = SocketCookie(c->client.get());
+  c->client.Reset();
+  EXPECT_NE(FindCookie(AwaitDestroyed(**listener, {cookie}), cookie), nullptr);
+}
+
+TEST(SockDiagDestroyListenerTest, OpenMissingNamespaceFails) {
+  auto listener = SockDiagDestroyListener::Open("/nonexistent");
+  ASSERT_FALSE(listener.ok());
+  EXPECT_EQ(listener.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(listener.status().message(), HasSubstr("/nonexistent"));
+}
+
+// Records what the poller publishes.
+class RecordingSink : public EventSink {
+ public:
+  void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) override {
+    absl::MutexLock lock(&mu_);
+    for (v1::Event& event : events) {
+      if (event.has_close()) closes_.push_back({std::move(event), snapshot.has_value()});
+    }
+    if (snapshot.has_value()) {
+      for (const v1::Connection& connection : snapshot->connections()) {
+        snapshot_cookies_.insert(connection.connection_id());
+      }
+    }
+  }
+
+  struct Close {
+    v1::Event event;
+    bool with_snapshot;
+  };
+
+  // Waits up to `timeout` for `done` to hold over (snapshot cookies, closes).
+  template <typename Predicate>
+  bool Await(absl::Duration timeout, Predicate done) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return done(snapshot_cookies_, closes_);
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::set<uint64_t> snapshot_cookies_ ABSL_GUARDED_BY(mu_);
+  std::vector<Close> closes_ ABSL_GUARDED_BY(mu_);
+};
+
+const RecordingSink::Close* FindClose(const std::vector<RecordingSink::Close>& closes,
+                                      uint64_t cookie) {
+  for (const RecordingSink::Close& close : closes) {
+    if (close.event.connection_id() == cookie) return &close;
+  }
+  return nullptr;
+}
+
+// End to end: a close between two dumps is published at once, without a snapshot, and the
+// next dump does not publish it again. Stop() takes effect mid-wait.
+TEST(SockDiagPollerTest, PublishesCloseBetweenDumps) {
+  auto dumper = SockDiagDumper::Open("");
+  ASSERT_TRUE(dumper.ok()) << dumper.status();
+  auto listener = SockDiagDestroyListener::Open("");
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  AgentMetrics metrics("test-host");
+  constexpr absl::Duration kInterval = absl::Seconds(1);
+  SockDiagPoller poller(std::move(*dumper), kInterval, &metrics, std::move(*listener));
+  EXPECT_THAT(poller.capabilities(), ::testing::Contains("close_realtime"));
+  RecordingSink sink;
+  absl::Status status;
+  std::thread thread([&] { status = poller.Run(&sink); });
+
+  // After the baseline, so that the connection is new to the tracker.
+  absl::SleepFor(absl::Milliseconds(200));
+  std::optional<Connection> c = MakeConnection(AF_INET, /*keepalive=*/false);
+  ASSERT_TRUE(c.has_value());
+  const uint64_t cookie = SocketCookie(c->client.get());
+  const bool tracked = sink.Await(
+      absl::Seconds(3), [&](const auto& cookies, const auto&) { return cookies.contains(cookie); });
+  ASSERT_TRUE(tracked) << "no dump showed the connection";
+  const absl::Time closed_at = absl::Now();
+  c->client.Reset();  // active close: TIME_WAIT follows under the same cookie
+  c->server.Reset();
+  const bool closed = sink.Await(absl::Milliseconds(500), [&](const auto&, const auto& closes) {
+    return FindClose(closes, cookie) != nullptr;
+  });
+  EXPECT_TRUE(closed) << "close not published within 500 ms (interval "
+                      << absl::FormatDuration(kInterval) << ")";
+  EXPECT_LT(absl::Now() - closed_at, kInterval / 2);
+
+  // Let the next dump see the TIME_WAIT successor: it must not add a second close.
+  absl::SleepFor(kInterval + absl::Milliseconds(300));
+  sink.Await(absl::ZeroDuration(), [&](const auto&, const auto& closes) {
+    int count = 0;
+    for (const RecordingSink::Close& close : closes) count += close.event.connection_id() == cookie;
+    EXPECT_EQ(count, 1);
+    const RecordingSink::Close* close = FindClose(closes, cookie);
+    if (close != nullptr) {
+      EXPECT_FALSE(close->with_snapshot);
+      // The successor found under the cookie tells who closed first.
+      EXPECT_EQ(close->event.close().last_state(), v1::TCP_STATE_TIME_WAIT);
+      EXPECT_EQ(close->event.close().initiator(), v1::CLOSE_INITIATOR_LOCAL);
+      EXPECT_EQ(close->event.close().reason(), v1::CLOSE_REASON_FIN);
+      EXPECT_EQ(close->event.endpoints().local_port(), c->client_endpoint.port);
+    }
+    return true;
+  });
+
+  const absl::Time stop_at = absl::Now();
+  poller.Stop();
+  thread.join();
+  EXPECT_LT(absl::Now() - stop_at, absl::Milliseconds(100));
+  EXPECT_TRUE(status.ok()) << status;
 }
 
 }  // namespace

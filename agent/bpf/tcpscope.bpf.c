@@ -1,0 +1,485 @@
+/* tcpscope's kernel side: turns TCP tracepoints into exact lifecycle events.
+ *
+ * sock:inet_sock_set_state drives everything: per socket it records when the handshake
+ * started, which side left ESTABLISHED first (FIN_WAIT1: local, CLOSE_WAIT: remote) and who
+ * owns it; at CLOSE it classifies the end from sk_err, resets seen and whether the keepalive
+ * timer is running on this CPU. tcp:tcp_receive_reset/tcp_send_reset mark resets (an RST
+ * received while keepalive probes are out means the peer forgot the connection: it rebooted).
+ * timer:timer_expire_entry/exit around tcp_keepalive_timer show each probe (icsk_probes_out
+ * grows) and answered probes (it fell back to 0 since the last run).
+ * All attach as BTF tracepoints (tp_btf): no kprobes or fentry. */
+#include "kernel_types.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "tcpscope_event.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+#define EPIPE 32
+#define ENETUNREACH 101
+#define ECONNRESET 104
+#define ETIMEDOUT 110
+#define ECONNREFUSED 111
+#define EHOSTUNREACH 113
+
+#define SOCK_KEEPOPEN 3 /* bit in sk_flags */
+
+enum {
+  TCP_ESTABLISHED = 1,
+  TCP_SYN_SENT,
+  TCP_SYN_RECV,
+  TCP_FIN_WAIT1,
+  TCP_FIN_WAIT2,
+  TCP_TIME_WAIT,
+  TCP_CLOSE,
+  TCP_CLOSE_WAIT,
+  TCP_LAST_ACK,
+  TCP_LISTEN,
+  TCP_CLOSING,
+};
+
+/* tcpscope.v1 enum values */
+enum { ROLE_UNKNOWN = 0, ROLE_CLIENT = 1, ROLE_SERVER = 2 };
+enum { INIT_NONE = 0, INIT_LOCAL = 1, INIT_REMOTE = 2, INIT_SIMULTANEOUS = 3, INIT_UNKNOWN = 4 };
+enum {
+  REASON_FIN = 1,
+  REASON_RESET_SENT = 2,
+  REASON_RESET_RECEIVED = 3,
+  REASON_KEEPALIVE_TIMEOUT = 4,
+  REASON_KEEPALIVE_RESET = 5,
+  REASON_RETRANSMIT_TIMEOUT = 6,
+  REASON_OTHER = 7,
+};
+enum {
+  FAIL_REFUSED = 1,
+  FAIL_TIMEOUT = 2,
+  FAIL_RESET = 3,
+  FAIL_UNREACHABLE = 4,
+  FAIL_OTHER = 5,
+};
+
+/* Set by user space before load. */
+const volatile __u32 target_netns = 0; /* 0: every namespace */
+
+extern unsigned long CONFIG_HZ __kconfig __weak;
+extern const void tcp_keepalive_timer __ksym __weak;
+
+#define SOCK_FLAG_RST_SENT 0x1
+#define SOCK_FLAG_RST_RECEIVED 0x2
+#define SOCK_FLAG_RST_IN_PROBE 0x4
+
+struct sock_info {
+  __u64 cookie;
+  __u64 start_ns;       /* connect() or SYN_RECV child creation; 0 if before attach */
+  __u64 established_ns; /* 0: established before the agent attached */
+  __u64 cgroup_id;
+  __u32 pid;
+  __u8 role;
+  __u8 initiator;
+  __u8 flags;
+  __u8 last_probes; /* icsk_probes_out after the last keepalive timer run */
+  __u16 sport;      /* the kernel may release the port before the final transition */
+  char comm[16];
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 262144); /* resized by user space */
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, __u64); /* struct sock * */
+  __type(value, struct sock_info);
+} socks SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 8 << 20); /* resized by user space */
+} events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, TCPSCOPE_DROP_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} drops SEC(".maps");
+
+/* The keepalive timer running on this CPU (timers do not nest on one CPU). */
+struct keepalive_run {
+  __u64 timer;
+  __u64 sk;
+  __u8 probes_before;
+  __u8 closed; /* the socket was killed during this run */
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct keepalive_run);
+} keepalive_runs SEC(".maps");
+
+static __always_inline void count_drop(__u32 index) {
+  __u64 *counter = bpf_map_lookup_elem(&drops, &index);
+  if (counter) __sync_fetch_and_add(counter, 1);
+}
+
+static __always_inline __u32 netns_of(const struct sock *sk) {
+  return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* TCP, in the watched namespace. */
+static __always_inline bool wanted(const struct sock *sk) {
+  if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP) return false;
+  return target_netns == 0 || netns_of(sk) == target_netns;
+}
+
+static __always_inline __u64 hz(void) { return CONFIG_HZ ? CONFIG_HZ : 250; }
+
+static __always_inline void remember_process(struct sock_info *info) {
+  info->pid = bpf_get_current_pid_tgid() >> 32;
+  info->cgroup_id = bpf_get_current_cgroup_id();
+  bpf_get_current_comm(info->comm, sizeof(info->comm));
+}
+
+static __always_inline struct tcpscope_event *new_event(const struct sock *sk,
+                                                        const struct sock_info *info, __u8 kind,
+                                                        __u64 now) {
+  struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+  if (!event) {
+    count_drop(TCPSCOPE_DROP_RINGBUF);
+    return 0;
+  }
+  __builtin_memset(event, 0, sizeof(*event));
+  event->kind = kind;
+  event->time_ns = now;
+  event->netns_ino = netns_of(sk);
+  event->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+  event->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+  event->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  if (event->family == AF_INET) {
+    __be32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+    __be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    __builtin_memcpy(event->saddr, &saddr, 4);
+    __builtin_memcpy(event->daddr, &daddr, 4);
+  } else {
+    BPF_CORE_READ_INTO(event->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+    BPF_CORE_READ_INTO(event->daddr, sk, __sk_common.skc_v6_daddr);
+  }
+  if (info) {
+    event->cookie = info->cookie;
+    event->role = info->role;
+    event->pid = info->pid;
+    event->cgroup_id = info->cgroup_id;
+    __builtin_memcpy(event->comm, info->comm, sizeof(event->comm));
+    if (!event->sport) event->sport = info->sport;
+  }
+  return event;
+}
+
+static __always_inline void fill_stats(struct tcpscope_event *event, const struct sock *sk) {
+  const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+  event->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+  event->bytes_received = BPF_CORE_READ(tp, bytes_received);
+  event->segs_out = BPF_CORE_READ(tp, segs_out);
+  event->segs_in = BPF_CORE_READ(tp, segs_in);
+  event->total_retrans = BPF_CORE_READ(tp, total_retrans);
+  event->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+}
+
+static __always_inline __u8 probes_out(const struct sock *sk) {
+  const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+  return BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_probes_out);
+}
+
+static __always_inline __u8 failure_reason(int err) {
+  switch (err) {
+    case ECONNREFUSED:
+      return FAIL_REFUSED;
+    case ETIMEDOUT:
+      return FAIL_TIMEOUT;
+    case ECONNRESET:
+    case EPIPE:
+      return FAIL_RESET;
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      return FAIL_UNREACHABLE;
+    default:
+      return FAIL_OTHER;
+  }
+}
+
+static __always_inline bool is_timeout_error(int err) {
+  return err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH;
+}
+
+/* Effective keepalive settings: the socket's own, else its namespace's sysctls. */
+static __always_inline void fill_keepalive_settings(struct tcpscope_event *event,
+                                                    const struct sock *sk) {
+  const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+  struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+  __u64 idle = BPF_CORE_READ(tp, keepalive_time);
+  __u64 intvl = BPF_CORE_READ(tp, keepalive_intvl);
+  __u32 count = BPF_CORE_READ_BITFIELD_PROBED(tp, keepalive_probes);
+  if (!idle) idle = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_time);
+  if (!intvl) intvl = BPF_CORE_READ(net, ipv4.sysctl_tcp_keepalive_intvl);
+  if (!count) {
+    struct netns_ipv4 *ipv4 = &net->ipv4;
+    count = BPF_CORE_READ_BITFIELD_PROBED(ipv4, sysctl_tcp_keepalive_probes);
+  }
+  event->keepalive_idle_s = idle / hz();
+  event->keepalive_intvl_s = intvl / hz();
+  event->keepalive_count = count;
+}
+
+static __always_inline bool in_keepalive_run(const struct sock *sk) {
+  __u32 zero = 0;
+  struct keepalive_run *run = bpf_map_lookup_elem(&keepalive_runs, &zero);
+  if (!run || run->sk != (__u64)sk) return false;
+  run->closed = 1;
+  return true;
+}
+
+static __always_inline void on_close(const struct sock *sk, struct sock_info *info, int oldstate,
+                                     __u64 now) {
+  int err = BPF_CORE_READ(sk, sk_err);
+  if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
+    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE_FAILED, now);
+    if (!event) return;
+    event->reason = failure_reason(err);
+    event->error = err;
+    event->last_state = oldstate;
+    const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+    event->probes = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_retransmits);
+    if (info->start_ns) {
+      event->duration_ns = now - info->start_ns;
+      event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
+    }
+    bpf_ringbuf_submit(event, 0);
+    return;
+  }
+
+  __u8 reason;
+  __u8 initiator = info->initiator;
+  bool keepalive_timeout = false;
+  if (is_timeout_error(err) && in_keepalive_run(sk)) {
+    reason = REASON_KEEPALIVE_TIMEOUT;
+    keepalive_timeout = true;
+    if (!initiator) initiator = INIT_LOCAL;
+  } else if (info->flags & SOCK_FLAG_RST_RECEIVED || err == ECONNRESET || err == EPIPE) {
+    reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? REASON_KEEPALIVE_RESET : REASON_RESET_RECEIVED;
+    if (!initiator) initiator = INIT_REMOTE;
+  } else if (is_timeout_error(err)) {
+    reason = REASON_RETRANSMIT_TIMEOUT;
+    if (!initiator) initiator = INIT_LOCAL;
+  } else if (info->flags & SOCK_FLAG_RST_SENT || oldstate == TCP_ESTABLISHED ||
+             oldstate == TCP_CLOSE_WAIT) {
+    /* No orderly path leaves ESTABLISHED or CLOSE_WAIT straight for CLOSE: an abort
+     * (SO_LINGER 0, unread data at close), which sends an RST just after this transition. */
+    reason = REASON_RESET_SENT;
+    if (!initiator) initiator = INIT_LOCAL;
+  } else {
+    reason = REASON_FIN;
+    if (!initiator) initiator = INIT_UNKNOWN;
+  }
+
+  if (keepalive_timeout) {
+    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT, now);
+    if (event) {
+      event->probes = probes_out(sk);
+      event->error = err;
+      event->initiator = initiator;
+      fill_keepalive_settings(event, sk);
+      bpf_ringbuf_submit(event, 0);
+    }
+  }
+  struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_CLOSE, now);
+  if (!event) return;
+  event->initiator = initiator;
+  event->reason = reason;
+  event->error = err;
+  event->last_state = oldstate;
+  event->probes = probes_out(sk);
+  if (info->established_ns) {
+    event->duration_ns = now - info->established_ns;
+    event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
+  }
+  fill_stats(event, sk);
+  bpf_ringbuf_submit(event, 0);
+}
+
+/* State of a socket first seen after it was created (it existed before the agent attached). */
+static __always_inline struct sock_info *adopt(const struct sock *sk, __u64 cookie) {
+  __u64 key = (__u64)sk;
+  struct sock_info fresh = {};
+  fresh.cookie = cookie;
+  if (bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST) != 0) {
+    struct sock_info *existing = bpf_map_lookup_elem(&socks, &key);
+    if (!existing) count_drop(TCPSCOPE_DROP_SOCK_MAP);
+    return existing;
+  }
+  return bpf_map_lookup_elem(&socks, &key);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
+  if (!wanted(sk)) return 0;
+  __u64 key = (__u64)sk;
+  __u64 now = bpf_ktime_get_ns();
+
+  if (newstate == TCP_SYN_SENT || (newstate == TCP_SYN_RECV && oldstate == TCP_LISTEN)) {
+    struct sock_info fresh = {};
+    fresh.cookie = bpf_get_socket_cookie(sk);
+    fresh.start_ns = now;
+    fresh.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    if (newstate == TCP_SYN_SENT) {
+      fresh.role = ROLE_CLIENT;
+      remember_process(&fresh); /* connect() runs in the caller's context */
+    } else {
+      fresh.role = ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
+    }
+    if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY) != 0) count_drop(TCPSCOPE_DROP_SOCK_MAP);
+    return 0;
+  }
+
+  struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
+  if (!info) {
+    /* Listeners and never-connected sockets are not connections. */
+    if (oldstate == TCP_LISTEN || newstate == TCP_LISTEN || oldstate == TCP_CLOSE ||
+        oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
+      return 0;
+    info = adopt(sk, bpf_get_socket_cookie(sk));
+    if (!info) return 0;
+  }
+
+  switch (newstate) {
+    case TCP_ESTABLISHED: {
+      info->established_ns = now;
+      struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE, now);
+      if (!event) return 0;
+      if (info->role == ROLE_CLIENT && info->start_ns) {
+        event->duration_ns = now - info->start_ns;
+      } else {
+        /* The server's SYN-ACK to ACK time: the first RTT sample, taken just before. */
+        const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+        event->duration_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
+      }
+      event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
+      bpf_ringbuf_submit(event, 0);
+      return 0;
+    }
+    case TCP_FIN_WAIT1:
+      if (!info->initiator) info->initiator = INIT_LOCAL;
+      if (!info->pid) remember_process(info); /* close() or shutdown() */
+      return 0;
+    case TCP_CLOSE_WAIT:
+      if (!info->initiator) info->initiator = INIT_REMOTE;
+      return 0;
+    case TCP_CLOSING:
+      info->initiator = INIT_SIMULTANEOUS;
+      return 0;
+    case TCP_LAST_ACK:
+      if (!info->pid) remember_process(info); /* close() after the peer's FIN */
+      return 0;
+    case TCP_CLOSE:
+      if (oldstate != TCP_LISTEN && oldstate != TCP_CLOSE) on_close(sk, info, oldstate, now);
+      bpf_map_delete_elem(&socks, &key);
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk) {
+  if (!wanted(sk)) return 0;
+  __u64 key = (__u64)sk;
+  struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
+  if (!info) return 0;
+  info->flags |= SOCK_FLAG_RST_RECEIVED;
+  /* Probes outstanding on a keepalive socket: the RST answers a probe. */
+  unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+  if (probes_out(sk) > 0 && (flags & (1UL << SOCK_KEEPOPEN))) info->flags |= SOCK_FLAG_RST_IN_PROBE;
+  return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_send_reset, const struct sock *sk) {
+  if (!sk || !wanted(sk)) return 0;
+  __u64 key = (__u64)sk;
+  struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
+  if (info) info->flags |= SOCK_FLAG_RST_SENT;
+  return 0;
+}
+
+static __always_inline const struct sock *keepalive_socket(struct timer_list *timer) {
+  if (!&tcp_keepalive_timer) return 0;
+  if ((const void *)BPF_CORE_READ(timer, function) != &tcp_keepalive_timer) return 0;
+  return (const struct sock *)((void *)timer - bpf_core_field_offset(struct sock, sk_timer));
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(on_timer_entry, struct timer_list *timer) {
+  const struct sock *sk = keepalive_socket(timer);
+  if (!sk || !wanted(sk)) return 0;
+  __u32 zero = 0;
+  struct keepalive_run *run = bpf_map_lookup_elem(&keepalive_runs, &zero);
+  if (!run) return 0;
+  run->timer = (__u64)timer;
+  run->sk = (__u64)sk;
+  run->probes_before = probes_out(sk);
+  run->closed = 0;
+
+  __u64 key = (__u64)sk;
+  struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
+  if (!info) return 0;
+  if (info->last_probes > 0 && run->probes_before == 0) {
+    /* An ACK reset icsk_probes_out since the last run: the peer answered. */
+    struct tcpscope_event *event =
+        new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_ANSWERED, bpf_ktime_get_ns());
+    if (event) {
+      event->probes = info->last_probes;
+      bpf_ringbuf_submit(event, 0);
+    }
+    info->last_probes = 0;
+  }
+  return 0;
+}
+
+SEC("tp_btf/timer_expire_exit")
+int BPF_PROG(on_timer_exit, struct timer_list *timer) {
+  __u32 zero = 0;
+  struct keepalive_run *run = bpf_map_lookup_elem(&keepalive_runs, &zero);
+  if (!run || run->timer != (__u64)timer) return 0;
+  const struct sock *sk = (const struct sock *)run->sk;
+  run->timer = 0;
+  run->sk = 0;
+  if (run->closed) return 0;
+  __u8 probes = probes_out(sk);
+  if (probes <= run->probes_before) return 0;
+
+  __u64 key = (__u64)sk;
+  struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
+  if (!info) {
+    /* A keepalive socket idle since before the agent attached: its cookie exists (the
+     * start-up dump made it). */
+    info = adopt(sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
+    if (!info) return 0;
+  }
+  info->last_probes = probes;
+  __u64 now = bpf_ktime_get_ns();
+  struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_PROBE, now);
+  if (!event) return 0;
+  event->probes = probes;
+  const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+  __u32 idle_jiffies = (__u32)bpf_jiffies64() - BPF_CORE_READ(tp, rcv_tstamp);
+  event->idle_ms = (__u64)idle_jiffies * 1000 / hz();
+  bpf_ringbuf_submit(event, 0);
+  return 0;
+}

@@ -1,0 +1,61 @@
+/* The record the eBPF program writes to the ring buffer, shared by kernel and user code.
+ * Enum values equal those of the tcpscope.v1 protos (Role, CloseInitiator, CloseReason,
+ * HandshakeFailureReason), so user space converts without a table. */
+#ifndef TCPSCOPE_AGENT_BPF_TCPSCOPE_EVENT_H_
+#define TCPSCOPE_AGENT_BPF_TCPSCOPE_EVENT_H_
+
+#include <linux/types.h>
+
+enum tcpscope_event_kind {
+  TCPSCOPE_EVENT_HANDSHAKE = 1,
+  TCPSCOPE_EVENT_HANDSHAKE_FAILED = 2,
+  TCPSCOPE_EVENT_CLOSE = 3,
+  TCPSCOPE_EVENT_KEEPALIVE_PROBE = 4,
+  TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT = 5,
+  TCPSCOPE_EVENT_KEEPALIVE_ANSWERED = 6,
+};
+
+/* flags */
+#define TCPSCOPE_FLAG_DURATION_KNOWN 0x1 /* duration_ns is meaningful */
+
+/* Indexes of the per-CPU drop counters. */
+enum tcpscope_drop {
+  TCPSCOPE_DROP_RINGBUF = 0,   /* event lost: ring buffer full */
+  TCPSCOPE_DROP_SOCK_MAP = 1,  /* socket state not tracked: map full */
+  TCPSCOPE_DROP_COUNT = 2,
+};
+
+struct tcpscope_event {
+  __u64 time_ns;  /* CLOCK_MONOTONIC */
+  __u64 cookie;   /* socket cookie, as sock_diag's idiag_cookie */
+  __u64 cgroup_id;
+  __u64 duration_ns; /* handshake: its duration; close: lifetime */
+  __u64 bytes_acked;
+  __u64 bytes_received;
+  __u64 idle_ms; /* keepalive probe: idle time before it */
+  __u32 netns_ino;
+  __u32 pid; /* 0 when the kernel context does not tell */
+  __u32 segs_out;
+  __u32 segs_in;
+  __u32 total_retrans;
+  __u32 srtt_us;
+  __u32 keepalive_idle_s; /* keepalive timeout: effective settings */
+  __u32 keepalive_intvl_s;
+  __u32 keepalive_count;
+  __u16 family; /* AF_INET or AF_INET6 */
+  __u16 sport;  /* host byte order */
+  __u16 dport;
+  __u8 kind;
+  __u8 role;
+  __u8 initiator;
+  __u8 reason; /* CloseReason, or HandshakeFailureReason for handshake_failed */
+  __u8 last_state;
+  __u8 probes; /* keepalive probes out; SYN retransmits for handshake_failed */
+  __u8 error;  /* sk_err at the end */
+  __u8 flags;
+  __u8 saddr[16];
+  __u8 daddr[16];
+  char comm[16];
+};
+
+#endif /* TCPSCOPE_AGENT_BPF_TCPSCOPE_EVENT_H_ */

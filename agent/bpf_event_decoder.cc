@@ -1,0 +1,126 @@
+// Ring-buffer record decoding. The record's enum fields carry tcpscope.v1 enum numbers.
+#include "agent/bpf_event_decoder.h"
+
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace tcpscope::agent {
+namespace {
+
+uint64_t Microseconds(uint64_t ns) { return ns / 1000; }
+
+std::string Comm(const char (&comm)[16]) {
+  size_t length = strnlen(comm, sizeof(comm));
+  std::string text(comm, length);
+  for (char& c : text) {
+    if (c < 0x20 || c > 0x7e) c = '?';  // the service accepts printable ASCII only
+  }
+  return text;
+}
+
+}  // namespace
+
+int64_t MonotonicToUnixOffsetNs() {
+  timespec realtime{}, monotonic{};
+  clock_gettime(CLOCK_REALTIME, &realtime);
+  clock_gettime(CLOCK_MONOTONIC, &monotonic);
+  return (realtime.tv_sec - monotonic.tv_sec) * 1000000000LL +
+         (realtime.tv_nsec - monotonic.tv_nsec);
+}
+
+absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
+                                         int64_t monotonic_to_unix_ns) {
+  if (size < sizeof(tcpscope_event)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eBPF record of ", size, " bytes; expected ", sizeof(tcpscope_event)));
+  }
+  tcpscope_event raw;
+  std::memcpy(&raw, data, sizeof(raw));
+  if (raw.family != AF_INET && raw.family != AF_INET6) {
+    return absl::InvalidArgumentError(absl::StrCat("eBPF record with address family ", raw.family));
+  }
+
+  v1::Event event;
+  event.set_time_unix_ns(
+      static_cast<uint64_t>(static_cast<int64_t>(raw.time_ns) + monotonic_to_unix_ns));
+  event.set_connection_id(raw.cookie);
+  v1::Origin* origin = event.mutable_origin();
+  origin->set_netns_inode(raw.netns_ino);
+  origin->set_cgroup_id(raw.cgroup_id);
+  origin->set_pid(raw.pid);
+  if (raw.pid != 0) origin->set_command(Comm(raw.comm));
+  const size_t length = raw.family == AF_INET ? 4 : 16;
+  v1::Endpoints* endpoints = event.mutable_endpoints();
+  endpoints->set_local_address(reinterpret_cast<const char*>(raw.saddr), length);
+  endpoints->set_local_port(raw.sport);
+  endpoints->set_remote_address(reinterpret_cast<const char*>(raw.daddr), length);
+  endpoints->set_remote_port(raw.dport);
+  if (v1::Role_IsValid(raw.role)) event.set_role(static_cast<v1::Role>(raw.role));
+  const bool duration_known = raw.flags & TCPSCOPE_FLAG_DURATION_KNOWN;
+
+  switch (raw.kind) {
+    case TCPSCOPE_EVENT_HANDSHAKE: {
+      v1::Handshake* handshake = event.mutable_handshake();
+      if (duration_known) handshake->set_duration_us(Microseconds(raw.duration_ns));
+      break;
+    }
+    case TCPSCOPE_EVENT_HANDSHAKE_FAILED: {
+      v1::HandshakeFailed* failed = event.mutable_handshake_failed();
+      failed->set_reason(v1::HandshakeFailureReason_IsValid(raw.reason) && raw.reason != 0
+                             ? static_cast<v1::HandshakeFailureReason>(raw.reason)
+                             : v1::HANDSHAKE_FAILURE_OTHER);
+      failed->set_syn_retransmits(raw.probes);
+      failed->set_error(raw.error);
+      if (duration_known) failed->set_duration_us(Microseconds(raw.duration_ns));
+      break;
+    }
+    case TCPSCOPE_EVENT_CLOSE: {
+      v1::Close* close = event.mutable_close();
+      close->set_initiator(v1::CloseInitiator_IsValid(raw.initiator) && raw.initiator != 0
+                               ? static_cast<v1::CloseInitiator>(raw.initiator)
+                               : v1::CLOSE_INITIATOR_UNKNOWN);
+      close->set_reason(v1::CloseReason_IsValid(raw.reason) && raw.reason != 0
+                            ? static_cast<v1::CloseReason>(raw.reason)
+                            : v1::CLOSE_REASON_OTHER);
+      if (duration_known) close->set_lifetime_us(Microseconds(raw.duration_ns));
+      close->set_bytes_sent(raw.bytes_acked);
+      close->set_bytes_received(raw.bytes_received);
+      close->set_segments_sent(raw.segs_out);
+      close->set_segments_received(raw.segs_in);
+      close->set_retransmits(raw.total_retrans);
+      close->set_srtt_us(raw.srtt_us);
+      if (v1::TcpState_IsValid(raw.last_state)) {
+        close->set_last_state(static_cast<v1::TcpState>(raw.last_state));
+      }
+      close->set_error(raw.error);
+      break;
+    }
+    case TCPSCOPE_EVENT_KEEPALIVE_PROBE: {
+      v1::KeepaliveProbe* probe = event.mutable_keepalive_probe();
+      probe->set_probe_number(raw.probes);
+      probe->set_idle_ms(raw.idle_ms);
+      break;
+    }
+    case TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT: {
+      v1::KeepaliveTimeout* timeout = event.mutable_keepalive_timeout();
+      timeout->set_probes_sent(raw.probes);
+      timeout->set_idle_s(raw.keepalive_idle_s);
+      timeout->set_interval_s(raw.keepalive_intvl_s);
+      timeout->set_count(raw.keepalive_count);
+      timeout->set_error(raw.error);
+      break;
+    }
+    case TCPSCOPE_EVENT_KEEPALIVE_ANSWERED:
+      event.mutable_keepalive_answered()->set_probes_outstanding(raw.probes);
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
+  }
+  return event;
+}
+
+}  // namespace tcpscope::agent

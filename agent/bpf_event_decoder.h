@@ -1,0 +1,23 @@
+// Turns the eBPF program's ring-buffer records into tcpscope.v1 events: a pure function, so
+// every kind and odd input is unit-tested without a kernel.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "agent/bpf/tcpscope_event.h"
+#include "tcpscope/v1/events.pb.h"
+
+namespace tcpscope::agent {
+
+// `monotonic_to_unix_ns` converts CLOCK_MONOTONIC (the record's clock) to Unix time. Records of
+// the wrong size or with an unknown kind or family are errors.
+absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
+                                         int64_t monotonic_to_unix_ns);
+
+// CLOCK_REALTIME - CLOCK_MONOTONIC now.
+int64_t MonotonicToUnixOffsetNs();
+
+}  // namespace tcpscope::agent

@@ -1,0 +1,241 @@
+// Loading, ring-buffer consumption and snapshots of the eBPF source.
+#include "agent/ebpf_source.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "agent/bpf/tcpscope_event.h"
+#include "agent/bpf_event_decoder.h"
+#include "common/log.h"
+#include "tcpscope.skel.h"
+
+namespace tcpscope::agent {
+namespace {
+
+constexpr size_t kFlushEvents = 256;
+constexpr absl::Duration kFlushInterval = absl::Milliseconds(50);
+constexpr int kPollTimeoutMs = 100;
+
+// libbpf's warnings and errors go to our log; its debug chatter does not.
+int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char text[1024];
+  vsnprintf(text, sizeof(text), format, args);
+  size_t length = strlen(text);
+  while (length > 0 && text[length - 1] == '\n') text[--length] = '\0';
+  if (level == LIBBPF_WARN) {
+    TS_LOG(WARNING) << "libbpf: " << text;
+  } else {
+    TS_LOG(INFO) << "libbpf: " << text;
+  }
+  return 0;
+}
+
+absl::Status CheckSupport() {
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+    return absl::FailedPreconditionError(
+        "the kernel exposes no BTF (/sys/kernel/btf/vmlinux): CO-RE programs cannot load");
+  }
+  const int ringbuf = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr);
+  if (ringbuf == -EPERM) {
+    return absl::PermissionDeniedError(
+        "not permitted to load eBPF programs (needs root, or CAP_BPF with CAP_PERFMON)");
+  }
+  if (ringbuf <= 0) {
+    return absl::FailedPreconditionError("the kernel has no BPF ring buffer (older than 5.8)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
+    const EbpfOptions& options, std::unique_ptr<SockDiagDumper> snapshot_dumper,
+    AgentMetrics* metrics) {
+  libbpf_set_print(LibbpfPrint);
+  if (absl::Status status = CheckSupport(); !status.ok()) return status;
+
+  tcpscope_bpf* skeleton = tcpscope_bpf__open();
+  if (skeleton == nullptr) {
+    return absl::InternalError(absl::StrCat("opening the eBPF object: ", strerror(errno)));
+  }
+  skeleton->rodata->target_netns = options.netns_inode;
+  bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_bytes);
+  bpf_map__set_max_entries(skeleton->maps.socks, options.max_tracked_sockets);
+  if (int error = tcpscope_bpf__load(skeleton); error != 0) {
+    tcpscope_bpf__destroy(skeleton);
+    return absl::FailedPreconditionError(
+        absl::StrCat("loading the eBPF program failed: ", strerror(-error),
+                     " (the libbpf messages above say which check failed)"));
+  }
+  if (int error = tcpscope_bpf__attach(skeleton); error != 0) {
+    tcpscope_bpf__destroy(skeleton);
+    return absl::FailedPreconditionError(
+        absl::StrCat("attaching to the TCP tracepoints failed (tp_btf, kernel 5.5 or newer): ",
+                     strerror(-error)));
+  }
+  return std::unique_ptr<EbpfSource>(
+      new EbpfSource(options, skeleton, std::move(snapshot_dumper), metrics));
+}
+
+EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
+                       std::unique_ptr<SockDiagDumper> dumper, AgentMetrics* metrics)
+    : options_(options),
+      skeleton_(skeleton),
+      dumper_(std::move(dumper)),
+      tracker_(dumper_->netns_inode()),
+      metrics_(metrics),
+      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
+
+EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
+
+std::vector<std::string> EbpfSource::capabilities() const {
+  return {"handshake",         "handshake_failed",   "close",    "keepalive_probe",
+          "keepalive_timeout", "keepalive_answered", "snapshot", "process"};
+}
+
+void EbpfSource::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+}
+
+uint64_t EbpfSource::KernelDrops(int index) const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return 0;
+  std::vector<uint64_t> values(static_cast<size_t>(cpus));
+  uint32_t key = static_cast<uint32_t>(index);
+  if (bpf_map_lookup_elem(bpf_map__fd(skeleton_->maps.drops), &key, values.data()) != 0) return 0;
+  uint64_t total = 0;
+  for (uint64_t value : values) total += value;
+  return total;
+}
+
+v1::Role EbpfSource::GuessRole(const v1::Event& event) {
+  {
+    absl::MutexLock lock(&roles_mu_);
+    if (auto it = roles_.find(event.connection_id()); it != roles_.end()) return it->second;
+  }
+  // Not in the start-up dump either: an ephemeral local port facing a well-known one is the
+  // connecting side.
+  const uint32_t local = event.endpoints().local_port();
+  const uint32_t remote = event.endpoints().remote_port();
+  return local >= 32768 && remote < 32768 ? v1::ROLE_CLIENT : v1::ROLE_SERVER;
+}
+
+int EbpfSource::OnRecord(void* self, void* data, size_t size) {
+  auto* source = static_cast<EbpfSource*>(self);
+  absl::StatusOr<v1::Event> event =
+      DecodeBpfEvent(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
+  if (!event.ok()) {
+    if (source->decode_errors_++ == 0)
+      TS_LOG(ERROR) << "undecodable eBPF record: " << event.status();
+    source->metrics_->events_dropped_agent.Increment();
+    return 0;
+  }
+  if (event->role() == v1::ROLE_UNSPECIFIED) event->set_role(source->GuessRole(*event));
+  source->pending_.push_back(std::move(*event));
+  return 0;
+}
+
+void EbpfSource::Flush(EventSink* sink) {
+  if (!pending_.empty()) {
+    metrics_->events_generated.Increment(static_cast<double>(pending_.size()));
+    sink->Publish(std::move(pending_), std::nullopt);
+    pending_.clear();
+  }
+}
+
+void EbpfSource::ConsumeRing(EventSink* sink) {
+  ring_buffer* ring =
+      ring_buffer__new(bpf_map__fd(skeleton_->maps.events), &EbpfSource::OnRecord, this, nullptr);
+  if (ring == nullptr) {
+    TS_LOG(ERROR) << "cannot read the eBPF ring buffer: " << strerror(errno);
+    return;
+  }
+  absl::Time last_flush = absl::Now();
+  uint64_t reported_drops = 0;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) break;
+    }
+    const int polled = ring_buffer__poll(ring, kPollTimeoutMs);
+    if (polled < 0 && polled != -EINTR) {
+      TS_LOG(ERROR) << "eBPF ring buffer poll failed: " << strerror(-polled);
+      break;
+    }
+    const absl::Time now = absl::Now();
+    if (pending_.size() >= kFlushEvents || now - last_flush >= kFlushInterval) {
+      Flush(sink);
+      last_flush = now;
+      const uint64_t drops = KernelDrops(TCPSCOPE_DROP_RINGBUF);
+      if (drops > reported_drops) {
+        metrics_->events_dropped_kernel.Increment(static_cast<double>(drops - reported_drops));
+        if (reported_drops == 0) {
+          TS_LOG(WARNING) << "the eBPF ring buffer overflowed: events lost (counted as "
+                             "stage=\"kernel\")";
+        }
+        reported_drops = drops;
+        sink->SetKernelLosses(drops);
+      }
+    }
+  }
+  ring_buffer__consume(ring);  // what the kernel wrote before the stop
+  Flush(sink);
+  ring_buffer__free(ring);
+}
+
+absl::Status EbpfSource::Run(EventSink* sink) {
+  TS_LOG(INFO) << "eBPF source: attached to TCP tracepoints, watching "
+               << (options_.netns_inode == 0
+                       ? std::string("every network namespace")
+                       : absl::StrCat("network namespace ", options_.netns_inode))
+               << "; snapshots of namespace " << dumper_->netns_inode() << " every "
+               << absl::FormatDuration(options_.snapshot_interval);
+  std::thread consumer([this, sink] { ConsumeRing(sink); });
+  absl::Time next = absl::Now();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      mu_.AwaitWithDeadline(absl::Condition(&wake), next);
+      if (stopping_) break;
+    }
+    const absl::Time start = absl::Now();
+    next = start + options_.snapshot_interval;
+    monotonic_to_unix_ns_.store(MonotonicToUnixOffsetNs(), std::memory_order_relaxed);
+    absl::StatusOr<std::vector<SocketRecord>> dump = dumper_->Dump();
+    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!dump.ok()) {
+      metrics_->dump_errors.Increment();
+      TS_LOG(WARNING) << "snapshot dump failed: " << dump.status();
+      continue;
+    }
+    metrics_->dumps.Increment();
+    // The program attached before the first dump, so nothing falls between them; the events
+    // the dump diff would derive come exactly from the kernel instead and are dropped here.
+    TrackerUpdate update = tracker_.Update(*dump, start);
+    {
+      absl::MutexLock lock(&roles_mu_);
+      roles_.clear();
+      for (const v1::Connection& connection : update.snapshot.connections()) {
+        roles_[connection.connection_id()] = connection.role();
+      }
+    }
+    metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
+    sink->Publish({}, std::move(update.snapshot));
+  }
+  consumer.join();
+  return absl::OkStatus();
+}
+
+}  // namespace tcpscope::agent

@@ -1,0 +1,76 @@
+// The eBPF event source: loads tcpscope.bpf.c (BTF tracepoints, CO-RE), consumes its ring
+// buffer on one thread, and takes sock_diag snapshots on another. Events are exact; the
+// snapshots give TCP and keepalive state of every current connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/agent_metrics.h"
+#include "agent/connection_tracker.h"
+#include "agent/event_source.h"
+#include "agent/sock_diag_source.h"
+
+struct tcpscope_bpf;
+struct ring_buffer;
+
+namespace tcpscope::agent {
+
+struct EbpfOptions {
+  // Network namespace inode to watch; 0: every namespace of the kernel.
+  uint32_t netns_inode = 0;
+  absl::Duration snapshot_interval = absl::Seconds(10);
+  uint32_t ring_buffer_bytes = 8 << 20;
+  uint32_t max_tracked_sockets = 262144;
+};
+
+class EbpfSource : public EventSource {
+ public:
+  // Checks support, loads and attaches the program. An error says why eBPF cannot be used here
+  // (no BTF, no ring buffer, not permitted, verifier), for the fallback to report.
+  static absl::StatusOr<std::unique_ptr<EbpfSource>> Open(
+      const EbpfOptions& options, std::unique_ptr<SockDiagDumper> snapshot_dumper,
+      AgentMetrics* metrics);
+  ~EbpfSource() override;
+
+  v1::SourceKind kind() const override { return v1::SOURCE_KIND_EBPF; }
+  std::vector<std::string> capabilities() const override;
+  absl::Status Run(EventSink* sink) override;
+  void Stop() override;
+
+ private:
+  EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
+             std::unique_ptr<SockDiagDumper> dumper, AgentMetrics* metrics);
+  static int OnRecord(void* self, void* data, size_t size);
+  void ConsumeRing(EventSink* sink);
+  void Flush(EventSink* sink);
+  uint64_t KernelDrops(int index) const;
+  v1::Role GuessRole(const v1::Event& event);
+
+  const EbpfOptions options_;
+  tcpscope_bpf* skeleton_;
+  std::unique_ptr<SockDiagDumper> dumper_;
+  ConnectionTracker tracker_;
+  AgentMetrics* metrics_;
+  std::atomic<int64_t> monotonic_to_unix_ns_;
+
+  // Consumer thread only.
+  std::vector<v1::Event> pending_;
+  uint64_t decode_errors_ = 0;
+
+  absl::Mutex roles_mu_;
+  // Roles of connections that existed before the program attached, from the latest dump.
+  absl::flat_hash_map<uint64_t, v1::Role> roles_ ABSL_GUARDED_BY(roles_mu_);
+
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace tcpscope::agent

@@ -1,0 +1,86 @@
+// Source selection and fallback.
+#include "agent/source_selection.h"
+
+#include "absl/strings/str_cat.h"
+#include "agent/ebpf_source.h"
+#include "agent/sock_diag_poller.h"
+#include "agent/sock_diag_source.h"
+#include "common/log.h"
+
+namespace tcpscope::agent {
+namespace {
+
+std::string Describe(const std::string& netns_path) {
+  return netns_path.empty() ? "this network namespace" : netns_path;
+}
+
+absl::StatusOr<std::unique_ptr<EventSource>> OpenSockDiag(const SourceOptions& options,
+                                                          AgentMetrics* metrics) {
+  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(options.netns_path);
+  if (!dumper.ok()) {
+    return absl::Status(dumper.status().code(),
+                        absl::StrCat("cannot watch ", Describe(options.netns_path), ": ",
+                                     dumper.status().message()));
+  }
+  std::unique_ptr<SockDiagDestroyListener> destroy_listener;
+  if (auto listener = SockDiagDestroyListener::Open(options.netns_path); listener.ok()) {
+    destroy_listener = std::move(*listener);
+  } else {
+    TS_LOG(WARNING) << "socket-destroy notifications unavailable (" << listener.status()
+                    << "): closes are seen at the next dump";
+  }
+  metrics->SetSource("sock_diag");
+  return std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
+                                          std::move(destroy_listener));
+}
+
+absl::StatusOr<std::unique_ptr<EventSource>> OpenEbpf(const SourceOptions& options,
+                                                      AgentMetrics* metrics) {
+  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(options.netns_path);
+  if (!dumper.ok()) {
+    return absl::Status(dumper.status().code(),
+                        absl::StrCat("cannot watch ", Describe(options.netns_path), ": ",
+                                     dumper.status().message()));
+  }
+  EbpfOptions ebpf;
+  ebpf.netns_inode =
+      options.netns_path.empty() ? 0 : static_cast<uint32_t>((*dumper)->netns_inode());
+  ebpf.snapshot_interval = options.snapshot_interval;
+  absl::StatusOr<std::unique_ptr<EbpfSource>> source =
+      EbpfSource::Open(ebpf, std::move(*dumper), metrics);
+  if (!source.ok()) return source.status();
+  metrics->SetSource("ebpf");
+  return std::unique_ptr<EventSource>(std::move(*source));
+}
+
+}  // namespace
+
+absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text) {
+  if (text == "auto") return SourceChoice::kAuto;
+  if (text == "ebpf") return SourceChoice::kEbpf;
+  if (text == "sockdiag") return SourceChoice::kSockDiag;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--source=", text, ": choose auto, ebpf or sockdiag"));
+}
+
+absl::StatusOr<std::unique_ptr<EventSource>> OpenEventSource(const SourceOptions& options,
+                                                             AgentMetrics* metrics) {
+  switch (options.choice) {
+    case SourceChoice::kSockDiag:
+      return OpenSockDiag(options, metrics);
+    case SourceChoice::kEbpf:
+      return OpenEbpf(options, metrics);
+    case SourceChoice::kAuto:
+      break;
+  }
+  absl::StatusOr<std::unique_ptr<EventSource>> ebpf = OpenEbpf(options, metrics);
+  if (ebpf.ok()) return ebpf;
+  TS_LOG(WARNING) << "eBPF source unavailable: " << ebpf.status().message()
+                  << ". Falling back to sock_diag polling every "
+                  << absl::FormatDuration(options.snapshot_interval)
+                  << " (closes as they happen, other events at the next dump; no keepalive "
+                     "probe or failure events).";
+  return OpenSockDiag(options, metrics);
+}
+
+}  // namespace tcpscope::agent

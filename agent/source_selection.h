@@ -1,0 +1,31 @@
+// Chooses the agent's event source: eBPF where it loads, else sock_diag polling with
+// socket-destroy notifications. The fallback is logged once, with the reason.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/agent_metrics.h"
+#include "agent/event_source.h"
+
+namespace tcpscope::agent {
+
+enum class SourceChoice { kAuto, kEbpf, kSockDiag };
+
+// "auto", "ebpf" or "sockdiag".
+absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text);
+
+struct SourceOptions {
+  SourceChoice choice = SourceChoice::kAuto;
+  // Namespace file to watch; empty: the eBPF source watches every namespace (snapshots are of
+  // the agent's own), the sock_diag source the agent's own.
+  std::string netns_path;
+  absl::Duration snapshot_interval = absl::Seconds(10);
+};
+
+absl::StatusOr<std::unique_ptr<EventSource>> OpenEventSource(const SourceOptions& options,
+                                                             AgentMetrics* metrics);
+
+}  // namespace tcpscope::agent

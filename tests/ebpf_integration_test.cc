@@ -1,0 +1,269 @@
+// Exact events from the kernel, end to end: two hosts (namespaces joined by a veth pair, made by
+// the test), an agent per namespace, one service; every count is asserted exactly through the
+// service's /metrics. Needs root and eBPF; in CI (TCPSCOPE_REQUIRE_ROOT_TESTS=1) it must run.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/netns.h"
+#include "tests/harness/tcpscope_stack.h"
+#include "tests/harness/test_network.h"
+
+namespace tcpscope::testing {
+namespace {
+
+constexpr char kA[] = "host-a";
+constexpr char kB[] = "host-b";
+
+void SetInt(int fd, int level, int option, int value) {
+  ASSERT_EQ(setsockopt(fd, level, option, &value, sizeof(value)), 0) << strerror(errno);
+}
+
+// Waits (bounded) until the peer has closed its side: recv returns 0 or an error.
+void AwaitEof(int fd) {
+  for (int i = 0; i < 100; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) == 1) {
+      char byte;
+      if (recv(fd, &byte, 1, MSG_DONTWAIT) <= 0) return;
+    }
+  }
+  ADD_FAILURE() << "peer did not close within 5 s";
+}
+
+class EbpfTest : public ::testing::Test {
+ protected:
+  // `source` is the agents' --source.
+  void Start(const std::string& source = "ebpf") {
+    auto network = TwoHostNetwork::Create("ebpf");
+    ASSERT_TRUE(network.ok()) << network.status();
+    network_ = std::move(*network);
+    auto stack =
+        TcpscopeStack::Start(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    const std::vector<std::string> flags = {"--source=" + source, "--snapshot_interval=200ms"};
+    ASSERT_TRUE(stack_->AddAgent(kA, network_->a().path(), flags).ok());
+    ASSERT_TRUE(stack_->AddAgent(kB, network_->b().path(), flags).ok());
+    ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();
+  }
+
+  void SetUp() override { TCPSCOPE_REQUIRE_ROOT(); }
+
+  void TearDown() override {
+    for (int fd : fds_) close(fd);
+    if (HasFailure() && stack_) std::cerr << stack_->Logs();
+  }
+
+  int Keep(int fd) {
+    fds_.push_back(fd);
+    return fd;
+  }
+
+  // Listens on B and returns the port.
+  int ListenOnB(const std::string& ip) {
+    auto listener = ListenIn(network_->b(), ip, 0);
+    EXPECT_TRUE(listener.ok()) << listener.status();
+    if (!listener.ok()) return 0;
+    Keep(*listener);
+    listener_ = *listener;
+    return *LocalPort(*listener);
+  }
+
+  // Connects A -> B; returns {client fd on A, server fd on B}.
+  std::pair<int, int> Connect(const std::string& ip, int port) {
+    auto client = ConnectFrom(network_->a(), ip, port);
+    EXPECT_TRUE(client.ok()) << client.status();
+    auto server = AcceptOne(listener_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!client.ok() || !server.ok()) return {-1, -1};
+    return {Keep(*client), Keep(*server)};
+  }
+
+  void CloseFd(int fd) {
+    close(fd);
+    fds_.erase(std::remove(fds_.begin(), fds_.end(), fd), fds_.end());
+  }
+
+  // N connections A -> B at `ip`; the client closes first, the server after seeing EOF.
+  void ShortConnections(const std::string& ip, int count) {
+    const int port = ListenOnB(ip);
+    for (int i = 0; i < count; ++i) {
+      auto [client, server] = Connect(ip, port);
+      ASSERT_GE(client, 0);
+      ASSERT_EQ(send(client, "x", 1, 0), 1);
+      CloseFd(client);
+      AwaitEof(server);
+      CloseFd(server);
+    }
+  }
+
+  std::optional<double> Value(const std::string& name, const Labels& labels) {
+    return MetricValue(stack_->Scrape(), name, labels);
+  }
+
+  void ExpectShortConnectionCounts(int count) {
+    const Labels a_client_fin = {
+        {"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "fin"}};
+    const Labels b_server_fin = {
+        {"host", kB}, {"role", "server"}, {"initiator", "remote"}, {"reason", "fin"}};
+    EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", a_client_fin, count), count);
+    EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", b_server_fin, count), count);
+    // Nothing arrives late or twice.
+    absl::SleepFor(absl::Milliseconds(600));
+    const std::string m = stack_->Scrape();
+    EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", kA}, {"role", "client"}}),
+              count);
+    EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", kB}, {"role", "server"}}),
+              count);
+    EXPECT_EQ(MetricSum(m, "tcpscope_handshakes_total", {}), 2.0 * count);
+    EXPECT_EQ(MetricValue(m, "tcpscope_closes_total", a_client_fin), count);
+    EXPECT_EQ(MetricValue(m, "tcpscope_closes_total", b_server_fin), count);
+    EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {}), 2.0 * count);
+    EXPECT_EQ(MetricSum(m, "tcpscope_agent_events_lost_total", {}), 0.0);
+    if (HasFailure()) std::cerr << m;
+  }
+
+  std::unique_ptr<TwoHostNetwork> network_;
+  std::unique_ptr<TcpscopeStack> stack_;
+  std::vector<int> fds_;
+  int listener_ = -1;
+};
+
+TEST_F(EbpfTest, ShortConnectionsIpv4AreCountedExactlyOnBothHosts) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(ShortConnections(network_->b_ipv4(), 25));
+  ExpectShortConnectionCounts(25);
+  // Durations land in the histograms: one observation per handshake and close.
+  const std::string m = stack_->Scrape();
+  EXPECT_EQ(MetricValue(m, "tcpscope_handshake_duration_seconds_count",
+                        {{"host", kA}, {"role", "client"}}),
+            25);
+  EXPECT_EQ(MetricValue(m, "tcpscope_connection_lifetime_seconds_count",
+                        {{"host", kB}, {"role", "server"}}),
+            25);
+  // Short connections on a veth: every lifetime is under 1 s.
+  EXPECT_EQ(MetricValue(m, "tcpscope_connection_lifetime_seconds_bucket",
+                        {{"host", kA}, {"role", "client"}, {"le", "1"}}),
+            25);
+}
+
+TEST_F(EbpfTest, ShortConnectionsIpv6AreCountedExactlyOnBothHosts) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_NO_FATAL_FAILURE(ShortConnections(network_->b_ipv6(), 10));
+  ExpectShortConnectionCounts(10);
+}
+
+TEST_F(EbpfTest, RefusedAndTimedOutConnectsAreHandshakeFailures) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_TRUE(SetSysctl(network_->a(), "net.ipv4.tcp_syn_retries", "1").ok());
+  auto refused = ConnectFrom(network_->a(), network_->b_ipv4(), 1);
+  EXPECT_EQ(ErrnoOf(refused.status()), ECONNREFUSED);
+  auto timed_out = ConnectFrom(network_->a(), network_->unreachable_silent_ipv4(), 80);
+  EXPECT_EQ(ErrnoOf(timed_out.status()), ETIMEDOUT);
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_handshake_failures_total",
+                                 {{"host", kA}, {"reason", "timeout"}}, 1),
+            1);
+  const std::string m = stack_->Scrape();
+  EXPECT_EQ(
+      MetricValue(m, "tcpscope_handshake_failures_total", {{"host", kA}, {"reason", "refused"}}),
+      1);
+  EXPECT_EQ(MetricSum(m, "tcpscope_handshake_failures_total", {}), 2);
+  EXPECT_EQ(MetricSum(m, "tcpscope_handshakes_total", {}), 0);
+  EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {}), 0);
+}
+
+TEST_F(EbpfTest, LingerZeroAbortIsResetSentAndResetReceived) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  const linger abort_on_close{1, 0};
+  ASSERT_EQ(setsockopt(client, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close)), 0);
+  CloseFd(client);
+  EXPECT_EQ(
+      stack_->WaitForValue(
+          "tcpscope_closes_total",
+          {{"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "reset_sent"}}, 1),
+      1);
+  EXPECT_EQ(
+      stack_->WaitForValue(
+          "tcpscope_closes_total",
+          {{"host", kB}, {"role", "server"}, {"initiator", "remote"}, {"reason", "reset_received"}},
+          1),
+      1);
+  EXPECT_EQ(MetricSum(stack_->Scrape(), "tcpscope_closes_total", {}), 2);
+}
+
+TEST_F(EbpfTest, KeepaliveProbesThenTimeoutWhenThePeerGoesSilent) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 2);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  ASSERT_TRUE(network_->BlackholeFromA(network_->b_ipv4()).ok());
+  // 2 s idle + 3 probes 1 s apart + the final check: about 5 s.
+  const Labels timeout_close = {
+      {"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "keepalive_timeout"}};
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", timeout_close, 1, absl::Seconds(15)), 1);
+  absl::SleepFor(absl::Milliseconds(500));
+  const std::string m = stack_->Scrape();
+  EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_probes_total", {{"host", kA}}), 3);
+  EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_timeouts_total", {{"host", kA}, {"role", "client"}}),
+            1);
+  EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {{"host", kA}}), 1);
+}
+
+TEST_F(EbpfTest, RstAnsweringAProbeMeansThePeerRebooted) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  ASSERT_TRUE(network_->RebootB().ok());
+  // Keepalive only now, so no probe is lost while B is down.
+  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  const Labels reset_close = {
+      {"host", kA}, {"role", "client"}, {"initiator", "remote"}, {"reason", "keepalive_reset"}};
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", reset_close, 1, absl::Seconds(10)), 1);
+  const std::string m = stack_->Scrape();
+  EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_probes_total", {{"host", kA}}), 1);
+  EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {{"host", kA}}), 1);
+  EXPECT_EQ(MetricSum(m, "tcpscope_keepalive_timeouts_total", {{"host", kA}}), 0);
+}
+
+TEST_F(EbpfTest, SockDiagFallbackCountsLongEnoughConnections) {
+  ASSERT_NO_FATAL_FAILURE(Start("sockdiag"));
+  constexpr int kCount = 10;
+  const int port = ListenOnB(network_->b_ipv4());
+  std::vector<std::pair<int, int>> connections;
+  for (int i = 0; i < kCount; ++i) connections.push_back(Connect(network_->b_ipv4(), port));
+  // Long enough: both ends are seen established by a dump, then each closing state.
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_connections", {{"host", kA}, {"state", "established"}},
+                                 kCount),
+            kCount);
+  for (auto [client, server] : connections) CloseFd(client);
+  EXPECT_EQ(
+      stack_->WaitForValue("tcpscope_connections", {{"host", kB}, {"state", "close_wait"}}, kCount),
+      kCount);
+  for (auto [client, server] : connections) CloseFd(server);
+  ExpectShortConnectionCounts(kCount);
+}
+
+}  // namespace
+}  // namespace tcpscope::testing

@@ -1,0 +1,104 @@
+// Service and agents as subprocesses, with /metrics polling.
+#include "tests/harness/tcpscope_stack.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "tests/harness/sockets.h"
+
+namespace tcpscope::testing {
+
+absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(const std::string& name) {
+  std::unique_ptr<TcpscopeStack> stack(new TcpscopeStack());
+  stack->name_ = name;
+  stack->grpc_port_ = FreeTcpPort();
+  stack->metrics_port_ = FreeTcpPort();
+  auto service = Subprocess::Start(
+      {BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
+       absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)},
+      absl::StrCat(::testing::TempDir(), "/", name, "-service.log"));
+  if (!service.ok()) return service.status();
+  stack->service_ = std::move(*service);
+  return stack;
+}
+
+TcpscopeStack::~TcpscopeStack() {
+  for (auto& [host, agent] : agents_) agent->Stop();
+  if (service_) service_->Stop();
+}
+
+absl::Status TcpscopeStack::AddAgent(const std::string& host, const std::string& netns_path,
+                                     const std::vector<std::string>& flags) {
+  std::vector<std::string> argv = {BinaryPath("tcpscope-agent"),
+                                   absl::StrCat("--service=127.0.0.1:", grpc_port_),
+                                   absl::StrCat("--host_name=", host), "--netns=" + netns_path,
+                                   absl::StrCat("--metrics_listen=127.0.0.1:", FreeTcpPort())};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto agent = Subprocess::Start(
+      argv, absl::StrCat(::testing::TempDir(), "/", name_, "-agent-", host, ".log"));
+  if (!agent.ok()) return agent.status();
+  agents_.emplace_back(host, std::move(*agent));
+  return absl::OkStatus();
+}
+
+absl::Status TcpscopeStack::WaitForAgents(absl::Duration timeout) {
+  const std::string metrics = WaitFor(
+      [&](const std::string& m) {
+        for (const auto& [host, agent] : agents_) {
+          if (MetricValue(m, "tcpscope_agent_up", {{"host", host}}) != 1.0) return false;
+          if (!MetricValue(m, "tcpscope_connections", {{"host", host}, {"state", "established"}})) {
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout);
+  for (const auto& [host, agent] : agents_) {
+    if (!MetricValue(metrics, "tcpscope_connections", {{"host", host}, {"state", "established"}})) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("agent ", host, " did not connect and deliver a snapshot in time"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string TcpscopeStack::Scrape() const {
+  absl::StatusOr<std::string> body = HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  return body.ok() ? *body : "";
+}
+
+std::string TcpscopeStack::WaitFor(const std::function<bool(const std::string&)>& done,
+                                   absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string exposition = Scrape();
+  while (!done(exposition) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+    exposition = Scrape();
+  }
+  return exposition;
+}
+
+std::optional<double> TcpscopeStack::WaitForValue(const std::string& name, const Labels& labels,
+                                                  double value, absl::Duration timeout) const {
+  return MetricValue(
+      WaitFor([&](const std::string& m) { return MetricValue(m, name, labels) == value; }, timeout),
+      name, labels);
+}
+
+Subprocess& TcpscopeStack::agent(const std::string& host) {
+  for (auto& [name, agent] : agents_) {
+    if (name == host) return *agent;
+  }
+  ADD_FAILURE() << "no agent for host " << host;
+  return *agents_.front().second;
+}
+
+std::string TcpscopeStack::Logs() const {
+  std::string logs = absl::StrCat("---- service log\n", service_ ? service_->Log() : "");
+  for (const auto& [host, agent] : agents_) {
+    absl::StrAppend(&logs, "---- agent ", host, " log\n", agent->Log());
+  }
+  return logs;
+}
+
+}  // namespace tcpscope::testing

@@ -1,0 +1,54 @@
+// The real tcpscope binaries for an integration test: one service on free loopback ports and
+// any number of agents, plus polling of the service's /metrics for exact values.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/process.h"
+
+namespace tcpscope::testing {
+
+class TcpscopeStack {
+ public:
+  // Starts tcpscope-service; `name` prefixes the log files.
+  static absl::StatusOr<std::unique_ptr<TcpscopeStack>> Start(const std::string& name);
+  ~TcpscopeStack();
+
+  // Starts an agent for `host` watching the namespace file `netns_path`, with extra flags.
+  absl::Status AddAgent(const std::string& host, const std::string& netns_path,
+                        const std::vector<std::string>& flags = {});
+  // Waits until every agent is connected and has delivered a snapshot.
+  absl::Status WaitForAgents(absl::Duration timeout = absl::Seconds(15));
+
+  std::string Scrape() const;
+  // Polls /metrics until `done` holds or `timeout` passes; returns the last exposition.
+  std::string WaitFor(const std::function<bool(const std::string&)>& done,
+                      absl::Duration timeout = absl::Seconds(15)) const;
+  // Polls until the series has exactly `value` (or the timeout); returns the last value seen.
+  std::optional<double> WaitForValue(const std::string& name, const Labels& labels, double value,
+                                     absl::Duration timeout = absl::Seconds(15)) const;
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  Subprocess& service() { return *service_; }
+  Subprocess& agent(const std::string& host);
+  // Every process's log, for a failing test's output.
+  std::string Logs() const;
+
+ private:
+  TcpscopeStack() = default;
+  std::string name_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::unique_ptr<Subprocess> service_;
+  std::vector<std::pair<std::string, std::unique_ptr<Subprocess>>> agents_;
+};
+
+}  // namespace tcpscope::testing
