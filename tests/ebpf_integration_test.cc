@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/netns.h"
+#include "tests/harness/process.h"
 #include "tests/harness/tcpscope_stack.h"
 #include "tests/harness/test_network.h"
 
@@ -225,6 +226,123 @@ TEST_F(EbpfTest, KeepaliveProbesThenTimeoutWhenThePeerGoesSilent) {
   EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_timeouts_total", {{"host", kA}, {"role", "client"}}),
             1);
   EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {{"host", kA}}), 1);
+}
+
+// Counts the watched events of `kind` from host A.
+int CountEvents(const std::vector<v1::HostEvent>& events, v1::Event::KindCase kind) {
+  int count = 0;
+  for (const v1::HostEvent& entry : events) {
+    count += entry.host() == kA && entry.event().kind_case() == kind;
+  }
+  return count;
+}
+
+TEST_F(EbpfTest, ProbeAnsweredByALivePeerKeepsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_TRUE(stack_->WatchEvents().ok());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  // A probe after 2 s idle; the next timer run, 1 s later, sees it answered. The next probe
+  // would come 2 s after the answer: keepalive is switched off before that.
+  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 2);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (CountEvents(stack_->WatchedEvents(), v1::Event::kKeepaliveAnswered) == 0 &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 0);
+  absl::SleepFor(absl::Milliseconds(500));
+  const std::vector<v1::HostEvent> events = stack_->WatchedEvents();
+  EXPECT_EQ(CountEvents(events, v1::Event::kKeepaliveProbe), 1);
+  EXPECT_EQ(CountEvents(events, v1::Event::kKeepaliveAnswered), 1);
+  EXPECT_EQ(CountEvents(events, v1::Event::kClose), 0);
+  for (const v1::HostEvent& entry : events) {
+    if (entry.event().has_keepalive_probe()) {
+      EXPECT_EQ(entry.event().keepalive_probe().probe_number(), 1u);
+      EXPECT_GE(entry.event().keepalive_probe().idle_ms(), 1900u);
+    }
+  }
+  const std::string m = stack_->Scrape();
+  EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_probes_total", {{"host", kA}}), 1);
+  EXPECT_EQ(MetricSum(m, "tcpscope_keepalive_timeouts_total", {}), 0);
+  EXPECT_EQ(MetricValue(m, "tcpscope_connections", {{"host", kA}, {"state", "established"}}), 1);
+}
+
+// The unreachable outcome: B answers A's packets with ICMP "administratively prohibited" (an
+// unreachable code) through a policy rule ahead of its local table. The kernel sends such
+// errors only where forwarding is on.
+void ProhibitFromA(const TwoHostNetwork& network) {
+  ASSERT_TRUE(SetSysctl(network.b(), "net.ipv4.ip_forward", "1").ok());
+  const std::string b = network.b().name();
+  for (const std::string command :
+       {"ip -n " + b + " rule add pref 5 lookup local", "ip -n " + b + " rule del pref 0",
+        "ip -n " + b + " rule add pref 1 from " + network.a_ipv4() + " lookup 100",
+        "ip -n " + b + " route add prohibit " + network.b_ipv4() + " table 100"}) {
+    ASSERT_EQ(RunCommand(command + " 2>&1").exit_code, 0) << command;
+  }
+}
+
+const v1::Event* FindEvent(const std::vector<v1::HostEvent>& events, v1::Event::KindCase kind) {
+  for (const v1::HostEvent& entry : events) {
+    if (entry.host() == kA && entry.event().kind_case() == kind) return &entry.event();
+  }
+  return nullptr;
+}
+
+TEST_F(EbpfTest, IcmpUnreachableDuringRetransmissionsEndsWithHostUnreachable) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_TRUE(stack_->WatchEvents().ok());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  ASSERT_NO_FATAL_FAILURE(ProhibitFromA(*network_));
+  SetInt(client, IPPROTO_TCP, TCP_USER_TIMEOUT, 2000);
+  ASSERT_EQ(send(client, "x", 1, 0), 1);  // its retransmissions draw the ICMP errors
+  const Labels close = {
+      {"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "retransmit_timeout"}};
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", close, 1, absl::Seconds(15)), 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  const std::vector<v1::HostEvent> events = stack_->WatchedEvents();
+  const v1::Event* event = FindEvent(events, v1::Event::kClose);
+  ASSERT_NE(event, nullptr);
+  EXPECT_EQ(event->endpoints().remote_port(), static_cast<uint32_t>(port));
+  EXPECT_NE(event->endpoints().local_port(), 0u);
+  EXPECT_EQ(event->close().error(), EHOSTUNREACH);
+  EXPECT_GE(event->close().retransmits(), 1u);
+}
+
+TEST_F(EbpfTest, KeepaliveProbesAnsweredByIcmpEndLikeATimeout) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_TRUE(stack_->WatchEvents().ok());
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  ASSERT_NO_FATAL_FAILURE(ProhibitFromA(*network_));
+  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  const Labels timeout_close = {
+      {"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "keepalive_timeout"}};
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", timeout_close, 1, absl::Seconds(15)), 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  const std::vector<v1::HostEvent> events = stack_->WatchedEvents();
+  EXPECT_EQ(CountEvents(events, v1::Event::kKeepaliveProbe), 3);
+  EXPECT_EQ(MetricValue(stack_->Scrape(), "tcpscope_keepalive_probes_total", {{"host", kA}}), 3);
+  const v1::Event* event = FindEvent(events, v1::Event::kKeepaliveTimeout);
+  ASSERT_NE(event, nullptr);
+  // Linux drops an ICMP error that quotes a keepalive probe: the probe's sequence number is
+  // snd_una - 1, outside the window tcp_v4_err accepts (TcpExtOutOfWindowIcmps). So the
+  // connection ends exactly as with a silent peer: ETIMEDOUT after the probes.
+  EXPECT_EQ(event->keepalive_timeout().error(), ETIMEDOUT);
+  EXPECT_EQ(event->keepalive_timeout().probes_sent(), 3u);
+  EXPECT_EQ(event->keepalive_timeout().idle_s(), 1u);
+  EXPECT_EQ(event->keepalive_timeout().interval_s(), 1u);
+  EXPECT_EQ(event->keepalive_timeout().count(), 3u);
 }
 
 TEST_F(EbpfTest, RstAnsweringAProbeMeansThePeerRebooted) {

@@ -86,7 +86,7 @@ struct sock_info {
   __u8 initiator;
   __u8 flags;
   __u8 last_probes; /* icsk_probes_out after the last keepalive timer run */
-  __u16 sport;      /* the kernel may release the port before the final transition */
+  __u16 sport;      /* the port is released before the CLOSE transition is traced */
   char comm[16];
 };
 
@@ -246,6 +246,21 @@ static __always_inline bool in_keepalive_run(const struct sock *sk) {
   return true;
 }
 
+/* Reports keepalive probes info->last_probes+1 .. `probes`. Normally one, from the timer's exit;
+ * more only if an exit was not seen, so the count stays exact either way. */
+static __always_inline void report_probes(const struct sock *sk, struct sock_info *info,
+                                          __u8 probes, __u64 idle_ms, __u64 now) {
+  for (int i = 0; i < 8 && info->last_probes < probes; ++i) {
+    info->last_probes++;
+    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_PROBE, now);
+    if (!event) continue;
+    event->probes = info->last_probes;
+    event->idle_ms = info->last_probes == probes ? idle_ms : 0;
+    bpf_ringbuf_submit(event, 0);
+  }
+  info->last_probes = probes;
+}
+
 static __always_inline void on_close(const struct sock *sk, struct sock_info *info, int oldstate,
                                      __u64 now) {
   int err = BPF_CORE_READ(sk, sk_err);
@@ -290,6 +305,7 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   }
 
   if (keepalive_timeout) {
+    report_probes(sk, info, probes_out(sk), 0, now);
     struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT, now);
     if (event) {
       event->probes = probes_out(sk);
@@ -361,6 +377,8 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
   switch (newstate) {
     case TCP_ESTABLISHED: {
       info->established_ns = now;
+      /* connect() picks the local port after entering SYN_SENT. */
+      info->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
       struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE, now);
       if (!event) return 0;
       if (info->role == ROLE_CLIENT && info->start_ns) {
@@ -439,7 +457,9 @@ int BPF_PROG(on_timer_entry, struct timer_list *timer) {
   __u64 key = (__u64)sk;
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (!info) return 0;
-  if (info->last_probes > 0 && run->probes_before == 0) {
+  if (run->probes_before > info->last_probes) {
+    report_probes(sk, info, run->probes_before, 0, bpf_ktime_get_ns());
+  } else if (info->last_probes > 0 && run->probes_before == 0) {
     /* An ACK reset icsk_probes_out since the last run: the peer answered. */
     struct tcpscope_event *event =
         new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_ANSWERED, bpf_ktime_get_ns());
@@ -472,14 +492,8 @@ int BPF_PROG(on_timer_exit, struct timer_list *timer) {
     info = adopt(sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
     if (!info) return 0;
   }
-  info->last_probes = probes;
-  __u64 now = bpf_ktime_get_ns();
-  struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_PROBE, now);
-  if (!event) return 0;
-  event->probes = probes;
   const struct tcp_sock *tp = (const struct tcp_sock *)sk;
   __u32 idle_jiffies = (__u32)bpf_jiffies64() - BPF_CORE_READ(tp, rcv_tstamp);
-  event->idle_ms = (__u64)idle_jiffies * 1000 / hz();
-  bpf_ringbuf_submit(event, 0);
+  report_probes(sk, info, probes, (__u64)idle_jiffies * 1000 / hz(), bpf_ktime_get_ns());
   return 0;
 }

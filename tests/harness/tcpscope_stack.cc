@@ -1,8 +1,11 @@
 // Service and agents as subprocesses, with /metrics polling.
 #include "tests/harness/tcpscope_stack.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/harness/sockets.h"
 
@@ -22,7 +25,30 @@ absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(const std::s
   return stack;
 }
 
+absl::Status TcpscopeStack::WatchEvents() {
+  auto watcher = Subprocess::Start({BinaryPath("tcpscope"), "events", "--follow", "-o", "json",
+                                    absl::StrCat("--service=127.0.0.1:", grpc_port_)},
+                                   absl::StrCat(::testing::TempDir(), "/", name_, "-events.jsonl"));
+  if (!watcher.ok()) return watcher.status();
+  watcher_ = std::move(*watcher);
+  return absl::OkStatus();
+}
+
+std::vector<v1::HostEvent> TcpscopeStack::WatchedEvents() const {
+  std::vector<v1::HostEvent> events;
+  if (!watcher_) return events;
+  for (absl::string_view line : absl::StrSplit(watcher_->Log(), '\n')) {
+    if (!absl::StartsWith(line, "{")) continue;  // the CLI's notes go to stderr, same file
+    v1::HostEvent event;
+    if (google::protobuf::util::JsonStringToMessage(std::string(line), &event).ok()) {
+      events.push_back(std::move(event));
+    }
+  }
+  return events;
+}
+
 TcpscopeStack::~TcpscopeStack() {
+  if (watcher_) watcher_->Stop();
   for (auto& [host, agent] : agents_) agent->Stop();
   if (service_) service_->Stop();
 }

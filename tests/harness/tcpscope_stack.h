@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "tcpscope/v1/observer.pb.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/process.h"
 
@@ -35,6 +36,11 @@ class TcpscopeStack {
   std::optional<double> WaitForValue(const std::string& name, const Labels& labels, double value,
                                      absl::Duration timeout = absl::Seconds(15)) const;
 
+  // Starts `tcpscope events --follow -o json` against the service, to record live events.
+  absl::Status WatchEvents();
+  // The events the watcher printed so far.
+  std::vector<v1::HostEvent> WatchedEvents() const;
+
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   Subprocess& service() { return *service_; }
@@ -48,6 +54,7 @@ class TcpscopeStack {
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   std::unique_ptr<Subprocess> service_;
+  std::unique_ptr<Subprocess> watcher_;
   std::vector<std::pair<std::string, std::unique_ptr<Subprocess>>> agents_;
 };
 
