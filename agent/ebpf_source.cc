@@ -59,7 +59,7 @@ absl::Status CheckSupport() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
-    const EbpfOptions& options, std::unique_ptr<SockDiagDumper> snapshot_dumper,
+    const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots,
     AgentMetrics* metrics) {
   libbpf_set_print(LibbpfPrint);
   if (absl::Status status = CheckSupport(); !status.ok()) return status;
@@ -84,15 +84,14 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
                      strerror(-error)));
   }
   return std::unique_ptr<EbpfSource>(
-      new EbpfSource(options, skeleton, std::move(snapshot_dumper), metrics));
+      new EbpfSource(options, skeleton, std::move(snapshots), metrics));
 }
 
 EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
-                       std::unique_ptr<SockDiagDumper> dumper, AgentMetrics* metrics)
+                       std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics)
     : options_(options),
       skeleton_(skeleton),
-      dumper_(std::move(dumper)),
-      tracker_(dumper_->netns_inode()),
+      snapshots_(std::move(snapshots)),
       metrics_(metrics),
       monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
 
@@ -199,8 +198,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
                << (options_.netns_inode == 0
                        ? std::string("every network namespace")
                        : absl::StrCat("network namespace ", options_.netns_inode))
-               << "; snapshots of namespace " << dumper_->netns_inode() << " every "
-               << absl::FormatDuration(options_.snapshot_interval);
+               << "; snapshots every " << absl::FormatDuration(options_.snapshot_interval);
   std::thread consumer([this, sink] { ConsumeRing(sink); });
   absl::Time next = absl::Now();
   while (true) {
@@ -213,26 +211,23 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     const absl::Time start = absl::Now();
     next = start + options_.snapshot_interval;
     monotonic_to_unix_ns_.store(MonotonicToUnixOffsetNs(), std::memory_order_relaxed);
-    absl::StatusOr<std::vector<SocketRecord>> dump = dumper_->Dump();
+    // The program attached before the first dump, so nothing falls between them. The events a
+    // dump diff would derive come exactly from the kernel instead; only the snapshot is used.
+    SnapshotCollector::Result collected = snapshots_->Collect(start);
     metrics_->dump_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    if (!dump.ok()) {
-      metrics_->dump_errors.Increment();
-      TS_LOG(WARNING) << "snapshot dump failed: " << dump.status();
-      continue;
-    }
     metrics_->dumps.Increment();
-    // The program attached before the first dump, so nothing falls between them; the events
-    // the dump diff would derive come exactly from the kernel instead and are dropped here.
-    TrackerUpdate update = tracker_.Update(*dump, start);
+    if (collected.failed_namespaces > 0) {
+      metrics_->dump_errors.Increment(static_cast<double>(collected.failed_namespaces));
+    }
     {
       absl::MutexLock lock(&roles_mu_);
       roles_.clear();
-      for (const v1::Connection& connection : update.snapshot.connections()) {
+      for (const v1::Connection& connection : collected.snapshot.connections()) {
         roles_[connection.connection_id()] = connection.role();
       }
     }
-    metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
-    sink->Publish({}, std::move(update.snapshot));
+    metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
+    sink->Publish({}, std::move(collected.snapshot));
   }
   consumer.join();
   return absl::OkStatus();

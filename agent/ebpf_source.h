@@ -14,9 +14,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
-#include "agent/connection_tracker.h"
 #include "agent/event_source.h"
-#include "agent/sock_diag_source.h"
+#include "agent/snapshot_collector.h"
 
 struct tcpscope_bpf;
 struct ring_buffer;
@@ -36,7 +35,7 @@ class EbpfSource : public EventSource {
   // Checks support, loads and attaches the program. An error says why eBPF cannot be used here
   // (no BTF, no ring buffer, not permitted, verifier), for the fallback to report.
   static absl::StatusOr<std::unique_ptr<EbpfSource>> Open(
-      const EbpfOptions& options, std::unique_ptr<SockDiagDumper> snapshot_dumper,
+      const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots,
       AgentMetrics* metrics);
   ~EbpfSource() override;
 
@@ -47,7 +46,7 @@ class EbpfSource : public EventSource {
 
  private:
   EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
-             std::unique_ptr<SockDiagDumper> dumper, AgentMetrics* metrics);
+             std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics);
   static int OnRecord(void* self, void* data, size_t size);
   void ConsumeRing(EventSink* sink);
   void Flush(EventSink* sink);
@@ -56,8 +55,7 @@ class EbpfSource : public EventSource {
 
   const EbpfOptions options_;
   tcpscope_bpf* skeleton_;
-  std::unique_ptr<SockDiagDumper> dumper_;
-  ConnectionTracker tracker_;
+  std::unique_ptr<SnapshotCollector> snapshots_;
   AgentMetrics* metrics_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
 

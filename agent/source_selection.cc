@@ -36,18 +36,23 @@ absl::StatusOr<std::unique_ptr<EventSource>> OpenSockDiag(const SourceOptions& o
 
 absl::StatusOr<std::unique_ptr<EventSource>> OpenEbpf(const SourceOptions& options,
                                                       AgentMetrics* metrics) {
-  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(options.netns_path);
-  if (!dumper.ok()) {
-    return absl::Status(dumper.status().code(),
-                        absl::StrCat("cannot watch ", Describe(options.netns_path), ": ",
-                                     dumper.status().message()));
-  }
   EbpfOptions ebpf;
-  ebpf.netns_inode =
-      options.netns_path.empty() ? 0 : static_cast<uint32_t>((*dumper)->netns_inode());
   ebpf.snapshot_interval = options.snapshot_interval;
+  std::unique_ptr<SnapshotCollector> snapshots;
+  if (options.netns_path.empty()) {
+    snapshots = SnapshotCollector::ForAllNamespaces();
+  } else {
+    absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper =
+        SockDiagDumper::Open(options.netns_path);
+    if (!dumper.ok()) {
+      return absl::Status(dumper.status().code(), absl::StrCat("cannot watch ", options.netns_path,
+                                                               ": ", dumper.status().message()));
+    }
+    ebpf.netns_inode = static_cast<uint32_t>((*dumper)->netns_inode());
+    snapshots = SnapshotCollector::ForNamespace(std::move(*dumper));
+  }
   absl::StatusOr<std::unique_ptr<EbpfSource>> source =
-      EbpfSource::Open(ebpf, std::move(*dumper), metrics);
+      EbpfSource::Open(ebpf, std::move(snapshots), metrics);
   if (!source.ok()) return source.status();
   metrics->SetSource("ebpf");
   return std::unique_ptr<EventSource>(std::move(*source));

@@ -21,7 +21,9 @@ def fmt(value, digits=0, suffix=""):
 
 
 def main(path):
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+    everything = [json.loads(line) for line in open(path) if line.strip()]
+    rows = [r for r in everything if not r["mode"].endswith("-diag")]
+    diag = [r for r in everything if r["mode"].endswith("-diag") and "churn" in r]
     modes = []
     for row in rows:
         if row["mode"] not in modes:
@@ -93,6 +95,17 @@ def main(path):
         counts = ", ".join(f"r{r['round']}: {r['inet_sock_set_state'] / max(1, r['churn']['connections']):.2f}"
                            for r in sorted(bpf, key=lambda r: r["round"]))
         print(f"\nbpftrace sock:inet_sock_set_state hits per connection (all namespaces): {counts}")
+    if diag:
+        print("\nDiagnostic rounds (kernel.bpf_stats_enabled=1, not in the ratios): time the observer's "
+              "BPF programs ran, in the churning threads' context.")
+        print("\n| observer | connections | program runs per connection | BPF ns per run | BPF µs per connection |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in diag:
+            conns = r["churn"]["connections"]
+            runs, ns = r.get("bpf_run_cnt", 0), r.get("bpf_run_time_ns", 0)
+            name = "tcpscope-agent" if r["mode"].startswith("agent") else "bpftrace count()"
+            print(f"| {name} | {fmt(conns)} | {fmt(runs / conns if conns else None, 2)} | "
+                  f"{fmt(ns / runs if runs else None, 0)} | {fmt(ns / 1000 / conns if conns else None, 2)} |")
     others = [r.get("other_bpf_progs", -1) for r in rows]
     if any(o > 0 for o in others):
         print(f"\nWarning: other BPF tracing programs were loaded during some rounds (max {max(others)}): "

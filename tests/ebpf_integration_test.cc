@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -13,7 +14,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tcpscope/v1/observer.pb.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/netns.h"
 #include "tests/harness/process.h"
@@ -363,6 +366,72 @@ TEST_F(EbpfTest, RstAnsweringAProbeMeansThePeerRebooted) {
   EXPECT_EQ(MetricValue(m, "tcpscope_keepalive_probes_total", {{"host", kA}}), 1);
   EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {{"host", kA}}), 1);
   EXPECT_EQ(MetricSum(m, "tcpscope_keepalive_timeouts_total", {{"host", kA}}), 0);
+}
+
+uint64_t Inode(const std::string& path) {
+  struct stat info {};
+  EXPECT_EQ(stat(path.c_str(), &info), 0) << path;
+  return info.st_ino;
+}
+
+// Without --netns the agent watches every namespace of the kernel and tells them apart.
+TEST_F(EbpfTest, EveryNamespaceByDefault) {
+  auto network = TwoHostNetwork::Create("allns");
+  ASSERT_TRUE(network.ok()) << network.status();
+  network_ = std::move(*network);
+  auto stack = TcpscopeStack::Start("EveryNamespaceByDefault");
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  stack_ = std::move(*stack);
+  ASSERT_TRUE(
+      stack_->AddAgent("host-all", "", {"--source=ebpf", "--snapshot_interval=200ms"}).ok());
+  ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();
+  ASSERT_TRUE(stack_->WatchEvents().ok());
+  absl::SleepFor(absl::Milliseconds(300));  // the watcher subscribes
+
+  constexpr int kCount = 6;
+  const uint64_t a = Inode(network_->a().path());
+  const uint64_t b = Inode(network_->b().path());
+  const int port = ListenOnB(network_->b_ipv4());
+  for (int i = 0; i < kCount; ++i) Connect(network_->b_ipv4(), port);
+
+  auto count = [&](const std::vector<v1::HostEvent>& events, uint64_t netns, v1::Role role) {
+    int n = 0;
+    for (const v1::HostEvent& entry : events) {
+      n += entry.event().has_handshake() && entry.event().origin().netns_inode() == netns &&
+           entry.event().role() == role;
+    }
+    return n;
+  };
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  std::vector<v1::HostEvent> events;
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    events = stack_->WatchedEvents();
+  } while (
+      (count(events, a, v1::ROLE_CLIENT) < kCount || count(events, b, v1::ROLE_SERVER) < kCount) &&
+      absl::Now() < deadline);
+  absl::SleepFor(absl::Milliseconds(300));
+  events = stack_->WatchedEvents();
+  EXPECT_EQ(count(events, a, v1::ROLE_CLIENT), kCount);
+  EXPECT_EQ(count(events, b, v1::ROLE_SERVER), kCount);
+  EXPECT_EQ(count(events, a, v1::ROLE_SERVER), 0);
+  EXPECT_EQ(count(events, b, v1::ROLE_CLIENT), 0);
+
+  // Snapshots cover both namespaces too.
+  const CommandResult cli = RunCommand(absl::StrCat(BinaryPath("tcpscope"),
+                                                    " connections -o json --host=host-all "
+                                                    "--state=established --service=127.0.0.1:",
+                                                    stack_->grpc_port()));
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  v1::ListConnectionsResponse listed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(cli.output, &listed).ok());
+  int in_a = 0, in_b = 0;
+  for (const v1::HostConnection& entry : listed.connections()) {
+    in_a += entry.connection().origin().netns_inode() == a;
+    in_b += entry.connection().origin().netns_inode() == b;
+  }
+  EXPECT_EQ(in_a, kCount);
+  EXPECT_EQ(in_b, kCount);
 }
 
 TEST_F(EbpfTest, SockDiagFallbackCountsLongEnoughConnections) {

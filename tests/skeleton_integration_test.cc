@@ -17,6 +17,7 @@
 #include "tests/harness/netns.h"
 #include "tests/harness/process.h"
 #include "tests/harness/sockets.h"
+#include "tests/harness/tcpscope_stack.h"
 
 namespace tcpscope::testing {
 namespace {
@@ -32,46 +33,22 @@ class SkeletonTest : public ::testing::Test {
     auto netns = TestNetns::Create("skel");
     ASSERT_TRUE(netns.ok()) << netns.status();
     netns_ = std::move(*netns);
-    grpc_port_ = FreeTcpPort();
-    metrics_port_ = FreeTcpPort();
-    const std::string logs = ::testing::TempDir();
-    auto service = Subprocess::Start(
-        {BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", grpc_port_),
-         absl::StrCat("--metrics_listen=127.0.0.1:", metrics_port_)},
-        logs + "/skeleton-service.log");
-    ASSERT_TRUE(service.ok()) << service.status();
-    service_ = std::move(*service);
-    auto agent = Subprocess::Start(
-        {BinaryPath("tcpscope-agent"), absl::StrCat("--service=127.0.0.1:", grpc_port_),
-         absl::StrCat("--host_name=", kHost), "--netns=" + netns_->path(),
-         "--snapshot_interval=200ms", absl::StrCat("--metrics_listen=127.0.0.1:", FreeTcpPort())},
-        logs + "/skeleton-agent.log");
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = std::move(*agent);
+    auto stack = TcpscopeStack::Start("skeleton");
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    stack_ = std::move(*stack);
+    // The polling source: the path every later source builds on.
+    ASSERT_TRUE(
+        stack_->AddAgent(kHost, netns_->path(), {"--source=sockdiag", "--snapshot_interval=200ms"})
+            .ok());
   }
 
   void TearDown() override {
-    if (HasFailure()) {
-      if (service_) std::cerr << "---- service log\n" << service_->Log();
-      if (agent_) std::cerr << "---- agent log\n" << agent_->Log();
-    }
+    if (HasFailure() && stack_) std::cerr << stack_->Logs();
   }
 
-  std::string Scrape() {
-    absl::StatusOr<std::string> body = HttpGet("127.0.0.1", metrics_port_, "/metrics");
-    return body.ok() ? *body : "";
-  }
-
-  // Polls /metrics until `done` holds (bounded); returns the last exposition.
-  std::string WaitFor(const std::function<bool(const std::string&)>& done,
-                      absl::Duration timeout = absl::Seconds(15)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    std::string exposition = Scrape();
-    while (!done(exposition) && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(50));
-      exposition = Scrape();
-    }
-    return exposition;
+  std::string Scrape() { return stack_->Scrape(); }
+  std::string WaitFor(const std::function<bool(const std::string&)>& done) {
+    return stack_->WaitFor(done);
   }
 
   std::optional<double> Gauge(const std::string& exposition, const std::string& name,
@@ -84,10 +61,7 @@ class SkeletonTest : public ::testing::Test {
   }
 
   std::unique_ptr<TestNetns> netns_;
-  std::unique_ptr<Subprocess> service_;
-  std::unique_ptr<Subprocess> agent_;
-  int grpc_port_ = 0;
-  int metrics_port_ = 0;
+  std::unique_ptr<TcpscopeStack> stack_;
 };
 
 TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
@@ -134,9 +108,9 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
   EXPECT_EQ(lint.exit_code, 0) << lint.output;
 
   // The CLI lists the same connections.
-  const CommandResult cli = RunCommand(
-      absl::StrCat(BinaryPath("tcpscope"), " connections -o json --service=127.0.0.1:", grpc_port_,
-                   " --host=", kHost));
+  const CommandResult cli = RunCommand(absl::StrCat(
+      BinaryPath("tcpscope"), " connections -o json --service=127.0.0.1:", stack_->grpc_port(),
+      " --host=", kHost));
   ASSERT_EQ(cli.exit_code, 0) << cli.output;
   v1::ListConnectionsResponse listed;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(cli.output, &listed).ok()) << cli.output;
@@ -186,14 +160,14 @@ TEST_F(SkeletonTest, CountsExactlyTheConnectionsOfTheNamespace) {
   EXPECT_EQ(MetricSum(metrics, "tcpscope_closes_total", {{"host", kHost}}), 2.0 * kConnections);
 
   // The agent stops cleanly; the host's snapshot series go and agent_up drops to 0.
-  EXPECT_EQ(agent_->Stop(), 0) << agent_->Log();
+  EXPECT_EQ(stack_->agent(kHost).Stop(), 0);
   metrics = WaitFor([&](const std::string& m) {
     return MetricValue(m, "tcpscope_agent_up", {{"host", kHost}}) == 0.0;
   });
   EXPECT_EQ(MetricValue(metrics, "tcpscope_agent_up", {{"host", kHost}}), 0.0);
   EXPECT_EQ(State(metrics, "established"), std::nullopt);
   EXPECT_EQ(Gauge(metrics, "tcpscope_connections_keepalive", "keepalive", "on"), std::nullopt);
-  EXPECT_EQ(service_->Stop(), 0) << service_->Log();
+  EXPECT_EQ(stack_->service().Stop(), 0);
 }
 
 }  // namespace

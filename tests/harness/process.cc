@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -45,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const std::vector<
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     execv(args[0], args.data());
+    dprintf(STDERR_FILENO, "exec %s: %s (is TCPSCOPE_BIN_DIR set?)\n", args[0], strerror(errno));
     _exit(127);
   }
   close(log_fd);

@@ -57,8 +57,9 @@ absl::Status TcpscopeStack::AddAgent(const std::string& host, const std::string&
                                      const std::vector<std::string>& flags) {
   std::vector<std::string> argv = {BinaryPath("tcpscope-agent"),
                                    absl::StrCat("--service=127.0.0.1:", grpc_port_),
-                                   absl::StrCat("--host_name=", host), "--netns=" + netns_path,
+                                   absl::StrCat("--host_name=", host),
                                    absl::StrCat("--metrics_listen=127.0.0.1:", FreeTcpPort())};
+  if (!netns_path.empty()) argv.push_back("--netns=" + netns_path);
   argv.insert(argv.end(), flags.begin(), flags.end());
   auto agent = Subprocess::Start(
       argv, absl::StrCat(::testing::TempDir(), "/", name_, "-agent-", host, ".log"));

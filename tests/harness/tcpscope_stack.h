@@ -22,7 +22,8 @@ class TcpscopeStack {
   static absl::StatusOr<std::unique_ptr<TcpscopeStack>> Start(const std::string& name);
   ~TcpscopeStack();
 
-  // Starts an agent for `host` watching the namespace file `netns_path`, with extra flags.
+  // Starts an agent for `host` watching the namespace file `netns_path` (empty: every
+  // namespace), with extra flags.
   absl::Status AddAgent(const std::string& host, const std::string& netns_path,
                         const std::vector<std::string>& flags = {});
   // Waits until every agent is connected and has delivered a snapshot.

@@ -1,0 +1,110 @@
+// Namespace discovery and per-namespace dumps merged into one snapshot.
+#include "agent/snapshot_collector.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <cctype>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace tcpscope::agent {
+namespace {
+
+void AddIfNew(const std::string& path, absl::flat_hash_set<uint64_t>& seen,
+              std::vector<NamespaceFile>& out) {
+  struct stat info {};
+  if (stat(path.c_str(), &info) != 0) return;  // the process exited meanwhile
+  if (seen.insert(info.st_ino).second) out.push_back({info.st_ino, path});
+}
+
+bool IsNumber(const char* name) {
+  if (*name == '\0') return false;
+  for (; *name != '\0'; ++name) {
+    if (!std::isdigit(static_cast<unsigned char>(*name))) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<NamespaceFile> ListNetworkNamespaces(const std::string& proc,
+                                                 const std::string& run_netns) {
+  std::vector<NamespaceFile> namespaces;
+  absl::flat_hash_set<uint64_t> seen;
+  AddIfNew(absl::StrCat(proc, "/self/ns/net"), seen, namespaces);
+  if (DIR* dir = opendir(run_netns.c_str()); dir != nullptr) {
+    while (dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] == '.') continue;
+      AddIfNew(absl::StrCat(run_netns, "/", entry->d_name), seen, namespaces);
+    }
+    closedir(dir);
+  }
+  if (DIR* dir = opendir(proc.c_str()); dir != nullptr) {
+    while (dirent* entry = readdir(dir)) {
+      if (!IsNumber(entry->d_name)) continue;
+      AddIfNew(absl::StrCat(proc, "/", entry->d_name, "/ns/net"), seen, namespaces);
+    }
+    closedir(dir);
+  }
+  return namespaces;
+}
+
+std::unique_ptr<SnapshotCollector> SnapshotCollector::ForNamespace(
+    std::unique_ptr<SockDiagDumper> dumper) {
+  std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false));
+  const uint64_t inode = dumper->netns_inode();
+  collector->views_[inode] = {std::move(dumper), std::make_unique<ConnectionTracker>(inode)};
+  return collector;
+}
+
+std::unique_ptr<SnapshotCollector> SnapshotCollector::ForAllNamespaces() {
+  return std::unique_ptr<SnapshotCollector>(new SnapshotCollector(true));
+}
+
+void SnapshotCollector::Rescan() {
+  const std::vector<NamespaceFile> namespaces = ListNetworkNamespaces();
+  absl::flat_hash_set<uint64_t> present;
+  for (const NamespaceFile& ns : namespaces) {
+    present.insert(ns.inode);
+    if (views_.contains(ns.inode)) continue;
+    absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(ns.path);
+    if (!dumper.ok()) continue;  // gone already, or not ours to enter
+    views_[ns.inode] = {std::move(*dumper), std::make_unique<ConnectionTracker>(ns.inode)};
+  }
+  // A namespace nothing holds any more has no sockets left to report.
+  for (auto it = views_.begin(); it != views_.end();) {
+    auto current = it++;
+    if (!present.contains(current->first)) views_.erase(current);
+  }
+}
+
+SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now) {
+  if (all_) Rescan();
+  Result result;
+  result.snapshot.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(now)));
+  for (auto& [inode, view] : views_) {
+    absl::StatusOr<std::vector<SocketRecord>> dump = view.dumper->Dump();
+    if (!dump.ok()) {
+      ++result.failed_namespaces;
+      continue;
+    }
+    ++result.namespaces;
+    TrackerUpdate update = view.tracker->Update(*dump, now);
+    result.snapshot.set_listeners(result.snapshot.listeners() + update.snapshot.listeners());
+    for (v1::Connection& connection : *update.snapshot.mutable_connections()) {
+      *result.snapshot.add_connections() = std::move(connection);
+    }
+  }
+  return result;
+}
+
+size_t SnapshotCollector::tracked() const {
+  size_t total = 0;
+  for (const auto& [inode, view] : views_) total += view.tracker->tracked();
+  return total;
+}
+
+}  // namespace tcpscope::agent
