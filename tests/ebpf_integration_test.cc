@@ -33,6 +33,13 @@ void SetInt(int fd, int level, int option, int value) {
   ASSERT_EQ(setsockopt(fd, level, option, &value, sizeof(value)), 0) << strerror(errno);
 }
 
+void EnableKeepalive(int fd, int idle_s, int interval_s, int count) {
+  SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+  SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s);
+  SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_s);
+  SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, count);
+}
+
 // Waits (bounded) until the peer has closed its side: recv returns 0 or an error.
 void AwaitEof(int fd) {
   for (int i = 0; i < 100; ++i) {
@@ -81,7 +88,8 @@ class EbpfTest : public ::testing::Test {
     if (!listener.ok()) return 0;
     Keep(*listener);
     listener_ = *listener;
-    return *LocalPort(*listener);
+    listen_port_ = *LocalPort(*listener);
+    return listen_port_;
   }
 
   // Connects A -> B; returns {client fd on A, server fd on B}.
@@ -92,6 +100,11 @@ class EbpfTest : public ::testing::Test {
     EXPECT_TRUE(server.ok()) << server.status();
     if (!client.ok() || !server.ok()) return {-1, -1};
     return {Keep(*client), Keep(*server)};
+  }
+
+  // One connection A -> B on IPv4; returns {client fd on A, server fd on B}.
+  std::pair<int, int> OneConnection() {
+    return Connect(network_->b_ipv4(), ListenOnB(network_->b_ipv4()));
   }
 
   void CloseFd(int fd) {
@@ -142,6 +155,7 @@ class EbpfTest : public ::testing::Test {
   std::unique_ptr<TcpscopeStack> stack_;
   std::vector<int> fds_;
   int listener_ = -1;
+  int listen_port_ = 0;
 };
 
 TEST_F(EbpfTest, ShortConnectionsIpv4AreCountedExactlyOnBothHosts) {
@@ -214,10 +228,7 @@ TEST_F(EbpfTest, KeepaliveProbesThenTimeoutWhenThePeerGoesSilent) {
   const int port = ListenOnB(network_->b_ipv4());
   auto [client, server] = Connect(network_->b_ipv4(), port);
   ASSERT_GE(client, 0);
-  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 2);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  EnableKeepalive(client, 2, 1, 3);
   ASSERT_TRUE(network_->BlackholeFromA(network_->b_ipv4()).ok());
   // 2 s idle + 3 probes 1 s apart + the final check: about 5 s.
   const Labels timeout_close = {
@@ -248,10 +259,7 @@ TEST_F(EbpfTest, ProbeAnsweredByALivePeerKeepsTheConnection) {
   ASSERT_GE(client, 0);
   // A probe after 2 s idle; the next timer run, 1 s later, sees it answered. The next probe
   // would come 2 s after the answer: keepalive is switched off before that.
-  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 2);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  EnableKeepalive(client, 2, 1, 3);
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (CountEvents(stack_->WatchedEvents(), v1::Event::kKeepaliveAnswered) == 0 &&
          absl::Now() < deadline) {
@@ -299,8 +307,7 @@ const v1::Event* FindEvent(const std::vector<v1::HostEvent>& events, v1::Event::
 TEST_F(EbpfTest, IcmpUnreachableDuringRetransmissionsEndsWithHostUnreachable) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_TRUE(stack_->WatchEvents().ok());
-  const int port = ListenOnB(network_->b_ipv4());
-  auto [client, server] = Connect(network_->b_ipv4(), port);
+  auto [client, server] = OneConnection();
   ASSERT_GE(client, 0);
   ASSERT_NO_FATAL_FAILURE(ProhibitFromA(*network_));
   SetInt(client, IPPROTO_TCP, TCP_USER_TIMEOUT, 2000);
@@ -312,7 +319,7 @@ TEST_F(EbpfTest, IcmpUnreachableDuringRetransmissionsEndsWithHostUnreachable) {
   const std::vector<v1::HostEvent> events = stack_->WatchedEvents();
   const v1::Event* event = FindEvent(events, v1::Event::kClose);
   ASSERT_NE(event, nullptr);
-  EXPECT_EQ(event->endpoints().remote_port(), static_cast<uint32_t>(port));
+  EXPECT_EQ(event->endpoints().remote_port(), static_cast<uint32_t>(listen_port_));
   EXPECT_NE(event->endpoints().local_port(), 0u);
   EXPECT_EQ(event->close().error(), EHOSTUNREACH);
   EXPECT_GE(event->close().retransmits(), 1u);
@@ -321,14 +328,10 @@ TEST_F(EbpfTest, IcmpUnreachableDuringRetransmissionsEndsWithHostUnreachable) {
 TEST_F(EbpfTest, KeepaliveProbesAnsweredByIcmpEndLikeATimeout) {
   ASSERT_NO_FATAL_FAILURE(Start());
   ASSERT_TRUE(stack_->WatchEvents().ok());
-  const int port = ListenOnB(network_->b_ipv4());
-  auto [client, server] = Connect(network_->b_ipv4(), port);
+  auto [client, server] = OneConnection();
   ASSERT_GE(client, 0);
   ASSERT_NO_FATAL_FAILURE(ProhibitFromA(*network_));
-  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  EnableKeepalive(client, 1, 1, 3);
   const Labels timeout_close = {
       {"host", kA}, {"role", "client"}, {"initiator", "local"}, {"reason", "keepalive_timeout"}};
   EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", timeout_close, 1, absl::Seconds(15)), 1);
@@ -355,10 +358,7 @@ TEST_F(EbpfTest, RstAnsweringAProbeMeansThePeerRebooted) {
   ASSERT_GE(client, 0);
   ASSERT_TRUE(network_->RebootB().ok());
   // Keepalive only now, so no probe is lost while B is down.
-  SetInt(client, SOL_SOCKET, SO_KEEPALIVE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPIDLE, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPINTVL, 1);
-  SetInt(client, IPPROTO_TCP, TCP_KEEPCNT, 3);
+  EnableKeepalive(client, 1, 1, 3);
   const Labels reset_close = {
       {"host", kA}, {"role", "client"}, {"initiator", "remote"}, {"reason", "keepalive_reset"}};
   EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", reset_close, 1, absl::Seconds(10)), 1);

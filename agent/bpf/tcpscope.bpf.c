@@ -46,26 +46,6 @@ enum {
   TCP_CLOSING,
 };
 
-/* tcpscope.v1 enum values */
-enum { ROLE_UNKNOWN = 0, ROLE_CLIENT = 1, ROLE_SERVER = 2 };
-enum { INIT_NONE = 0, INIT_LOCAL = 1, INIT_REMOTE = 2, INIT_SIMULTANEOUS = 3, INIT_UNKNOWN = 4 };
-enum {
-  REASON_FIN = 1,
-  REASON_RESET_SENT = 2,
-  REASON_RESET_RECEIVED = 3,
-  REASON_KEEPALIVE_TIMEOUT = 4,
-  REASON_KEEPALIVE_RESET = 5,
-  REASON_RETRANSMIT_TIMEOUT = 6,
-  REASON_OTHER = 7,
-};
-enum {
-  FAIL_REFUSED = 1,
-  FAIL_TIMEOUT = 2,
-  FAIL_RESET = 3,
-  FAIL_UNREACHABLE = 4,
-  FAIL_OTHER = 5,
-};
-
 /* Set by user space before load. */
 const volatile __u32 target_netns = 0; /* 0: every namespace */
 
@@ -201,17 +181,17 @@ static __always_inline __u8 probes_out(const struct sock *sk) {
 static __always_inline __u8 failure_reason(int err) {
   switch (err) {
     case ECONNREFUSED:
-      return FAIL_REFUSED;
+      return TCPSCOPE_FAILURE_REFUSED;
     case ETIMEDOUT:
-      return FAIL_TIMEOUT;
+      return TCPSCOPE_FAILURE_TIMEOUT;
     case ECONNRESET:
     case EPIPE:
-      return FAIL_RESET;
+      return TCPSCOPE_FAILURE_RESET;
     case EHOSTUNREACH:
     case ENETUNREACH:
-      return FAIL_UNREACHABLE;
+      return TCPSCOPE_FAILURE_UNREACHABLE;
     default:
-      return FAIL_OTHER;
+      return TCPSCOPE_FAILURE_OTHER;
   }
 }
 
@@ -284,24 +264,24 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   __u8 initiator = info->initiator;
   bool keepalive_timeout = false;
   if (is_timeout_error(err) && in_keepalive_run(sk)) {
-    reason = REASON_KEEPALIVE_TIMEOUT;
+    reason = TCPSCOPE_REASON_KEEPALIVE_TIMEOUT;
     keepalive_timeout = true;
-    if (!initiator) initiator = INIT_LOCAL;
+    if (!initiator) initiator = TCPSCOPE_INITIATOR_LOCAL;
   } else if (info->flags & SOCK_FLAG_RST_RECEIVED || err == ECONNRESET || err == EPIPE) {
-    reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? REASON_KEEPALIVE_RESET : REASON_RESET_RECEIVED;
-    if (!initiator) initiator = INIT_REMOTE;
+    reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? TCPSCOPE_REASON_KEEPALIVE_RESET : TCPSCOPE_REASON_RESET_RECEIVED;
+    if (!initiator) initiator = TCPSCOPE_INITIATOR_REMOTE;
   } else if (is_timeout_error(err)) {
-    reason = REASON_RETRANSMIT_TIMEOUT;
-    if (!initiator) initiator = INIT_LOCAL;
+    reason = TCPSCOPE_REASON_RETRANSMIT_TIMEOUT;
+    if (!initiator) initiator = TCPSCOPE_INITIATOR_LOCAL;
   } else if (info->flags & SOCK_FLAG_RST_SENT || oldstate == TCP_ESTABLISHED ||
              oldstate == TCP_CLOSE_WAIT) {
     /* No orderly path leaves ESTABLISHED or CLOSE_WAIT straight for CLOSE: an abort
      * (SO_LINGER 0, unread data at close), which sends an RST just after this transition. */
-    reason = REASON_RESET_SENT;
-    if (!initiator) initiator = INIT_LOCAL;
+    reason = TCPSCOPE_REASON_RESET_SENT;
+    if (!initiator) initiator = TCPSCOPE_INITIATOR_LOCAL;
   } else {
-    reason = REASON_FIN;
-    if (!initiator) initiator = INIT_UNKNOWN;
+    reason = TCPSCOPE_REASON_FIN;
+    if (!initiator) initiator = TCPSCOPE_INITIATOR_UNKNOWN;
   }
 
   if (keepalive_timeout) {
@@ -355,10 +335,10 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     fresh.start_ns = now;
     fresh.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
     if (newstate == TCP_SYN_SENT) {
-      fresh.role = ROLE_CLIENT;
+      fresh.role = TCPSCOPE_ROLE_CLIENT;
       remember_process(&fresh); /* connect() runs in the caller's context */
     } else {
-      fresh.role = ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
+      fresh.role = TCPSCOPE_ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
     }
     if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY) != 0) count_drop(TCPSCOPE_DROP_SOCK_MAP);
     return 0;
@@ -381,7 +361,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
       info->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
       struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE, now);
       if (!event) return 0;
-      if (info->role == ROLE_CLIENT && info->start_ns) {
+      if (info->role == TCPSCOPE_ROLE_CLIENT && info->start_ns) {
         event->duration_ns = now - info->start_ns;
       } else {
         /* The server's SYN-ACK to ACK time: the first RTT sample, taken just before. */
@@ -393,14 +373,14 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
       return 0;
     }
     case TCP_FIN_WAIT1:
-      if (!info->initiator) info->initiator = INIT_LOCAL;
+      if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_LOCAL;
       if (!info->pid) remember_process(info); /* close() or shutdown() */
       return 0;
     case TCP_CLOSE_WAIT:
-      if (!info->initiator) info->initiator = INIT_REMOTE;
+      if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_REMOTE;
       return 0;
     case TCP_CLOSING:
-      info->initiator = INIT_SIMULTANEOUS;
+      info->initiator = TCPSCOPE_INITIATOR_SIMULTANEOUS;
       return 0;
     case TCP_LAST_ACK:
       if (!info->pid) remember_process(info); /* close() after the peer's FIN */

@@ -1,5 +1,5 @@
 /* The record the eBPF program writes to the ring buffer, shared by kernel and user code.
- * Enum values equal those of the tcpscope.v1 protos (Role, CloseInitiator, CloseReason,
+ * Its enums carry the numbers of the tcpscope.v1 protos (Role, CloseInitiator, CloseReason,
  * HandshakeFailureReason), so user space converts without a table. */
 #ifndef TCPSCOPE_AGENT_BPF_TCPSCOPE_EVENT_H_
 #define TCPSCOPE_AGENT_BPF_TCPSCOPE_EVENT_H_
@@ -13,6 +13,35 @@ enum tcpscope_event_kind {
   TCPSCOPE_EVENT_KEEPALIVE_PROBE = 4,
   TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT = 5,
   TCPSCOPE_EVENT_KEEPALIVE_ANSWERED = 6,
+};
+
+/* The tcpscope.v1 enum numbers (static_asserted against the protos in user code). */
+enum tcpscope_role { TCPSCOPE_ROLE_UNKNOWN = 0, TCPSCOPE_ROLE_CLIENT = 1, TCPSCOPE_ROLE_SERVER = 2 };
+
+enum tcpscope_initiator {
+  TCPSCOPE_INITIATOR_NONE = 0, /* not decided yet */
+  TCPSCOPE_INITIATOR_LOCAL = 1,
+  TCPSCOPE_INITIATOR_REMOTE = 2,
+  TCPSCOPE_INITIATOR_SIMULTANEOUS = 3,
+  TCPSCOPE_INITIATOR_UNKNOWN = 4,
+};
+
+enum tcpscope_close_reason {
+  TCPSCOPE_REASON_FIN = 1,
+  TCPSCOPE_REASON_RESET_SENT = 2,
+  TCPSCOPE_REASON_RESET_RECEIVED = 3,
+  TCPSCOPE_REASON_KEEPALIVE_TIMEOUT = 4,
+  TCPSCOPE_REASON_KEEPALIVE_RESET = 5,
+  TCPSCOPE_REASON_RETRANSMIT_TIMEOUT = 6,
+  TCPSCOPE_REASON_OTHER = 7,
+};
+
+enum tcpscope_failure_reason {
+  TCPSCOPE_FAILURE_REFUSED = 1,
+  TCPSCOPE_FAILURE_TIMEOUT = 2,
+  TCPSCOPE_FAILURE_RESET = 3,
+  TCPSCOPE_FAILURE_UNREACHABLE = 4,
+  TCPSCOPE_FAILURE_OTHER = 5,
 };
 
 /* flags */
