@@ -12,23 +12,25 @@ namespace tcpscope::agent {
 namespace {
 
 // The kernel side writes proto enum numbers; these keep the two in step.
-static_assert(TCPSCOPE_ROLE_CLIENT == v1::ROLE_CLIENT && TCPSCOPE_ROLE_SERVER == v1::ROLE_SERVER);
-static_assert(TCPSCOPE_INITIATOR_LOCAL == v1::CLOSE_INITIATOR_LOCAL &&
-              TCPSCOPE_INITIATOR_REMOTE == v1::CLOSE_INITIATOR_REMOTE &&
-              TCPSCOPE_INITIATOR_SIMULTANEOUS == v1::CLOSE_INITIATOR_SIMULTANEOUS &&
-              TCPSCOPE_INITIATOR_UNKNOWN == v1::CLOSE_INITIATOR_UNKNOWN);
-static_assert(TCPSCOPE_REASON_FIN == v1::CLOSE_REASON_FIN &&
-              TCPSCOPE_REASON_RESET_SENT == v1::CLOSE_REASON_RESET_SENT &&
-              TCPSCOPE_REASON_RESET_RECEIVED == v1::CLOSE_REASON_RESET_RECEIVED &&
-              TCPSCOPE_REASON_KEEPALIVE_TIMEOUT == v1::CLOSE_REASON_KEEPALIVE_TIMEOUT &&
-              TCPSCOPE_REASON_KEEPALIVE_RESET == v1::CLOSE_REASON_KEEPALIVE_RESET &&
-              TCPSCOPE_REASON_RETRANSMIT_TIMEOUT == v1::CLOSE_REASON_RETRANSMIT_TIMEOUT &&
-              TCPSCOPE_REASON_OTHER == v1::CLOSE_REASON_OTHER);
-static_assert(TCPSCOPE_FAILURE_REFUSED == v1::HANDSHAKE_FAILURE_REFUSED &&
-              TCPSCOPE_FAILURE_TIMEOUT == v1::HANDSHAKE_FAILURE_TIMEOUT &&
-              TCPSCOPE_FAILURE_RESET == v1::HANDSHAKE_FAILURE_RESET &&
-              TCPSCOPE_FAILURE_UNREACHABLE == v1::HANDSHAKE_FAILURE_UNREACHABLE &&
-              TCPSCOPE_FAILURE_OTHER == v1::HANDSHAKE_FAILURE_OTHER);
+constexpr bool Same(int kernel, int proto) { return kernel == proto; }
+static_assert(Same(TCPSCOPE_ROLE_CLIENT, v1::ROLE_CLIENT) &&
+              Same(TCPSCOPE_ROLE_SERVER, v1::ROLE_SERVER));
+static_assert(Same(TCPSCOPE_INITIATOR_LOCAL, v1::CLOSE_INITIATOR_LOCAL) &&
+              Same(TCPSCOPE_INITIATOR_REMOTE, v1::CLOSE_INITIATOR_REMOTE) &&
+              Same(TCPSCOPE_INITIATOR_SIMULTANEOUS, v1::CLOSE_INITIATOR_SIMULTANEOUS) &&
+              Same(TCPSCOPE_INITIATOR_UNKNOWN, v1::CLOSE_INITIATOR_UNKNOWN));
+static_assert(Same(TCPSCOPE_REASON_FIN, v1::CLOSE_REASON_FIN) &&
+              Same(TCPSCOPE_REASON_RESET_SENT, v1::CLOSE_REASON_RESET_SENT) &&
+              Same(TCPSCOPE_REASON_RESET_RECEIVED, v1::CLOSE_REASON_RESET_RECEIVED) &&
+              Same(TCPSCOPE_REASON_KEEPALIVE_TIMEOUT, v1::CLOSE_REASON_KEEPALIVE_TIMEOUT) &&
+              Same(TCPSCOPE_REASON_KEEPALIVE_RESET, v1::CLOSE_REASON_KEEPALIVE_RESET) &&
+              Same(TCPSCOPE_REASON_RETRANSMIT_TIMEOUT, v1::CLOSE_REASON_RETRANSMIT_TIMEOUT) &&
+              Same(TCPSCOPE_REASON_OTHER, v1::CLOSE_REASON_OTHER));
+static_assert(Same(TCPSCOPE_FAILURE_REFUSED, v1::HANDSHAKE_FAILURE_REFUSED) &&
+              Same(TCPSCOPE_FAILURE_TIMEOUT, v1::HANDSHAKE_FAILURE_TIMEOUT) &&
+              Same(TCPSCOPE_FAILURE_RESET, v1::HANDSHAKE_FAILURE_RESET) &&
+              Same(TCPSCOPE_FAILURE_UNREACHABLE, v1::HANDSHAKE_FAILURE_UNREACHABLE) &&
+              Same(TCPSCOPE_FAILURE_OTHER, v1::HANDSHAKE_FAILURE_OTHER));
 
 uint64_t Microseconds(uint64_t ns) { return ns / 1000; }
 
@@ -51,8 +53,8 @@ int64_t MonotonicToUnixOffsetNs() {
          (realtime.tv_nsec - monotonic.tv_nsec);
 }
 
-absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
-                                         int64_t monotonic_to_unix_ns) {
+absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_unix_ns,
+                            v1::Event* out) {
   if (size < sizeof(tcpscope_event)) {
     return absl::InvalidArgumentError(
         absl::StrCat("eBPF record of ", size, " bytes; expected ", sizeof(tcpscope_event)));
@@ -63,7 +65,7 @@ absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
     return absl::InvalidArgumentError(absl::StrCat("eBPF record with address family ", raw.family));
   }
 
-  v1::Event event;
+  v1::Event& event = *out;
   event.set_time_unix_ns(
       static_cast<uint64_t>(static_cast<int64_t>(raw.time_ns) + monotonic_to_unix_ns));
   event.set_connection_id(raw.cookie);
@@ -139,7 +141,7 @@ absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
     default:
       return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
   }
-  return event;
+  return absl::OkStatus();
 }
 
 }  // namespace tcpscope::agent

@@ -6,16 +6,17 @@
 #include <cstdint>
 #include <optional>
 
-#include "absl/status/statusor.h"
+#include "absl/status/status.h"
 #include "agent/bpf/tcpscope_event.h"
 #include "tcpscope/v1/events.pb.h"
 
 namespace tcpscope::agent {
 
+// Fills `event` (which the caller may take from a batch, to avoid a copy) from one record.
 // `monotonic_to_unix_ns` converts CLOCK_MONOTONIC (the record's clock) to Unix time. Records of
 // the wrong size or with an unknown kind or family are errors.
-absl::StatusOr<v1::Event> DecodeBpfEvent(const void* data, size_t size,
-                                         int64_t monotonic_to_unix_ns);
+absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_unix_ns,
+                            v1::Event* event);
 
 // CLOCK_REALTIME - CLOCK_MONOTONIC now.
 int64_t MonotonicToUnixOffsetNs();

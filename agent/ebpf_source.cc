@@ -21,9 +21,11 @@
 namespace tcpscope::agent {
 namespace {
 
-constexpr size_t kFlushEvents = 256;
+constexpr size_t kFlushEvents = 2048;
 constexpr absl::Duration kFlushInterval = absl::Milliseconds(50);
-constexpr int kPollTimeoutMs = 100;
+// The kernel side wakes the consumer only when a lot is waiting (see wakeup_bytes), so the
+// consumer drains on this period: it bounds the delay of a quiet host's events.
+constexpr int kPollTimeoutMs = 25;
 
 // libbpf's warnings and errors go to our log; its debug chatter does not.
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
@@ -69,6 +71,7 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
     return absl::InternalError(absl::StrCat("opening the eBPF object: ", strerror(errno)));
   }
   skeleton->rodata->target_netns = options.netns_inode;
+  skeleton->rodata->wakeup_bytes = options.ring_buffer_bytes / 16;
   bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_bytes);
   bpf_map__set_max_entries(skeleton->maps.socks, options.max_tracked_sockets);
   if (int error = tcpscope_bpf__load(skeleton); error != 0) {
@@ -132,24 +135,24 @@ v1::Role EbpfSource::GuessRole(const v1::Event& event) {
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
-  absl::StatusOr<v1::Event> event =
-      DecodeBpfEvent(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
-  if (!event.ok()) {
-    if (source->decode_errors_++ == 0)
-      TS_LOG(ERROR) << "undecodable eBPF record: " << event.status();
+  v1::Event* event = source->pending_.add_events();
+  const absl::Status status = DecodeBpfEvent(
+      data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
+  if (!status.ok()) {
+    source->pending_.mutable_events()->RemoveLast();
+    if (source->decode_errors_++ == 0) TS_LOG(ERROR) << "undecodable eBPF record: " << status;
     source->metrics_->events_dropped_agent.Increment();
     return 0;
   }
   if (event->role() == v1::ROLE_UNSPECIFIED) event->set_role(source->GuessRole(*event));
-  source->pending_.push_back(std::move(*event));
   return 0;
 }
 
 void EbpfSource::Flush(EventSink* sink) {
-  if (!pending_.empty()) {
-    metrics_->events_generated.Increment(static_cast<double>(pending_.size()));
-    sink->Publish(std::move(pending_), std::nullopt);
-    pending_.clear();
+  if (pending_.events_size() > 0) {
+    metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
+    sink->Publish(std::move(pending_));
+    pending_.Clear();
   }
 }
 
@@ -167,13 +170,15 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
       absl::MutexLock lock(&mu_);
       if (stopping_) break;
     }
-    const int polled = ring_buffer__poll(ring, kPollTimeoutMs);
+    int polled = ring_buffer__poll(ring, kPollTimeoutMs);
+    if (polled >= 0) polled = ring_buffer__consume(ring);  // what arrived without a wakeup
     if (polled < 0 && polled != -EINTR) {
       TS_LOG(ERROR) << "eBPF ring buffer poll failed: " << strerror(-polled);
       break;
     }
     const absl::Time now = absl::Now();
-    if (pending_.size() >= kFlushEvents || now - last_flush >= kFlushInterval) {
+    if (static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
+        now - last_flush >= kFlushInterval) {
       Flush(sink);
       last_flush = now;
       const uint64_t drops = KernelDrops(TCPSCOPE_DROP_RINGBUF);
@@ -227,7 +232,9 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       }
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
-    sink->Publish({}, std::move(collected.snapshot));
+    v1::Batch batch;
+    *batch.mutable_snapshot() = std::move(collected.snapshot);
+    sink->Publish(std::move(batch));
   }
   consumer.join();
   return absl::OkStatus();

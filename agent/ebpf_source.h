@@ -59,8 +59,8 @@ class EbpfSource : public EventSource {
   AgentMetrics* metrics_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
 
-  // Consumer thread only.
-  std::vector<v1::Event> pending_;
+  // Consumer thread only: events decoded straight into the next batch.
+  v1::Batch pending_;
   uint64_t decode_errors_ = 0;
 
   absl::Mutex roles_mu_;

@@ -15,8 +15,9 @@ namespace tcpscope::agent {
 class EventSink {
  public:
   virtual ~EventSink() = default;
-  // Takes the events (and snapshot, if any) a source produced; called from the source's thread.
-  virtual void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) = 0;
+  // Takes the events (and snapshot, if any) a source produced, as one batch whose seq and
+  // losses the sink fills in. Called from the source's threads.
+  virtual void Publish(v1::Batch batch) = 0;
   // Events the kernel side lost so far (cumulative), to report as stage="kernel".
   virtual void SetKernelLosses(uint64_t cumulative) {}
 };

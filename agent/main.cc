@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -164,6 +165,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Watches TCP connections and streams events to tcpscope-service.\n"
       "Usage: tcpscope-agent [--service=HOST:PORT] [--netns=/run/netns/NAME] [flags]");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    TS_LOG(ERROR) << "unexpected argument '" << positional[1]
+                  << "' (settings are --flags; see --help)";
+    return 2;
+  }
   return tcpscope::agent::Main();
 }

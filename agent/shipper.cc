@@ -18,9 +18,9 @@ class Shipper::StreamReactor
   StreamReactor(Shipper* shipper, v1::Ingest::Stub* stub) : shipper_(shipper) {
     context_.set_wait_for_ready(false);
     stub->async()->Stream(&context_, this);
-    out_.mutable_hello()->CopyFrom(shipper_->options_.hello);
+    hello_.mutable_hello()->CopyFrom(shipper_->options_.hello);
     write_in_flight_ = true;
-    StartWrite(&out_);
+    StartWrite(&hello_);
     StartRead(&in_);
     AddHold();
     StartCall();
@@ -41,14 +41,14 @@ class Shipper::StreamReactor
     {
       absl::MutexLock lock(&mu_);
       if (write_in_flight_ || closing_ || !greeted_) return;
-      std::optional<v1::AgentMessage> next = shipper_->NextToSend(next_seq_);
-      if (!next.has_value()) return;
-      out_ = std::move(*next);
-      next_seq_ = out_.batch().seq() + 1;
+      std::shared_ptr<const v1::AgentMessage> next = shipper_->NextToSend(next_seq_);
+      if (next == nullptr) return;
+      out_ = std::move(next);
+      next_seq_ = out_->batch().seq() + 1;
       write_in_flight_ = true;
     }
     shipper_->metrics_->batches_sent.Increment();
-    StartWrite(&out_);
+    StartWrite(out_.get());
   }
 
   void OnWriteDone(bool ok) override {
@@ -107,7 +107,8 @@ class Shipper::StreamReactor
 
   Shipper* const shipper_;
   grpc::ClientContext context_;
-  v1::AgentMessage out_;
+  v1::AgentMessage hello_;
+  std::shared_ptr<const v1::AgentMessage> out_;  // the batch being written
   v1::ServiceMessage in_;
 
   absl::Mutex mu_;
@@ -149,24 +150,26 @@ uint64_t Shipper::events_dropped() const {
   return losses_.agent();
 }
 
-void Shipper::Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) {
-  if (events.empty() && !snapshot.has_value()) return;
+void Shipper::Publish(v1::Batch batch) {
+  if (batch.events().empty() && !batch.has_snapshot()) return;
   {
     absl::MutexLock lock(&buffer_mu_);
     Buffered buffered;
     buffered.seq = next_seq_++;
-    v1::Batch* batch = buffered.message.mutable_batch();
-    batch->set_seq(buffered.seq);
-    batch->mutable_events()->Reserve(static_cast<int>(events.size()));
-    for (v1::Event& event : events) *batch->add_events() = std::move(event);
-    if (snapshot.has_value()) *batch->mutable_snapshot() = std::move(*snapshot);
-    buffered.bytes = buffered.message.ByteSizeLong();
+    buffered.events = batch.events_size();
+    batch.set_seq(buffered.seq);
+    // Cumulative, so the latest values as of this batch are as good as any later ones.
+    *batch.mutable_losses() = losses_;
+    auto message = std::make_shared<v1::AgentMessage>();
+    *message->mutable_batch() = std::move(batch);
+    buffered.bytes = message->ByteSizeLong();
+    buffered.message = std::move(message);
     buffered_bytes_ += buffered.bytes;
     buffer_.push_back(std::move(buffered));
     // Full: drop the oldest and count what it carried, so the loss is visible downstream.
     while (buffer_.size() > 1 && (buffer_.size() > options_.max_buffered_batches ||
                                   buffered_bytes_ > options_.max_buffered_bytes)) {
-      const uint64_t lost = buffer_.front().message.batch().events_size();
+      const uint64_t lost = static_cast<uint64_t>(buffer_.front().events);
       losses_.set_agent(losses_.agent() + lost);
       metrics_->events_dropped_agent.Increment(static_cast<double>(lost));
       buffered_bytes_ -= buffer_.front().bytes;
@@ -184,15 +187,12 @@ void Shipper::SetKernelLosses(uint64_t cumulative) {
   losses_.set_kernel(std::max(losses_.kernel(), cumulative));
 }
 
-std::optional<v1::AgentMessage> Shipper::NextToSend(uint64_t min_seq) {
+std::shared_ptr<const v1::AgentMessage> Shipper::NextToSend(uint64_t min_seq) {
   absl::MutexLock lock(&buffer_mu_);
   for (const Buffered& buffered : buffer_) {
-    if (buffered.seq < min_seq) continue;
-    v1::AgentMessage message = buffered.message;
-    *message.mutable_batch()->mutable_losses() = losses_;
-    return message;
+    if (buffered.seq >= min_seq) return buffered.message;
   }
-  return std::nullopt;
+  return nullptr;
 }
 
 uint64_t Shipper::OnHelloAck(uint64_t last_applied_seq) {

@@ -43,7 +43,7 @@ class Shipper : public EventSink {
   // Closes the stream and joins the thread.
   void Stop();
 
-  void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) override;
+  void Publish(v1::Batch batch) override;
   void SetKernelLosses(uint64_t cumulative) override;
 
   // Events dropped from the full buffer so far.
@@ -54,14 +54,16 @@ class Shipper : public EventSink {
   struct Buffered {
     uint64_t seq;
     size_t bytes;
-    v1::AgentMessage message;
+    int events;
+    // Immutable once buffered: a write in flight shares it instead of copying it.
+    std::shared_ptr<const v1::AgentMessage> message;
   };
 
   void RunConnections();
   // Called by the stream.
   uint64_t OnHelloAck(uint64_t last_applied_seq);
   void OnAck(uint64_t seq);
-  std::optional<v1::AgentMessage> NextToSend(uint64_t min_seq);
+  std::shared_ptr<const v1::AgentMessage> NextToSend(uint64_t min_seq);
 
   const ShipperOptions options_;
   AgentMetrics* const metrics_;

@@ -122,7 +122,9 @@ void SockDiagPoller::PublishDestroyed(EventSink* sink) {
   metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
   if (events.empty()) return;
   metrics_->events_generated.Increment(static_cast<double>(events.size()));
-  sink->Publish(std::move(events), std::nullopt);
+  v1::Batch batch;
+  for (v1::Event& event : events) *batch.add_events() = std::move(event);
+  sink->Publish(std::move(batch));
 }
 
 absl::Status SockDiagPoller::Run(EventSink* sink) {
@@ -154,7 +156,10 @@ absl::Status SockDiagPoller::Run(EventSink* sink) {
     TrackerUpdate update = tracker_.Update(*dump, start);
     metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
     metrics_->events_generated.Increment(static_cast<double>(update.events.size()));
-    sink->Publish(std::move(update.events), std::move(update.snapshot));
+    v1::Batch batch;
+    for (v1::Event& event : update.events) *batch.add_events() = std::move(event);
+    *batch.mutable_snapshot() = std::move(update.snapshot);
+    sink->Publish(std::move(batch));
   }
 }
 

@@ -2,6 +2,7 @@
 // the Observer query API, health and reflection on one gRPC port.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Aggregates tcpscope agents' streams into metrics and a query API.\n"
       "Usage: tcpscope-service [--grpc_listen=HOST:PORT] [--metrics_listen=HOST:PORT]");
-  absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    TS_LOG(ERROR) << "unexpected argument '" << positional[1] << "' (settings are --flags; see --help)";
+    return 2;
+  }
   return tcpscope::service::Main();
 }

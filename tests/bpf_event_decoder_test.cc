@@ -30,9 +30,15 @@ tcpscope_event Record(uint8_t kind) {
 }
 
 v1::Event Decode(const tcpscope_event& raw) {
-  absl::StatusOr<v1::Event> event = DecodeBpfEvent(&raw, sizeof(raw), kOffset);
-  EXPECT_TRUE(event.ok()) << event.status();
-  return event.ok() ? *event : v1::Event();
+  v1::Event event;
+  const absl::Status status = DecodeBpfEvent(&raw, sizeof(raw), kOffset, &event);
+  EXPECT_TRUE(status.ok()) << status;
+  return event;
+}
+
+bool Decodes(const tcpscope_event& raw, size_t size) {
+  v1::Event event;
+  return DecodeBpfEvent(&raw, size, 0, &event).ok();
 }
 
 TEST(BpfEventDecoderTest, Handshake) {
@@ -130,11 +136,11 @@ TEST(BpfEventDecoderTest, Ipv6AndHandshakeFailure) {
 
 TEST(BpfEventDecoderTest, RefusesMalformedRecords) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_CLOSE);
-  EXPECT_FALSE(DecodeBpfEvent(&raw, sizeof(raw) - 1, 0).ok());
+  EXPECT_FALSE(Decodes(raw, sizeof(raw) - 1));
   raw.family = 17;
-  EXPECT_FALSE(DecodeBpfEvent(&raw, sizeof(raw), 0).ok());
+  EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(99);
-  EXPECT_FALSE(DecodeBpfEvent(&raw, sizeof(raw), 0).ok());
+  EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
   std::memset(raw.comm, 0x01, sizeof(raw.comm));  // no terminator, unprintable
   raw.pid = 1;

@@ -487,13 +487,13 @@ TEST(SockDiagDestroyListenerTest, OpenMissingNamespaceFails) {
 // Records what the poller publishes.
 class RecordingSink : public EventSink {
  public:
-  void Publish(std::vector<v1::Event> events, std::optional<v1::Snapshot> snapshot) override {
+  void Publish(v1::Batch batch) override {
     absl::MutexLock lock(&mu_);
-    for (v1::Event& event : events) {
-      if (event.has_close()) closes_.push_back({std::move(event), snapshot.has_value()});
+    for (v1::Event& event : *batch.mutable_events()) {
+      if (event.has_close()) closes_.push_back({std::move(event), batch.has_snapshot()});
     }
-    if (snapshot.has_value()) {
-      for (const v1::Connection& connection : snapshot->connections()) {
+    if (batch.has_snapshot()) {
+      for (const v1::Connection& connection : batch.snapshot().connections()) {
         snapshot_cookies_.insert(connection.connection_id());
       }
     }

@@ -48,6 +48,9 @@ enum {
 
 /* Set by user space before load. */
 const volatile __u32 target_netns = 0; /* 0: every namespace */
+/* Waking the consumer costs an interrupt per record: it is woken only when this much is waiting,
+ * and otherwise drains the ring on its own every few milliseconds. */
+const volatile __u64 wakeup_bytes = 256 << 10;
 
 extern unsigned long CONFIG_HZ __kconfig __weak;
 extern const void tcp_keepalive_timer __ksym __weak;
@@ -114,7 +117,14 @@ static __always_inline __u32 netns_of(const struct sock *sk) {
   return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
-/* TCP, in the watched namespace. */
+/* TCP, in the watched namespace. For a tracepoint's own socket argument (a BTF pointer) the
+ * fields load directly, which is much cheaper than bpf_probe_read on this hot path. */
+static __always_inline bool wanted_arg(const struct sock *sk) {
+  if (BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP) return false;
+  return target_netns == 0 || sk->__sk_common.skc_net.net->ns.inum == target_netns;
+}
+
+/* The same for a socket pointer derived by arithmetic (the keepalive timer's container). */
 static __always_inline bool wanted(const struct sock *sk) {
   if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP) return false;
   return target_netns == 0 || netns_of(sk) == target_netns;
@@ -128,7 +138,17 @@ static __always_inline void remember_process(struct sock_info *info) {
   bpf_get_current_comm(info->comm, sizeof(info->comm));
 }
 
-static __always_inline struct tcpscope_event *new_event(const struct sock *sk,
+static __always_inline void submit(struct tcpscope_event *event) {
+  __u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+  bpf_ringbuf_submit(event, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/* Reads a socket field: directly for a tracepoint's own (BTF, trusted) socket argument, through
+ * bpf_probe_read for a pointer derived by arithmetic. `trusted` is a constant at every inlined
+ * call, so only one branch is compiled in. */
+#define SK_READ(trusted, sk, field) ((trusted) ? (sk)->field : BPF_CORE_READ(sk, field))
+
+static __always_inline struct tcpscope_event *new_event(const struct sock *sk, bool trusted,
                                                         const struct sock_info *info, __u8 kind,
                                                         __u64 now) {
   struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
@@ -139,13 +159,13 @@ static __always_inline struct tcpscope_event *new_event(const struct sock *sk,
   __builtin_memset(event, 0, sizeof(*event));
   event->kind = kind;
   event->time_ns = now;
-  event->netns_ino = netns_of(sk);
-  event->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-  event->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  event->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  event->netns_ino = trusted ? sk->__sk_common.skc_net.net->ns.inum : netns_of(sk);
+  event->family = SK_READ(trusted, sk, __sk_common.skc_family);
+  event->sport = SK_READ(trusted, sk, __sk_common.skc_num);
+  event->dport = bpf_ntohs(SK_READ(trusted, sk, __sk_common.skc_dport));
   if (event->family == AF_INET) {
-    __be32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-    __be32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+    __be32 saddr = SK_READ(trusted, sk, __sk_common.skc_rcv_saddr);
+    __be32 daddr = SK_READ(trusted, sk, __sk_common.skc_daddr);
     __builtin_memcpy(event->saddr, &saddr, 4);
     __builtin_memcpy(event->daddr, &daddr, 4);
   } else {
@@ -163,14 +183,16 @@ static __always_inline struct tcpscope_event *new_event(const struct sock *sk,
   return event;
 }
 
-static __always_inline void fill_stats(struct tcpscope_event *event, const struct sock *sk) {
-  const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-  event->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-  event->bytes_received = BPF_CORE_READ(tp, bytes_received);
-  event->segs_out = BPF_CORE_READ(tp, segs_out);
-  event->segs_in = BPF_CORE_READ(tp, segs_in);
-  event->total_retrans = BPF_CORE_READ(tp, total_retrans);
-  event->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+static __always_inline void fill_stats(struct tcpscope_event *event, struct sock *sk) {
+  /* A tcp_sock BTF pointer, so the fields load directly (a cast would be rejected). */
+  struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+  if (!tp) return;
+  event->bytes_acked = tp->bytes_acked;
+  event->bytes_received = tp->bytes_received;
+  event->segs_out = tp->segs_out;
+  event->segs_in = tp->segs_in;
+  event->total_retrans = tp->total_retrans;
+  event->srtt_us = tp->srtt_us >> 3;
 }
 
 static __always_inline __u8 probes_out(const struct sock *sk) {
@@ -228,24 +250,26 @@ static __always_inline bool in_keepalive_run(const struct sock *sk) {
 
 /* Reports keepalive probes info->last_probes+1 .. `probes`. Normally one, from the timer's exit;
  * more only if an exit was not seen, so the count stays exact either way. */
-static __always_inline void report_probes(const struct sock *sk, struct sock_info *info,
-                                          __u8 probes, __u64 idle_ms, __u64 now) {
+static __always_inline void report_probes(const struct sock *sk, bool trusted,
+                                          struct sock_info *info, __u8 probes, __u64 idle_ms,
+                                          __u64 now) {
   for (int i = 0; i < 8 && info->last_probes < probes; ++i) {
     info->last_probes++;
-    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_PROBE, now);
+    struct tcpscope_event *event =
+        new_event(sk, trusted, info, TCPSCOPE_EVENT_KEEPALIVE_PROBE, now);
     if (!event) continue;
     event->probes = info->last_probes;
     event->idle_ms = info->last_probes == probes ? idle_ms : 0;
-    bpf_ringbuf_submit(event, 0);
+    submit(event);
   }
   info->last_probes = probes;
 }
 
 static __always_inline void on_close(const struct sock *sk, struct sock_info *info, int oldstate,
                                      __u64 now) {
-  int err = BPF_CORE_READ(sk, sk_err);
+  int err = sk->sk_err;
   if (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV) {
-    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE_FAILED, now);
+    struct tcpscope_event *event = new_event(sk, true, info, TCPSCOPE_EVENT_HANDSHAKE_FAILED, now);
     if (!event) return;
     event->reason = failure_reason(err);
     event->error = err;
@@ -256,7 +280,7 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
       event->duration_ns = now - info->start_ns;
       event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
     }
-    bpf_ringbuf_submit(event, 0);
+    submit(event);
     return;
   }
 
@@ -285,17 +309,17 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   }
 
   if (keepalive_timeout) {
-    report_probes(sk, info, probes_out(sk), 0, now);
-    struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT, now);
+    report_probes(sk, true, info, probes_out(sk), 0, now);
+    struct tcpscope_event *event = new_event(sk, true, info, TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT, now);
     if (event) {
       event->probes = probes_out(sk);
       event->error = err;
       event->initiator = initiator;
       fill_keepalive_settings(event, sk);
-      bpf_ringbuf_submit(event, 0);
+      submit(event);
     }
   }
-  struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_CLOSE, now);
+  struct tcpscope_event *event = new_event(sk, true, info, TCPSCOPE_EVENT_CLOSE, now);
   if (!event) return;
   event->initiator = initiator;
   event->reason = reason;
@@ -306,8 +330,8 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
     event->duration_ns = now - info->established_ns;
     event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
   }
-  fill_stats(event, sk);
-  bpf_ringbuf_submit(event, 0);
+  fill_stats(event, (struct sock *)sk);
+  submit(event);
 }
 
 /* State of a socket first seen after it was created (it existed before the agent attached). */
@@ -325,7 +349,7 @@ static __always_inline struct sock_info *adopt(const struct sock *sk, __u64 cook
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
-  if (!wanted(sk)) return 0;
+  if (!wanted_arg(sk)) return 0;
   __u64 key = (__u64)sk;
   __u64 now = bpf_ktime_get_ns();
 
@@ -333,7 +357,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     struct sock_info fresh = {};
     fresh.cookie = bpf_get_socket_cookie(sk);
     fresh.start_ns = now;
-    fresh.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+    fresh.sport = sk->__sk_common.skc_num;
     if (newstate == TCP_SYN_SENT) {
       fresh.role = TCPSCOPE_ROLE_CLIENT;
       remember_process(&fresh); /* connect() runs in the caller's context */
@@ -358,8 +382,8 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     case TCP_ESTABLISHED: {
       info->established_ns = now;
       /* connect() picks the local port after entering SYN_SENT. */
-      info->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-      struct tcpscope_event *event = new_event(sk, info, TCPSCOPE_EVENT_HANDSHAKE, now);
+      info->sport = sk->__sk_common.skc_num;
+      struct tcpscope_event *event = new_event(sk, true, info, TCPSCOPE_EVENT_HANDSHAKE, now);
       if (!event) return 0;
       if (info->role == TCPSCOPE_ROLE_CLIENT && info->start_ns) {
         event->duration_ns = now - info->start_ns;
@@ -369,7 +393,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
         event->duration_ns = (__u64)(BPF_CORE_READ(tp, srtt_us) >> 3) * 1000;
       }
       event->flags |= TCPSCOPE_FLAG_DURATION_KNOWN;
-      bpf_ringbuf_submit(event, 0);
+      submit(event);
       return 0;
     }
     case TCP_FIN_WAIT1:
@@ -396,7 +420,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(on_receive_reset, struct sock *sk) {
-  if (!wanted(sk)) return 0;
+  if (!wanted_arg(sk)) return 0;
   __u64 key = (__u64)sk;
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (!info) return 0;
@@ -409,7 +433,7 @@ int BPF_PROG(on_receive_reset, struct sock *sk) {
 
 SEC("tp_btf/tcp_send_reset")
 int BPF_PROG(on_send_reset, const struct sock *sk) {
-  if (!sk || !wanted(sk)) return 0;
+  if (!sk || !wanted_arg(sk)) return 0;
   __u64 key = (__u64)sk;
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (info) info->flags |= SOCK_FLAG_RST_SENT;
@@ -438,14 +462,14 @@ int BPF_PROG(on_timer_entry, struct timer_list *timer) {
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (!info) return 0;
   if (run->probes_before > info->last_probes) {
-    report_probes(sk, info, run->probes_before, 0, bpf_ktime_get_ns());
+    report_probes(sk, false, info, run->probes_before, 0, bpf_ktime_get_ns());
   } else if (info->last_probes > 0 && run->probes_before == 0) {
     /* An ACK reset icsk_probes_out since the last run: the peer answered. */
     struct tcpscope_event *event =
-        new_event(sk, info, TCPSCOPE_EVENT_KEEPALIVE_ANSWERED, bpf_ktime_get_ns());
+        new_event(sk, false, info, TCPSCOPE_EVENT_KEEPALIVE_ANSWERED, bpf_ktime_get_ns());
     if (event) {
       event->probes = info->last_probes;
-      bpf_ringbuf_submit(event, 0);
+      submit(event);
     }
     info->last_probes = 0;
   }
@@ -474,6 +498,6 @@ int BPF_PROG(on_timer_exit, struct timer_list *timer) {
   }
   const struct tcp_sock *tp = (const struct tcp_sock *)sk;
   __u32 idle_jiffies = (__u32)bpf_jiffies64() - BPF_CORE_READ(tp, rcv_tstamp);
-  report_probes(sk, info, probes, (__u64)idle_jiffies * 1000 / hz(), bpf_ktime_get_ns());
+  report_probes(sk, false, info, probes, (__u64)idle_jiffies * 1000 / hz(), bpf_ktime_get_ns());
   return 0;
 }
