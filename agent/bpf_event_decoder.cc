@@ -74,11 +74,22 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
   origin->set_cgroup_id(raw.cgroup_id);
   origin->set_pid(raw.pid);
   if (raw.pid != 0) origin->set_command(Comm(raw.comm));
-  const size_t length = raw.family == AF_INET ? 4 : 16;
+  // A dual-stack IPv6 socket talking to an IPv4 peer reports ::ffff:a.b.c.d: reported as IPv4,
+  // as the snapshots do, so both ends of a connection look alike.
+  static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  const uint8_t* local = raw.saddr;
+  const uint8_t* remote = raw.daddr;
+  size_t length = raw.family == AF_INET ? 4 : 16;
+  if (length == 16 && std::memcmp(local, kV4Mapped, 12) == 0 &&
+      std::memcmp(remote, kV4Mapped, 12) == 0) {
+    local += 12;
+    remote += 12;
+    length = 4;
+  }
   v1::Endpoints* endpoints = event.mutable_endpoints();
-  endpoints->set_local_address(reinterpret_cast<const char*>(raw.saddr), length);
+  endpoints->set_local_address(reinterpret_cast<const char*>(local), length);
   endpoints->set_local_port(raw.sport);
-  endpoints->set_remote_address(reinterpret_cast<const char*>(raw.daddr), length);
+  endpoints->set_remote_address(reinterpret_cast<const char*>(remote), length);
   endpoints->set_remote_port(raw.dport);
   if (v1::Role_IsValid(raw.role)) event.set_role(static_cast<v1::Role>(raw.role));
   const bool duration_known = raw.flags & TCPSCOPE_FLAG_DURATION_KNOWN;

@@ -134,6 +134,18 @@ TEST(BpfEventDecoderTest, Ipv6AndHandshakeFailure) {
   EXPECT_EQ(event.handshake_failed().error(), 110);
 }
 
+TEST(BpfEventDecoderTest, V4MappedAddressesBecomeIpv4) {
+  tcpscope_event raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
+  raw.family = AF_INET6;
+  const uint8_t local[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  const uint8_t remote[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 2};
+  std::memcpy(raw.saddr, local, 16);
+  std::memcpy(raw.daddr, remote, 16);
+  const v1::Event event = Decode(raw);
+  EXPECT_EQ(event.endpoints().local_address(), std::string("\x7f\0\0\x01", 4));
+  EXPECT_EQ(event.endpoints().remote_address(), std::string("\x7f\0\0\x02", 4));
+}
+
 TEST(BpfEventDecoderTest, RefusesMalformedRecords) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_CLOSE);
   EXPECT_FALSE(Decodes(raw, sizeof(raw) - 1));

@@ -1,6 +1,7 @@
 // Exact events from the kernel, end to end: two hosts (namespaces joined by a veth pair, made by
 // the test), an agent per namespace, one service; every count is asserted exactly through the
 // service's /metrics. Needs root and eBPF; in CI (TCPSCOPE_REQUIRE_ROOT_TESTS=1) it must run.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -178,8 +179,24 @@ TEST_F(EbpfTest, ShortConnectionsIpv4AreCountedExactlyOnBothHosts) {
 
 TEST_F(EbpfTest, ShortConnectionsIpv6AreCountedExactlyOnBothHosts) {
   ASSERT_NO_FATAL_FAILURE(Start());
+  ASSERT_TRUE(stack_->WatchEvents().ok());
+  absl::SleepFor(absl::Milliseconds(300));  // the watcher subscribes
   ASSERT_NO_FATAL_FAILURE(ShortConnections(network_->b_ipv6(), 10));
   ExpectShortConnectionCounts(10);
+  // Every event names both IPv6 addresses in full.
+  std::string a_address(16, '\0'), b_address(16, '\0');
+  ASSERT_EQ(inet_pton(AF_INET6, network_->a_ipv6().c_str(), a_address.data()), 1);
+  ASSERT_EQ(inet_pton(AF_INET6, network_->b_ipv6().c_str(), b_address.data()), 1);
+  const std::vector<v1::HostEvent> events = stack_->WatchedEvents();
+  EXPECT_EQ(events.size(), 40u);
+  for (const v1::HostEvent& entry : events) {
+    const v1::Endpoints& endpoints = entry.event().endpoints();
+    const bool on_a = entry.host() == kA;
+    EXPECT_EQ(endpoints.local_address(), on_a ? a_address : b_address);
+    EXPECT_EQ(endpoints.remote_address(), on_a ? b_address : a_address);
+    EXPECT_NE(endpoints.local_port(), 0u);
+    EXPECT_NE(endpoints.remote_port(), 0u);
+  }
 }
 
 TEST_F(EbpfTest, RefusedAndTimedOutConnectsAreHandshakeFailures) {
@@ -289,7 +306,7 @@ TEST_F(EbpfTest, ProbeAnsweredByALivePeerKeepsTheConnection) {
 void ProhibitFromA(const TwoHostNetwork& network) {
   ASSERT_TRUE(SetSysctl(network.b(), "net.ipv4.ip_forward", "1").ok());
   const std::string b = network.b().name();
-  for (const std::string command :
+  for (const std::string& command :
        {"ip -n " + b + " rule add pref 5 lookup local", "ip -n " + b + " rule del pref 0",
         "ip -n " + b + " rule add pref 1 from " + network.a_ipv4() + " lookup 100",
         "ip -n " + b + " route add prohibit " + network.b_ipv4() + " table 100"}) {

@@ -169,8 +169,9 @@ static __always_inline struct tcpscope_event *new_event(const struct sock *sk, b
     __builtin_memcpy(event->saddr, &saddr, 4);
     __builtin_memcpy(event->daddr, &daddr, 4);
   } else {
-    BPF_CORE_READ_INTO(event->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-    BPF_CORE_READ_INTO(event->daddr, sk, __sk_common.skc_v6_daddr);
+    /* The whole 16 bytes: BPF_CORE_READ_INTO would size the read by one array element. */
+    bpf_core_read(event->saddr, sizeof(event->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
+    bpf_core_read(event->daddr, sizeof(event->daddr), &sk->__sk_common.skc_v6_daddr);
   }
   if (info) {
     event->cookie = info->cookie;
@@ -339,6 +340,7 @@ static __always_inline struct sock_info *adopt(const struct sock *sk, __u64 cook
   __u64 key = (__u64)sk;
   struct sock_info fresh = {};
   fresh.cookie = cookie;
+  fresh.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
   if (bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST) != 0) {
     struct sock_info *existing = bpf_map_lookup_elem(&socks, &key);
     if (!existing) count_drop(TCPSCOPE_DROP_SOCK_MAP);
