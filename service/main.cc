@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
       "Usage: tcpscope-service [--grpc_listen=HOST:PORT] [--metrics_listen=HOST:PORT]");
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
-    TS_LOG(ERROR) << "unexpected argument '" << positional[1] << "' (settings are --flags; see --help)";
+    TS_LOG(ERROR) << "unexpected argument '" << positional[1]
+                  << "' (settings are --flags; see --help)";
     return 2;
   }
   return tcpscope::service::Main();

@@ -16,8 +16,8 @@ struct ns_common {
 } TCPSCOPE_CORE;
 
 struct netns_ipv4 {
-  int sysctl_tcp_keepalive_time;  /* jiffies */
-  int sysctl_tcp_keepalive_intvl; /* jiffies */
+  int sysctl_tcp_keepalive_time;    /* jiffies */
+  int sysctl_tcp_keepalive_intvl;   /* jiffies */
   __u8 sysctl_tcp_keepalive_probes; /* int before 5.14: read with BPF_CORE_READ_BITFIELD_PROBED */
 } TCPSCOPE_CORE;
 
@@ -74,8 +74,8 @@ struct tcp_sock {
   __u32 segs_in;
   __u32 segs_out;
   __u32 total_retrans;
-  __u32 srtt_us; /* smoothed RTT << 3 */
-  __u32 rcv_tstamp; /* jiffies of the last received ACK */
+  __u32 srtt_us;                /* smoothed RTT << 3 */
+  __u32 rcv_tstamp;             /* jiffies of the last received ACK */
   unsigned int keepalive_time;  /* jiffies; 0: the namespace's sysctl */
   unsigned int keepalive_intvl; /* jiffies; 0: the namespace's sysctl */
   __u8 keepalive_probes;        /* 0: the namespace's sysctl */

@@ -8,13 +8,12 @@
  * timer:timer_expire_entry/exit around tcp_keepalive_timer show each probe (icsk_probes_out
  * grows) and answered probes (it fell back to 0 since the last run).
  * All attach as BTF tracepoints (tp_btf): no kprobes or fentry. */
-#include "kernel_types.h"
-
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
+#include "kernel_types.h"
 #include "tcpscope_event.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -293,7 +292,8 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
     keepalive_timeout = true;
     if (!initiator) initiator = TCPSCOPE_INITIATOR_LOCAL;
   } else if (info->flags & SOCK_FLAG_RST_RECEIVED || err == ECONNRESET || err == EPIPE) {
-    reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? TCPSCOPE_REASON_KEEPALIVE_RESET : TCPSCOPE_REASON_RESET_RECEIVED;
+    reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? TCPSCOPE_REASON_KEEPALIVE_RESET
+                                                  : TCPSCOPE_REASON_RESET_RECEIVED;
     if (!initiator) initiator = TCPSCOPE_INITIATOR_REMOTE;
   } else if (is_timeout_error(err)) {
     reason = TCPSCOPE_REASON_RETRANSMIT_TIMEOUT;
@@ -364,7 +364,8 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
       fresh.role = TCPSCOPE_ROLE_CLIENT;
       remember_process(&fresh); /* connect() runs in the caller's context */
     } else {
-      fresh.role = TCPSCOPE_ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
+      fresh.role =
+          TCPSCOPE_ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
     }
     if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY) != 0) count_drop(TCPSCOPE_DROP_SOCK_MAP);
     return 0;

@@ -16,7 +16,11 @@ enum tcpscope_event_kind {
 };
 
 /* The tcpscope.v1 enum numbers (static_asserted against the protos in user code). */
-enum tcpscope_role { TCPSCOPE_ROLE_UNKNOWN = 0, TCPSCOPE_ROLE_CLIENT = 1, TCPSCOPE_ROLE_SERVER = 2 };
+enum tcpscope_role {
+  TCPSCOPE_ROLE_UNKNOWN = 0,
+  TCPSCOPE_ROLE_CLIENT = 1,
+  TCPSCOPE_ROLE_SERVER = 2
+};
 
 enum tcpscope_initiator {
   TCPSCOPE_INITIATOR_NONE = 0, /* not decided yet */
@@ -49,14 +53,14 @@ enum tcpscope_failure_reason {
 
 /* Indexes of the per-CPU drop counters. */
 enum tcpscope_drop {
-  TCPSCOPE_DROP_RINGBUF = 0,   /* event lost: ring buffer full */
-  TCPSCOPE_DROP_SOCK_MAP = 1,  /* socket state not tracked: map full */
+  TCPSCOPE_DROP_RINGBUF = 0,  /* event lost: ring buffer full */
+  TCPSCOPE_DROP_SOCK_MAP = 1, /* socket state not tracked: map full */
   TCPSCOPE_DROP_COUNT = 2,
 };
 
 struct tcpscope_event {
-  __u64 time_ns;  /* CLOCK_MONOTONIC */
-  __u64 cookie;   /* socket cookie, as sock_diag's idiag_cookie */
+  __u64 time_ns; /* CLOCK_MONOTONIC */
+  __u64 cookie;  /* socket cookie, as sock_diag's idiag_cookie */
   __u64 cgroup_id;
   __u64 duration_ns; /* handshake: its duration; close: lifetime */
   __u64 bytes_acked;
