@@ -8,12 +8,15 @@
  * timer:timer_expire_entry/exit around tcp_keepalive_timer show each probe (icsk_probes_out
  * grows) and answered probes (it fell back to 0 since the last run).
  * All attach as BTF tracepoints (tp_btf): no kprobes or fentry. */
+// clang-format off: the kernel types must come before libbpf's headers, which use them.
+#include "kernel_types.h"
+// clang-format on
+
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "kernel_types.h"
 #include "tcpscope_event.h"
 
 char LICENSE[] SEC("license") = "GPL";
