@@ -187,17 +187,31 @@ absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
   return SendRequest(fd, TcpRequest(family), NLM_F_REQUEST | NLM_F_DUMP, seq);
 }
 
+// One datagram from a netlink socket into `buffer`: its length (or -1 with errno), the sender's
+// port and whether it was truncated.
+struct Datagram {
+  ssize_t length;
+  uint32_t sender_port;
+  bool truncated;
+};
+
+Datagram ReceiveDatagram(int fd, std::vector<uint8_t>& buffer, int flags) {
+  sockaddr_nl sender{};
+  iovec iov{.iov_base = buffer.data(), .iov_len = buffer.size()};
+  msghdr msg{};
+  msg.msg_name = &sender;
+  msg.msg_namelen = sizeof(sender);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const ssize_t length = recvmsg(fd, &msg, flags);
+  return {length, sender.nl_pid, (msg.msg_flags & MSG_TRUNC) != 0};
+}
+
 // Receives one datagram from the kernel into `buffer`; returns its length.
 absl::StatusOr<size_t> ReceiveFromKernel(int fd, std::vector<uint8_t>& buffer) {
   while (true) {
-    sockaddr_nl sender{};
-    iovec iov{.iov_base = buffer.data(), .iov_len = buffer.size()};
-    msghdr msg{};
-    msg.msg_name = &sender;
-    msg.msg_namelen = sizeof(sender);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t received = recvmsg(fd, &msg, 0);
+    const Datagram datagram = ReceiveDatagram(fd, buffer, 0);
+    const ssize_t received = datagram.length;
     if (received < 0) {
       const int error = errno;
       if (error == EINTR) continue;
@@ -212,13 +226,13 @@ absl::StatusOr<size_t> ReceiveFromKernel(int fd, std::vector<uint8_t>& buffer) {
       return ErrnoError(error, "receiving sock_diag reply");
     }
     if (received == 0) return absl::UnavailableError("sock_diag socket returned end of file");
-    if (msg.msg_flags & MSG_TRUNC) {
+    if (datagram.truncated) {
       return absl::InternalError(absl::StrCat("sock_diag reply larger than the ", buffer.size(),
                                               "-byte receive buffer (MSG_TRUNC)"));
     }
     // Only the kernel (port 0) answers dumps; anything else is not ours to parse.
-    if (sender.nl_pid != 0) {
-      TS_LOG(WARNING) << "sock_diag: ignoring datagram from netlink port " << sender.nl_pid;
+    if (datagram.sender_port != 0) {
+      TS_LOG(WARNING) << "sock_diag: ignoring datagram from netlink port " << datagram.sender_port;
       continue;
     }
     return static_cast<size_t>(received);
@@ -402,14 +416,8 @@ SockDiagDestroyListener::~SockDiagDestroyListener() {
 absl::StatusOr<std::vector<SocketRecord>> SockDiagDestroyListener::ReadAvailable() {
   std::vector<SocketRecord> records;
   for (int i = 0; i < kMaxDestroyDatagramsPerRead; ++i) {
-    sockaddr_nl sender{};
-    iovec iov{.iov_base = buffer_.data(), .iov_len = buffer_.size()};
-    msghdr msg{};
-    msg.msg_name = &sender;
-    msg.msg_namelen = sizeof(sender);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    const ssize_t received = recvmsg(fd_, &msg, MSG_DONTWAIT);
+    const Datagram datagram = ReceiveDatagram(fd_, buffer_, MSG_DONTWAIT);
+    const ssize_t received = datagram.length;
     if (received < 0) {
       const int error = errno;
       if (error == EINTR) continue;
@@ -423,9 +431,9 @@ absl::StatusOr<std::vector<SocketRecord>> SockDiagDestroyListener::ReadAvailable
       if (!records.empty()) break;
       return ErrnoError(error, "receiving sock_diag destroy notification");
     }
-    if (sender.nl_pid != 0) continue;  // only the kernel speaks for the destroy groups
+    if (datagram.sender_port != 0) continue;  // only the kernel speaks for the destroy groups
     absl::Status parsed;
-    if (msg.msg_flags & MSG_TRUNC) {
+    if (datagram.truncated) {
       parsed = absl::InternalError(absl::StrCat("notification larger than the ", buffer_.size(),
                                                 "-byte receive buffer (MSG_TRUNC)"));
     } else {
