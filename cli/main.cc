@@ -199,17 +199,18 @@ int Events(v1::Observer::Stub& stub) {
     return kExitUsage;
   }
   grpc::ClientContext context;
-  v1::WatchEventsRequest request;
-  request.set_host(absl::GetFlag(FLAGS_host));
-  std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader =
-      stub.WatchEvents(&context, request);
+  v1::GetEventsRequest request;
+  request.mutable_filter()->set_host(absl::GetFlag(FLAGS_host));
+  request.set_follow(true);
+  std::unique_ptr<grpc::ClientReader<v1::GetEventsResponse>> reader =
+      stub.GetEvents(&context, request);
   // Ctrl-C ends the stream cleanly: a thread waits for the signal and cancels the call.
   std::thread canceller([&context] {
     WaitForShutdownSignal();
     context.TryCancel();
   });
   canceller.detach();
-  v1::WatchEventsResponse response;
+  v1::GetEventsResponse response;
   while (reader->Read(&response)) {
     if (response.missed() > 0) {
       std::cerr << "tcpscope: missed " << response.missed() << " events (reading too slowly)\n";

@@ -1,4 +1,4 @@
-// Query handlers. WatchEvents streams from a bounded per-watcher queue filled by the EventHub.
+// Query handlers. GetEvents streams from a bounded per-watcher queue filled by the EventHub.
 #include "service/observer_service.h"
 
 #include <deque>
@@ -8,7 +8,7 @@
 
 namespace tcpscope::service {
 
-class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::WatchEventsResponse>,
+class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::GetEventsResponse>,
                                  public EventWatcher {
  public:
   Watcher(ObserverService* service, std::string host) : service_(service), host_(std::move(host)) {
@@ -91,7 +91,7 @@ class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::WatchEvents
 
   ObserverService* const service_;
   const std::string host_;
-  v1::WatchEventsResponse out_;  // written under mu_, read by the one write in flight
+  v1::GetEventsResponse out_;  // written under mu_, read by the one write in flight
 
   absl::Mutex mu_;
   std::deque<v1::HostEvent> queue_ ABSL_GUARDED_BY(mu_);
@@ -136,19 +136,19 @@ grpc::ServerUnaryReactor* ObserverService::ListConnections(
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::WatchEventsResponse>* ObserverService::WatchEvents(
-    grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) {
-  if (!request->host().empty() && !ValidateHostName(request->host()).ok()) {
-    class Refusal : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
+grpc::ServerWriteReactor<v1::GetEventsResponse>* ObserverService::GetEvents(
+    grpc::CallbackServerContext* context, const v1::GetEventsRequest* request) {
+  if (!request->filter().host().empty() && !ValidateHostName(request->filter().host()).ok()) {
+    class Refusal : public grpc::ServerWriteReactor<v1::GetEventsResponse> {
      public:
       explicit Refusal(grpc::Status status) { Finish(status); }
       void OnDone() override { delete this; }
     };
     return new Refusal(
         {grpc::StatusCode::INVALID_ARGUMENT,
-         absl::StrCat("host filter: ", ValidateHostName(request->host()).message())});
+         absl::StrCat("host filter: ", ValidateHostName(request->filter().host()).message())});
   }
-  return new Watcher(this, request->host());
+  return new Watcher(this, request->filter().host());
 }
 
 }  // namespace tcpscope::service

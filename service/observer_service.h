@@ -26,8 +26,8 @@ class ObserverService : public v1::Observer::CallbackService {
   grpc::ServerUnaryReactor* ListConnections(grpc::CallbackServerContext* context,
                                             const v1::ListConnectionsRequest* request,
                                             v1::ListConnectionsResponse* response) override;
-  grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
-      grpc::CallbackServerContext* context, const v1::WatchEventsRequest* request) override;
+  grpc::ServerWriteReactor<v1::GetEventsResponse>* GetEvents(
+      grpc::CallbackServerContext* context, const v1::GetEventsRequest* request) override;
 
  private:
   class Watcher;

@@ -83,7 +83,7 @@ ServiceMetrics::ServiceMetrics()
                                  *registry_)
                             .Add({{"result", "duplicate"}})),
       watchers(Register(prometheus::BuildGauge(), "tcpscope_service_event_watchers",
-                        "Open WatchEvents streams.", *registry_)
+                        "Open GetEvents streams that follow live events.", *registry_)
                    .Add({})),
       watch_events_missed(
           Register(prometheus::BuildCounter(), "tcpscope_service_watch_events_missed_total",
