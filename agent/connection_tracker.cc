@@ -142,6 +142,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }
+    if (state != tracked.state) tracked.state_since = now;
     ObserveState(state, tracked);
     if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
     if (record.timer == DiagTimer::kKeepalive) {
@@ -189,6 +190,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     connection->set_send_queue(record.send_queue);
     connection->set_recv_queue(record.recv_queue);
     connection->set_first_seen_unix_ns(UnixNanos(tracked.first_seen));
+    connection->set_state_since_unix_ns(UnixNanos(tracked.state_since));
   }
 
   // Whatever the dump no longer holds has ended.

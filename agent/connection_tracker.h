@@ -51,6 +51,7 @@ class ConnectionTracker {
     v1::Role role = v1::ROLE_UNSPECIFIED;
     v1::TcpState state = v1::TCP_STATE_UNSPECIFIED;
     absl::Time first_seen;
+    absl::Time state_since;         // first dump that showed `state`
     bool start_observed = false;    // appeared after the baseline, so its lifetime is known
     bool established = false;       // reached ESTABLISHED or a later state
     bool closed = false;            // close event already emitted (at TIME_WAIT or destroy)

@@ -63,6 +63,17 @@ absl::string_view CloseInitiatorName(v1::CloseInitiator initiator) {
   return labels->Name(initiator);
 }
 
+absl::string_view AtRiskReasonName(v1::AtRiskReason reason) {
+  static const auto* labels = new EnumLabels(v1::AtRiskReason_descriptor(), "AT_RISK_", "none");
+  return labels->Name(reason);
+}
+
+absl::string_view EventKindName(v1::EventKind kind) {
+  static const auto* labels =
+      new EnumLabels(v1::EventKind_descriptor(), "EVENT_KIND_", "unknown");
+  return labels->Name(kind);
+}
+
 absl::string_view CloseReasonName(v1::CloseReason reason) {
   static const auto* labels =
       new EnumLabels(v1::CloseReason_descriptor(), "CLOSE_REASON_", "other");

@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/ingest.pb.h"
+#include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope {
 
@@ -17,6 +18,10 @@ absl::string_view CloseInitiatorName(v1::CloseInitiator initiator);
 absl::string_view CloseReasonName(v1::CloseReason reason);
 absl::string_view HandshakeFailureReasonName(v1::HandshakeFailureReason reason);
 absl::string_view SourceKindName(v1::SourceKind kind);  // "ebpf", "sock_diag", "replay"
+// "idle_no_keepalive", "keepalive_probing", "close_wait_stale"; "none" when not at risk.
+absl::string_view AtRiskReasonName(v1::AtRiskReason reason);
+// "handshake", "handshake_failed", "close", "keepalive_probe", ...
+absl::string_view EventKindName(v1::EventKind kind);
 
 // "10.0.0.1:443" or "[fe80::1]:443"; "?" for an address of neither 4 nor 16 bytes.
 std::string FormatAddress(absl::string_view address_bytes, uint32_t port);

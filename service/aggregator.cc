@@ -1,33 +1,41 @@
-// Host registry and batch application. The map lock is held only to find a host; applying a
-// batch locks just that host, so agents do not contend with each other.
+// Host registry and batch application. The map lock is held only to find a host (and, in the
+// rare Connect and expiry, while deciding about it); applying a batch locks just that host, so
+// agents do not contend with each other. Lock order: mu_, then a host's mu_.
 #include "service/aggregator.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "service/host_summary.h"
+#include "service/query_filters.h"
 
 namespace tcpscope::service {
 
 class HostState {
  public:
   HostState(ServiceMetrics* metrics, std::string host)
-      : host_(host), metrics_(std::make_unique<HostMetrics>(metrics, std::move(host))) {}
+      : host_(std::make_shared<const std::string>(host)),
+        metrics_(std::make_unique<HostMetrics>(metrics, std::move(host))) {}
 
-  const std::string& host() const { return host_; }
+  const std::string& host() const { return *host_; }
 
  private:
   friend class Aggregator;
-  const std::string host_;
+  const std::shared_ptr<const std::string> host_;
   mutable absl::Mutex mu_;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   v1::Hello hello_ ABSL_GUARDED_BY(mu_);
   absl::Time connected_since_ ABSL_GUARDED_BY(mu_);
   absl::Time last_seen_ ABSL_GUARDED_BY(mu_);
   uint64_t last_applied_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t events_ ABSL_GUARDED_BY(mu_) = 0;
   v1::LossCounters losses_ ABSL_GUARDED_BY(mu_);
+  EventTotals totals_ ABSL_GUARDED_BY(mu_);
+  // The latest snapshot, its receipt time, and each connection's at-risk reason.
   std::shared_ptr<const v1::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
+  absl::Time snapshot_received_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::vector<v1::AtRiskReason>> at_risk_ ABSL_GUARDED_BY(mu_);
+  SnapshotCounts snapshot_counts_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<HostMetrics> metrics_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -37,8 +45,21 @@ uint64_t UnixNanos(absl::Time time) {
   return time == absl::Time() ? 0 : static_cast<uint64_t>(absl::ToUnixNanos(time));
 }
 
-bool HasPort(const v1::Endpoints& endpoints, uint32_t port) {
-  return endpoints.local_port() == port || endpoints.remote_port() == port;
+SnapshotCounts CountSnapshot(const v1::Snapshot& snapshot,
+                             const std::vector<v1::AtRiskReason>& at_risk) {
+  SnapshotCounts counts;
+  for (const v1::Connection& connection : snapshot.connections()) {
+    const v1::TcpState state = connection.state() == v1::TCP_STATE_NEW_SYN_RECV
+                                   ? v1::TCP_STATE_SYN_RECV
+                                   : connection.state();
+    ++counts.states[state];
+    if (state == v1::TCP_STATE_ESTABLISHED) {
+      ++(connection.keepalive().enabled() ? counts.keepalive_on : counts.keepalive_off);
+    }
+  }
+  counts.states[v1::TCP_STATE_LISTEN] += snapshot.listeners();
+  for (v1::AtRiskReason reason : at_risk) ++counts.at_risk[reason];
+  return counts;
 }
 
 }  // namespace
@@ -48,55 +69,76 @@ Aggregator::~Aggregator() = default;
 absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& hello,
                                                                absl::Time now,
                                                                uint64_t* last_applied_seq) {
-  std::shared_ptr<HostState> state;
-  {
-    absl::MutexLock lock(&mu_);
-    auto& slot = hosts_[hello.host_name()];
-    if (slot == nullptr) slot = std::make_shared<HostState>(metrics_, hello.host_name());
-    state = slot;
+  absl::MutexLock lock(&mu_);  // held, so expiry cannot remove the host while it connects
+  auto& slot = hosts_[hello.host_name()];
+  if (slot == nullptr) {
+    slot = std::make_shared<HostState>(metrics_, hello.host_name());
+    metrics_->hosts.Set(static_cast<double>(hosts_.size()));
   }
-  absl::MutexLock lock(&state->mu_);
-  if (state->connected_) {
+  HostState& state = *slot;
+  absl::MutexLock host_lock(&state.mu_);
+  if (state.connected_) {
     return absl::AlreadyExistsError(
         absl::StrCat("host ", hello.host_name(), " already has a connected agent (boot id ",
-                     state->hello_.boot_id(), ", connected since ",
-                     absl::FormatTime(state->connected_since_, absl::UTCTimeZone()),
+                     state.hello_.boot_id(), ", connected since ",
+                     absl::FormatTime(state.connected_since_, absl::UTCTimeZone()),
                      "); two agents claim one host name: give each its own --host_name"));
   }
-  if (state->hello_.instance_id() != hello.instance_id()) {
+  if (state.hello_.instance_id() != hello.instance_id()) {
     // A new agent process numbers its batches from 1 again and counts losses from 0.
-    state->last_applied_seq_ = 0;
-    state->losses_.Clear();
-    state->metrics_->SetLosses(v1::LossCounters());
+    state.last_applied_seq_ = 0;
+    state.losses_.Clear();
+    state.metrics_->SetLosses(v1::LossCounters());
   }
-  state->hello_ = hello;
-  state->connected_ = true;
-  state->connected_since_ = now;
-  state->last_seen_ = now;
-  state->metrics_->SetUp(true);
-  *last_applied_seq = state->last_applied_seq_;
-  return state;
+  state.hello_ = hello;
+  state.connected_ = true;
+  state.connected_since_ = now;
+  state.last_seen_ = now;
+  state.metrics_->SetUp(true);
+  *last_applied_seq = state.last_applied_seq_;
+  return slot;
 }
 
-bool Aggregator::Apply(HostState& host, const v1::Batch& batch, absl::Time now) {
+bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::Time now) {
+  // Classify the snapshot before taking the host's lock.
+  std::shared_ptr<const v1::Snapshot> snapshot;
+  std::shared_ptr<std::vector<v1::AtRiskReason>> at_risk;
+  if (batch->has_snapshot()) {
+    snapshot.reset(batch->release_snapshot());
+    at_risk = std::make_shared<std::vector<v1::AtRiskReason>>();
+    at_risk->reserve(static_cast<size_t>(snapshot->connections_size()));
+    const absl::Time taken = absl::FromUnixNanos(static_cast<int64_t>(snapshot->time_unix_ns()));
+    for (const v1::Connection& connection : snapshot->connections()) {
+      at_risk->push_back(AtRiskReasonOf(connection, taken, options_.at_risk));
+    }
+  }
   {
     absl::MutexLock lock(&host.mu_);
     host.last_seen_ = now;
-    if (batch.seq() <= host.last_applied_seq_) return false;
+    if (batch->seq() <= host.last_applied_seq_) return false;
     // A gap means the agent dropped batches from its full buffer; batch.losses counts them.
-    host.last_applied_seq_ = batch.seq();
+    host.last_applied_seq_ = batch->seq();
     HostMetrics& metrics = *host.metrics_;
-    for (const v1::Event& event : batch.events()) metrics.CountEvent(event);
-    metrics.AddEvents(static_cast<uint64_t>(batch.events_size()));
-    host.events_ += static_cast<uint64_t>(batch.events_size());
-    metrics.SetLosses(batch.losses());
-    host.losses_ = batch.losses();
-    if (batch.has_snapshot()) {
-      metrics.SetSnapshot(batch.snapshot());
-      host.snapshot_ = std::make_shared<const v1::Snapshot>(batch.snapshot());
+    for (const v1::Event& event : batch->events()) {
+      metrics.CountEvent(event);
+      host.totals_.Count(event);
+    }
+    metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
+    metrics.SetLosses(batch->losses());
+    host.losses_ = batch->losses();
+    if (snapshot != nullptr) {
+      host.snapshot_counts_ = CountSnapshot(*snapshot, *at_risk);
+      metrics.SetSnapshot(*snapshot);
+      metrics.SetAtRisk(host.snapshot_counts_.at_risk);
+      host.snapshot_ = std::move(snapshot);
+      host.at_risk_ = std::move(at_risk);
+      host.snapshot_received_ = now;
     }
   }
-  hub_->Publish(host.host(), batch.events());
+  auto published = std::make_shared<PublishedBatch>();
+  published->host = host.host_;
+  published->batch = std::move(batch);
+  log_->Publish(std::move(published));
   return true;
 }
 
@@ -105,18 +147,49 @@ void Aggregator::Disconnect(HostState& host, absl::Time now) {
   host.connected_ = false;
   host.last_seen_ = now;
   host.snapshot_.reset();
+  host.at_risk_.reset();
+  host.snapshot_counts_ = SnapshotCounts();
   host.metrics_->SetUp(false);
   host.metrics_->ClearSnapshot();
 }
 
-std::vector<v1::Agent> Aggregator::Agents() const {
+std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
+  std::vector<std::string> expired;
+  absl::MutexLock lock(&mu_);
+  for (auto it = hosts_.begin(); it != hosts_.end();) {
+    auto current = it++;
+    HostState& state = *current->second;
+    absl::MutexLock host_lock(&state.mu_);
+    if (state.connected_ || now - state.last_seen_ < options_.host_expiry) continue;
+    state.metrics_.reset();  // removes every series of the host
+    expired.push_back(current->first);
+    hosts_.erase(current);
+  }
+  if (!expired.empty()) {
+    metrics_->hosts.Set(static_cast<double>(hosts_.size()));
+    metrics_->hosts_expired.Increment(static_cast<double>(expired.size()));
+  }
+  return expired;
+}
+
+std::vector<std::shared_ptr<HostState>> Aggregator::Hosts(const std::string& only) const {
   std::vector<std::shared_ptr<HostState>> hosts;
   {
     absl::MutexLock lock(&mu_);
+    if (!only.empty()) {
+      if (auto it = hosts_.find(only); it != hosts_.end()) hosts.push_back(it->second);
+      return hosts;
+    }
     for (const auto& [name, state] : hosts_) hosts.push_back(state);
   }
+  std::sort(hosts.begin(), hosts.end(),
+            [](const auto& a, const auto& b) { return a->host() < b->host(); });
+  return hosts;
+}
+
+std::vector<v1::Agent> Aggregator::Agents() const {
   std::vector<v1::Agent> agents;
-  for (const auto& state : hosts) {
+  for (const auto& state : Hosts("")) {
     absl::MutexLock lock(&state->mu_);
     v1::Agent& agent = agents.emplace_back();
     agent.set_host_name(state->host());
@@ -126,43 +199,77 @@ std::vector<v1::Agent> Aggregator::Agents() const {
     agent.set_agent_version(state->hello_.agent_version());
     agent.set_boot_id(state->hello_.boot_id());
     agent.set_source(state->hello_.source());
-    agent.set_events(state->events_);
+    agent.set_events(state->totals_.events);
     *agent.mutable_losses() = state->losses_;
     if (state->snapshot_ != nullptr) {
       agent.set_connections(static_cast<uint32_t>(state->snapshot_->connections_size()));
+      const auto& at_risk = state->snapshot_counts_.at_risk;
+      agent.set_at_risk(at_risk[1] + at_risk[2] + at_risk[3]);
     }
   }
-  std::sort(agents.begin(), agents.end(),
-            [](const auto& a, const auto& b) { return a.host_name() < b.host_name(); });
   return agents;
 }
 
-std::vector<v1::HostConnection> Aggregator::Connections(
-    const v1::ListConnectionsRequest& request) const {
-  std::vector<std::pair<std::string, std::shared_ptr<const v1::Snapshot>>> snapshots;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [name, state] : hosts_) {
-      if (!request.host().empty() && name != request.host()) continue;
-      absl::MutexLock host_lock(&state->mu_);
-      if (state->snapshot_ != nullptr) snapshots.emplace_back(name, state->snapshot_);
+v1::ListConnectionsResponse Aggregator::Connections(const v1::ListConnectionsRequest& request,
+                                                    absl::Time now) const {
+  const absl::StatusOr<ConnectionMatcher> matcher = ConnectionMatcher::Create(request);
+  v1::ListConnectionsResponse response;
+  if (!matcher.ok()) return response;
+  uint64_t oldest_ms = 0;
+  for (const auto& state : Hosts(request.host())) {
+    std::shared_ptr<const v1::Snapshot> snapshot;
+    std::shared_ptr<const std::vector<v1::AtRiskReason>> at_risk;
+    {
+      absl::MutexLock lock(&state->mu_);
+      if (state->snapshot_ == nullptr) continue;
+      snapshot = state->snapshot_;
+      at_risk = state->at_risk_;
+      oldest_ms = std::max<uint64_t>(
+          oldest_ms, static_cast<uint64_t>(std::max<int64_t>(
+                         0, absl::ToInt64Milliseconds(now - state->snapshot_received_))));
+    }
+    // Copies outside the host's lock: snapshots are immutable once applied.
+    for (int i = 0; i < snapshot->connections_size(); ++i) {
+      const v1::Connection& connection = snapshot->connections(i);
+      const v1::AtRiskReason reason = (*at_risk)[static_cast<size_t>(i)];
+      if (!matcher->Matches(connection, reason)) continue;
+      v1::HostConnection* entry = response.add_connections();
+      entry->set_host(state->host());
+      *entry->mutable_connection() = connection;
+      entry->set_at_risk(reason);
     }
   }
-  std::sort(snapshots.begin(), snapshots.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<v1::HostConnection> result;
-  for (const auto& [host, snapshot] : snapshots) {
-    for (const v1::Connection& connection : snapshot->connections()) {
-      if (request.state() != v1::TCP_STATE_UNSPECIFIED && connection.state() != request.state()) {
-        continue;
-      }
-      if (request.port() != 0 && !HasPort(connection.endpoints(), request.port())) continue;
-      v1::HostConnection& entry = result.emplace_back();
-      entry.set_host(host);
-      *entry.mutable_connection() = connection;
-    }
+  response.set_snapshot_age_ms_max(oldest_ms);
+  return response;
+}
+
+v1::SummaryResponse Aggregator::Summary(const std::string& host) const {
+  v1::SummaryResponse response;
+  EventTotals fleet_totals;
+  SnapshotCounts fleet_snapshot;
+  v1::HostSummary* fleet = response.mutable_fleet();
+  v1::LossCounters* fleet_losses = fleet->mutable_losses();
+  for (const auto& state : Hosts(host)) {
+    absl::MutexLock lock(&state->mu_);
+    v1::HostSummary* summary = response.add_hosts();
+    summary->set_host(state->host());
+    summary->set_agents(1);
+    summary->set_agents_connected(state->connected_ ? 1 : 0);
+    *summary->mutable_losses() = state->losses_;
+    FillSummary(state->totals_, state->snapshot_counts_, summary);
+    fleet_totals.Add(state->totals_);
+    fleet_snapshot.Add(state->snapshot_counts_);
+    fleet->set_agents(fleet->agents() + 1);
+    fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());
+    fleet_losses->set_kernel(fleet_losses->kernel() + state->losses_.kernel());
+    fleet_losses->set_agent(fleet_losses->agent() + state->losses_.agent());
+    fleet_losses->set_transport(fleet_losses->transport() + state->losses_.transport());
   }
-  return result;
+  FillSummary(fleet_totals, fleet_snapshot, fleet);
+  const EventLog::Stats history = log_->stats();
+  response.set_history_events(history.events);
+  response.set_history_oldest_unix_ns(history.oldest_unix_ns);
+  return response;
 }
 
 }  // namespace tcpscope::service

@@ -1,5 +1,6 @@
 // Per-host state of the service: which agent is connected, what it has applied (for exactly-once
-// counting across resends), its latest snapshot, and its metric series.
+// counting across resends), its latest snapshot with at-risk classification, its metric series
+// and summary totals; hosts disconnected longer than the expiry are forgotten.
 #pragma once
 
 #include <memory>
@@ -10,7 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "service/event_hub.h"
+#include "service/at_risk.h"
+#include "service/event_log.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
@@ -19,27 +21,45 @@ namespace tcpscope::service {
 
 class HostState;
 
+struct AggregatorOptions {
+  AtRiskPolicy at_risk;
+  // A disconnected host's series, totals and dedupe state are removed this long after its
+  // last message. Longer than any agent reconnect backoff, or a resend could count twice.
+  absl::Duration host_expiry = absl::Minutes(10);
+};
+
 class Aggregator {
  public:
-  Aggregator(ServiceMetrics* metrics, EventHub* hub) : metrics_(metrics), hub_(hub) {}
+  Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options = {})
+      : metrics_(metrics), log_(log), options_(options) {}
   ~Aggregator();
 
   // Registers an agent stream for hello.host_name(). Fails with ALREADY_EXISTS while another
   // stream holds the host. `last_applied_seq` is what the agent need not resend.
   absl::StatusOr<std::shared_ptr<HostState>> Connect(const v1::Hello& hello, absl::Time now,
                                                      uint64_t* last_applied_seq);
-  // Applies a validated batch once: returns false (and changes nothing) for a batch at or below
-  // the applied sequence number, i.e. a resend.
-  bool Apply(HostState& host, const v1::Batch& batch, absl::Time now);
+  // Applies a validated batch once and publishes its events: returns false (and changes
+  // nothing) for a batch at or below the applied sequence number, i.e. a resend. Takes the
+  // batch's snapshot out of it.
+  bool Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::Time now);
   // The stream ended: the host is down, its snapshot gauges go.
   void Disconnect(HostState& host, absl::Time now);
+  // Forgets hosts disconnected for longer than the expiry; returns their names.
+  std::vector<std::string> ExpireHosts(absl::Time now);
 
   std::vector<v1::Agent> Agents() const;
-  std::vector<v1::HostConnection> Connections(const v1::ListConnectionsRequest& request) const;
+  // The request must have passed ConnectionMatcher::Create.
+  v1::ListConnectionsResponse Connections(const v1::ListConnectionsRequest& request,
+                                          absl::Time now) const;
+  // Empty `host`: every host, and the fleet total.
+  v1::SummaryResponse Summary(const std::string& host) const;
 
  private:
+  std::vector<std::shared_ptr<HostState>> Hosts(const std::string& only) const;
+
   ServiceMetrics* const metrics_;
-  EventHub* const hub_;
+  EventLog* const log_;
+  const AggregatorOptions options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<HostState>> hosts_ ABSL_GUARDED_BY(mu_);
 };

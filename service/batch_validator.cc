@@ -73,7 +73,14 @@ absl::Status CheckRole(absl::string_view where, v1::Role role) {
   return absl::OkStatus();
 }
 
-absl::Status CheckEvent(const std::string& where, const v1::Event& event, absl::Time now,
+// Checks of items in a list report "<where>: <what>" with an empty `where`; Located() prefixes
+// the item's position only on failure, so the valid path formats nothing.
+absl::Status Located(absl::Status status, absl::string_view list, int index) {
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat(list, index, status.message()));
+}
+
+absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::Time now,
                         const ValidationLimits& limits) {
   if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
   if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
@@ -122,6 +129,28 @@ absl::Status CheckEvent(const std::string& where, const v1::Event& event, absl::
   return Invalid(where, "event kind unknown");
 }
 
+absl::Status CheckConnection(const v1::Connection& connection, absl::Time now,
+                             const ValidationLimits& limits) {
+  constexpr absl::string_view where = "";
+  if (!v1::TcpState_IsValid(connection.state()) ||
+      connection.state() == v1::TCP_STATE_UNSPECIFIED ||
+      connection.state() == v1::TCP_STATE_LISTEN) {
+    return Invalid(where,
+                   absl::StrCat("state ", connection.state(), " is not a connection state"));
+  }
+  if (!v1::Role_IsValid(connection.role())) {
+    return Invalid(where, absl::StrCat("unknown role ", connection.role()));
+  }
+  if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
+  if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) return s;
+  if (connection.state_since_unix_ns() != 0) {
+    if (absl::Status s = CheckTime(where, connection.state_since_unix_ns(), now, limits); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
                            const ValidationLimits& limits) {
   if (snapshot.connections_size() > limits.max_snapshot_connections) {
@@ -132,19 +161,11 @@ absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
     return s;
   }
   for (int i = 0; i < snapshot.connections_size(); ++i) {
-    const v1::Connection& connection = snapshot.connections(i);
-    const std::string where = absl::StrCat("snapshot connection ", i);
-    if (!v1::TcpState_IsValid(connection.state()) ||
-        connection.state() == v1::TCP_STATE_UNSPECIFIED ||
-        connection.state() == v1::TCP_STATE_LISTEN) {
-      return Invalid(where,
-                     absl::StrCat("state ", connection.state(), " is not a connection state"));
+    if (absl::Status s = Located(CheckConnection(snapshot.connections(i), now, limits),
+                                 "snapshot connection ", i);
+        !s.ok()) {
+      return s;
     }
-    if (!v1::Role_IsValid(connection.role())) {
-      return Invalid(where, absl::StrCat("unknown role ", connection.role()));
-    }
-    if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
-    if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -184,10 +205,9 @@ absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now, const Validat
                                          limits.max_events_per_batch));
   }
   for (int i = 0; i < batch.events_size(); ++i) {
-    if (absl::Status s = CheckEvent(absl::StrCat("batch ", batch.seq(), " event ", i),
-                                    batch.events(i), now, limits);
+    if (absl::Status s = Located(CheckEvent("", batch.events(i), now, limits), " event ", i);
         !s.ok()) {
-      return s;
+      return absl::InvalidArgumentError(absl::StrCat("batch ", batch.seq(), s.message()));
     }
   }
   if (batch.has_snapshot()) return CheckSnapshot(batch.snapshot(), now, limits);

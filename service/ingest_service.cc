@@ -105,12 +105,15 @@ class IngestService::StreamReactor
       return {grpc::StatusCode::FAILED_PRECONDITION,
               "expected a batch: hello is sent once, at the start of the stream"};
     }
-    const v1::Batch& batch = in_.batch();
-    if (absl::Status s = ValidateBatch(batch, now, service_->limits_); !s.ok()) {
+    if (absl::Status s = ValidateBatch(in_.batch(), now, service_->limits_); !s.ok()) {
       service_->metrics_->Rejected("invalid_batch").Increment();
       return {grpc::StatusCode::INVALID_ARGUMENT, std::string(s.message())};
     }
-    if (service_->aggregator_->Apply(*host_, batch, now)) {
+    // The batch moves (no copy) into the event history and to subscribers.
+    auto batch = std::make_shared<v1::Batch>();
+    batch->Swap(in_.mutable_batch());
+    const uint64_t seq = batch->seq();
+    if (service_->aggregator_->Apply(*host_, std::move(batch), now)) {
       service_->metrics_->batches_applied.Increment();
     } else {
       service_->metrics_->batches_duplicate.Increment();
@@ -118,7 +121,7 @@ class IngestService::StreamReactor
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
-      pending_ack_ = std::max(pending_ack_.value_or(0), batch.seq());
+      pending_ack_ = std::max(pending_ack_.value_or(0), seq);
       write = PrepareWriteLocked();
     }
     if (write) StartWrite(&out_);

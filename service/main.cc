@@ -2,12 +2,15 @@
 // the Observer query API, health and reflection on one gRPC port.
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/shutdown.h"
@@ -15,7 +18,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "service/aggregator.h"
-#include "service/event_hub.h"
+#include "service/event_log.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
 #include "service/service_metrics.h"
@@ -26,6 +29,16 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9700",
           "Address of the Prometheus metrics endpoint (/metrics).");
 ABSL_FLAG(int, max_message_bytes, 16 << 20,
           "Largest gRPC message accepted, in bytes (1 KiB to 256 MiB).");
+ABSL_FLAG(int, event_history, 100000,
+          "Events kept in memory for GetEvents --last/--since (newest; 0 to 10,000,000).");
+ABSL_FLAG(absl::Duration, idle_risk_after, absl::Minutes(30),
+          "An established connection without keepalive and without data for longer than this is "
+          "at risk (idle_no_keepalive).");
+ABSL_FLAG(absl::Duration, close_wait_risk_after, absl::Minutes(1),
+          "A connection in CLOSE_WAIT for longer than this is at risk (close_wait_stale).");
+ABSL_FLAG(absl::Duration, host_expiry, absl::Minutes(10),
+          "A disconnected host's series and totals are removed this long after its last message "
+          "(at least 1s; keep it above the agents' --max_reconnect_backoff).");
 
 namespace tcpscope::service {
 namespace {
@@ -36,11 +49,30 @@ int Main() {
     TS_LOG(ERROR) << "--max_message_bytes=" << max_message_bytes << " is outside 1024..268435456";
     return 2;
   }
+  const int event_history = absl::GetFlag(FLAGS_event_history);
+  if (event_history < 0 || event_history > 10000000) {
+    TS_LOG(ERROR) << "--event_history=" << event_history << " is outside 0..10000000";
+    return 2;
+  }
+  AggregatorOptions aggregator_options;
+  aggregator_options.at_risk.idle_after = absl::GetFlag(FLAGS_idle_risk_after);
+  aggregator_options.at_risk.close_wait_after = absl::GetFlag(FLAGS_close_wait_risk_after);
+  aggregator_options.host_expiry = absl::GetFlag(FLAGS_host_expiry);
+  if (aggregator_options.at_risk.idle_after <= absl::ZeroDuration() ||
+      aggregator_options.at_risk.close_wait_after <= absl::ZeroDuration()) {
+    TS_LOG(ERROR) << "--idle_risk_after and --close_wait_risk_after must be positive";
+    return 2;
+  }
+  if (aggregator_options.host_expiry < absl::Seconds(1)) {
+    TS_LOG(ERROR) << "--host_expiry=" << absl::FormatDuration(aggregator_options.host_expiry)
+                  << " is below 1s";
+    return 2;
+  }
   ServiceMetrics metrics;
-  EventHub hub;
-  Aggregator aggregator(&metrics, &hub);
+  EventLog event_log(static_cast<size_t>(event_history));
+  Aggregator aggregator(&metrics, &event_log, aggregator_options);
   IngestService ingest(&aggregator, &metrics);
-  ObserverService observer(&aggregator, &hub, &metrics);
+  ObserverService observer(&aggregator, &event_log, &metrics);
 
   MetricsServerOptions metrics_options;
   metrics_options.listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -71,8 +103,23 @@ int Main() {
                << " (port " << grpc_port << "), metrics on http://" << metrics_options.listen
                << "/metrics";
 
+  // Housekeeping: expire hosts and publish the history size once a second.
+  absl::Notification stopping;
+  std::thread housekeeping([&] {
+    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      for (const std::string& host : aggregator.ExpireHosts(absl::Now())) {
+        TS_LOG(INFO) << "host " << host << " expired: disconnected for over "
+                     << absl::FormatDuration(aggregator_options.host_expiry)
+                     << "; its series are removed";
+      }
+      metrics.history_events.Set(static_cast<double>(event_log.stats().events));
+    }
+  });
+
   const int signal_number = WaitForShutdownSignal();
   TS_LOG(INFO) << "signal " << signal_number << ": stopping";
+  stopping.Notify();
+  housekeeping.join();
   // Streams get a moment to finish, then are cancelled.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();

@@ -1,37 +1,54 @@
-// Query handlers. GetEvents streams from a bounded per-watcher queue filled by the EventHub.
+// Query handlers. GetEvents replays matching history and then follows live batches; its queue
+// holds references into the shared batches, and events are copied only into the response being
+// written.
 #include "service/observer_service.h"
 
+#include <algorithm>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/host_name.h"
+#include "service/query_filters.h"
 
 namespace tcpscope::service {
 
-class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::GetEventsResponse>,
-                                 public EventWatcher {
+class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEventsResponse>,
+                                     public EventSubscriber {
  public:
-  Watcher(ObserverService* service, std::string host) : service_(service), host_(std::move(host)) {
-    service_->metrics_->watchers.Increment();
-    service_->hub_->Add(this);
+  EventStream(ObserverService* service, EventMatcher matcher, const v1::GetEventsRequest& request)
+      : service_(service), matcher_(std::move(matcher)), follow_(request.follow()) {
+    if (follow_) service_->metrics_->watchers.Increment();
+    const EventLog::History history = service_->log_->Subscribe(follow_ ? this : nullptr);
+    bool write = false;
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      truncated_ = Replay(history, request.last(), request.since_unix_ns());
+      limit_ = queue_.size() + service_->options_.subscriber_queue_events;
+      write = PrepareWriteLocked();
+      finish = !write && !follow_;
+      finished_ = finish;
+    }
+    if (write) StartWrite(&out_);
+    if (finish) Finish(grpc::Status::OK);
   }
 
-  void Offer(const std::string& host,
-             const google::protobuf::RepeatedPtrField<v1::Event>& events) override {
-    if (!host_.empty() && host != host_) return;
+  void Offer(const std::shared_ptr<const PublishedBatch>& batch) override {
+    if (!matcher_.MatchesHost(*batch->host)) return;
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
-      for (const v1::Event& event : events) {
-        if (queue_.size() >= service_->options_.watcher_queue_events) {
+      const auto& events = batch->batch->events();
+      for (int i = 0; i < events.size(); ++i) {
+        if (!matcher_.Matches(events[i])) continue;
+        if (queue_.size() >= limit_) {
           ++missed_;
           service_->metrics_->watch_events_missed.Increment();
           continue;
         }
-        v1::HostEvent& entry = queue_.emplace_back();
-        entry.set_host(host);
-        *entry.mutable_event() = event;
+        queue_.push_back({batch, i});
       }
       write = PrepareWriteLocked();
     }
@@ -41,18 +58,24 @@ class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::GetEventsRe
   void OnWriteDone(bool ok) override {
     bool write = false;
     bool finish = false;
+    grpc::Status status = grpc::Status::OK;
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
       if (!ok || cancelled_) {
+        status = grpc::Status::CANCELLED;
         finish = !finished_;
         finished_ = true;
       } else {
         write = PrepareWriteLocked();
+        if (!write && !follow_ && !finished_) {  // history delivered
+          finish = true;
+          finished_ = true;
+        }
       }
     }
-    if (finish) Finish(grpc::Status::CANCELLED);
     if (write) StartWrite(&out_);
+    if (finish) Finish(status);
   }
 
   void OnCancel() override {
@@ -69,37 +92,84 @@ class ObserverService::Watcher : public grpc::ServerWriteReactor<v1::GetEventsRe
   }
 
   void OnDone() override {
-    service_->hub_->Remove(this);
-    service_->metrics_->watchers.Decrement();
+    if (follow_) {
+      service_->log_->Unsubscribe(this);
+      service_->metrics_->watchers.Decrement();
+    }
     delete this;
   }
 
  private:
+  struct EventRef {
+    std::shared_ptr<const PublishedBatch> batch;
+    int index;
+  };
+
+  // Queues the matching history: the newest `last` (0: no limit) of those at or after `since`
+  // (0: any time); no history at all when both are 0. Returns whether eviction may have removed
+  // events the request asked for.
+  bool Replay(const EventLog::History& history, uint32_t last, uint64_t since)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (last == 0 && since == 0) return false;
+    std::vector<EventRef> picked;
+    uint64_t oldest = UINT64_MAX;
+    for (auto batch = history.batches.rbegin(); batch != history.batches.rend(); ++batch) {
+      const auto& events = (*batch)->batch->events();
+      for (int i = events.size() - 1; i >= 0; --i) {
+        oldest = std::min<uint64_t>(oldest, events[i].time_unix_ns());
+        if (last != 0 && picked.size() >= last) continue;
+        if (events[i].time_unix_ns() < since) continue;
+        if (!matcher_.MatchesHost(*(*batch)->host) || !matcher_.Matches(events[i])) continue;
+        picked.push_back({*batch, i});
+      }
+    }
+    queue_.insert(queue_.end(), picked.rbegin(), picked.rend());
+    if (!history.evicted) return false;
+    return (since != 0 && oldest > since) || (last != 0 && picked.size() < last);
+  }
+
   bool PrepareWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || finished_ || (queue_.empty() && missed_ == 0)) return false;
+    if (write_in_flight_ || finished_) return false;
+    if (queue_.empty() && missed_ == 0 && !truncated_) return false;
     out_.Clear();
     const size_t count = std::min(queue_.size(), service_->options_.max_events_per_response);
     for (size_t i = 0; i < count; ++i) {
-      *out_.add_events() = std::move(queue_.front());
+      const EventRef& ref = queue_.front();
+      v1::HostEvent* entry = out_.add_events();
+      entry->set_host(*ref.batch->host);
+      *entry->mutable_event() = ref.batch->batch->events(ref.index);
       queue_.pop_front();
     }
     out_.set_missed(missed_);
+    out_.set_history_truncated(truncated_);
     missed_ = 0;
+    truncated_ = false;
     write_in_flight_ = true;
     return true;
   }
 
   ObserverService* const service_;
-  const std::string host_;
+  const EventMatcher matcher_;
+  const bool follow_;
   v1::GetEventsResponse out_;  // written under mu_, read by the one write in flight
 
   absl::Mutex mu_;
-  std::deque<v1::HostEvent> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<EventRef> queue_ ABSL_GUARDED_BY(mu_);
+  size_t limit_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t missed_ ABSL_GUARDED_BY(mu_) = 0;
+  bool truncated_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+namespace {
+
+grpc::Status InvalidArgument(const absl::Status& status) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, std::string(status.message())};
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* ObserverService::ListAgents(grpc::CallbackServerContext* context,
                                                       const v1::ListAgentsRequest* request,
@@ -114,41 +184,44 @@ grpc::ServerUnaryReactor* ObserverService::ListConnections(
     grpc::CallbackServerContext* context, const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
   auto* reactor = context->DefaultReactor();
-  if (!request->host().empty() && !ValidateHostName(request->host()).ok()) {
-    reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     absl::StrCat("host filter: ", ValidateHostName(request->host()).message())});
+  if (absl::Status s = ConnectionMatcher::Create(*request).status(); !s.ok()) {
+    reactor->Finish(InvalidArgument(s));
     return reactor;
   }
-  if (!v1::TcpState_IsValid(request->state())) {
-    reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     absl::StrCat("state filter ", request->state(), " is not a TCP state")});
-    return reactor;
-  }
-  if (request->port() > 65535) {
-    reactor->Finish({grpc::StatusCode::INVALID_ARGUMENT,
-                     absl::StrCat("port filter ", request->port(), " is out of range")});
-    return reactor;
-  }
-  for (v1::HostConnection& connection : aggregator_->Connections(*request)) {
-    *response->add_connections() = std::move(connection);
-  }
+  *response = aggregator_->Connections(*request, absl::Now());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
 grpc::ServerWriteReactor<v1::GetEventsResponse>* ObserverService::GetEvents(
     grpc::CallbackServerContext* context, const v1::GetEventsRequest* request) {
-  if (!request->filter().host().empty() && !ValidateHostName(request->filter().host()).ok()) {
-    class Refusal : public grpc::ServerWriteReactor<v1::GetEventsResponse> {
-     public:
-      explicit Refusal(grpc::Status status) { Finish(status); }
-      void OnDone() override { delete this; }
-    };
-    return new Refusal(
-        {grpc::StatusCode::INVALID_ARGUMENT,
-         absl::StrCat("host filter: ", ValidateHostName(request->filter().host()).message())});
+  class Refusal : public grpc::ServerWriteReactor<v1::GetEventsResponse> {
+   public:
+    explicit Refusal(const absl::Status& status) { Finish(InvalidArgument(status)); }
+    void OnDone() override { delete this; }
+  };
+  absl::StatusOr<EventMatcher> matcher = EventMatcher::Create(request->filter());
+  if (!matcher.ok()) return new Refusal(matcher.status());
+  if (request->last() == 0 && request->since_unix_ns() == 0 && !request->follow()) {
+    return new Refusal(absl::InvalidArgumentError(
+        "nothing asked: set last, since_unix_ns or follow (or several)"));
   }
-  return new Watcher(this, request->filter().host());
+  return new EventStream(this, *std::move(matcher), *request);
+}
+
+grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* context,
+                                                   const v1::SummaryRequest* request,
+                                                   v1::SummaryResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  if (!request->host().empty()) {
+    if (absl::Status s = ValidateHostName(request->host()); !s.ok()) {
+      reactor->Finish(InvalidArgument(absl::InvalidArgumentError(absl::StrCat("host: ", s.message()))));
+      return reactor;
+    }
+  }
+  *response = aggregator_->Summary(request->host());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 }  // namespace tcpscope::service

@@ -1,24 +1,25 @@
-// The Observer gRPC service: agents, current connections and live events for the CLI and any
-// other client.
+// The Observer gRPC service: agents, current connections, recent and live events, and a summary,
+// for the CLI and any other client.
 #pragma once
 
 #include "service/aggregator.h"
-#include "service/event_hub.h"
+#include "service/event_log.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/observer.grpc.pb.h"
 
 namespace tcpscope::service {
 
 struct ObserverOptions {
-  size_t watcher_queue_events = 10000;  // per watcher; beyond it events are missed and counted
+  // Live events queued per following subscriber beyond its history; more are missed and counted.
+  size_t subscriber_queue_events = 10000;
   size_t max_events_per_response = 256;
 };
 
 class ObserverService : public v1::Observer::CallbackService {
  public:
-  ObserverService(Aggregator* aggregator, EventHub* hub, ServiceMetrics* metrics,
+  ObserverService(Aggregator* aggregator, EventLog* log, ServiceMetrics* metrics,
                   ObserverOptions options = {})
-      : aggregator_(aggregator), hub_(hub), metrics_(metrics), options_(options) {}
+      : aggregator_(aggregator), log_(log), metrics_(metrics), options_(options) {}
 
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
                                        const v1::ListAgentsRequest* request,
@@ -28,11 +29,14 @@ class ObserverService : public v1::Observer::CallbackService {
                                             v1::ListConnectionsResponse* response) override;
   grpc::ServerWriteReactor<v1::GetEventsResponse>* GetEvents(
       grpc::CallbackServerContext* context, const v1::GetEventsRequest* request) override;
+  grpc::ServerUnaryReactor* Summary(grpc::CallbackServerContext* context,
+                                    const v1::SummaryRequest* request,
+                                    v1::SummaryResponse* response) override;
 
  private:
-  class Watcher;
+  class EventStream;
   Aggregator* const aggregator_;
-  EventHub* const hub_;
+  EventLog* const log_;
   ServiceMetrics* const metrics_;
   const ObserverOptions options_;
 };

@@ -65,6 +65,10 @@ ServiceMetrics::ServiceMetrics()
       connections_keepalive(Register(prometheus::BuildGauge(), "tcpscope_connections_keepalive",
                                      "Established connection ends with keepalive on or off.",
                                      *registry_)),
+      connections_at_risk(Register(
+          prometheus::BuildGauge(), "tcpscope_connections_at_risk",
+          "Connection ends that may be silently dead, by reason (see README: at-risk).",
+          *registry_)),
       agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
                         "1 while the host's agent has a stream open.", *registry_)),
       agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",
@@ -89,6 +93,17 @@ ServiceMetrics::ServiceMetrics()
           Register(prometheus::BuildCounter(), "tcpscope_service_watch_events_missed_total",
                    "Events not delivered to watchers that read too slowly.", *registry_)
               .Add({})),
+      hosts(Register(prometheus::BuildGauge(), "tcpscope_service_hosts",
+                     "Hosts the service holds series for, connected or not yet expired.",
+                     *registry_)
+                .Add({})),
+      hosts_expired(Register(prometheus::BuildCounter(), "tcpscope_service_hosts_expired_total",
+                             "Disconnected hosts whose series were removed after --host_expiry.",
+                             *registry_)
+                        .Add({})),
+      history_events(Register(prometheus::BuildGauge(), "tcpscope_service_event_history_events",
+                              "Events held in the in-memory history for GetEvents.", *registry_)
+                         .Add({})),
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 
@@ -264,7 +279,22 @@ void HostMetrics::SetSnapshot(const v1::Snapshot& snapshot) {
   }
 }
 
+void HostMetrics::SetAtRisk(const std::array<uint32_t, 4>& counts) {
+  for (int reason = 1; reason < 4; ++reason) {
+    if (at_risk_[reason] == nullptr) {
+      at_risk_[reason] = &families_->connections_at_risk.Add(
+          {{"host", host_},
+           {"reason", std::string(AtRiskReasonName(static_cast<v1::AtRiskReason>(reason)))}});
+    }
+    at_risk_[reason]->Set(counts[reason]);
+  }
+}
+
 void HostMetrics::ClearSnapshot() {
+  for (auto*& gauge : at_risk_) {
+    if (gauge != nullptr) families_->connections_at_risk.Remove(gauge);
+    gauge = nullptr;
+  }
   for (auto*& gauge : states_) {
     if (gauge != nullptr) families_->connections.Remove(gauge);
     gauge = nullptr;

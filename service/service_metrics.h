@@ -37,7 +37,9 @@ class HostMetrics {
   void SetUp(bool up);
   // Replaces the snapshot gauges with the counts of `snapshot`.
   void SetSnapshot(const v1::Snapshot& snapshot);
-  // Drops the snapshot gauges (host gone).
+  // Sets tcpscope_connections_at_risk, indexed by v1::AtRiskReason (index 0 unused).
+  void SetAtRisk(const std::array<uint32_t, 4>& counts);
+  // Drops the snapshot and at-risk gauges (host gone).
   void ClearSnapshot();
 
  private:
@@ -69,6 +71,7 @@ class HostMetrics {
   std::array<prometheus::Counter*, kRoles> timeouts_{};
   std::array<prometheus::Gauge*, kStates> states_{};
   std::array<prometheus::Gauge*, 2> keepalive_{};  // off, on
+  std::array<prometheus::Gauge*, 4> at_risk_{};    // by v1::AtRiskReason
 };
 
 class ServiceMetrics {
@@ -91,6 +94,7 @@ class ServiceMetrics {
   prometheus::Family<prometheus::Counter>& keepalive_timeouts;
   prometheus::Family<prometheus::Gauge>& connections;
   prometheus::Family<prometheus::Gauge>& connections_keepalive;
+  prometheus::Family<prometheus::Gauge>& connections_at_risk;
   prometheus::Family<prometheus::Gauge>& agent_up;
   prometheus::Family<prometheus::Counter>& agent_events;
   prometheus::Family<prometheus::Counter>& agent_events_lost;
@@ -101,6 +105,9 @@ class ServiceMetrics {
   prometheus::Counter& batches_duplicate;
   prometheus::Gauge& watchers;
   prometheus::Counter& watch_events_missed;
+  prometheus::Gauge& hosts;
+  prometheus::Counter& hosts_expired;
+  prometheus::Gauge& history_events;
   // Refused messages by reason (a fixed, small set of reasons chosen by the service).
   prometheus::Counter& Rejected(const std::string& reason);
 

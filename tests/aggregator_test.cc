@@ -63,9 +63,26 @@ class AggregatorTest : public ::testing::Test {
     return state.ok() ? *state : nullptr;
   }
 
+  bool Apply(HostState& host, const v1::Batch& batch, absl::Time now = kNow) {
+    return aggregator_.Apply(host, std::make_shared<v1::Batch>(batch), now);
+  }
+
+  int ConnectionCount(const v1::ListConnectionsRequest& request) {
+    return aggregator_.Connections(request, kNow).connections_size();
+  }
+
   ServiceMetrics metrics_;
-  EventHub hub_;
-  Aggregator aggregator_{&metrics_, &hub_};
+  EventLog log_{1000};
+  Aggregator aggregator_{&metrics_, &log_, Options()};
+
+ private:
+  static AggregatorOptions Options() {
+    AggregatorOptions options;
+    options.at_risk.idle_after = absl::Minutes(5);
+    options.at_risk.close_wait_after = absl::Seconds(30);
+    options.host_expiry = absl::Seconds(60);
+    return options;
+  }
 };
 
 TEST_F(AggregatorTest, CountsEventsIntoTheirSeries) {
@@ -87,7 +104,7 @@ TEST_F(AggregatorTest, CountsEventsIntoTheirSeries) {
   failure.mutable_handshake_failed()->set_reason(v1::HANDSHAKE_FAILURE_REFUSED);
   *batch.add_events() = failure;
   batch.mutable_losses()->set_kernel(3);
-  EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
+  EXPECT_TRUE(Apply(*host, batch));
 
   const std::string m = Exposition();
   EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}), 2);
@@ -130,16 +147,16 @@ TEST_F(AggregatorTest, ResentBatchesAreNotCountedTwice) {
   v1::Batch batch;
   batch.set_seq(1);
   *batch.add_events() = Handshake(v1::ROLE_CLIENT);
-  EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
-  EXPECT_FALSE(aggregator_.Apply(*host, batch, kNow));
+  EXPECT_TRUE(Apply(*host, batch));
+  EXPECT_FALSE(Apply(*host, batch));
   aggregator_.Disconnect(*host, kNow);
 
   // The same agent instance reconnects: it learns what was applied and resends batch 1 anyway.
   host = Connect("a", 1, &last_applied);
   EXPECT_EQ(last_applied, 1u);
-  EXPECT_FALSE(aggregator_.Apply(*host, batch, kNow));
+  EXPECT_FALSE(Apply(*host, batch));
   batch.set_seq(2);
-  EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
+  EXPECT_TRUE(Apply(*host, batch));
   EXPECT_EQ(
       MetricValue(Exposition(), "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}),
       2);
@@ -149,7 +166,7 @@ TEST_F(AggregatorTest, ResentBatchesAreNotCountedTwice) {
   host = Connect("a", 2, &last_applied);
   EXPECT_EQ(last_applied, 0u);
   batch.set_seq(1);
-  EXPECT_TRUE(aggregator_.Apply(*host, batch, kNow));
+  EXPECT_TRUE(Apply(*host, batch));
   EXPECT_EQ(
       MetricValue(Exposition(), "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}),
       3);
@@ -175,7 +192,7 @@ TEST_F(AggregatorTest, SnapshotGaugesAreReplacedAndRemovedWithTheHost) {
   *snapshot->add_connections() = Connection(v1::TCP_STATE_TIME_WAIT, false);
   *snapshot->add_connections() = Connection(v1::TCP_STATE_CLOSE_WAIT, true);
   snapshot->set_listeners(2);
-  aggregator_.Apply(*host, batch, kNow);
+  Apply(*host, batch);
   std::string m = Exposition();
   auto state = [&](const std::string& s) {
     return MetricValue(m, "tcpscope_connections", {{"host", "a"}, {"state", s}});
@@ -195,7 +212,7 @@ TEST_F(AggregatorTest, SnapshotGaugesAreReplacedAndRemovedWithTheHost) {
   batch.set_seq(2);
   batch.mutable_snapshot()->clear_connections();
   batch.mutable_snapshot()->set_listeners(0);
-  aggregator_.Apply(*host, batch, kNow);
+  Apply(*host, batch);
   m = Exposition();
   EXPECT_EQ(state("established"), 0);
   EXPECT_EQ(state("listen"), 0);
@@ -206,7 +223,7 @@ TEST_F(AggregatorTest, SnapshotGaugesAreReplacedAndRemovedWithTheHost) {
   EXPECT_EQ(MetricValue(m, "tcpscope_connections_keepalive", {{"host", "a"}, {"keepalive", "on"}}),
             std::nullopt);
   EXPECT_EQ(MetricValue(m, "tcpscope_agent_up", {{"host", "a"}}), 0);
-  EXPECT_TRUE(aggregator_.Connections({}).empty());
+  EXPECT_EQ(ConnectionCount({}), 0);
   ASSERT_EQ(aggregator_.Agents().size(), 1u);
   EXPECT_FALSE(aggregator_.Agents()[0].connected());
 }
@@ -223,17 +240,173 @@ TEST_F(AggregatorTest, ConnectionsFilterByHostStateAndPort) {
   connection.set_state(v1::TCP_STATE_TIME_WAIT);
   connection.mutable_endpoints()->set_local_port(81);
   *batch.mutable_snapshot()->add_connections() = connection;
-  aggregator_.Apply(*a, batch, kNow);
-  aggregator_.Apply(*b, batch, kNow);
-  EXPECT_EQ(aggregator_.Connections({}).size(), 4u);
+  Apply(*a, batch);
+  Apply(*b, batch);
+  EXPECT_EQ(ConnectionCount({}), 4);
   v1::ListConnectionsRequest request;
   request.set_host("b");
-  EXPECT_EQ(aggregator_.Connections(request).size(), 2u);
+  EXPECT_EQ(ConnectionCount(request), 2);
   request.set_state(v1::TCP_STATE_TIME_WAIT);
-  EXPECT_EQ(aggregator_.Connections(request).size(), 1u);
+  EXPECT_EQ(ConnectionCount(request), 1);
   request.Clear();
   request.set_port(80);
-  EXPECT_EQ(aggregator_.Connections(request).size(), 2u);
+  EXPECT_EQ(ConnectionCount(request), 2);
+}
+
+v1::Connection AtRiskCandidate(v1::TcpState state, bool keepalive, uint64_t idle_ms,
+                               uint32_t probes_out, absl::Duration in_state) {
+  v1::Connection connection = Connection(state, keepalive);
+  connection.set_idle_ms(idle_ms);
+  connection.mutable_keepalive()->set_probes_out(probes_out);
+  connection.set_state_since_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow - in_state)));
+  return connection;
+}
+
+TEST_F(AggregatorTest, AtRiskGaugesAndFiltersFollowTheSnapshot) {
+  uint64_t last_applied = 0;
+  auto host = Connect("a", 1, &last_applied);
+  v1::Batch batch;
+  batch.set_seq(1);
+  v1::Snapshot* snapshot = batch.mutable_snapshot();
+  snapshot->set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow)));
+  // Idle 6 min without keepalive (threshold 5 min): at risk; idle 4 min: not.
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_ESTABLISHED, false, 360000, 0, absl::Hours(1));
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_ESTABLISHED, false, 240000, 0, absl::Hours(1));
+  // Keepalive on: idle does not matter, probes out do.
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_ESTABLISHED, true, 9000000, 0, absl::Hours(1));
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_ESTABLISHED, true, 9000000, 2, absl::Hours(1));
+  // CLOSE_WAIT for 31 s (threshold 30 s) and for 29 s.
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_CLOSE_WAIT, false, 0, 0, absl::Seconds(31));
+  *snapshot->add_connections() =
+      AtRiskCandidate(v1::TCP_STATE_CLOSE_WAIT, false, 0, 0, absl::Seconds(29));
+  ASSERT_TRUE(Apply(*host, batch));
+  std::string m = Exposition();
+  auto at_risk = [&](const std::string& reason) {
+    return MetricValue(m, "tcpscope_connections_at_risk", {{"host", "a"}, {"reason", reason}});
+  };
+  EXPECT_EQ(at_risk("idle_no_keepalive"), 1);
+  EXPECT_EQ(at_risk("keepalive_probing"), 1);
+  EXPECT_EQ(at_risk("close_wait_stale"), 1);
+
+  v1::ListConnectionsRequest request;
+  request.set_at_risk(true);
+  const v1::ListConnectionsResponse risky = aggregator_.Connections(request, kNow);
+  ASSERT_EQ(risky.connections_size(), 3);
+  EXPECT_EQ(risky.connections(0).at_risk(), v1::AT_RISK_IDLE_NO_KEEPALIVE);
+  EXPECT_EQ(risky.connections(1).at_risk(), v1::AT_RISK_KEEPALIVE_PROBING);
+  EXPECT_EQ(risky.connections(2).at_risk(), v1::AT_RISK_CLOSE_WAIT_STALE);
+  request.set_at_risk_reason(v1::AT_RISK_CLOSE_WAIT_STALE);
+  EXPECT_EQ(ConnectionCount(request), 1);
+  request.Clear();
+  request.set_keepalive(v1::KEEPALIVE_FILTER_ON);
+  EXPECT_EQ(ConnectionCount(request), 2);
+  request.set_keepalive(v1::KEEPALIVE_FILTER_OFF);
+  EXPECT_EQ(ConnectionCount(request), 4);
+  ASSERT_EQ(aggregator_.Agents().size(), 1u);
+  EXPECT_EQ(aggregator_.Agents()[0].at_risk(), 3u);
+
+  // The next snapshot without them clears the gauges to zero; disconnecting removes them.
+  batch.set_seq(2);
+  batch.mutable_snapshot()->clear_connections();
+  ASSERT_TRUE(Apply(*host, batch));
+  m = Exposition();
+  EXPECT_EQ(at_risk("idle_no_keepalive"), 0);
+  EXPECT_EQ(at_risk("keepalive_probing"), 0);
+  EXPECT_EQ(at_risk("close_wait_stale"), 0);
+  aggregator_.Disconnect(*host, kNow);
+  m = Exposition();
+  EXPECT_EQ(at_risk("idle_no_keepalive"), std::nullopt);
+}
+
+TEST_F(AggregatorTest, SummaryTotalsPerHostAndFleet) {
+  uint64_t last_applied = 0;
+  auto a = Connect("a", 1, &last_applied);
+  auto b = Connect("b", 2, &last_applied);
+  v1::Batch batch;
+  batch.set_seq(1);
+  *batch.add_events() = Handshake(v1::ROLE_CLIENT);
+  *batch.add_events() = Close(v1::ROLE_CLIENT, v1::CLOSE_INITIATOR_LOCAL, v1::CLOSE_REASON_FIN);
+  v1::Event short_close =
+      Close(v1::ROLE_SERVER, v1::CLOSE_INITIATOR_REMOTE, v1::CLOSE_REASON_RESET_RECEIVED);
+  short_close.mutable_close()->set_lifetime_us(1500);
+  *batch.add_events() = short_close;
+  v1::Event refused;
+  refused.mutable_handshake_failed()->set_reason(v1::HANDSHAKE_FAILURE_REFUSED);
+  *batch.add_events() = refused;
+  *batch.mutable_snapshot()->add_connections() = Connection(v1::TCP_STATE_ESTABLISHED, true);
+  batch.mutable_losses()->set_kernel(3);
+  ASSERT_TRUE(Apply(*a, batch));
+  ASSERT_TRUE(Apply(*b, batch));
+  aggregator_.Disconnect(*b, kNow);
+
+  const v1::SummaryResponse summary = aggregator_.Summary("");
+  ASSERT_EQ(summary.hosts_size(), 2);
+  const v1::HostSummary& host_a = summary.hosts(0);
+  EXPECT_EQ(host_a.host(), "a");
+  EXPECT_EQ(host_a.agents_connected(), 1u);
+  EXPECT_EQ(host_a.events(), 4u);
+  EXPECT_EQ(host_a.handshakes(), 1u);
+  ASSERT_EQ(host_a.handshake_failures_size(), 1);
+  EXPECT_EQ(host_a.handshake_failures(0).name(), "refused");
+  EXPECT_EQ(host_a.handshake_failures(0).value(), 1u);
+  ASSERT_EQ(host_a.closes_by_reason_size(), 2);
+  EXPECT_EQ(host_a.closes_by_reason(0).name(), "fin");
+  EXPECT_EQ(host_a.closes_by_reason(1).name(), "reset_received");
+  EXPECT_EQ(host_a.closes_short(), 1u);
+  EXPECT_EQ(host_a.closes_long(), 1u);
+  EXPECT_EQ(host_a.keepalive_on(), 1u);
+  EXPECT_EQ(summary.hosts(1).keepalive_on(), 0u);  // b's snapshot went with its stream
+
+  const v1::HostSummary& fleet = summary.fleet();
+  EXPECT_EQ(fleet.agents(), 2u);
+  EXPECT_EQ(fleet.agents_connected(), 1u);
+  EXPECT_EQ(fleet.events(), 8u);
+  EXPECT_EQ(fleet.handshakes(), 2u);
+  EXPECT_EQ(fleet.losses().kernel(), 6u);
+  EXPECT_EQ(fleet.keepalive_on(), 1u);
+  EXPECT_EQ(summary.history_events(), 8u);
+
+  EXPECT_EQ(aggregator_.Summary("b").hosts_size(), 1);
+  EXPECT_EQ(aggregator_.Summary("nobody").hosts_size(), 0);
+}
+
+TEST_F(AggregatorTest, DisconnectedHostsExpireWithTheirSeries) {
+  uint64_t last_applied = 0;
+  auto a = Connect("a", 1, &last_applied);
+  auto b = Connect("b", 2, &last_applied);
+  v1::Batch batch;
+  batch.set_seq(1);
+  *batch.add_events() = Handshake(v1::ROLE_CLIENT);
+  ASSERT_TRUE(Apply(*a, batch));
+  ASSERT_TRUE(Apply(*b, batch));
+  aggregator_.Disconnect(*a, kNow);
+  a.reset();
+
+  // Expiry is 60 s after the last message; b stays while connected.
+  EXPECT_TRUE(aggregator_.ExpireHosts(kNow + absl::Seconds(59)).empty());
+  EXPECT_EQ(MetricValue(Exposition(), "tcpscope_handshakes_total",
+                        {{"host", "a"}, {"role", "client"}}),
+            1);
+  EXPECT_EQ(aggregator_.ExpireHosts(kNow + absl::Seconds(61)),
+            std::vector<std::string>{"a"});
+  const std::string m = Exposition();
+  EXPECT_EQ(m.find("host=\"a\""), std::string::npos) << m;
+  EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "b"}, {"role", "client"}}), 1);
+  EXPECT_EQ(MetricValue(m, "tcpscope_service_hosts", {}), 1);
+  EXPECT_EQ(MetricValue(m, "tcpscope_service_hosts_expired_total", {}), 1);
+  ASSERT_EQ(aggregator_.Agents().size(), 1u);
+  EXPECT_EQ(aggregator_.Agents()[0].host_name(), "b");
+
+  // The host comes back as new: counting starts again and a resent batch 1 applies.
+  uint64_t resume = 99;
+  a = Connect("a", 1, &resume);
+  EXPECT_EQ(resume, 0u);
+  EXPECT_TRUE(Apply(*a, batch));
 }
 
 }  // namespace

@@ -1,0 +1,109 @@
+// Summary counting and the Count lists of HostSummary (label names as in the metrics; zero
+// counts left out).
+#include "service/host_summary.h"
+
+#include <string>
+
+#include "common/tcp_names.h"
+
+namespace tcpscope::service {
+namespace {
+
+template <typename T, size_t N>
+void AddArray(std::array<T, N>& to, const std::array<T, N>& from) {
+  for (size_t i = 0; i < N; ++i) to[i] += from[i];
+}
+
+template <typename T, size_t N, typename NameOf>
+void AddCounts(const std::array<T, N>& counts, NameOf name_of,
+               google::protobuf::RepeatedPtrField<v1::Count>* out) {
+  for (size_t i = 1; i < N; ++i) {
+    if (counts[i] == 0) continue;
+    v1::Count* count = out->Add();
+    count->set_name(std::string(name_of(static_cast<int>(i))));
+    count->set_value(counts[i]);
+  }
+}
+
+}  // namespace
+
+void EventTotals::Count(const v1::Event& event) {
+  ++events;
+  switch (event.kind_case()) {
+    case v1::Event::kHandshake:
+      ++handshakes;
+      break;
+    case v1::Event::kHandshakeFailed:
+      ++failures[event.handshake_failed().reason()];
+      break;
+    case v1::Event::kClose: {
+      const v1::Close& close = event.close();
+      ++closes_by_initiator[close.initiator()];
+      ++closes_by_reason[close.reason()];
+      if (close.has_lifetime_us()) {
+        ++(close.lifetime_us() < 1000000 ? closes_short : closes_long);
+      }
+      break;
+    }
+    case v1::Event::kKeepaliveProbe:
+      ++keepalive_probes;
+      break;
+    case v1::Event::kKeepaliveTimeout:
+      ++keepalive_timeouts;
+      break;
+    case v1::Event::kKeepaliveAnswered:
+    case v1::Event::KIND_NOT_SET:
+      break;
+  }
+}
+
+void EventTotals::Add(const EventTotals& other) {
+  events += other.events;
+  handshakes += other.handshakes;
+  AddArray(failures, other.failures);
+  AddArray(closes_by_initiator, other.closes_by_initiator);
+  AddArray(closes_by_reason, other.closes_by_reason);
+  closes_short += other.closes_short;
+  closes_long += other.closes_long;
+  keepalive_probes += other.keepalive_probes;
+  keepalive_timeouts += other.keepalive_timeouts;
+}
+
+void SnapshotCounts::Add(const SnapshotCounts& other) {
+  AddArray(states, other.states);
+  keepalive_on += other.keepalive_on;
+  keepalive_off += other.keepalive_off;
+  AddArray(at_risk, other.at_risk);
+}
+
+void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,
+                 v1::HostSummary* summary) {
+  summary->set_events(totals.events);
+  summary->set_handshakes(totals.handshakes);
+  AddCounts(
+      totals.failures,
+      [](int i) { return HandshakeFailureReasonName(static_cast<v1::HandshakeFailureReason>(i)); },
+      summary->mutable_handshake_failures());
+  AddCounts(
+      totals.closes_by_initiator,
+      [](int i) { return CloseInitiatorName(static_cast<v1::CloseInitiator>(i)); },
+      summary->mutable_closes_by_initiator());
+  AddCounts(
+      totals.closes_by_reason,
+      [](int i) { return CloseReasonName(static_cast<v1::CloseReason>(i)); },
+      summary->mutable_closes_by_reason());
+  summary->set_closes_short(totals.closes_short);
+  summary->set_closes_long(totals.closes_long);
+  summary->set_keepalive_probes(totals.keepalive_probes);
+  summary->set_keepalive_timeouts(totals.keepalive_timeouts);
+  AddCounts(
+      snapshot.states, [](int i) { return TcpStateName(static_cast<v1::TcpState>(i)); },
+      summary->mutable_connections_by_state());
+  summary->set_keepalive_on(snapshot.keepalive_on);
+  summary->set_keepalive_off(snapshot.keepalive_off);
+  AddCounts(
+      snapshot.at_risk, [](int i) { return AtRiskReasonName(static_cast<v1::AtRiskReason>(i)); },
+      summary->mutable_at_risk());
+}
+
+}  // namespace tcpscope::service

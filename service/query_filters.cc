@@ -1,0 +1,158 @@
+// Filter validation and matching.
+#include "service/query_filters.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/host_name.h"
+
+namespace tcpscope::service {
+
+v1::EventKind KindOf(const v1::Event& event) {
+  switch (event.kind_case()) {
+    case v1::Event::kHandshake:
+      return v1::EVENT_KIND_HANDSHAKE;
+    case v1::Event::kHandshakeFailed:
+      return v1::EVENT_KIND_HANDSHAKE_FAILED;
+    case v1::Event::kClose:
+      return v1::EVENT_KIND_CLOSE;
+    case v1::Event::kKeepaliveProbe:
+      return v1::EVENT_KIND_KEEPALIVE_PROBE;
+    case v1::Event::kKeepaliveTimeout:
+      return v1::EVENT_KIND_KEEPALIVE_TIMEOUT;
+    case v1::Event::kKeepaliveAnswered:
+      return v1::EVENT_KIND_KEEPALIVE_ANSWERED;
+    case v1::Event::KIND_NOT_SET:
+      break;
+  }
+  return v1::EVENT_KIND_UNSPECIFIED;
+}
+
+namespace {
+
+absl::Status CheckHost(absl::string_view field, const std::string& host) {
+  if (host.empty()) return absl::OkStatus();
+  if (absl::Status s = ValidateHostName(host); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPort(absl::string_view field, uint32_t port) {
+  if (port <= 65535) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", port, " is outside 0..65535"));
+}
+
+absl::StatusOr<std::optional<AddressFilter>> ParseAddress(absl::string_view field,
+                                                          const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  absl::StatusOr<AddressFilter> address = AddressFilter::Parse(text);
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", address.status().message()));
+  }
+  return *address;
+}
+
+bool MatchesEndpoints(const v1::Endpoints& endpoints, uint32_t port,
+                      const std::optional<AddressFilter>& address) {
+  if (port != 0 && endpoints.local_port() != port && endpoints.remote_port() != port) {
+    return false;
+  }
+  return !address.has_value() || address->Matches(endpoints.local_address()) ||
+         address->Matches(endpoints.remote_address());
+}
+
+}  // namespace
+
+absl::StatusOr<ConnectionMatcher> ConnectionMatcher::Create(
+    const v1::ListConnectionsRequest& request) {
+  ConnectionMatcher matcher;
+  if (absl::Status s = CheckHost("host", request.host()); !s.ok()) return s;
+  matcher.host_ = request.host();
+  if (!v1::TcpState_IsValid(request.state()) || request.state() == v1::TCP_STATE_LISTEN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state: ", request.state(), " is not a connection state"));
+  }
+  matcher.state_ = request.state();
+  if (absl::Status s = CheckPort("port", request.port()); !s.ok()) return s;
+  matcher.port_ = request.port();
+  if (!v1::KeepaliveFilter_IsValid(request.keepalive())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("keepalive: unknown keepalive filter ", request.keepalive()));
+  }
+  matcher.keepalive_ = request.keepalive();
+  if (!v1::AtRiskReason_IsValid(request.at_risk_reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at_risk_reason: unknown reason ", request.at_risk_reason()));
+  }
+  matcher.at_risk_ = request.at_risk();
+  matcher.at_risk_reason_ = request.at_risk_reason();
+  absl::StatusOr<std::optional<AddressFilter>> address =
+      ParseAddress("address", request.address());
+  if (!address.ok()) return address.status();
+  matcher.address_ = *address;
+  return matcher;
+}
+
+bool ConnectionMatcher::Matches(const v1::Connection& connection,
+                                v1::AtRiskReason at_risk) const {
+  if (state_ != v1::TCP_STATE_UNSPECIFIED && connection.state() != state_) return false;
+  if (keepalive_ != v1::KEEPALIVE_FILTER_ANY &&
+      connection.keepalive().enabled() != (keepalive_ == v1::KEEPALIVE_FILTER_ON)) {
+    return false;
+  }
+  if (at_risk_ && at_risk == v1::AT_RISK_REASON_UNSPECIFIED) return false;
+  if (at_risk_reason_ != v1::AT_RISK_REASON_UNSPECIFIED && at_risk != at_risk_reason_) {
+    return false;
+  }
+  return MatchesEndpoints(connection.endpoints(), port_, address_);
+}
+
+absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter) {
+  EventMatcher matcher;
+  if (absl::Status s = CheckHost("filter.host", filter.host()); !s.ok()) return s;
+  matcher.host_ = filter.host();
+  for (int kind : filter.kinds()) {
+    if (!v1::EventKind_IsValid(kind) || kind == v1::EVENT_KIND_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat("filter.kinds: unknown event kind ", kind));
+    }
+    matcher.kinds_.set(static_cast<size_t>(kind));
+  }
+  if (!v1::CloseReason_IsValid(filter.close_reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filter.close_reason: unknown close reason ", filter.close_reason()));
+  }
+  if (!v1::HandshakeFailureReason_IsValid(filter.failure_reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filter.failure_reason: unknown failure reason ", filter.failure_reason()));
+  }
+  matcher.close_reason_ = filter.close_reason();
+  matcher.failure_reason_ = filter.failure_reason();
+  if (absl::Status s = CheckPort("filter.port", filter.port()); !s.ok()) return s;
+  matcher.port_ = filter.port();
+  absl::StatusOr<std::optional<AddressFilter>> address =
+      ParseAddress("filter.address", filter.address());
+  if (!address.ok()) return address.status();
+  matcher.address_ = *address;
+  if (!v1::Role_IsValid(filter.role())) {
+    return absl::InvalidArgumentError(absl::StrCat("filter.role: unknown role ", filter.role()));
+  }
+  matcher.role_ = filter.role();
+  return matcher;
+}
+
+bool EventMatcher::Matches(const v1::Event& event) const {
+  if (kinds_.any() && !kinds_.test(static_cast<size_t>(KindOf(event)))) return false;
+  const bool by_reason = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED ||
+                         failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED;
+  if (by_reason) {
+    const bool close_match = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED && event.has_close() &&
+                             event.close().reason() == close_reason_;
+    const bool failure_match = failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED &&
+                               event.has_handshake_failed() &&
+                               event.handshake_failed().reason() == failure_reason_;
+    if (!close_match && !failure_match) return false;
+  }
+  if (role_ != v1::ROLE_UNSPECIFIED && event.role() != role_) return false;
+  return MatchesEndpoints(event.endpoints(), port_, address_);
+}
+
+}  // namespace tcpscope::service

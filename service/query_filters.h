@@ -1,0 +1,56 @@
+// The Observer API's filters on events and connections, validated once, then matched against
+// each item.
+#pragma once
+
+#include <bitset>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/address_filter.h"
+#include "tcpscope/v1/observer.pb.h"
+
+namespace tcpscope::service {
+
+class EventMatcher {
+ public:
+  // INVALID_ARGUMENT naming the field for a filter that can match nothing sensible: a bad host
+  // name, unknown enum values, a port above 65535, an unparsable address.
+  static absl::StatusOr<EventMatcher> Create(const v1::EventFilter& filter);
+
+  bool MatchesHost(const std::string& host) const { return host_.empty() || host == host_; }
+  bool Matches(const v1::Event& event) const;
+
+ private:
+  EventMatcher() = default;
+  std::string host_;
+  std::bitset<8> kinds_;  // by EventKind; none set: every kind
+  v1::CloseReason close_reason_ = v1::CLOSE_REASON_UNSPECIFIED;
+  v1::HandshakeFailureReason failure_reason_ = v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED;
+  uint32_t port_ = 0;
+  std::optional<AddressFilter> address_;
+  v1::Role role_ = v1::ROLE_UNSPECIFIED;
+};
+
+class ConnectionMatcher {
+ public:
+  static absl::StatusOr<ConnectionMatcher> Create(const v1::ListConnectionsRequest& request);
+
+  bool MatchesHost(const std::string& host) const { return host_.empty() || host == host_; }
+  bool Matches(const v1::Connection& connection, v1::AtRiskReason at_risk) const;
+
+ private:
+  ConnectionMatcher() = default;
+  std::string host_;
+  v1::TcpState state_ = v1::TCP_STATE_UNSPECIFIED;
+  uint32_t port_ = 0;
+  v1::KeepaliveFilter keepalive_ = v1::KEEPALIVE_FILTER_ANY;
+  bool at_risk_ = false;
+  v1::AtRiskReason at_risk_reason_ = v1::AT_RISK_REASON_UNSPECIFIED;
+  std::optional<AddressFilter> address_;
+};
+
+// The EventKind of an event's oneof case.
+v1::EventKind KindOf(const v1::Event& event);
+
+}  // namespace tcpscope::service
