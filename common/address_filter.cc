@@ -32,8 +32,8 @@ absl::StatusOr<AddressFilter> AddressFilter::Parse(absl::string_view text) {
   if (text.find('/') != absl::string_view::npos) {
     int parsed = -1;
     if (!absl::SimpleAtoi(length, &parsed) || parsed < 0 || parsed > max_length) {
-      return absl::InvalidArgumentError(absl::StrCat("address filter '", text,
-                                                     "': prefix length must be 0..", max_length));
+      return absl::InvalidArgumentError(
+          absl::StrCat("address filter '", text, "': prefix length must be 0..", max_length));
     }
     filter.prefix_length_ = parsed;
   }

@@ -135,8 +135,7 @@ absl::Status CheckConnection(const v1::Connection& connection, absl::Time now,
   if (!v1::TcpState_IsValid(connection.state()) ||
       connection.state() == v1::TCP_STATE_UNSPECIFIED ||
       connection.state() == v1::TCP_STATE_LISTEN) {
-    return Invalid(where,
-                   absl::StrCat("state ", connection.state(), " is not a connection state"));
+    return Invalid(where, absl::StrCat("state ", connection.state(), " is not a connection state"));
   }
   if (!v1::Role_IsValid(connection.role())) {
     return Invalid(where, absl::StrCat("unknown role ", connection.role()));

@@ -215,7 +215,8 @@ grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* 
   auto* reactor = context->DefaultReactor();
   if (!request->host().empty()) {
     if (absl::Status s = ValidateHostName(request->host()); !s.ok()) {
-      reactor->Finish(InvalidArgument(absl::InvalidArgumentError(absl::StrCat("host: ", s.message()))));
+      reactor->Finish(
+          InvalidArgument(absl::InvalidArgumentError(absl::StrCat("host: ", s.message()))));
       return reactor;
     }
   }

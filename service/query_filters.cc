@@ -85,15 +85,13 @@ absl::StatusOr<ConnectionMatcher> ConnectionMatcher::Create(
   }
   matcher.at_risk_ = request.at_risk();
   matcher.at_risk_reason_ = request.at_risk_reason();
-  absl::StatusOr<std::optional<AddressFilter>> address =
-      ParseAddress("address", request.address());
+  absl::StatusOr<std::optional<AddressFilter>> address = ParseAddress("address", request.address());
   if (!address.ok()) return address.status();
   matcher.address_ = *address;
   return matcher;
 }
 
-bool ConnectionMatcher::Matches(const v1::Connection& connection,
-                                v1::AtRiskReason at_risk) const {
+bool ConnectionMatcher::Matches(const v1::Connection& connection, v1::AtRiskReason at_risk) const {
   if (state_ != v1::TCP_STATE_UNSPECIFIED && connection.state() != state_) return false;
   if (keepalive_ != v1::KEEPALIVE_FILTER_ANY &&
       connection.keepalive().enabled() != (keepalive_ == v1::KEEPALIVE_FILTER_ON)) {

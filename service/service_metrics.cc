@@ -65,10 +65,10 @@ ServiceMetrics::ServiceMetrics()
       connections_keepalive(Register(prometheus::BuildGauge(), "tcpscope_connections_keepalive",
                                      "Established connection ends with keepalive on or off.",
                                      *registry_)),
-      connections_at_risk(Register(
-          prometheus::BuildGauge(), "tcpscope_connections_at_risk",
-          "Connection ends that may be silently dead, by reason (see README: at-risk).",
-          *registry_)),
+      connections_at_risk(
+          Register(prometheus::BuildGauge(), "tcpscope_connections_at_risk",
+                   "Connection ends that may be silently dead, by reason (see README: at-risk).",
+                   *registry_)),
       agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
                         "1 while the host's agent has a stream open.", *registry_)),
       agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",

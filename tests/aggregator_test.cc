@@ -389,11 +389,10 @@ TEST_F(AggregatorTest, DisconnectedHostsExpireWithTheirSeries) {
 
   // Expiry is 60 s after the last message; b stays while connected.
   EXPECT_TRUE(aggregator_.ExpireHosts(kNow + absl::Seconds(59)).empty());
-  EXPECT_EQ(MetricValue(Exposition(), "tcpscope_handshakes_total",
-                        {{"host", "a"}, {"role", "client"}}),
-            1);
-  EXPECT_EQ(aggregator_.ExpireHosts(kNow + absl::Seconds(61)),
-            std::vector<std::string>{"a"});
+  EXPECT_EQ(
+      MetricValue(Exposition(), "tcpscope_handshakes_total", {{"host", "a"}, {"role", "client"}}),
+      1);
+  EXPECT_EQ(aggregator_.ExpireHosts(kNow + absl::Seconds(61)), std::vector<std::string>{"a"});
   const std::string m = Exposition();
   EXPECT_EQ(m.find("host=\"a\""), std::string::npos) << m;
   EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "b"}, {"role", "client"}}), 1);

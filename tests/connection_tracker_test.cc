@@ -48,6 +48,21 @@ int Count(const TrackerUpdate& update, v1::Event::KindCase kind) {
   return count;
 }
 
+TEST(ConnectionTrackerTest, StateSinceIsTheFirstDumpShowingTheState) {
+  ConnectionTracker tracker(1);
+  auto since = [](const TrackerUpdate& update) {
+    return absl::FromUnixNanos(
+        static_cast<int64_t>(update.snapshot.connections(0).state_since_unix_ns()));
+  };
+  EXPECT_EQ(since(tracker.Update({End(10, kEstablished, true)}, kStart)), kStart);
+  EXPECT_EQ(since(tracker.Update({End(10, kEstablished, true)}, kStart + absl::Seconds(1))),
+            kStart);
+  EXPECT_EQ(since(tracker.Update({End(10, kCloseWait, true)}, kStart + absl::Seconds(2))),
+            kStart + absl::Seconds(2));
+  EXPECT_EQ(since(tracker.Update({End(10, kCloseWait, true)}, kStart + absl::Seconds(9))),
+            kStart + absl::Seconds(2));
+}
+
 TEST(ConnectionTrackerTest, BaselineYieldsSnapshotButNoEvents) {
   ConnectionTracker tracker(4026531840);
   TrackerUpdate update = tracker.Update(

@@ -23,111 +23,19 @@
 #include "tests/harness/process.h"
 #include "tests/harness/tcpscope_stack.h"
 #include "tests/harness/test_network.h"
+#include "tests/harness/two_host_test.h"
 
 namespace tcpscope::testing {
 namespace {
 
-constexpr char kA[] = "host-a";
-constexpr char kB[] = "host-b";
+constexpr const char* kA = kHostA;
+constexpr const char* kB = kHostB;
 
-void SetInt(int fd, int level, int option, int value) {
-  ASSERT_EQ(setsockopt(fd, level, option, &value, sizeof(value)), 0) << strerror(errno);
-}
-
-void EnableKeepalive(int fd, int idle_s, int interval_s, int count) {
-  SetInt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
-  SetInt(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s);
-  SetInt(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_s);
-  SetInt(fd, IPPROTO_TCP, TCP_KEEPCNT, count);
-}
-
-// Waits (bounded) until the peer has closed its side: recv returns 0 or an error.
-void AwaitEof(int fd) {
-  for (int i = 0; i < 100; ++i) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 50) == 1) {
-      char byte;
-      if (recv(fd, &byte, 1, MSG_DONTWAIT) <= 0) return;
-    }
-  }
-  ADD_FAILURE() << "peer did not close within 5 s";
-}
-
-class EbpfTest : public ::testing::Test {
+class EbpfTest : public TwoHostTest {
  protected:
   // `source` is the agents' --source.
   void Start(const std::string& source = "ebpf") {
-    auto network = TwoHostNetwork::Create("ebpf");
-    ASSERT_TRUE(network.ok()) << network.status();
-    network_ = std::move(*network);
-    auto stack =
-        TcpscopeStack::Start(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_TRUE(stack.ok()) << stack.status();
-    stack_ = std::move(*stack);
-    const std::vector<std::string> flags = {"--source=" + source, "--snapshot_interval=200ms"};
-    ASSERT_TRUE(stack_->AddAgent(kA, network_->a().path(), flags).ok());
-    ASSERT_TRUE(stack_->AddAgent(kB, network_->b().path(), flags).ok());
-    ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();
-  }
-
-  void SetUp() override { TCPSCOPE_REQUIRE_ROOT(); }
-
-  void TearDown() override {
-    for (int fd : fds_) close(fd);
-    if (HasFailure() && stack_) std::cerr << stack_->Logs();
-  }
-
-  int Keep(int fd) {
-    fds_.push_back(fd);
-    return fd;
-  }
-
-  // Listens on B and returns the port.
-  int ListenOnB(const std::string& ip) {
-    auto listener = ListenIn(network_->b(), ip, 0);
-    EXPECT_TRUE(listener.ok()) << listener.status();
-    if (!listener.ok()) return 0;
-    Keep(*listener);
-    listener_ = *listener;
-    listen_port_ = *LocalPort(*listener);
-    return listen_port_;
-  }
-
-  // Connects A -> B; returns {client fd on A, server fd on B}.
-  std::pair<int, int> Connect(const std::string& ip, int port) {
-    auto client = ConnectFrom(network_->a(), ip, port);
-    EXPECT_TRUE(client.ok()) << client.status();
-    auto server = AcceptOne(listener_);
-    EXPECT_TRUE(server.ok()) << server.status();
-    if (!client.ok() || !server.ok()) return {-1, -1};
-    return {Keep(*client), Keep(*server)};
-  }
-
-  // One connection A -> B on IPv4; returns {client fd on A, server fd on B}.
-  std::pair<int, int> OneConnection() {
-    return Connect(network_->b_ipv4(), ListenOnB(network_->b_ipv4()));
-  }
-
-  void CloseFd(int fd) {
-    close(fd);
-    fds_.erase(std::remove(fds_.begin(), fds_.end(), fd), fds_.end());
-  }
-
-  // N connections A -> B at `ip`; the client closes first, the server after seeing EOF.
-  void ShortConnections(const std::string& ip, int count) {
-    const int port = ListenOnB(ip);
-    for (int i = 0; i < count; ++i) {
-      auto [client, server] = Connect(ip, port);
-      ASSERT_GE(client, 0);
-      ASSERT_EQ(send(client, "x", 1, 0), 1);
-      CloseFd(client);
-      AwaitEof(server);
-      CloseFd(server);
-    }
-  }
-
-  std::optional<double> Value(const std::string& name, const Labels& labels) {
-    return MetricValue(stack_->Scrape(), name, labels);
+    TwoHostTest::Start({"--source=" + source, "--snapshot_interval=200ms"});
   }
 
   void ExpectShortConnectionCounts(int count) {
@@ -151,12 +59,6 @@ class EbpfTest : public ::testing::Test {
     EXPECT_EQ(MetricSum(m, "tcpscope_agent_events_lost_total", {}), 0.0);
     if (HasFailure()) std::cerr << m;
   }
-
-  std::unique_ptr<TwoHostNetwork> network_;
-  std::unique_ptr<TcpscopeStack> stack_;
-  std::vector<int> fds_;
-  int listener_ = -1;
-  int listen_port_ = 0;
 };
 
 TEST_F(EbpfTest, ShortConnectionsIpv4AreCountedExactlyOnBothHosts) {

@@ -92,8 +92,8 @@ TEST(EventMatcherTest, ValidatesEveryField) {
 
 TEST(EventMatcherTest, MatchesKindReasonPortAddressAndRole) {
   const v1::Event fin = CloseEvent(v1::CLOSE_REASON_FIN, V4("10.0.0.1"), 40000, V4("10.0.0.2"), 80);
-  const v1::Event timeout = CloseEvent(v1::CLOSE_REASON_KEEPALIVE_TIMEOUT, V4("10.0.0.1"), 40001,
-                                       V4("192.0.2.9"), 443);
+  const v1::Event timeout =
+      CloseEvent(v1::CLOSE_REASON_KEEPALIVE_TIMEOUT, V4("10.0.0.1"), 40001, V4("192.0.2.9"), 443);
   v1::Event refused;
   refused.set_role(v1::ROLE_CLIENT);
   refused.mutable_handshake_failed()->set_reason(v1::HANDSHAKE_FAILURE_REFUSED);

@@ -11,15 +11,18 @@
 
 namespace tcpscope::testing {
 
-absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(const std::string& name) {
+absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(
+    const std::string& name, const std::vector<std::string>& flags) {
   std::unique_ptr<TcpscopeStack> stack(new TcpscopeStack());
   stack->name_ = name;
   stack->grpc_port_ = FreeTcpPort();
   stack->metrics_port_ = FreeTcpPort();
-  auto service = Subprocess::Start(
-      {BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
-       absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)},
-      absl::StrCat(::testing::TempDir(), "/", name, "-service.log"));
+  std::vector<std::string> argv = {
+      BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
+      absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  auto service =
+      Subprocess::Start(argv, absl::StrCat(::testing::TempDir(), "/", name, "-service.log"));
   if (!service.ok()) return service.status();
   stack->service_ = std::move(*service);
   return stack;

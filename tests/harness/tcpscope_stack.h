@@ -18,8 +18,9 @@ namespace tcpscope::testing {
 
 class TcpscopeStack {
  public:
-  // Starts tcpscope-service; `name` prefixes the log files.
-  static absl::StatusOr<std::unique_ptr<TcpscopeStack>> Start(const std::string& name);
+  // Starts tcpscope-service with extra `flags`; `name` prefixes the log files.
+  static absl::StatusOr<std::unique_ptr<TcpscopeStack>> Start(
+      const std::string& name, const std::vector<std::string>& flags = {});
   ~TcpscopeStack();
 
   // Starts an agent for `host` watching the namespace file `netns_path` (empty: every

@@ -1,0 +1,58 @@
+// A gtest fixture for end-to-end tests on two hosts: a TwoHostNetwork (namespaces A and B), a
+// tcpscope-service, one agent per namespace, and the sockets the test opens between them,
+// closed at the end. Needs root; skips loudly without it (fails in CI).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/tcpscope_stack.h"
+#include "tests/harness/test_network.h"
+
+namespace tcpscope::testing {
+
+inline constexpr char kHostA[] = "host-a";
+inline constexpr char kHostB[] = "host-b";
+
+void SetInt(int fd, int level, int option, int value);
+void EnableKeepalive(int fd, int idle_s, int interval_s, int count);
+// Waits (bounded, 5 s) until the peer has closed its side: recv returns 0 or an error.
+void AwaitEof(int fd);
+
+class TwoHostTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Creates the network and the stack; agents for A and B get `agent_flags`.
+  void Start(const std::vector<std::string>& agent_flags,
+             const std::vector<std::string>& service_flags = {});
+
+  int Keep(int fd);  // closed at the end of the test
+  void CloseFd(int fd);
+
+  // Listens on B (backlog 16) and returns the port; later Connect()s accept from it.
+  int ListenOnB(const std::string& ip);
+  // Connects A -> B; returns {client fd on A, server fd on B}, or {-1, -1} after a failure.
+  std::pair<int, int> Connect(const std::string& ip, int port);
+  // One connection A -> B on IPv4 to a new listener.
+  std::pair<int, int> OneConnection();
+  // N connections A -> B at `ip`; the client sends a byte and closes first, the server closes
+  // after seeing EOF.
+  void ShortConnections(const std::string& ip, int count);
+
+  std::optional<double> Value(const std::string& name, const Labels& labels);
+
+  std::unique_ptr<TwoHostNetwork> network_;
+  std::unique_ptr<TcpscopeStack> stack_;
+  std::vector<int> fds_;
+  int listener_ = -1;
+  int listen_port_ = 0;
+};
+
+}  // namespace tcpscope::testing
