@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/shutdown.h"
+#include "common/tls_flags.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, service, "127.0.0.1:7700", "Address of tcpscope-service's gRPC port.");
@@ -97,6 +98,14 @@ int Main() {
     return 2;
   }
 
+  const TlsFiles tls = TlsFilesFromFlags();
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(tls);
+  if (!credentials.ok()) {
+    TS_LOG(ERROR) << credentials.status().message();
+    return 2;
+  }
+
   AgentMetrics metrics(host_name);
   std::unique_ptr<MetricsServer> metrics_server;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
@@ -124,7 +133,18 @@ int Main() {
 
   ShipperOptions options;
   options.service_address = absl::GetFlag(FLAGS_service);
-  options.credentials = grpc::InsecureChannelCredentials();
+  options.credentials = *std::move(credentials);
+  if (!tls.enabled()) {
+    options.connect_hint =
+        "if the service uses TLS, give --tls_ca (and --tls_cert, --tls_key if it demands client "
+        "certificates)";
+  } else if (tls.cert.empty()) {
+    options.connect_hint =
+        "if the service demands client certificates (its --tls_ca), give --tls_cert and --tls_key";
+  } else {
+    options.connect_hint =
+        "check that --tls_ca signed the service's certificate and the service's CA signed ours";
+  }
   options.max_buffered_batches = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_batches));
   options.max_backoff = absl::GetFlag(FLAGS_max_reconnect_backoff);
   v1::Hello& hello = options.hello;
@@ -137,7 +157,8 @@ int Main() {
   Shipper shipper(options, &metrics);
 
   TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name
-               << ", streaming to " << options.service_address;
+               << ", streaming to " << options.service_address << " ("
+               << DescribeTls(tls, /*server=*/false) << ")";
   shipper.Start();
   absl::Status source_status;
   std::thread source_thread([&] { source_status = source.Run(&shipper); });

@@ -252,9 +252,12 @@ void Shipper::RunConnections() {
     }
     metrics_->stream_failures.Increment();
     if (was_connected) {
+      const bool hint = !greeted && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                        !options_.connect_hint.empty();
       TS_LOG(WARNING) << "stream to service " << options_.service_address
                       << " ended: " << status.error_message() << " (code " << status.error_code()
-                      << "); reconnecting with backoff up to "
+                      << ")" << (hint ? "; " + options_.connect_hint : "")
+                      << "; reconnecting with backoff up to "
                       << absl::FormatDuration(options_.max_backoff);
       was_connected = false;
     }

@@ -24,6 +24,9 @@ namespace tcpscope::agent {
 struct ShipperOptions {
   std::string service_address;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Added to the log when a connection fails before the service greets the agent: what to check
+  // about TLS, which gRPC's "Socket closed" does not say.
+  std::string connect_hint;
   v1::Hello hello;
   size_t max_buffered_batches = 4096;
   size_t max_buffered_bytes = 64 << 20;

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/shutdown.h"
+#include "common/tls_flags.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -21,6 +22,7 @@
 #include "service/event_log.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
+#include "service/query_token.h"
 #include "service/service_metrics.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7700",
@@ -36,6 +38,9 @@ ABSL_FLAG(absl::Duration, idle_risk_after, absl::Minutes(30),
           "at risk (idle_no_keepalive).");
 ABSL_FLAG(absl::Duration, close_wait_risk_after, absl::Minutes(1),
           "A connection in CLOSE_WAIT for longer than this is at risk (close_wait_stale).");
+ABSL_FLAG(std::string, query_token_file, "",
+          "File holding a bearer token the Observer API demands (\"authorization: Bearer "
+          "TOKEN\"); empty: no token. Agents are not asked for it (use mutual TLS).");
 ABSL_FLAG(absl::Duration, host_expiry, absl::Minutes(10),
           "A disconnected host's series and totals are removed this long after its last message "
           "(at least 1s; keep it above the agents' --max_reconnect_backoff).");
@@ -68,11 +73,27 @@ int Main() {
                   << " is below 1s";
     return 2;
   }
+  const TlsFiles tls = TlsFilesFromFlags();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = MakeServerCredentials(tls);
+  if (!credentials.ok()) {
+    TS_LOG(ERROR) << credentials.status().message();
+    return 2;
+  }
+  ObserverOptions observer_options;
+  if (const std::string path = absl::GetFlag(FLAGS_query_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = ReadQueryToken(path);
+    if (!token.ok()) {
+      TS_LOG(ERROR) << "--query_token_file=" << path << ": " << token.status().message();
+      return 2;
+    }
+    observer_options.query_token = *std::move(token);
+  }
+
   ServiceMetrics metrics;
   EventLog event_log(static_cast<size_t>(event_history));
   Aggregator aggregator(&metrics, &event_log, aggregator_options);
   IngestService ingest(&aggregator, &metrics);
-  ObserverService observer(&aggregator, &event_log, &metrics);
+  ObserverService observer(&aggregator, &event_log, &metrics, observer_options);
 
   MetricsServerOptions metrics_options;
   metrics_options.listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -89,7 +110,7 @@ int Main() {
   const std::string grpc_listen = absl::GetFlag(FLAGS_grpc_listen);
   int grpc_port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(grpc_listen, *credentials, &grpc_port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.RegisterService(&ingest);
   builder.RegisterService(&observer);
@@ -100,8 +121,9 @@ int Main() {
     return 1;
   }
   TS_LOG(INFO) << "tcpscope-service " << TCPSCOPE_VERSION << ": gRPC on " << grpc_listen
-               << " (port " << grpc_port << "), metrics on http://" << metrics_options.listen
-               << "/metrics";
+               << " (port " << grpc_port << ", " << DescribeTls(tls, /*server=*/true)
+               << (observer_options.query_token.empty() ? "" : ", query token required")
+               << "), metrics on http://" << metrics_options.listen << "/metrics";
 
   // Housekeeping: expire hosts and publish the history size once a second.
   absl::Notification stopping;

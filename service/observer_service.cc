@@ -9,7 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/host_name.h"
+#include "common/log.h"
 #include "service/query_filters.h"
+#include "service/query_token.h"
 
 namespace tcpscope::service {
 
@@ -171,11 +173,24 @@ grpc::Status InvalidArgument(const absl::Status& status) {
 
 }  // namespace
 
+grpc::Status ObserverService::Authorize(const grpc::CallbackServerContext& context) {
+  grpc::Status status = CheckQueryToken(context, options_.query_token);
+  if (!status.ok()) {
+    metrics_->Rejected("query_token").Increment();
+    TS_LOG(WARNING) << "query from " << context.peer() << " refused: " << status.error_message();
+  }
+  return status;
+}
+
 grpc::ServerUnaryReactor* ObserverService::ListAgents(grpc::CallbackServerContext* context,
                                                       const v1::ListAgentsRequest* request,
                                                       v1::ListAgentsResponse* response) {
-  for (v1::Agent& agent : aggregator_->Agents()) *response->add_agents() = std::move(agent);
   auto* reactor = context->DefaultReactor();
+  if (grpc::Status status = Authorize(*context); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
+  for (v1::Agent& agent : aggregator_->Agents()) *response->add_agents() = std::move(agent);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -184,6 +199,10 @@ grpc::ServerUnaryReactor* ObserverService::ListConnections(
     grpc::CallbackServerContext* context, const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (grpc::Status status = Authorize(*context); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
   if (absl::Status s = ConnectionMatcher::Create(*request).status(); !s.ok()) {
     reactor->Finish(InvalidArgument(s));
     return reactor;
@@ -197,9 +216,11 @@ grpc::ServerWriteReactor<v1::GetEventsResponse>* ObserverService::GetEvents(
     grpc::CallbackServerContext* context, const v1::GetEventsRequest* request) {
   class Refusal : public grpc::ServerWriteReactor<v1::GetEventsResponse> {
    public:
-    explicit Refusal(const absl::Status& status) { Finish(InvalidArgument(status)); }
+    explicit Refusal(const grpc::Status& status) { Finish(status); }
+    explicit Refusal(const absl::Status& status) : Refusal(InvalidArgument(status)) {}
     void OnDone() override { delete this; }
   };
+  if (grpc::Status status = Authorize(*context); !status.ok()) return new Refusal(status);
   absl::StatusOr<EventMatcher> matcher = EventMatcher::Create(request->filter());
   if (!matcher.ok()) return new Refusal(matcher.status());
   if (request->last() == 0 && request->since_unix_ns() == 0 && !request->follow()) {
@@ -213,6 +234,10 @@ grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* 
                                                    const v1::SummaryRequest* request,
                                                    v1::SummaryResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (grpc::Status status = Authorize(*context); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
   if (!request->host().empty()) {
     if (absl::Status s = ValidateHostName(request->host()); !s.ok()) {
       reactor->Finish(

@@ -2,6 +2,8 @@
 // for the CLI and any other client.
 #pragma once
 
+#include <string>
+
 #include "service/aggregator.h"
 #include "service/event_log.h"
 #include "service/service_metrics.h"
@@ -13,6 +15,8 @@ struct ObserverOptions {
   // Live events queued per following subscriber beyond its history; more are missed and counted.
   size_t subscriber_queue_events = 10000;
   size_t max_events_per_response = 256;
+  // When set, every call must carry "authorization: Bearer <query_token>".
+  std::string query_token;
 };
 
 class ObserverService : public v1::Observer::CallbackService {
@@ -35,6 +39,8 @@ class ObserverService : public v1::Observer::CallbackService {
 
  private:
   class EventStream;
+  // UNAUTHENTICATED (counted and logged) when the call lacks the query token.
+  grpc::Status Authorize(const grpc::CallbackServerContext& context);
   Aggregator* const aggregator_;
   EventLog* const log_;
   ServiceMetrics* const metrics_;
