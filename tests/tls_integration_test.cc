@@ -51,6 +51,7 @@ class TlsTest : public ::testing::Test {
     flags.push_back("--source=sockdiag");
     flags.push_back("--snapshot_interval=200ms");
     flags.push_back("--max_reconnect_backoff=500ms");
+    flags.push_back("--drain_timeout=0s");  // refused agents have nothing to wait for
     ASSERT_TRUE(stack_->AddAgent(host, "", flags).ok());
   }
 
