@@ -104,7 +104,8 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
   std::shared_ptr<const v1::Snapshot> snapshot;
   std::shared_ptr<std::vector<v1::AtRiskReason>> at_risk;
   if (batch->has_snapshot()) {
-    snapshot.reset(batch->release_snapshot());
+    // Shares the batch (and its arena) rather than copying the snapshot out of it.
+    snapshot = std::shared_ptr<const v1::Snapshot>(batch, &batch->snapshot());
     at_risk = std::make_shared<std::vector<v1::AtRiskReason>>();
     at_risk->reserve(static_cast<size_t>(snapshot->connections_size()));
     const absl::Time taken = absl::FromUnixNanos(static_cast<int64_t>(snapshot->time_unix_ns()));
@@ -135,9 +136,19 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
       host.snapshot_received_ = now;
     }
   }
+  if (batch->events_size() == 0) return true;
   auto published = std::make_shared<PublishedBatch>();
   published->host = host.host_;
-  published->batch = std::move(batch);
+  if (batch->has_snapshot()) {
+    // The history must not keep a snapshot alive (it can be far larger than the events): the
+    // events of such a batch, rare (one per snapshot interval), are copied out of it.
+    auto events = std::make_shared<v1::Batch>();
+    events->set_seq(batch->seq());
+    *events->mutable_events() = batch->events();
+    published->batch = std::move(events);
+  } else {
+    published->batch = std::move(batch);
+  }
   log_->Publish(std::move(published));
   return true;
 }

@@ -39,8 +39,8 @@ class Aggregator {
   absl::StatusOr<std::shared_ptr<HostState>> Connect(const v1::Hello& hello, absl::Time now,
                                                      uint64_t* last_applied_seq);
   // Applies a validated batch once and publishes its events: returns false (and changes
-  // nothing) for a batch at or below the applied sequence number, i.e. a resend. Takes the
-  // batch's snapshot out of it.
+  // nothing) for a batch at or below the applied sequence number, i.e. a resend. The batch is
+  // shared, not copied, with the host's snapshot and the event history.
   bool Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::Time now);
   // The stream ended: the host is down, its snapshot gauges go.
   void Disconnect(HostState& host, absl::Time now);

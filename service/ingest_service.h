@@ -2,6 +2,8 @@
 // applies one message and returns; it never waits on the network.
 #pragma once
 
+#include <atomic>
+
 #include "absl/time/time.h"
 #include "service/aggregator.h"
 #include "service/batch_validator.h"
@@ -10,19 +12,29 @@
 
 namespace tcpscope::service {
 
-class IngestService : public v1::Ingest::CallbackService {
+struct IngestLimits {
+  ValidationLimits validation;
+  // Agent streams open at once; more are refused with RESOURCE_EXHAUSTED.
+  int max_streams = 10000;
+  // Events one stream may send per second, with a burst of two seconds' worth; a batch over it
+  // is refused (RESOURCE_EXHAUSTED) and the agent resends it after its backoff. 0: no limit.
+  double max_events_per_second = 200000;
+};
+
+class IngestService : public v1::Ingest::WithRawCallbackMethod_Stream<v1::Ingest::Service> {
  public:
-  IngestService(Aggregator* aggregator, ServiceMetrics* metrics, ValidationLimits limits = {})
+  IngestService(Aggregator* aggregator, ServiceMetrics* metrics, IngestLimits limits = {})
       : aggregator_(aggregator), metrics_(metrics), limits_(limits) {}
 
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::ServiceMessage>* Stream(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Stream(
       grpc::CallbackServerContext* context) override;
 
  private:
   class StreamReactor;
   Aggregator* const aggregator_;
   ServiceMetrics* const metrics_;
-  const ValidationLimits limits_;
+  const IngestLimits limits_;
+  std::atomic<int> open_streams_{0};
 };
 
 }  // namespace tcpscope::service

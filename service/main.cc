@@ -31,6 +31,11 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9700",
           "Address of the Prometheus metrics endpoint (/metrics).");
 ABSL_FLAG(int, max_message_bytes, 16 << 20,
           "Largest gRPC message accepted, in bytes (1 KiB to 256 MiB).");
+ABSL_FLAG(int, max_agent_streams, 10000,
+          "Agent streams open at once; more are refused (RESOURCE_EXHAUSTED) and retry.");
+ABSL_FLAG(double, max_events_per_second, 200000,
+          "Events one agent stream may send per second (burst: two seconds' worth); a batch over "
+          "it is refused and resent by the agent after a backoff. 0: no limit.");
 ABSL_FLAG(int, event_history, 100000,
           "Events kept in memory for GetEvents --last/--since (newest; 0 to 10,000,000).");
 ABSL_FLAG(absl::Duration, idle_risk_after, absl::Minutes(30),
@@ -89,10 +94,19 @@ int Main() {
     observer_options.query_token = *std::move(token);
   }
 
+  IngestLimits ingest_limits;
+  ingest_limits.max_streams = absl::GetFlag(FLAGS_max_agent_streams);
+  ingest_limits.max_events_per_second = absl::GetFlag(FLAGS_max_events_per_second);
+  if (ingest_limits.max_streams < 1 || ingest_limits.max_events_per_second < 0) {
+    TS_LOG(ERROR) << "--max_agent_streams must be at least 1 and --max_events_per_second at "
+                     "least 0";
+    return 2;
+  }
+
   ServiceMetrics metrics;
   EventLog event_log(static_cast<size_t>(event_history));
   Aggregator aggregator(&metrics, &event_log, aggregator_options);
-  IngestService ingest(&aggregator, &metrics);
+  IngestService ingest(&aggregator, &metrics, ingest_limits);
   ObserverService observer(&aggregator, &event_log, &metrics, observer_options);
 
   MetricsServerOptions metrics_options;
