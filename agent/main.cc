@@ -38,6 +38,9 @@ ABSL_FLAG(std::string, netns, "",
           "(eBPF) or the agent's own (sockdiag).");
 ABSL_FLAG(int, max_buffered_batches, 4096,
           "Batches kept for resending until the service acknowledges them (1 to 1000000).");
+ABSL_FLAG(int, max_buffered_mib, 64,
+          "Memory the unacknowledged batches may take, in MiB (1 to 4096); beyond it the oldest "
+          "are dropped and counted as lost (stage=\"agent\").");
 ABSL_FLAG(absl::Duration, max_reconnect_backoff, absl::Seconds(10),
           "Upper bound of the reconnect backoff (100ms to 10m).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
@@ -56,6 +59,11 @@ absl::Status CheckFlags() {
   if (buffered < 1 || buffered > 1000000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_buffered_batches=", buffered, " is outside 1..1000000"));
+  }
+  const int buffered_mib = absl::GetFlag(FLAGS_max_buffered_mib);
+  if (buffered_mib < 1 || buffered_mib > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_buffered_mib=", buffered_mib, " is outside 1..4096"));
   }
   const absl::Duration backoff = absl::GetFlag(FLAGS_max_reconnect_backoff);
   if (backoff < absl::Milliseconds(100) || backoff > absl::Minutes(10)) {
@@ -146,6 +154,7 @@ int Main() {
         "check that --tls_ca signed the service's certificate and the service's CA signed ours";
   }
   options.max_buffered_batches = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_batches));
+  options.max_buffered_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_buffered_mib)) << 20;
   options.max_backoff = absl::GetFlag(FLAGS_max_reconnect_backoff);
   v1::Hello& hello = options.hello;
   hello.set_host_name(host_name);

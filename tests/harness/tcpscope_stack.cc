@@ -17,15 +17,27 @@ absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(
   stack->name_ = name;
   stack->grpc_port_ = FreeTcpPort();
   stack->metrics_port_ = FreeTcpPort();
-  std::vector<std::string> argv = {
+  stack->agent_service_port_ = stack->grpc_port_;
+  stack->service_argv_ = {
       BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
       absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)};
-  argv.insert(argv.end(), flags.begin(), flags.end());
-  auto service =
-      Subprocess::Start(argv, absl::StrCat(::testing::TempDir(), "/", name, "-service.log"));
-  if (!service.ok()) return service.status();
-  stack->service_ = std::move(*service);
+  stack->service_argv_.insert(stack->service_argv_.end(), flags.begin(), flags.end());
+  if (absl::Status s = stack->RestartService(); !s.ok()) return s;
   return stack;
+}
+
+void TcpscopeStack::KillService() {
+  if (service_) service_->Kill();
+}
+
+absl::Status TcpscopeStack::RestartService() {
+  const std::string suffix = service_starts_++ == 0 ? "" : absl::StrCat("-", service_starts_);
+  auto service = Subprocess::Start(
+      service_argv_, absl::StrCat(::testing::TempDir(), "/", name_, "-service", suffix, ".log"));
+  if (!service.ok()) return service.status();
+  previous_service_logs_ += service_ ? service_->Log() : "";
+  service_ = std::move(*service);
+  return absl::OkStatus();
 }
 
 absl::Status TcpscopeStack::WatchEvents() {
@@ -59,7 +71,7 @@ TcpscopeStack::~TcpscopeStack() {
 absl::Status TcpscopeStack::AddAgent(const std::string& host, const std::string& netns_path,
                                      const std::vector<std::string>& flags) {
   std::vector<std::string> argv = {BinaryPath("tcpscope-agent"),
-                                   absl::StrCat("--service=127.0.0.1:", grpc_port_),
+                                   absl::StrCat("--service=127.0.0.1:", agent_service_port_),
                                    absl::StrCat("--host_name=", host),
                                    absl::StrCat("--metrics_listen=127.0.0.1:", FreeTcpPort())};
   if (!netns_path.empty()) argv.push_back("--netns=" + netns_path);
@@ -124,7 +136,8 @@ Subprocess& TcpscopeStack::agent(const std::string& host) {
 }
 
 std::string TcpscopeStack::Logs() const {
-  std::string logs = absl::StrCat("---- service log\n", service_ ? service_->Log() : "");
+  std::string logs = absl::StrCat("---- service log\n", previous_service_logs_,
+                                  service_ ? service_->Log() : "");
   for (const auto& [host, agent] : agents_) {
     absl::StrAppend(&logs, "---- agent ", host, " log\n", agent->Log());
   }

@@ -23,6 +23,13 @@ class TcpscopeStack {
       const std::string& name, const std::vector<std::string>& flags = {});
   ~TcpscopeStack();
 
+  // SIGKILL: the service dies without a goodbye, losing whatever it held in memory.
+  void KillService();
+  // Starts the service again on the same ports with the same flags.
+  absl::Status RestartService();
+  // Agents added from now on connect to this port instead of the service's (e.g. a proxy).
+  void set_agent_service_port(int port) { agent_service_port_ = port; }
+
   // Starts an agent for `host` watching the namespace file `netns_path` (empty: every
   // namespace), with extra flags.
   absl::Status AddAgent(const std::string& host, const std::string& netns_path,
@@ -55,7 +62,11 @@ class TcpscopeStack {
   std::string name_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int agent_service_port_ = 0;
+  std::vector<std::string> service_argv_;
+  int service_starts_ = 0;
   std::unique_ptr<Subprocess> service_;
+  std::string previous_service_logs_;  // of services killed and restarted
   std::unique_ptr<Subprocess> watcher_;
   std::vector<std::pair<std::string, std::unique_ptr<Subprocess>>> agents_;
 };

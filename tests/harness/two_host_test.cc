@@ -45,7 +45,7 @@ void TwoHostTest::TearDown() {
 }
 
 void TwoHostTest::Start(const std::vector<std::string>& agent_flags,
-                        const std::vector<std::string>& service_flags) {
+                        const std::vector<std::string>& service_flags, bool through_proxy) {
   const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   auto network = TwoHostNetwork::Create("twohost");
   ASSERT_TRUE(network.ok()) << network.status();
@@ -53,6 +53,12 @@ void TwoHostTest::Start(const std::vector<std::string>& agent_flags,
   auto stack = TcpscopeStack::Start(name, service_flags);
   ASSERT_TRUE(stack.ok()) << stack.status();
   stack_ = std::move(*stack);
+  if (through_proxy) {
+    auto proxy = TcpProxy::Start(stack_->grpc_port());
+    ASSERT_TRUE(proxy.ok()) << proxy.status();
+    proxy_ = std::move(*proxy);
+    stack_->set_agent_service_port(proxy_->port());
+  }
   ASSERT_TRUE(stack_->AddAgent(kHostA, network_->a().path(), agent_flags).ok());
   ASSERT_TRUE(stack_->AddAgent(kHostB, network_->b().path(), agent_flags).ok());
   ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();

@@ -11,6 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/harness/metrics_text.h"
+#include "tests/harness/tcp_proxy.h"
 #include "tests/harness/tcpscope_stack.h"
 #include "tests/harness/test_network.h"
 
@@ -29,9 +30,10 @@ class TwoHostTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
-  // Creates the network and the stack; agents for A and B get `agent_flags`.
+  // Creates the network and the stack; agents for A and B get `agent_flags`. With
+  // `through_proxy`, the agents reach the service through proxy_, which the test can cut.
   void Start(const std::vector<std::string>& agent_flags,
-             const std::vector<std::string>& service_flags = {});
+             const std::vector<std::string>& service_flags = {}, bool through_proxy = false);
 
   int Keep(int fd);  // closed at the end of the test
   void CloseFd(int fd);
@@ -50,6 +52,7 @@ class TwoHostTest : public ::testing::Test {
 
   std::unique_ptr<TwoHostNetwork> network_;
   std::unique_ptr<TcpscopeStack> stack_;
+  std::unique_ptr<TcpProxy> proxy_;
   std::vector<int> fds_;
   int listener_ = -1;
   int listen_port_ = 0;
