@@ -49,7 +49,7 @@ const std::vector<CommandSpec>& Commands() {
        "agent: dropped from its resend buffer; transport: could not be sent).\n"},
       {Command::kConnections,
        "connections",
-       "current connections from the agents' latest snapshots, with keepalive and at-risk state",
+       "current connections (latest snapshots) with keepalive and at-risk state",
        "tcpscope connections [--host=H] [--state=S] [--port=P] [--address=IP|CIDR]\n"
        "                            [--keepalive=on|off] [--at_risk] [--at_risk_reason=R]",
        {{"host", "HOST"},
@@ -119,6 +119,12 @@ const FlagUsage* FindFlagUsage(const std::vector<FlagUsage>& flags, absl::string
     if (flag.name == name) return &flag;
   }
   return nullptr;
+}
+
+std::vector<const std::vector<FlagUsage>*> AllFlagLists() {
+  std::vector<const std::vector<FlagUsage>*> lists = {&CommonFlags()};
+  for (const CommandSpec& spec : Commands()) lists.push_back(&spec.flags);
+  return lists;
 }
 
 // Any command's flag of this name.
@@ -234,10 +240,24 @@ std::string CommandHelp(Command command) {
 }
 
 absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args) {
+  // Flags not on this line take their defaults, so parsing twice (tests do) starts afresh.
+  for (const std::vector<FlagUsage>* flags : AllFlagLists()) {
+    for (const FlagUsage& usage : *flags) {
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(usage.name);
+      std::string ignored;
+      if (flag != nullptr) flag->ParseFrom(flag->DefaultValue(), &ignored);
+    }
+  }
   Invocation invocation;
   std::vector<PendingFlag> pending;
   bool positional_only = false;
   bool help_word = false;
+  // Kept until the whole line is read, because help wins over a mistake elsewhere on the line.
+  absl::Status error;
+  bool unknown_command = false;
+  const auto fail = [&error](absl::string_view message) {
+    if (error.ok()) error = UsageError(message);
+  };
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (!positional_only && arg == "--") {
@@ -267,12 +287,14 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
         }
       }
       if (usage == nullptr) {
-        return UsageError(absl::StrCat("unknown flag ", Spelling(name)));
+        fail(absl::StrCat("unknown flag ", Spelling(name)));
+        continue;
       }
       const bool boolean = usage->value.empty();
       if (negated) {
         if (value.has_value()) {
-          return UsageError(absl::StrCat("--", name, " takes no value"));
+          fail(absl::StrCat("--", name, " takes no value"));
+          continue;
         }
         value = "false";
       } else if (!value.has_value()) {
@@ -281,8 +303,9 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
         } else if (i + 1 < args.size()) {
           value = args[++i];
         } else {
-          return UsageError(absl::StrCat(Spelling(name), " needs a value (", Spelling(name), "=",
-                                         usage->value, ")"));
+          fail(absl::StrCat(Spelling(name), " needs a value (", Spelling(name),
+                            name.size() == 1 ? " " : "=", usage->value, ")"));
+          continue;
         }
       }
       pending.push_back({std::string(usage->name), *value, Spelling(name)});
@@ -296,16 +319,18 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     if (!invocation.command.has_value()) {
       const CommandSpec* spec = FindCommand(arg);
       if (spec == nullptr) {
-        return UsageError(
-            absl::StrCat("unknown command '", arg, "' (commands: ", CommandNames(), ")"));
+        unknown_command = true;
+        fail(absl::StrCat("unknown command '", arg, "' (commands: ", CommandNames(), ")"));
+        continue;
       }
       invocation.command = spec->command;
       continue;
     }
-    return UsageError(absl::StrCat("unexpected argument '", arg, "' (",
-                                   CommandName(*invocation.command), " takes flags only)"));
+    fail(absl::StrCat("unexpected argument '", arg, "' (", CommandName(*invocation.command),
+                      " takes flags only)"));
   }
-  if (invocation.help) return invocation;
+  if (invocation.help && !unknown_command) return invocation;
+  if (!error.ok()) return error;
   if (!invocation.command.has_value()) {
     return UsageError(absl::StrCat("no command given (commands: ", CommandNames(), ")"));
   }
@@ -324,9 +349,9 @@ absl::StatusOr<Invocation> ParseCommandLine(const std::vector<std::string>& args
     if (absl_flag == nullptr) {
       return absl::InternalError(absl::StrCat("flag ", flag.name, " is not defined"));
     }
-    std::string error;
-    if (!absl_flag->ParseFrom(flag.value, &error)) {
-      return UsageError(absl::StrCat(flag.spelled, "=", flag.value, ": ", error));
+    std::string parse_error;
+    if (!absl_flag->ParseFrom(flag.value, &parse_error)) {
+      return UsageError(absl::StrCat(flag.spelled, "=", flag.value, ": ", parse_error));
     }
     invocation.given.insert(flag.name);
   }

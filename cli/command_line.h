@@ -27,7 +27,8 @@ struct Invocation {
   bool Given(absl::string_view flag) const { return given.count(std::string(flag)) > 0; }
 };
 
-// Parses argv (args[0] is the program) and sets the flags given. A flag may come before or after
+// Parses argv (args[0] is the program), sets the flags given and resets the others to their
+// defaults. A flag may come before or after
 // the command, as --name=value, --name value, -name value, and for booleans --name or
 // --noname. Help (`help [COMMAND]`, `--help`, `-h`) wins over everything else on the line.
 // Every error is a usage error, with a message that says what is wrong.

@@ -64,15 +64,16 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
   grpc::ClientContext context;
   const bool follow = request.follow();
   if (!follow) context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
-  std::unique_ptr<grpc::ClientReader<v1::GetEventsResponse>> reader =
-      stub->GetEvents(&context, request);
-
+  // The helper starts first: creating the reader already blocks until the call has a
+  // connection to go out on.
   FollowState state;
   std::thread helper;
   if (follow) {
     helper = std::thread(WatchFollowedStream, std::ref(*channel), std::ref(context),
                          options.timeout, std::ref(state));
   }
+  std::unique_ptr<grpc::ClientReader<v1::GetEventsResponse>> reader =
+      stub->GetEvents(&context, request);
 
   const bool json = options.format == OutputFormat::kJson;
   const absl::TimeZone zone = absl::LocalTimeZone();
