@@ -9,7 +9,7 @@
 namespace tcpscope::cli {
 
 std::string ShortDuration(absl::Duration duration) {
-  if (duration < absl::ZeroDuration()) duration = absl::ZeroDuration();
+  if (duration <= absl::ZeroDuration()) return "0s";
   if (duration < absl::Milliseconds(1)) {
     return absl::StrCat(absl::ToInt64Microseconds(duration), "us");
   }

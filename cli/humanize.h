@@ -9,7 +9,7 @@
 
 namespace tcpscope::cli {
 
-// Compact and rounded down: 850us, 12ms, 2.5s, 42s, 5m03s, 3h05m, 2d04h. Negative is 0us.
+// Compact and rounded down: 850us, 12ms, 2.5s, 42s, 5m03s, 3h05m, 2d04h; 0 (or less) is 0s.
 std::string ShortDuration(absl::Duration duration);
 
 // ShortDuration(now - time) for a time in unix nanoseconds; "-" when the time is 0 (unknown).

@@ -615,7 +615,9 @@ TEST(EnumNamesTest, SameNamesAsTheMetricLabels) {
 
 TEST(HumanizeTest, ShortForms) {
   const std::vector<std::pair<absl::Duration, std::string>> durations = {
-      {absl::Microseconds(-5), "0us"},    {absl::Microseconds(850), "850us"},
+      {absl::Microseconds(-5), "0s"},
+      {absl::ZeroDuration(), "0s"},
+      {absl::Microseconds(1), "1us"},    {absl::Microseconds(850), "850us"},
       {absl::Milliseconds(12), "12ms"},   {absl::Milliseconds(999), "999ms"},
       {absl::Milliseconds(2599), "2.5s"}, {absl::Seconds(42), "42s"},
       {absl::Seconds(303), "5m03s"},      {absl::Seconds(3 * 3600 + 5 * 60 + 59), "3h05m"},
