@@ -25,11 +25,13 @@ namespace {
 struct FollowState {
   std::atomic<bool> done{false};         // the read loop is over: the helper may stop
   std::atomic<bool> received{false};     // a response arrived, so the service was reached
+  std::atomic<bool> connected{false};    // the channel was seen connected
   std::atomic<bool> interrupted{false};  // SIGTERM or SIGINT
   std::atomic<bool> connect_timeout{false};
 };
 
-// Waits for a shutdown signal in 100 ms slices until the read loop is done.
+// Waits for a shutdown signal in 100 ms slices until the read loop is done, and notes whether
+// the channel connected.
 void WatchFollowedStream(grpc::Channel& channel, grpc::ClientContext& context,
                          absl::Duration connect_timeout, FollowState& state) {
   sigset_t signals;
@@ -46,6 +48,7 @@ void WatchFollowedStream(grpc::Channel& channel, grpc::ClientContext& context,
       context.TryCancel();
       return;
     }
+    if (channel.GetState(false) == GRPC_CHANNEL_READY) state.connected = true;
     if (!connect_checked && absl::Now() >= connect_deadline) {
       connect_checked = true;
       if (!state.received && channel.GetState(false) != GRPC_CHANNEL_READY) {
@@ -133,13 +136,20 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
         << std::endl;
     return kExitFailed;
   }
+  // A connected stream that the service or the network ended, as opposed to a refusal.
+  const bool lost = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                    status.error_code() == grpc::StatusCode::CANCELLED;
+  if (follow && lost && (state.received || state.connected)) {
+    err << DescribeLostStream(options.service, status) << std::endl;
+    return kExitFailed;
+  }
   if (!status.ok()) {
     err << DescribeRpcFailure(options.service, status, options.timeout,
                               channel->GetState(false) == GRPC_CHANNEL_READY)
         << std::endl;
     return kExitFailed;
   }
-  if (events == 0 && !json) err << "tcpscope: no events match" << std::endl;
+  if (events == 0 && !json && !follow) err << "tcpscope: no events match" << std::endl;
   return kExitOk;
 }
 

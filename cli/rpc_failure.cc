@@ -32,4 +32,12 @@ std::string DescribeRpcFailure(absl::string_view service, const grpc::Status& st
   return text;
 }
 
+std::string DescribeLostStream(absl::string_view service, const grpc::Status& status) {
+  std::string text =
+      absl::StrCat("tcpscope: lost the stream from tcpscope-service at ", service, ": ",
+                   absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())));
+  if (!status.error_message().empty()) absl::StrAppend(&text, ": ", status.error_message());
+  return text;
+}
+
 }  // namespace tcpscope::cli

@@ -16,4 +16,8 @@ namespace tcpscope::cli {
 std::string DescribeRpcFailure(absl::string_view service, const grpc::Status& status,
                                absl::Duration timeout, bool connected);
 
+// A followed stream that was established and then failed (the service stopped, the network
+// broke): "tcpscope: lost the stream from tcpscope-service at ADDRESS: CODE: message".
+std::string DescribeLostStream(absl::string_view service, const grpc::Status& status);
+
 }  // namespace tcpscope::cli

@@ -615,9 +615,8 @@ TEST(EnumNamesTest, SameNamesAsTheMetricLabels) {
 
 TEST(HumanizeTest, ShortForms) {
   const std::vector<std::pair<absl::Duration, std::string>> durations = {
-      {absl::Microseconds(-5), "0s"},
-      {absl::ZeroDuration(), "0s"},
-      {absl::Microseconds(1), "1us"},    {absl::Microseconds(850), "850us"},
+      {absl::Microseconds(-5), "0s"},     {absl::ZeroDuration(), "0s"},
+      {absl::Microseconds(1), "1us"},     {absl::Microseconds(850), "850us"},
       {absl::Milliseconds(12), "12ms"},   {absl::Milliseconds(999), "999ms"},
       {absl::Milliseconds(2599), "2.5s"}, {absl::Seconds(42), "42s"},
       {absl::Seconds(303), "5m03s"},      {absl::Seconds(3 * 3600 + 5 * 60 + 59), "3h05m"},
@@ -856,6 +855,14 @@ TEST(JsonOutputTest, OneLineWithProtoFieldNames) {
   v1::HostEvent parsed;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok());
   EXPECT_EQ(parsed.DebugString(), entry.DebugString());
+}
+
+TEST(RpcFailureTest, LostStream) {
+  EXPECT_EQ(DescribeLostStream("h:1", {grpc::StatusCode::UNAVAILABLE, "Cancelling all calls"}),
+            "tcpscope: lost the stream from tcpscope-service at h:1: UNAVAILABLE: Cancelling all "
+            "calls");
+  EXPECT_EQ(DescribeLostStream("h:1", {grpc::StatusCode::CANCELLED, ""}),
+            "tcpscope: lost the stream from tcpscope-service at h:1: CANCELLED");
 }
 
 TEST(RpcFailureTest, UnreachableOrRefusedWithTheServicesMessage) {
@@ -1134,7 +1141,8 @@ TEST_F(CliBinaryTest, FollowPrintsLiveEventsAtOnceAndEndsCleanlyOnSignals) {
   for (int signal_number : {SIGTERM, SIGINT}) {
     SCOPED_TRACE(signal_number);
     const int streams = static_cast<int>(fake().events_requests().size()) + 1;
-    const std::string log = absl::StrCat(::testing::TempDir(), "/cli_follow_", signal_number);
+    const std::string log =
+        absl::StrCat(::testing::TempDir(), "/cli_follow_", getpid(), "_", signal_number);
     auto watcher = Subprocess::Start(
         {BinaryPath("tcpscope"), "events", "--follow", "--last=2", "-o", "json", service()}, log);
     ASSERT_TRUE(watcher.ok()) << watcher.status();
@@ -1171,6 +1179,26 @@ TEST_F(CliBinaryTest, FollowPrintsLiveEventsAtOnceAndEndsCleanlyOnSignals) {
     }
     EXPECT_TRUE(fake().WaitForCancelledStreams(streams, absl::Seconds(5)));
   }
+}
+
+TEST_F(CliBinaryTest, FollowReportsAStreamTheServiceEndsWithExit1) {
+  const std::string log = absl::StrCat(::testing::TempDir(), "/cli_follow_lost_", getpid());
+  auto watcher = Subprocess::Start({BinaryPath("tcpscope"), "events", "--follow", service()}, log);
+  ASSERT_TRUE(watcher.ok()) << watcher.status();
+  ASSERT_TRUE(fake().WaitForEventStreams(1, absl::Seconds(10)));
+  absl::SleepFor(absl::Milliseconds(300));  // the CLI notes the connection every 100 ms
+  const std::string address = server_->address();
+  server_.reset();  // shuts the server down, cancelling the stream
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while ((*watcher)->Running() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  const int status = (*watcher)->Stop();
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  const std::string output = (*watcher)->Log();
+  EXPECT_TRUE(absl::StartsWith(
+      output, absl::StrCat("tcpscope: lost the stream from tcpscope-service at ", address, ": ")))
+      << output;
+  EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), 1) << output;
 }
 
 TEST_F(CliBinaryTest, RefusalsExit1WithTheServicesMessage) {
