@@ -36,8 +36,9 @@ int Main(const std::vector<std::string>& args) {
   if (!invocation.ok()) {
     // For the hint only: the command the user probably meant.
     std::optional<Command> command;
-    for (size_t i = 1; i < args.size() && !command.has_value(); ++i)
+    for (size_t i = 1; i < args.size() && !command.has_value(); ++i) {
       command = CommandNamed(args[i]);
+    }
     return UsageError(invocation.status(), command);
   }
   if (invocation->help) {
@@ -49,17 +50,17 @@ int Main(const std::vector<std::string>& args) {
   absl::StatusOr<CommonOptions> options = BuildCommonOptions();
   if (!options.ok()) return UsageError(options.status(), command);
 
-  // Every request is built, and so every flag checked, before anything touches the network.
+  // Created only after the request is built: every flag is checked before any network use.
+  const auto channel = [&options] {
+    return grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials());
+  };
   switch (command) {
     case Command::kAgents:
-      return RunAgents(grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials()),
-                       *options, std::cout, std::cerr);
+      return RunAgents(channel(), *options, std::cout, std::cerr);
     case Command::kConnections: {
       absl::StatusOr<v1::ListConnectionsRequest> request = BuildListConnectionsRequest(*invocation);
       if (!request.ok()) return UsageError(request.status(), command);
-      return RunConnections(
-          grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials()), *options,
-          *request, std::cout, std::cerr);
+      return RunConnections(channel(), *options, *request, std::cout, std::cerr);
     }
     case Command::kEvents: {
       absl::StatusOr<v1::GetEventsRequest> request =
@@ -67,14 +68,12 @@ int Main(const std::vector<std::string>& args) {
       if (!request.ok()) return UsageError(request.status(), command);
       // Before the channel starts gRPC's threads, so they inherit the blocked signals.
       if (request->follow()) BlockShutdownSignals();
-      return RunEvents(grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials()),
-                       *options, *request, std::cout, std::cerr);
+      return RunEvents(channel(), *options, *request, std::cout, std::cerr);
     }
     case Command::kSummary: {
       absl::StatusOr<v1::SummaryRequest> request = BuildSummaryRequest(*invocation);
       if (!request.ok()) return UsageError(request.status(), command);
-      return RunSummary(grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials()),
-                        *options, *request, std::cout, std::cerr);
+      return RunSummary(channel(), *options, *request, std::cout, std::cerr);
     }
   }
   return kExitUsage;
