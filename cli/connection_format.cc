@@ -1,0 +1,42 @@
+// One row per connection end; "-" where a value does not apply (no probes without keepalive).
+#include "cli/connection_format.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "cli/enum_names.h"
+#include "cli/humanize.h"
+#include "common/tcp_names.h"
+
+namespace tcpscope::cli {
+
+Table ConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time now) {
+  Table table({"HOST", "ROLE", "STATE", "IN STATE", "LOCAL", "REMOTE", "AT RISK", "KEEPALIVE",
+               "PROBES", "NEXT PROBE", "IDLE", "RTT", "SEND-Q", "RECV-Q", "PROCESS"});
+  for (const v1::HostConnection& entry : response.connections()) {
+    const v1::Connection& c = entry.connection();
+    const v1::KeepaliveState& keepalive = c.keepalive();
+    std::string process = "-";
+    if (c.origin().pid() != 0 || !c.origin().command().empty()) {
+      process = absl::StrCat(c.origin().command().empty() ? "?" : c.origin().command(), "[",
+                             c.origin().pid(), "]");
+    }
+    table.AddRow({entry.host(), std::string(RoleName(c.role())),
+                  std::string(TcpStateName(c.state())), Age(c.state_since_unix_ns(), now),
+                  FormatAddress(c.endpoints().local_address(), c.endpoints().local_port()),
+                  FormatAddress(c.endpoints().remote_address(), c.endpoints().remote_port()),
+                  entry.at_risk() == v1::AT_RISK_REASON_UNSPECIFIED
+                      ? "-"
+                      : AtRiskReasonNames().Name(entry.at_risk()),
+                  keepalive.enabled() ? "on" : "off",
+                  keepalive.enabled() ? absl::StrCat(keepalive.probes_out()) : "-",
+                  keepalive.enabled() && keepalive.next_probe_ms() > 0
+                      ? ShortDuration(absl::Milliseconds(keepalive.next_probe_ms()))
+                      : "-",
+                  ShortDuration(absl::Milliseconds(c.idle_ms())), Rtt(c.srtt_us()),
+                  absl::StrCat(c.send_queue()), absl::StrCat(c.recv_queue()), process});
+  }
+  return table;
+}
+
+}  // namespace tcpscope::cli

@@ -1,0 +1,23 @@
+// Events as table rows: TIME HOST ROLE LOCAL -> REMOTE EVENT DETAILS, where DETAILS holds the
+// kind's own fields as key=value (reasons, initiator, lifetime, bytes, probes, process).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "tcpscope/v1/observer.pb.h"
+
+namespace tcpscope::cli {
+
+std::vector<std::string> EventHeader();
+// Widths that fit typical IPv4 events, so a streamed table starts aligned.
+std::vector<size_t> EventMinWidths();
+std::vector<std::string> EventRow(const v1::HostEvent& entry, absl::TimeZone zone);
+
+// The set kind's name as in --type ("handshake_failed"); "unknown" when none is set.
+std::string EventKindName(const v1::Event& event);
+// "initiator=remote reason=fin lifetime=2.5s sent=100 received=2000 rtt=0.42ms", ...
+std::string EventDetails(const v1::Event& event);
+
+}  // namespace tcpscope::cli

@@ -1,0 +1,43 @@
+// Definitions and help texts of the CLI's flags. The help text is what `tcpscope help COMMAND`
+// prints next to each flag.
+#include "cli/flags.h"
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, service, "127.0.0.1:7700", "tcpscope-service's gRPC address.");
+ABSL_FLAG(std::string, o, "table",
+          "Output: table (aligned columns) or json (proto3 JSON, proto field names).");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),
+          "Deadline of each call (for events --follow: of connecting to the service).");
+
+ABSL_FLAG(std::string, host, "", "Only this host (an agent's --host_name).");
+ABSL_FLAG(int64_t, port, 0, "Only connections with this local or remote port (0..65535; 0: any).");
+ABSL_FLAG(std::string, address, "",
+          "Only connections with this local or remote address: an IPv4/IPv6 address or a CIDR "
+          "prefix (10.0.0.0/8, 2001:db8::/32).");
+
+ABSL_FLAG(std::string, state, "",
+          "Only this TCP state, as in the metrics: established, syn_sent, syn_recv, fin_wait1, "
+          "fin_wait2, time_wait, close, close_wait, last_ack, listen, closing, new_syn_recv.");
+ABSL_FLAG(std::string, keepalive, "", "Only connections with keepalive on or off.");
+ABSL_FLAG(bool, at_risk, false, "Only connections at risk of being silently dead (any reason).");
+ABSL_FLAG(std::string, at_risk_reason, "",
+          "Only connections at risk for this reason: idle_no_keepalive, keepalive_probing, "
+          "close_wait_stale.");
+
+ABSL_FLAG(int64_t, last, 0,
+          "The last N matching events of the service's history (default 20 when neither "
+          "--since nor --follow is given; 0 with --follow: live events only).");
+ABSL_FLAG(std::string, since, "",
+          "History from this moment: a duration ago (30s, 5m, 2h) or an RFC 3339 time "
+          "(2024-05-01T10:00:00Z).");
+ABSL_FLAG(bool, follow, false,
+          "After the history, print live events until Ctrl-C or SIGTERM (exit 0).");
+ABSL_FLAG(std::string, type, "",
+          "Only these kinds, comma separated: handshake, handshake_failed, close, "
+          "keepalive_probe, keepalive_timeout, keepalive_answered.");
+ABSL_FLAG(std::string, reason, "",
+          "Only closes with this close reason (fin, reset_sent, reset_received, keepalive_timeout, "
+          "keepalive_reset, retransmit_timeout) or handshake failures with this reason (refused, "
+          "timeout, reset, unreachable); other matches both.");
+ABSL_FLAG(std::string, role, "", "Only this side of connections: client or server.");
