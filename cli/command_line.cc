@@ -33,8 +33,11 @@ struct CommandSpec {
 };
 
 const std::vector<FlagUsage>& CommonFlags() {
-  static const auto* flags = new std::vector<FlagUsage>{
-      {"service", "HOST:PORT", true}, {"o", "table|json", true}, {"timeout", "DURATION", true}};
+  static const auto* flags =
+      new std::vector<FlagUsage>{{"service", "HOST:PORT", true}, {"o", "table|json", true},
+                                 {"timeout", "DURATION", true},  {"tls_ca", "FILE"},
+                                 {"tls_cert", "FILE"},           {"tls_key", "FILE"},
+                                 {"token_file", "FILE"}};
   return *flags;
 }
 

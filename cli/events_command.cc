@@ -67,6 +67,7 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
   grpc::ClientContext context;
   const bool follow = request.follow();
   if (!follow) context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  AddToken(options, context);
   // The helper starts first: creating the reader already blocks until the call has a
   // connection to go out on.
   FollowState state;

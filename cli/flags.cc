@@ -5,6 +5,8 @@
 #include "absl/flags/flag.h"
 
 ABSL_FLAG(std::string, service, "127.0.0.1:7700", "tcpscope-service's gRPC address.");
+ABSL_FLAG(std::string, token_file, "",
+          "File with the bearer token the service demands (its --query_token_file).");
 ABSL_FLAG(std::string, o, "table",
           "Output: table (aligned columns) or json (proto3 JSON, proto field names).");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10),

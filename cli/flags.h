@@ -10,6 +10,8 @@
 
 // Every command.
 ABSL_DECLARE_FLAG(std::string, service);
+ABSL_DECLARE_FLAG(std::string, token_file);
+// --tls_cert, --tls_key, --tls_ca: common/tls_flags.
 ABSL_DECLARE_FLAG(std::string, o);
 ABSL_DECLARE_FLAG(absl::Duration, timeout);
 

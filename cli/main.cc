@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "cli/command_line.h"
 #include "cli/events_command.h"
+#include "cli/flags.h"
 #include "cli/query_commands.h"
 #include "cli/request_builder.h"
 #include "common/shutdown.h"
@@ -47,12 +49,15 @@ int Main(const std::vector<std::string>& args) {
     return kExitOk;
   }
   const Command command = *invocation->command;
+  // Before anything starts gRPC's threads (credentials do), so they inherit the blocked signals
+  // and a follower ends cleanly on SIGTERM/SIGINT.
+  if (command == Command::kEvents && absl::GetFlag(FLAGS_follow)) BlockShutdownSignals();
   absl::StatusOr<CommonOptions> options = BuildCommonOptions();
   if (!options.ok()) return UsageError(options.status(), command);
 
   // Created only after the request is built: every flag is checked before any network use.
   const auto channel = [&options] {
-    return grpc::CreateChannel(options->service, grpc::InsecureChannelCredentials());
+    return grpc::CreateChannel(options->service, options->credentials);
   };
   switch (command) {
     case Command::kAgents:
@@ -66,8 +71,6 @@ int Main(const std::vector<std::string>& args) {
       absl::StatusOr<v1::GetEventsRequest> request =
           BuildGetEventsRequest(*invocation, absl::Now());
       if (!request.ok()) return UsageError(request.status(), command);
-      // Before the channel starts gRPC's threads, so they inherit the blocked signals.
-      if (request->follow()) BlockShutdownSignals();
       return RunEvents(channel(), *options, *request, std::cout, std::cerr);
     }
     case Command::kSummary: {

@@ -17,6 +17,7 @@ namespace {
 
 void SetDeadline(const CommonOptions& options, grpc::ClientContext& context) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  AddToken(options, context);
 }
 
 int Failed(grpc::Channel& channel, const CommonOptions& options, const grpc::Status& status,

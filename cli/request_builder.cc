@@ -19,7 +19,9 @@
 #include "cli/address_filter.h"
 #include "cli/enum_names.h"
 #include "cli/flags.h"
+#include "common/bearer_token.h"
 #include "common/host_name.h"
+#include "common/tls_flags.h"
 
 namespace tcpscope::cli {
 namespace {
@@ -188,7 +190,20 @@ absl::StatusOr<CommonOptions> BuildCommonOptions() {
   if (options.timeout <= absl::ZeroDuration() || options.timeout == absl::InfiniteDuration()) {
     return BadFlag("timeout", absl::FormatDuration(options.timeout), "must be positive and finite");
   }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeChannelCredentials(TlsFilesFromFlags());
+  if (!credentials.ok()) return credentials.status();
+  options.credentials = *std::move(credentials);
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    absl::StatusOr<std::string> token = ReadBearerToken(path);
+    if (!token.ok()) return BadFlag("token_file", path, token.status().message());
+    options.token = *std::move(token);
+  }
   return options;
+}
+
+void AddToken(const CommonOptions& options, grpc::ClientContext& context) {
+  if (!options.token.empty()) context.AddMetadata("authorization", "Bearer " + options.token);
 }
 
 absl::StatusOr<v1::ListConnectionsRequest> BuildListConnectionsRequest(

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/bearer_token.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/shutdown.h"
@@ -22,7 +23,6 @@
 #include "service/event_log.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
-#include "service/query_token.h"
 #include "service/service_metrics.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7700",
@@ -86,7 +86,7 @@ int Main() {
   }
   ObserverOptions observer_options;
   if (const std::string path = absl::GetFlag(FLAGS_query_token_file); !path.empty()) {
-    absl::StatusOr<std::string> token = ReadQueryToken(path);
+    absl::StatusOr<std::string> token = ReadBearerToken(path);
     if (!token.ok()) {
       TS_LOG(ERROR) << "--query_token_file=" << path << ": " << token.status().message();
       return 2;

@@ -1,19 +1,10 @@
-// Token file reading and the per-call check.
+// The per-call token check.
 #include "service/query_token.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace tcpscope::service {
 namespace {
-
-constexpr size_t kMinTokenLength = 16;
-constexpr size_t kMaxTokenLength = 4096;
 
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
   if (a.size() != b.size()) return false;
@@ -25,27 +16,6 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
 }
 
 }  // namespace
-
-absl::StatusOr<std::string> ReadQueryToken(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot read (", std::strerror(errno), ")"));
-  }
-  std::stringstream content;
-  content << in.rdbuf();
-  const std::string token(absl::StripAsciiWhitespace(content.str()));
-  if (token.size() < kMinTokenLength || token.size() > kMaxTokenLength) {
-    return absl::InvalidArgumentError(absl::StrCat("the token must be ", kMinTokenLength, " to ",
-                                                   kMaxTokenLength, " characters, not ",
-                                                   token.size()));
-  }
-  for (char c : token) {
-    if (c <= 0x20 || c > 0x7e) {
-      return absl::InvalidArgumentError("the token must be printable ASCII without spaces");
-    }
-  }
-  return token;
-}
 
 grpc::Status CheckQueryToken(const grpc::CallbackServerContext& context, const std::string& token) {
   if (token.empty()) return grpc::Status::OK;
