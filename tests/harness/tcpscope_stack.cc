@@ -18,9 +18,9 @@ absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(
   stack->grpc_port_ = FreeTcpPort();
   stack->metrics_port_ = FreeTcpPort();
   stack->agent_service_port_ = stack->grpc_port_;
-  stack->service_argv_ = {
-      BinaryPath("tcpscope-service"), absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
-      absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)};
+  stack->service_argv_ = {BinaryPath("tcpscope-service"),
+                          absl::StrCat("--grpc_listen=127.0.0.1:", stack->grpc_port_),
+                          absl::StrCat("--metrics_listen=127.0.0.1:", stack->metrics_port_)};
   stack->service_argv_.insert(stack->service_argv_.end(), flags.begin(), flags.end());
   if (absl::Status s = stack->RestartService(); !s.ok()) return s;
   return stack;
@@ -136,8 +136,8 @@ Subprocess& TcpscopeStack::agent(const std::string& host) {
 }
 
 std::string TcpscopeStack::Logs() const {
-  std::string logs = absl::StrCat("---- service log\n", previous_service_logs_,
-                                  service_ ? service_->Log() : "");
+  std::string logs =
+      absl::StrCat("---- service log\n", previous_service_logs_, service_ ? service_->Log() : "");
   for (const auto& [host, agent] : agents_) {
     absl::StrAppend(&logs, "---- agent ", host, " log\n", agent->Log());
   }
