@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
@@ -65,8 +66,35 @@ class IngestServiceTest : public ::testing::Test {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    stub_ = v1::Ingest::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+    stub_ = v1::Ingest::NewStub(channel_);
+  }
+
+  // Sends `bytes` as the stream's one message, bypassing protobuf serialization.
+  grpc::Status SendRawBytes(const std::string& bytes) {
+    grpc::GenericStub generic(channel_);
+    grpc::CompletionQueue queue;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto call = generic.PrepareCall(&context, "/tcpscope.v1.Ingest/Stream", &queue);
+    void* tag = nullptr;
+    bool ok = false;
+    call->StartCall(reinterpret_cast<void*>(1));
+    queue.Next(&tag, &ok);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer buffer(&slice, 1);
+    call->Write(buffer, reinterpret_cast<void*>(2));
+    queue.Next(&tag, &ok);
+    call->WritesDone(reinterpret_cast<void*>(3));
+    queue.Next(&tag, &ok);
+    grpc::Status status;
+    call->Finish(&status, reinterpret_cast<void*>(4));
+    queue.Next(&tag, &ok);
+    queue.Shutdown();
+    while (queue.Next(&tag, &ok)) {
+    }
+    return status;
   }
 
   void TearDown() override {
@@ -118,6 +146,7 @@ class IngestServiceTest : public ::testing::Test {
   Aggregator aggregator_{&metrics_, &log_};
   std::unique_ptr<IngestService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Ingest::Stub> stub_;
 };
 
@@ -291,6 +320,20 @@ TEST_F(IngestServiceTest, HostileMessagesAreRefusedAndChangeNothing) {
   }
   // And the service is as good as new: a valid agent is accepted afterwards.
   EXPECT_TRUE(Send({Hello("a"), BatchOf(1, {ValidHandshake()})}).status.ok());
+}
+
+TEST_F(IngestServiceTest, BytesThatAreNotAMessageAreRefusedAsMalformed) {
+  StartServer();
+  for (const std::string& garbage :
+       {std::string("\xff\xff\xff\xff\xff"), std::string("\x0a\x7f"),  // bad tag; length past end
+        std::string("\x0a\x03\x0a\x01\xc3")}) {  // hello.host_name: invalid UTF-8
+    const grpc::Status status = SendRawBytes(garbage);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << absl::CEscape(garbage);
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "malformed message"))
+        << status.error_message();
+  }
+  EXPECT_EQ(Rejected("malformed"), 3);
+  ExpectNothingApplied();
 }
 
 TEST_F(IngestServiceTest, OversizedMessageIsRefusedByTheTransport) {
