@@ -35,7 +35,7 @@ def main(path):
     good = [r for r in rows if "load" in r and not r["load"].get("error") and r["load"]["events_acked"]]
     bad = [r for r in rows if r not in good]
     sizes = sorted({r["batch_size"] for r in rows})
-    servers = ["service", "bare"]
+    servers = [s for s in ("service", "bare", "bare-arena") if any(r["server"] == s for r in rows)]
 
     def of(server, batch):
         return {r["round"]: r for r in good if r["server"] == server and r["batch_size"] == batch}
@@ -72,6 +72,23 @@ def main(path):
         print(f"| {batch} | {fmt(ratio, 3, '×')} | {fmt(median(pairs), 3, '×')} ({', '.join(fmt(p, 3) for p in pairs)}) | {fmt(cpu_ratio, 2, '×')} |")
         if batch == TARGET_BATCH:
             verdict = ratio
+
+    if "bare-arena" in servers:
+        print()
+        print("Experiment, not a target: the bare server parsing into an arena (`--arena`) against the bare server.")
+        print()
+        print("| batch | bare-arena/bare, ratio of median events/s | bare-arena/bare, server CPU per event (median) |")
+        print("| --- | --- | --- |")
+        for batch in sizes:
+            arena, bare = of("bare-arena", batch), of("bare", batch)
+            if not arena or not bare:
+                print(f"| {batch} | n/a | n/a |")
+                continue
+            ratio = median([r["load"]["events_per_s"] for r in arena.values()]) / median(
+                [r["load"]["events_per_s"] for r in bare.values()])
+            cpu_ratio = median([cpu_per_million(r) for r in arena.values()]) / median(
+                [cpu_per_million(r) for r in bare.values()])
+            print(f"| {batch} | {fmt(ratio, 3, '×')} | {fmt(cpu_ratio, 2, '×')} |")
 
     mismatched = [r for r in good if r["server"] == "service" and r["service_events_applied"] >= 0
                   and r["service_events_applied"] != r["load"]["events_acked"]]
