@@ -30,6 +30,17 @@ def cpu_per_million(row):
     return seconds / acked * 1e6 if acked else None
 
 
+def other_cores(row):
+    """Cores kept busy by anything but the server and the generator during the run (the script's
+    window is a little longer than the generator's measured one, so this is approximate)."""
+    if "machine_busy_ticks" not in row:
+        return None
+    seconds = row["load"]["seconds"]
+    server = (row["server_utime"] + row["server_stime"]) / row["clk_tck"]
+    machine = row["machine_busy_ticks"] / row["clk_tck"]
+    return max(0.0, (machine - server - row["load"]["generator_cpu_s"]) / seconds)
+
+
 def main(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     good = [r for r in rows if "load" in r and not r["load"].get("error") and r["load"]["events_acked"]]
@@ -40,20 +51,22 @@ def main(path):
     def of(server, batch):
         return {r["round"]: r for r in good if r["server"] == server and r["batch_size"] == batch}
 
-    print("| batch | server | events/s per round | median events/s | server CPU s per M events (median) | server cores busy (median) | generator cores busy (median) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| batch | server | events/s per round | median events/s | server CPU s per M events (median) | server cores busy (median) | generator cores busy (median) | other processes' cores busy (median, approx.) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for batch in sizes:
         for server in servers:
             runs = of(server, batch)
             if not runs:
-                print(f"| {batch} | {server} | no successful run | n/a | n/a | n/a | n/a |")
+                print(f"| {batch} | {server} | no successful run | n/a | n/a | n/a | n/a | n/a |")
                 continue
             rates = [runs[k]["load"]["events_per_s"] for k in sorted(runs)]
             cpu = [cpu_per_million(runs[k]) for k in sorted(runs)]
             busy = [(r["server_utime"] + r["server_stime"]) / r["clk_tck"] / r["load"]["seconds"] for r in runs.values()]
             generator = [r["load"]["generator_cpu_s"] / r["load"]["seconds"] for r in runs.values()]
+            others = [other_cores(r) for r in runs.values()]
             print(f"| {batch} | {server} | {', '.join(fmt(x) for x in rates)} | {fmt(median(rates))} | "
-                  f"{fmt(median(cpu), 3)} | {fmt(median(busy), 2)} | {fmt(median(generator), 2)} |")
+                  f"{fmt(median(cpu), 3)} | {fmt(median(busy), 2)} | {fmt(median(generator), 2)} | "
+                  f"{fmt(median([o for o in others if o is not None]), 2)} |")
 
     print()
     print("| batch | service/bare, ratio of median events/s | service/bare, median per-round ratio | service/bare, server CPU per event (median) |")
