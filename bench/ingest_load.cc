@@ -335,6 +335,11 @@ int Main() {
                               .SerializeAsString());
     }
   }
+  size_t body_bytes = 0;
+  for (const auto& agent_bodies : bodies) {
+    for (const std::string& body : agent_bodies) body_bytes += body.size();
+  }
+  const double batch_bytes = static_cast<double>(body_bytes) / (agents * distinct);
   {
     // The hand-built framing must be what protobuf itself would parse.
     v1::AgentMessage check;
@@ -434,11 +439,12 @@ int Main() {
   const double seconds = absl::ToDoubleSeconds(end - start);
   const uint64_t events_acked = batches_acked * batch_size;
   std::printf(
-      "{\"label\":%s,\"target\":%s,\"agents\":%d,\"batch_size\":%d,\"window\":%d,"
+      "{\"label\":%s,\"target\":%s,\"agents\":%d,\"batch_size\":%d,\"batch_bytes\":%.0f,"
+      "\"window\":%d,"
       "\"events_sent\":%llu,\"events_acked\":%llu,\"batches_acked\":%llu,\"seconds\":%.6f,"
       "\"events_per_s\":%.1f,\"generator_cpu_s\":%.3f,\"failed_streams\":%d,\"error\":%s}\n",
-      JsonString(label).c_str(), JsonString(target).c_str(), agents, batch_size, window,
-      static_cast<unsigned long long>(batches_written * batch_size),
+      JsonString(label).c_str(), JsonString(target).c_str(), agents, batch_size, batch_bytes,
+      window, static_cast<unsigned long long>(batches_written * batch_size),
       static_cast<unsigned long long>(events_acked), static_cast<unsigned long long>(batches_acked),
       seconds, seconds > 0 ? static_cast<double>(events_acked) / seconds : 0.0, generator_cpu,
       failed_streams, error.empty() ? "null" : JsonString(error).c_str());
