@@ -19,7 +19,7 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-// Integral doubles up to this magnitude are exact as integers and print shorter that way.
+// Integral doubles up to this magnitude convert to int64_t exactly.
 constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
 
 // Characters per line besides the name and labels: suffix, le, value, timestamp, punctuation.
@@ -48,7 +48,8 @@ void AppendValue(std::string* out, double value) {
   out->append(buffer, static_cast<size_t>(result.ptr - buffer));
 }
 
-// An `le` or `quantile` label value, as TextSerializer writes it (printf "%.16g").
+// An `le` or `quantile` label value, as TextSerializer writes it (printf "%.16g"; NaN, never a
+// real bound, is "NaN" where TextSerializer writes "Nan").
 std::string FormatBound(double bound) {
   if (std::isnan(bound)) return "NaN";
   if (std::isinf(bound)) return bound > 0 ? "+Inf" : "-Inf";
