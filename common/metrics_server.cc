@@ -25,9 +25,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/exposition.h"
 #include "common/log.h"
 #include "prometheus/metric_family.h"
-#include "prometheus/text_serializer.h"
 
 namespace tcpscope {
 namespace {
@@ -476,7 +476,7 @@ std::string MetricsServer::Impl::Scrape() const {
     std::vector<prometheus::MetricFamily> collected = collectable->Collect();
     std::move(collected.begin(), collected.end(), std::back_inserter(families));
   }
-  return prometheus::TextSerializer().Serialize(families);
+  return RenderExposition(families);
 }
 
 void MetricsServer::Impl::StartResponse(uint64_t id, Connection& conn, std::string response) {
