@@ -62,6 +62,10 @@ std::vector<v1::HostEvent> TcpscopeStack::WatchedEvents() const {
   return events;
 }
 
+std::string TcpscopeStack::WatcherLog() const { return watcher_ ? watcher_->Log() : ""; }
+
+pid_t TcpscopeStack::watcher_pid() const { return watcher_ ? watcher_->pid() : -1; }
+
 TcpscopeStack::~TcpscopeStack() {
   if (watcher_) watcher_->Stop();
   for (auto& [host, agent] : agents_) agent->Stop();

@@ -49,6 +49,9 @@ class TcpscopeStack {
   absl::Status WatchEvents();
   // The events the watcher printed so far.
   std::vector<v1::HostEvent> WatchedEvents() const;
+  // The watcher's whole output (events and its notes on stderr), and its process id.
+  std::string WatcherLog() const;
+  pid_t watcher_pid() const;
 
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
