@@ -1,7 +1,9 @@
-// 1000 concurrent agent streams for a minute against the real service (issue 5), with an
-// `events --follow` subscriber that is stopped (SIGSTOP) the whole time: no stream fails, every
-// acknowledged event is counted exactly once, the service's memory stays bounded, and the
-// stalled subscriber is told what it missed. Streams come from bench's tcpscope-ingest-load.
+// 1000 concurrent agent streams for a minute against the real service (issue 5), with a slow
+// `events --follow` subscriber (stopped with SIGSTOP, let run for 100 ms every 5 s): no stream
+// fails, every acknowledged event is counted exactly once, the service's memory stays bounded,
+// and the slow subscriber stays connected and is told what it missed. Streams come from bench's
+// tcpscope-ingest-load. (A subscriber that reads nothing for over 20 s is disconnected by gRPC's
+// TCP_USER_TIMEOUT once its window is full: the service protects itself from it too.)
 #include <signal.h>
 
 #include <fstream>
@@ -51,32 +53,38 @@ double JsonNumber(const std::string& json, const std::string& key) {
   return value;
 }
 
-TEST(ScaleTest, ThousandAgentStreamsForAMinuteWithAStalledFollower) {
+TEST(ScaleTest, ThousandAgentStreamsForAMinuteWithASlowFollower) {
   auto stack = TcpscopeStack::Start("scale", {"--max_events_per_second=0"});
   ASSERT_TRUE(stack.ok()) << stack.status();
   TcpscopeStack& service = **stack;
   ASSERT_TRUE(service.WatchEvents().ok());
-  absl::SleepFor(absl::Milliseconds(500));  // the follower subscribes...
+  // The follower subscribes...
+  ASSERT_EQ(service.WaitForValue("tcpscope_service_event_watchers", {}, 1), 1);
   const pid_t follower = service.watcher_pid();
   ASSERT_EQ(kill(follower, SIGSTOP), 0);  // ...and then reads nothing
 
   const std::string load_log = ::testing::TempDir() + "/scale-load.json";
-  auto load = Subprocess::Start(
-      {BinaryPath("bench/tcpscope-ingest-load"),
-       absl::StrCat("--target=127.0.0.1:", service.grpc_port()), absl::StrCat("--agents=", kAgents),
-       "--batch_size=16", "--window=4", absl::StrCat("--duration=", kSeconds, "s"),
-       "--connect_timeout=60s"},
-      load_log);
+  auto load =
+      Subprocess::Start({BinaryPath("bench/tcpscope-ingest-load"),
+                         absl::StrCat("--target=127.0.0.1:", service.grpc_port()),
+                         absl::StrCat("--agents=", kAgents), "--batch_size=16", "--window=4",
+                         absl::StrCat("--duration=", kSeconds, "s"), "--connect_timeout=60s"},
+                        load_log);
   ASSERT_TRUE(load.ok()) << load.status();
 
   double max_rss = 0;
   int max_streams = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(kSeconds + 90);
-  while ((*load)->Running() && absl::Now() < deadline) {
+  for (int second = 1; (*load)->Running() && absl::Now() < deadline; ++second) {
     max_rss = std::max(max_rss, ResidentMiB(service.service().pid()));
     const std::optional<double> streams =
         MetricValue(service.Scrape(), "tcpscope_service_ingest_streams", {});
     max_streams = std::max(max_streams, static_cast<int>(streams.value_or(0)));
+    if (second % 5 == 0) {  // the slow follower reads for a moment
+      kill(follower, SIGCONT);
+      absl::SleepFor(absl::Milliseconds(100));
+      kill(follower, SIGSTOP);
+    }
     absl::SleepFor(absl::Seconds(1));
   }
   ASSERT_FALSE((*load)->Running()) << "the load did not finish";
@@ -97,22 +105,25 @@ TEST(ScaleTest, ThousandAgentStreamsForAMinuteWithAStalledFollower) {
   EXPECT_EQ(MetricSum(m, "tcpscope_agent_events_total", {}), acked);
   EXPECT_EQ(MetricSum(m, "tcpscope_agent_up", {}), 0);  // all disconnected again
   EXPECT_EQ(MetricValue(m, "tcpscope_service_hosts", {}), kAgents);
-  const double missed = MetricValue(m, "tcpscope_service_watch_events_missed_total", {}).value_or(0);
+  const double missed =
+      MetricValue(m, "tcpscope_service_watch_events_missed_total", {}).value_or(0);
   EXPECT_GT(missed, 0);
   EXPECT_LT(max_rss, kMemoryBoundMiB);
   std::cerr << "scale: " << kAgents << " streams for " << kSeconds << " s: " << acked
             << " events acknowledged and counted (" << JsonNumber(result, "events_per_s")
-            << "/s), service RSS at most " << max_rss << " MiB, stalled follower missed "
-            << missed << "\n";
+            << "/s), service RSS at most " << max_rss << " MiB, slow follower missed " << missed
+            << "\n";
 
-  // Resumed, the follower is told how much it missed.
+  // Resumed, the follower is still connected and is told how much it missed.
   ASSERT_EQ(kill(follower, SIGCONT), 0);
   const absl::Time resumed = absl::Now();
   while (!absl::StrContains(service.WatcherLog(), "missed") &&
          absl::Now() - resumed < absl::Seconds(30)) {
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_TRUE(absl::StrContains(service.WatcherLog(), "missed"));
+  EXPECT_TRUE(absl::StrContains(service.WatcherLog(), "tcpscope: missed "));
+  EXPECT_FALSE(absl::StrContains(service.WatcherLog(), "lost the stream"));
+  EXPECT_EQ(MetricValue(service.Scrape(), "tcpscope_service_event_watchers", {}), 1);
 }
 
 }  // namespace
