@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
+#include "agent/capabilities.h"
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
 #include "agent/source_selection.h"
@@ -104,6 +105,20 @@ int Main() {
   if (!choice.ok()) {
     TS_LOG(ERROR) << choice.status().message();
     return 2;
+  }
+
+  // Capabilities: checked, and all but the needed ones dropped before any thread starts.
+  const uint64_t effective = EffectiveCapabilities();
+  if (*choice == SourceChoice::kEbpf && !CanLoadBpf(effective)) {
+    TS_LOG(ERROR) << "--source=ebpf needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); run as "
+                     "root or grant them, or use --source=auto to fall back to sock_diag";
+    return 1;
+  }
+  for (const std::string& missing : MissingCapabilities(effective)) {
+    TS_LOG(WARNING) << "without " << missing << "; that part is degraded or off";
+  }
+  if (absl::Status status = DropUnneededCapabilities(); !status.ok()) {
+    TS_LOG(WARNING) << "could not drop unneeded capabilities: " << status.message();
   }
 
   const TlsFiles tls = TlsFilesFromFlags();

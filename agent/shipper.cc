@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
@@ -252,7 +253,9 @@ void Shipper::RunConnections() {
     }
     metrics_->stream_failures.Increment();
     if (was_connected) {
+      // Refused connections mean nobody listens: TLS is not the question then.
       const bool hint = !greeted && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                        !absl::StrContains(status.error_message(), "Connection refused") &&
                         !options_.connect_hint.empty();
       TS_LOG(WARNING) << "stream to service " << options_.service_address
                       << " ended: " << status.error_message() << " (code " << status.error_code()
