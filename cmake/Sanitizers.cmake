@@ -37,3 +37,11 @@ if(tcpscope_sanitizer_flags)
   add_link_options(${tcpscope_sanitizer_flags})
   message(STATUS "tcpscope: sanitizer build (${TCPSCOPE_SANITIZE}): ${tcpscope_sanitizer_flags}")
 endif()
+
+if(TCPSCOPE_SANITIZE STREQUAL "thread")
+  # Debian's abseil is not TSan-instrumented: this library, linked first into every target
+  # created below, shows TSan what absl::Mutex does (tests/sanitizers/tsan_absl_mutex.cc).
+  add_library(tcpscope_tsan_absl_mutex SHARED tests/sanitizers/tsan_absl_mutex.cc)
+  target_link_libraries(tcpscope_tsan_absl_mutex PRIVATE absl::synchronization ${CMAKE_DL_LIBS})
+  link_libraries(tcpscope_tsan_absl_mutex)
+endif()
