@@ -5,13 +5,12 @@
 //
 // This shared library is linked ahead of abseil into every TSan executable
 // (cmake/Sanitizers.cmake), so the dynamic linker binds all callers -- our code, and gRPC, which
-// locks absl::Mutex too -- to the definitions below. Each forwards to abseil's own function (dlsym
-// RTLD_NEXT) wrapped in the
-// __tsan_mutex_* annotations that abseil itself compiles in when it is built with TSan
-// (absl/synchronization/mutex.cc): lock = acquire, unlock = release, waiting = unlock + lock,
-// and memory accesses inside the operation (waiters' Condition evaluated by whichever thread
-// unlocks) ignored. Races between threads that hold no lock, or different locks, are still
-// reported; no report is suppressed.
+// locks absl::Mutex too -- to the definitions below. Each forwards to abseil's own function
+// (dlsym RTLD_NEXT) inside the __tsan_mutex_* annotations that abseil itself compiles in when it
+// is built with TSan (absl/synchronization/mutex.cc): lock = acquire, unlock = release, waiting =
+// unlock + lock, and memory accesses inside the operation (waiters' Condition evaluated by
+// whichever thread unlocks) ignored. Races between threads that hold no lock, or different
+// locks, are still reported; no report is suppressed.
 //
 // The *WithTimeout variants are not wrapped: abseil implements them by calling the wrapped
 // *WithDeadline ones through the PLT, so wrapping both would annotate twice.
