@@ -66,8 +66,8 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
   }
 
   v1::Event& event = *out;
-  event.set_time_unix_ns(
-      static_cast<uint64_t>(static_cast<int64_t>(raw.time_ns) + monotonic_to_unix_ns));
+  // Unsigned, so a garbage time wraps (and the service refuses it) instead of overflowing.
+  event.set_time_unix_ns(raw.time_ns + static_cast<uint64_t>(monotonic_to_unix_ns));
   event.set_connection_id(raw.cookie);
   v1::Origin* origin = event.mutable_origin();
   origin->set_netns_inode(raw.netns_ino);

@@ -28,7 +28,11 @@ T Load(absl::Span<const uint8_t> bytes, size_t offset) {
   return value;
 }
 
-// Netlink errors are negative errnos; the text is what an operator greps for.
+// The kernel's errnos are 1..MAX_ERRNO (include/linux/err.h); anything else in an error field
+// is garbage, and negating INT_MIN would overflow.
+constexpr int kMaxErrno = 4095;
+
+// Netlink errors are negative errnos (-kMaxErrno..-1); the text is what an operator greps for.
 std::string ErrnoText(int negative_errno) {
   const int e = -negative_errno;
   return absl::StrCat(strerrordesc_np(e) != nullptr ? strerrordesc_np(e) : "unknown error",
@@ -160,6 +164,10 @@ absl::StatusOr<ParseProgress> ParseDumpBuffer(absl::Span<const uint8_t> buffer,
         // cut short and what came before is incomplete.
         if (payload.size() >= sizeof(int)) {
           const int error = Load<int>(payload, 0);
+          if (error < -kMaxErrno) {
+            return absl::InvalidArgumentError(
+                absl::StrCat("NLMSG_DONE with error code ", error, ", not a negative errno"));
+          }
           if (error < 0) {
             return absl::Status(
                 absl::ErrnoToStatusCode(-error),
@@ -176,9 +184,9 @@ absl::StatusOr<ParseProgress> ParseDumpBuffer(absl::Span<const uint8_t> buffer,
         }
         const int error = Load<int>(payload, 0);
         if (error == 0) break;  // An ack, not an error.
-        if (error > 0) {
+        if (error > 0 || error < -kMaxErrno) {
           return absl::InvalidArgumentError(
-              absl::StrCat("NLMSG_ERROR with positive error code ", error));
+              absl::StrCat("NLMSG_ERROR with error code ", error, ", not a negative errno"));
         }
         return absl::Status(absl::ErrnoToStatusCode(-error),
                             absl::StrCat("sock_diag request failed: ", ErrnoText(error)));

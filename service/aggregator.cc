@@ -169,10 +169,13 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
   absl::MutexLock lock(&mu_);
   for (auto it = hosts_.begin(); it != hosts_.end();) {
     auto current = it++;
-    HostState& state = *current->second;
-    absl::MutexLock host_lock(&state.mu_);
-    if (state.connected_ || now - state.last_seen_ < options_.host_expiry) continue;
-    state.metrics_.reset();  // removes every series of the host
+    // Kept until the host's lock is released: the erase below may drop the last reference.
+    const std::shared_ptr<HostState> state = current->second;
+    {
+      absl::MutexLock host_lock(&state->mu_);
+      if (state->connected_ || now - state->last_seen_ < options_.host_expiry) continue;
+      state->metrics_.reset();  // removes every series of the host
+    }
     expired.push_back(current->first);
     hosts_.erase(current);
   }

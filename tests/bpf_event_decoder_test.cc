@@ -159,5 +159,15 @@ TEST(BpfEventDecoderTest, RefusesMalformedRecords) {
   EXPECT_EQ(Decode(raw).origin().command(), std::string(16, '?'));
 }
 
+// Found by bpf_event_decoder_fuzzer: a garbage time plus the clock offset overflowed int64
+// (undefined behaviour). It wraps now, to a time the service refuses.
+TEST(BpfEventDecoderTest, GarbageTimeDoesNotOverflow) {
+  tcpscope_event raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
+  raw.time_ns = 0x7400'4e94'914f'0000ULL;
+  EXPECT_EQ(Decode(raw).time_unix_ns(), raw.time_ns + static_cast<uint64_t>(kOffset));
+  raw.time_ns = ~0ULL;
+  EXPECT_EQ(Decode(raw).time_unix_ns(), static_cast<uint64_t>(kOffset) - 1);
+}
+
 }  // namespace
 }  // namespace tcpscope::agent

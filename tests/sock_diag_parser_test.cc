@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <climits>
 #include <cstddef>
 #include <cstring>
 #include <initializer_list>
@@ -457,6 +458,25 @@ TEST(SockDiagParserTest, ErrorReplyEperm) {
   EXPECT_EQ(progress.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(progress.status().message(), HasSubstr("Operation not permitted"));
   EXPECT_THAT(progress.status().message(), HasSubstr("errno 1"));
+}
+
+// Found by sock_diag_parser_fuzzer: INT_MIN in an error field was negated (undefined behaviour).
+TEST(SockDiagParserTest, ErrorCodesThatAreNoErrnoAreRefused) {
+  for (const int error : {INT_MIN, -4096, 5}) {
+    std::vector<SocketRecord> records;
+    auto progress = Parse(ErrorMessage(error), &records);
+    ASSERT_FALSE(progress.ok());
+    EXPECT_EQ(progress.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(progress.status().message(), HasSubstr("not a negative errno"));
+
+    std::vector<uint8_t> done = FromHex(kDone);
+    Store<int>(done, NLMSG_HDRLEN, error);
+    progress = Parse(done, &records);
+    if (error > 0) continue;  // a positive dump return value is not an error
+    ASSERT_FALSE(progress.ok());
+    EXPECT_EQ(progress.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(progress.status().message(), HasSubstr("not a negative errno"));
+  }
 }
 
 TEST(SockDiagParserTest, AckIsNotAnError) {
