@@ -142,6 +142,9 @@ absl::Status CheckConnection(const v1::Connection& connection, absl::Time now,
   }
   if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
   if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) return s;
+  if (connection.idle_ms() > kMaxLifetimeUs / 1000) {
+    return Invalid(where, absl::StrCat("idle time ", connection.idle_ms(), " ms is impossible"));
+  }
   if (connection.state_since_unix_ns() != 0) {
     if (absl::Status s = CheckTime(where, connection.state_since_unix_ns(), now, limits); !s.ok()) {
       return s;

@@ -289,6 +289,19 @@ std::vector<HostileCase> HostileCases() {
   connection->set_state(v1::TCP_STATE_LISTEN);
   bad_snapshot.mutable_batch()->mutable_snapshot()->set_time_unix_ns(
       static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  v1::AgentMessage idle_forever = BatchOf(1, {});
+  v1::Connection* idle = idle_forever.mutable_batch()->mutable_snapshot()->add_connections();
+  idle->set_state(v1::TCP_STATE_ESTABLISHED);
+  idle->set_idle_ms(1ULL << 63);  // would wrap to a negative duration in the at-risk check
+  idle->mutable_endpoints()->set_local_address(std::string(4, '\x01'));
+  idle->mutable_endpoints()->set_remote_address(std::string(4, '\x02'));
+  idle_forever.mutable_batch()->mutable_snapshot()->set_time_unix_ns(
+      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  cases.push_back({"idle time 2^63 ms",
+                   {Hello("a"), idle_forever},
+                   grpc::StatusCode::INVALID_ARGUMENT,
+                   "idle time",
+                   "invalid_batch"});
   cases.push_back({"LISTEN in a snapshot",
                    {Hello("a"), bad_snapshot},
                    grpc::StatusCode::INVALID_ARGUMENT,
