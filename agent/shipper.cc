@@ -226,6 +226,7 @@ void Shipper::RunConnections() {
       grpc::CreateCustomChannel(options_.service_address, options_.credentials, arguments);
   auto stub = v1::Ingest::NewStub(channel);
   bool was_connected = true;  // so the first failure is logged
+  bool hint_logged = false;
   while (true) {
     std::unique_ptr<StreamReactor> reactor;
     {
@@ -252,17 +253,20 @@ void Shipper::RunConnections() {
       if (stopping_) return;
     }
     metrics_->stream_failures.Increment();
-    if (was_connected) {
-      // Refused connections mean nobody listens: TLS is not the question then.
-      const bool hint = !greeted && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-                        !absl::StrContains(status.error_message(), "Connection refused") &&
-                        !options_.connect_hint.empty();
+    // Refused connections mean nobody listens: TLS is not the question then.
+    const bool hint = !greeted && status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                      !absl::StrContains(status.error_message(), "Connection refused") &&
+                      !options_.connect_hint.empty();
+    // Logged once per outage, and once more when a failure first calls for the TLS hint (the
+    // service may not have been listening at the first attempt).
+    if (was_connected || (hint && !hint_logged)) {
       TS_LOG(WARNING) << "stream to service " << options_.service_address
                       << " ended: " << status.error_message() << " (code " << status.error_code()
                       << ")" << (hint ? "; " + options_.connect_hint : "")
                       << "; reconnecting with backoff up to "
                       << absl::FormatDuration(options_.max_backoff);
       was_connected = false;
+      hint_logged = hint_logged || hint;
     }
     // Full jitter between half and all of the backoff, so a fleet does not reconnect in step.
     const double factor = std::uniform_real_distribution<double>(0.5, 1.0)(random);
