@@ -1,0 +1,512 @@
+#!/usr/bin/env python3
+"""Writes tcpscope's Grafana dashboards (dashboards/*.json) from one description of the panels.
+
+The fleet overview and the host drill-down show the same panels, the drill-down filtered by its
+`host` variable and split by host, so both come from the same functions here. Edit this file,
+run it, and commit its output; `generate_dashboards.py --check` (run by ctest) fails when the
+JSON files differ from what it would write. Standard library only.
+
+Every expression uses the metric names of SPEC.md (and the service's own tcpscope_service_*),
+and tests/observability_integration_test.cc evaluates each one against a real Prometheus.
+"""
+
+import argparse
+import difflib
+import json
+import pathlib
+import sys
+
+DASHBOARD_DIR = pathlib.Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+RATE = "$__rate_interval"
+RANGE = "$__range"
+
+
+class Scope:
+    """Where a panel looks: the whole fleet or the hosts chosen in the `host` variable
+    (`filtered`), added up or one series per host (`split`)."""
+
+    def __init__(self, filtered, split):
+        self.filtered = filtered
+        self.split = split
+
+    def total(self):
+        """The same hosts, added up (the drill-down's single-number panels)."""
+        return Scope(self.filtered, False)
+
+    def sel(self, **matchers):
+        """A label selector with the scope's host matcher, e.g. {host=~"$host",le="1"}."""
+        parts = ['host=~"$host"'] if self.filtered else []
+        parts += [f'{name}="{value}"' for name, value in matchers.items()]
+        return "{" + ",".join(parts) + "}" if parts else ""
+
+    def by(self, *labels):
+        """`sum by (...)`'s label list, with host when split."""
+        labels = (("host",) if self.split else ()) + labels
+        return f" by ({', '.join(labels)}) " if labels else ""
+
+    def legend(self, text):
+        return ("{{host}} " + text).strip() if self.split else text
+
+
+FLEET = Scope(filtered=False, split=False)
+EACH_HOST = Scope(filtered=False, split=True)
+CHOSEN_HOSTS = Scope(filtered=True, split=True)
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid and numbers them."""
+
+    def __init__(self):
+        self.panels = []
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+
+    def row(self, title):
+        self._newline()
+        self.panels.append({"type": "row", "title": title, "collapsed": False, "panels": [],
+                            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}})
+        self.y += 1
+        return self
+
+    def add(self, panel, w, h):
+        if self.x + w > 24:
+            self._newline()
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.panels.append(panel)
+        self.x += w
+        self.row_height = max(self.row_height, h)
+        return self
+
+    def _newline(self):
+        self.y += self.row_height
+        self.x = 0
+        self.row_height = 0
+
+    def numbered(self):
+        for number, panel in enumerate(self.panels, start=1):
+            panel["id"] = number
+        return self.panels
+
+
+def target(expr, legend="", ref="A", instant=False):
+    t = {"datasource": DATASOURCE, "editorMode": "code", "expr": expr, "legendFormat": legend,
+         "refId": ref}
+    if instant:
+        t.update({"format": "table", "instant": True, "range": False})
+    else:
+        t["range"] = True
+    return t
+
+
+def targets(*pairs):
+    """(expr, legend) pairs as targets A, B, ..."""
+    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def timeseries(title, description, queries, unit="short", stacked=False):
+    return {
+        "type": "timeseries", "title": title, "description": description,
+        "datasource": DATASOURCE,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit, "min": 0,
+                "custom": {"drawStyle": "line", "lineWidth": 1,
+                           "fillOpacity": 25 if stacked else 10, "showPoints": "never",
+                           "spanNulls": False,
+                           "stacking": {"group": "A", "mode": "normal" if stacked else "none"}},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "legend": {"calcs": ["lastNotNull", "max"], "displayMode": "table",
+                       "placement": "right", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+        "targets": queries,
+    }
+
+
+def stat(title, description, expr, unit="short", red_from=None):
+    steps = [{"color": "green", "value": None}]
+    if red_from is not None:
+        steps.append({"color": "red", "value": red_from})
+    return {
+        "type": "stat", "title": title, "description": description, "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": {"unit": unit, "color": {"mode": "thresholds"},
+                                     "thresholds": {"mode": "absolute", "steps": steps}},
+                        "overrides": []},
+        "options": {"colorMode": "value", "graphMode": "area", "justifyMode": "auto",
+                    "orientation": "auto", "textMode": "auto",
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+        "targets": [target(expr)],
+    }
+
+
+def table(title, description, expr, value_name, link_host=False, unit="short"):
+    """An instant query as a table: one row per series, its labels as columns."""
+    field_defaults = {"unit": unit}
+    if link_host:
+        field_defaults["links"] = [{
+            "title": "Host drill-down",
+            "url": "/d/tcpscope-host/tcpscope-host?var-host=${__data.fields.host}"
+                   "&${__url_time_range}",
+        }]
+    return {
+        "type": "table", "title": title, "description": description, "datasource": DATASOURCE,
+        "fieldConfig": {"defaults": field_defaults, "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm",
+                    "sortBy": [{"desc": True, "displayName": value_name}]},
+        "transformations": [{"id": "organize", "options": {
+            "excludeByName": {"Time": True, "instance": True, "job": True},
+            "renameByName": {"Value": value_name}}}],
+        "targets": [target(expr, instant=True)],
+    }
+
+
+def failure_ratio(s, interval):
+    """Failed connects / all connects: failures over failures plus completed client handshakes.
+    `or` joins the two (their labels differ), so a host whose every connect fails has a ratio."""
+    failures = f"rate(tcpscope_handshake_failures_total{s.sel()}[{interval}])"
+    handshakes = f'rate(tcpscope_handshakes_total{s.sel(role="client")}[{interval}])'
+    return f"sum{s.by()}({failures})\n/\nsum{s.by()}({failures} or {handshakes})"
+
+
+def overview_panels(s, layout):
+    """The connection panels shared by the fleet overview and the host drill-down."""
+    where = "of the chosen hosts" if s.filtered else "of the fleet"
+    one = s.total()
+    layout.row("Now")
+    layout.add(stat("Agents connected",
+                    f"Agents {where} with a stream open to the service (tcpscope_agent_up).",
+                    f"sum(tcpscope_agent_up{one.sel()})"), 4, 4)
+    layout.add(stat("Established",
+                    f"Established connection ends {where} in the latest snapshots.",
+                    f'sum(tcpscope_connections{one.sel(state="established")})'), 4, 4)
+    layout.add(stat("At risk",
+                    "Connection ends that may be dead without their host knowing: idle without "
+                    "keepalive, probing an unanswering peer, or stale in CLOSE_WAIT.",
+                    f"sum(tcpscope_connections_at_risk{one.sel()})", red_from=1), 4, 4)
+    layout.add(stat("CLOSE_WAIT",
+                    "Connection ends whose peer closed and whose application has not (yet).",
+                    f'sum(tcpscope_connections{one.sel(state="close_wait")})'), 4, 4)
+    layout.add(stat("Handshake failure ratio",
+                    "Failed connects / all connects over the rate interval.",
+                    failure_ratio(one, RATE),
+                    unit="percentunit", red_from=0.1), 4, 4)
+    layout.add(stat("Keepalive timeouts",
+                    "Connections killed by the kernel in the chosen time range because keepalive "
+                    "probes went unanswered (the peer vanished).",
+                    f"sum(increase(tcpscope_keepalive_timeouts_total{one.sel()}[{RANGE}])) "
+                    "or vector(0)", red_from=1), 4, 4)
+
+    layout.row("Handshakes")
+    layout.add(timeseries(
+        "Handshakes by role",
+        "Completed three-way handshakes per second; client: active opens, server: passive.",
+        targets((f"sum{s.by('role')}(rate(tcpscope_handshakes_total{s.sel()}[{RATE}]))",
+                 s.legend("{{role}}"))), unit="ops"), 8, 8)
+    layout.add(timeseries(
+        "Handshake failures by reason",
+        "Connects that never reached ESTABLISHED, per second. refused: RST to the SYN (nothing "
+        "listens); timeout: SYN retries exhausted; unreachable: ICMP error; reset; other.",
+        targets((f"sum{s.by('reason')}"
+                 f"(rate(tcpscope_handshake_failures_total{s.sel()}[{RATE}]))",
+                 s.legend("{{reason}}"))), unit="ops", stacked=True), 8, 8)
+    ratio = [(failure_ratio(s, RATE), s.legend("failed connects") if s.split else "fleet")]
+    if not s.split:
+        ratio.append((f"topk(5,\n{failure_ratio(EACH_HOST, RATE)}\n)", "{{host}}"))
+    layout.add(timeseries(
+        "Handshake failure ratio",
+        "Failed connects / (failed + completed client handshakes)." +
+        ("" if s.split else " The fleet, and the five worst hosts."),
+        targets(*ratio), unit="percentunit"), 8, 8)
+    layout.add(timeseries(
+        "Handshake duration",
+        "SYN to ESTABLISHED, 50th and 99th percentile, by role (eBPF source only).",
+        targets(*[(f"histogram_quantile({q}, sum{s.by('le', 'role')}"
+                   f"(rate(tcpscope_handshake_duration_seconds_bucket{s.sel()}[{RATE}])))",
+                   s.legend(f"p{int(q * 100)} {{{{role}}}}")) for q in (0.5, 0.99)]),
+        unit="s"), 12, 8)
+
+    layout.row("Closes")
+    layout.add(timeseries(
+        "Closes by initiator",
+        "Ended connections per second by who closed first: local (this end sent FIN or RST "
+        "first), remote, simultaneous, unknown (sock_diag saw no intermediate state).",
+        targets((f"sum{s.by('initiator')}(rate(tcpscope_closes_total{s.sel()}[{RATE}]))",
+                 s.legend("{{initiator}}"))), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Closes by reason",
+        "Ended connections per second by how: fin (orderly), reset_sent, reset_received, "
+        "keepalive_timeout, keepalive_reset (peer rebooted), retransmit_timeout, other.",
+        targets((f"sum{s.by('reason')}(rate(tcpscope_closes_total{s.sel()}[{RATE}]))",
+                 s.legend("{{reason}}"))), unit="ops", stacked=True), 8, 8)
+    short = (f"sum{s.by()}(rate(tcpscope_connection_lifetime_seconds_bucket"
+             f"{s.sel(le='1')}[{RATE}]))")
+    total = f"sum{s.by()}(rate(tcpscope_connection_lifetime_seconds_count{s.sel()}[{RATE}]))"
+    layout.add(timeseries(
+        "Short and long connections",
+        "Closed connections per second by lifetime: short (at most 1 s, HTTP/1.0 style) and long "
+        "(over 1 s, kept alive), from the lifetime histogram's le=\"1\" bucket.",
+        targets((short, s.legend("short (≤ 1 s)")),
+                (f"{total}\n-\n{short}", s.legend("long (> 1 s)"))),
+        unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Connection lifetime",
+        "Handshake to close, 50th, 90th and 99th percentile of the connections that closed.",
+        targets(*[(f"histogram_quantile({q}, sum{s.by('le')}"
+                   f"(rate(tcpscope_connection_lifetime_seconds_bucket{s.sel()}[{RATE}])))",
+                   s.legend(f"p{int(q * 100)}")) for q in (0.5, 0.9, 0.99)]), unit="s"), 12, 8)
+    layout.add(table(
+        "Closes in the time range",
+        "How connections ended in the chosen time range, by role, initiator and reason.",
+        f"sort_desc(sum{s.by('role', 'initiator', 'reason')}"
+        f"(increase(tcpscope_closes_total{s.sel()}[{RANGE}])))", "closes"), 12, 8)
+
+    layout.row("Keepalive")
+    layout.add(timeseries(
+        "Keepalive probes and timeouts",
+        "Keepalive probes sent per second, and connections killed because probes went "
+        "unanswered (keepalive timeouts), by role.",
+        targets((f"sum{s.by()}(rate(tcpscope_keepalive_probes_total{s.sel()}[{RATE}]))",
+                 s.legend("probes")),
+                (f"sum{s.by('role')}"
+                 f"(rate(tcpscope_keepalive_timeouts_total{s.sel()}[{RATE}]))",
+                 s.legend("timeouts ({{role}})"))), unit="ops"), 8, 8)
+    if s.filtered:
+        layout.add(table(
+            "Keepalive timeouts by role", "Keepalive timeouts in the chosen time range.",
+            f"sort_desc(sum{s.by('role')}"
+            f"(increase(tcpscope_keepalive_timeouts_total{s.sel()}[{RANGE}])))", "timeouts"), 8, 8)
+    else:
+        layout.add(table(
+            "Keepalive timeouts by host",
+            "Keepalive timeouts in the chosen time range, worst hosts first; a host opens its "
+            "drill-down.",
+            f"sort_desc(sum{EACH_HOST.by()}"
+            f"(increase(tcpscope_keepalive_timeouts_total[{RANGE}])))", "timeouts",
+            link_host=True), 8, 8)
+    layout.add(timeseries(
+        "Keepalive on established connections",
+        "Established connection ends with SO_KEEPALIVE on or off, from the latest snapshots. "
+        "Off and idle for long is the classic silently half-open connection.",
+        targets((f"sum{s.by('keepalive')}(tcpscope_connections_keepalive{s.sel()})",
+                 s.legend("{{keepalive}}"))), stacked=True), 8, 8)
+
+    layout.row("Connections")
+    layout.add(timeseries(
+        "Connections by state",
+        "Current connection ends by TCP state, from the latest snapshots (every "
+        "--snapshot_interval).",
+        targets((f"sum{s.by('state')}(tcpscope_connections{s.sel()})",
+                 s.legend("{{state}}"))), stacked=True), 12, 9)
+    layout.add(timeseries(
+        "At-risk connections by reason",
+        "idle_no_keepalive: established, no keepalive, idle past --idle_risk_after; "
+        "keepalive_probing: probes unanswered; close_wait_stale: in CLOSE_WAIT past "
+        "--close_wait_risk_after. `tcpscope connections --at_risk` lists them.",
+        targets((f"sum{s.by('reason')}(tcpscope_connections_at_risk{s.sel()})",
+                 s.legend("{{reason}}"))), stacked=True), 12, 9)
+    if not s.filtered:
+        layout.add(table(
+            "Hosts with at-risk connections",
+            "Hosts with at-risk connections now, by reason; a host opens its drill-down.",
+            "sort_desc(sum by (host, reason) (tcpscope_connections_at_risk) > 0)",
+            "connections", link_host=True), 24, 8)
+
+
+def agent_panels(s, layout):
+    """The drill-down's view of its hosts' agents."""
+    layout.row("Agent")
+    layout.add(timeseries(
+        "Agent up", "1 while the host's agent has a stream open to the service.",
+        targets((f"max by (host) (tcpscope_agent_up{s.sel()})", "{{host}}"))), 8, 7)
+    layout.add(timeseries(
+        "Events applied", "Events of the host applied by the service, per second.",
+        targets((f"sum by (host) (rate(tcpscope_agent_events_total{s.sel()}[{RATE}]))",
+                 "{{host}}")), unit="ops"), 8, 7)
+    layout.add(timeseries(
+        "Events lost by stage",
+        "Events lost per second: kernel (ring buffer full), agent (resend buffer overflowed), "
+        "transport (could not be sent).",
+        targets((f"sum by (host, stage) "
+                 f"(rate(tcpscope_agent_events_lost_total{s.sel()}[{RATE}]))",
+                 "{{host}} {{stage}}")), unit="ops"), 8, 7)
+
+
+def dashboard(uid, title, description, panels, variables=()):
+    datasource_variable = {
+        "name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+        "current": {}, "hide": 0, "includeAll": False, "multi": False, "options": [],
+        "refresh": 1, "regex": "", "skipUrlSync": False,
+    }
+    return {
+        "annotations": {"list": [{
+            "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts", "type": "dashboard"}]},
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [{"asDropdown": False, "icon": "external link", "includeVars": False,
+                   "keepTime": True, "tags": ["tcpscope"], "targetBlank": False,
+                   "title": "tcpscope", "type": "dashboards"}],
+        "liveNow": False,
+        "panels": panels,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "tags": ["tcpscope"],
+        "templating": {"list": [datasource_variable, *variables]},
+        "time": {"from": "now-3h", "to": "now"},
+        "timepicker": {},
+        "timezone": "",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+def fleet_overview():
+    layout = Layout()
+    overview_panels(FLEET, layout)
+    return dashboard("tcpscope-fleet", "tcpscope / Fleet overview",
+                     "Every TCP connection of the fleet: handshakes, closes, lifetimes, keepalive "
+                     "and at-risk connections.", layout.numbered())
+
+
+def host_drill_down():
+    host_variable = {
+        "name": "host", "label": "Host", "type": "query", "datasource": DATASOURCE,
+        "definition": "label_values(tcpscope_agent_up, host)",
+        "query": {"query": "label_values(tcpscope_agent_up, host)",
+                  "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "current": {}, "hide": 0, "includeAll": True, "multi": True, "options": [],
+        "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 1,
+    }
+    layout = Layout()
+    overview_panels(CHOSEN_HOSTS, layout)
+    agent_panels(CHOSEN_HOSTS, layout)
+    return dashboard("tcpscope-host", "tcpscope / Host drill-down",
+                     "The fleet overview's panels for the hosts chosen above, split by host.",
+                     layout.numbered(), [host_variable])
+
+
+def health():
+    layout = Layout()
+    layout.row("Agents")
+    layout.add(stat("Agents connected", "Hosts whose agent has a stream open.",
+                    "sum(tcpscope_agent_up)"), 6, 4)
+    layout.add(stat("Agents disconnected",
+                    "Hosts the service still knows (until --host_expiry) whose agent is gone.",
+                    "count(tcpscope_agent_up == 0) or vector(0)", red_from=1), 6, 4)
+    layout.add(stat("Hosts known", "Hosts the service holds series for, connected or not.",
+                    "sum(tcpscope_service_hosts)"), 6, 4)
+    layout.add(stat("Events lost", "Events lost anywhere in the chosen time range.",
+                    f"sum(increase(tcpscope_agent_events_lost_total[{RANGE}]))",
+                    red_from=1), 6, 4)
+    layout.add(table("Agents", "Each host the service knows: 1 connected, 0 disconnected.",
+                     "sort(max by (host) (tcpscope_agent_up))", "up", link_host=True), 8, 9)
+    layout.add(timeseries(
+        "Events applied by host", "Events received from each host's agent and applied, per "
+        "second.",
+        targets((f"sum by (host) (rate(tcpscope_agent_events_total[{RATE}]))", "{{host}}")),
+        unit="ops"), 8, 9)
+    layout.add(timeseries(
+        "Events lost by stage",
+        "Events lost per second: kernel (eBPF ring buffer full), agent (resend buffer "
+        "overflowed during an outage), transport (could not be sent).",
+        targets((f"sum by (stage) (rate(tcpscope_agent_events_lost_total[{RATE}]))",
+                 "{{stage}}")), unit="ops", stacked=True), 8, 9)
+    layout.add(table("Hosts that lost events",
+                     "Events lost in the chosen time range by host and stage.",
+                     f"sort_desc(sum by (host, stage) "
+                     f"(increase(tcpscope_agent_events_lost_total[{RANGE}])) > 0)",
+                     "lost", link_host=True), 12, 8)
+    layout.add(timeseries(
+        "Loss ratio", "Lost / (applied + lost) events.",
+        targets((f"sum(rate(tcpscope_agent_events_lost_total[{RATE}]))\n/\n"
+                 f"(sum(rate(tcpscope_agent_events_total[{RATE}])) + "
+                 f"sum(rate(tcpscope_agent_events_lost_total[{RATE}])))", "lost")),
+        unit="percentunit"), 12, 8)
+
+    layout.row("Service")
+    layout.add(timeseries(
+        "Agent streams", "Agent ingest streams open now, and hosts known.",
+        targets(("sum(tcpscope_service_ingest_streams)", "streams"),
+                ("sum(tcpscope_service_hosts)", "hosts"))), 8, 8)
+    layout.add(timeseries(
+        "Batches by result",
+        "Agent batches per second: applied, or duplicate (resent after a reconnect and "
+        "recognised, so never counted twice).",
+        targets((f"sum by (result) (rate(tcpscope_service_batches_total[{RATE}]))",
+                 "{{result}}")), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Rejected by reason",
+        "Messages and streams the service refused per second: malformed, protocol, "
+        "invalid_hello, invalid_batch, duplicate_host (two agents claim one host name), "
+        "rate_limited, too_many_streams, query_token.",
+        targets((f"sum by (reason) (rate(tcpscope_service_rejected_total[{RATE}]))",
+                 "{{reason}}")), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Event watchers",
+        "Open `tcpscope events --follow` streams (GetEvents with follow), and live events they "
+        "missed per second because they read too slowly.",
+        targets(("sum(tcpscope_service_event_watchers)", "watchers"),
+                (f"sum(rate(tcpscope_service_watch_events_missed_total[{RATE}]))",
+                 "missed events /s"))), 8, 8)
+    layout.add(timeseries(
+        "Host expiry", "Hosts whose series were removed after --host_expiry, per interval.",
+        targets((f"sum(increase(tcpscope_service_hosts_expired_total[{RATE}]))", "expired"))),
+        8, 8)
+    layout.add(timeseries(
+        "Event history", "Events held in memory for `tcpscope events --last/--since` "
+        "(--event_history).",
+        targets(("sum(tcpscope_service_event_history_events)", "events"))), 8, 8)
+    return dashboard("tcpscope-health", "tcpscope / Health",
+                     "tcpscope's own health: agents, event rates and losses, the service's ingest "
+                     "and query side.", layout.numbered())
+
+
+DASHBOARDS = {
+    "tcpscope-fleet-overview.json": fleet_overview,
+    "tcpscope-host.json": host_drill_down,
+    "tcpscope-health.json": health,
+}
+
+
+def render(build):
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="fail (exit 1) when a dashboard file differs from what is generated")
+    args = parser.parse_args()
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = DASHBOARD_DIR / name
+        text = render(build)
+        if args.check:
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            if old != text:
+                stale.append(name)
+                sys.stdout.writelines(difflib.unified_diff(
+                    old.splitlines(True), text.splitlines(True), f"{name} (committed)",
+                    f"{name} (generated)", n=1))
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"\nstale: {', '.join(stale)}; run deploy/grafana/generate_dashboards.py",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
