@@ -368,6 +368,7 @@ def evaluate(prometheus, plan, queries):
             if not isinstance(result, Exception) and any(
                     contains(m, labels) and math.isclose(v, value, abs_tol=1e-9)
                     for m, v in result):
+                report.append(f"{q.where()}: {labels} = {value:g} as expected")
                 break
         else:
             failures.append(f"{candidates[0].where()}: expected {labels} = {value:g}, got "
