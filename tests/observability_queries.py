@@ -4,8 +4,10 @@
   lint   Without Prometheus running: the dashboards are what generate_dashboards.py writes, are
          well-formed Grafana JSON (ids, grid, data source variable, targets), use only metric
          names and labels of the README's metrics table (SPEC.md) and the service's own
-         tcpscope_service_* names, show every SPEC metric somewhere, and every expression parses
-         (`promtool check rules` on a file of them as recording rules).
+         tcpscope_service_* names, show every SPEC metric somewhere; each alert has a severity,
+         summary, description, a runbook with a `tcpscope` command, and promtool tests where
+         it fires and where it does not; every expression parses (`promtool check rules` on a
+         file of them as recording rules).
   check  Against a running Prometheus (tests/observability_integration_test.cc): evaluates every
          dashboard panel target and template variable and every alert rule's expression with
          /api/v1/query, and compares with a plan (JSON): which must return data, which must be
@@ -196,9 +198,36 @@ def lint_names(query, names, errors):
                 errors.append(f"{query.where()}: groups by {label}, which none of its metrics has")
 
 
+def lint_rules(deploy, errors):
+    """Each alert: a severity, summary, description and a runbook naming a `tcpscope` command;
+    and promtool unit tests in alerts_test.yml where it fires and where it stays quiet."""
+    rules = yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    if [g["name"] for g in rules["groups"]] != ["tcpscope"]:
+        errors.append("alerts.yml: expected one rule group, tcpscope")
+    tests = yaml.safe_load((deploy / "prometheus" / "alerts_test.yml").read_text(encoding="utf-8"))
+    firing, quiet = set(), set()
+    for test in tests.get("tests", []):
+        for case in test.get("alert_rule_test", []):
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    for rule in (r for g in rules["groups"] for r in g["rules"] if "alert" in r):
+        name, annotations = rule["alert"], rule.get("annotations", {})
+        if rule.get("labels", {}).get("severity") not in ("warning", "critical"):
+            errors.append(f"alerts.yml: {name}: severity is not warning or critical")
+        for key in ("summary", "description", "runbook"):
+            if not annotations.get(key, "").strip():
+                errors.append(f"alerts.yml: {name}: no {key} annotation")
+        if not re.search(r"`tcpscope [a-z]+", annotations.get("runbook", "")):
+            errors.append(f"alerts.yml: {name}: the runbook names no `tcpscope` command")
+        if name not in firing:
+            errors.append(f"alerts_test.yml: no case where {name} fires")
+        if name not in quiet:
+            errors.append(f"alerts_test.yml: no case where {name} stays quiet")
+
+
 def lint(args):
     deploy = pathlib.Path(args.deploy)
     errors = []
+    lint_rules(deploy, errors)
     generator = deploy / "grafana" / "generate_dashboards.py"
     result = subprocess.run([sys.executable, str(generator), "--check"], capture_output=True,
                             text=True, check=False)

@@ -385,7 +385,8 @@ def host_drill_down():
         "definition": "label_values(tcpscope_agent_up, host)",
         "query": {"query": "label_values(tcpscope_agent_up, host)",
                   "refId": "PrometheusVariableQueryEditor-VariableQuery"},
-        "current": {}, "hide": 0, "includeAll": True, "multi": True, "options": [],
+        "allValue": ".*", "current": {}, "hide": 0, "includeAll": True, "multi": True,
+        "options": [],
         "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 1,
     }
     layout = Layout()
