@@ -250,7 +250,14 @@ def lint(args):
 
     metrics = readme_metrics(pathlib.Path(args.readme))
     spec_families = [name for name, (kind, _) in metrics.items() if kind != "service"]
-    if len(spec_families) != 13:
+    spec = pathlib.Path(args.readme).parent.parent / "shared" / "SPEC.md"  # beside it, as in CI
+    if spec.exists():
+        in_spec = set(re.findall(r"^\| `(tcpscope_\w+)`", spec.read_text(encoding="utf-8"),
+                                 re.MULTILINE))
+        if in_spec != set(spec_families):
+            errors.append(f"README's metrics table differs from SPEC.md's: "
+                          f"{sorted(in_spec ^ set(spec_families))}")
+    elif len(spec_families) != 13:
         errors.append(f"README's metrics table has {len(spec_families)} metrics, SPEC 13")
     names = series_names(metrics)
     queries = dashboard_queries(deploy) + rule_queries(deploy)

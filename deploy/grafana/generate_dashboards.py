@@ -74,6 +74,9 @@ class Layout:
         if self.x + w > 24:
             self._newline()
         panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        legend = panel.get("options", {}).get("legend")
+        if legend is not None and w < 12:  # a narrow panel keeps its width for the graph
+            legend.update({"calcs": [], "displayMode": "list", "placement": "bottom"})
         self.panels.append(panel)
         self.x += w
         self.row_height = max(self.row_height, h)
@@ -144,9 +147,13 @@ def stat(title, description, expr, unit="short", red_from=None):
     }
 
 
-def table(title, description, expr, value_name, link_host=False, unit="short"):
+def table(title, description, expr, value_name, link_host=False, mappings=None):
     """An instant query as a table: one row per series, its labels as columns."""
-    field_defaults = {"unit": unit}
+    field_defaults = {"unit": "short"}
+    if mappings:
+        field_defaults["mappings"] = [{"type": "value", "options": {
+            value: {"text": text, "color": color, "index": i}
+            for i, (value, (text, color)) in enumerate(mappings.items())}}]
     if link_host:
         field_defaults["links"] = [{
             "title": "Host drill-down",
@@ -206,14 +213,14 @@ def overview_panels(s, layout):
         "Handshakes by role",
         "Completed three-way handshakes per second; client: active opens, server: passive.",
         targets((f"sum{s.by('role')}(rate(tcpscope_handshakes_total{s.sel()}[{RATE}]))",
-                 s.legend("{{role}}"))), unit="ops"), 8, 8)
+                 s.legend("{{role}}"))), unit="ops"), 6, 8)
     layout.add(timeseries(
         "Handshake failures by reason",
         "Connects that never reached ESTABLISHED, per second. refused: RST to the SYN (nothing "
         "listens); timeout: SYN retries exhausted; unreachable: ICMP error; reset; other.",
         targets((f"sum{s.by('reason')}"
                  f"(rate(tcpscope_handshake_failures_total{s.sel()}[{RATE}]))",
-                 s.legend("{{reason}}"))), unit="ops", stacked=True), 8, 8)
+                 s.legend("{{reason}}"))), unit="ops", stacked=True), 6, 8)
     ratio = [(failure_ratio(s, RATE), s.legend("failed connects") if s.split else "fleet")]
     if not s.split:
         ratio.append((f"topk(5,\n{failure_ratio(EACH_HOST, RATE)}\n)", "{{host}}"))
@@ -221,14 +228,14 @@ def overview_panels(s, layout):
         "Handshake failure ratio",
         "Failed connects / (failed + completed client handshakes)." +
         ("" if s.split else " The fleet, and the five worst hosts."),
-        targets(*ratio), unit="percentunit"), 8, 8)
+        targets(*ratio), unit="percentunit"), 6, 8)
     layout.add(timeseries(
         "Handshake duration",
         "SYN to ESTABLISHED, 50th and 99th percentile, by role (eBPF source only).",
         targets(*[(f"histogram_quantile({q}, sum{s.by('le', 'role')}"
                    f"(rate(tcpscope_handshake_duration_seconds_bucket{s.sel()}[{RATE}])))",
                    s.legend(f"p{int(q * 100)} {{{{role}}}}")) for q in (0.5, 0.99)]),
-        unit="s"), 12, 8)
+        unit="s"), 6, 8)
 
     layout.row("Closes")
     layout.add(timeseries(
@@ -411,7 +418,8 @@ def health():
                     f"sum(increase(tcpscope_agent_events_lost_total[{RANGE}]))",
                     red_from=1), 6, 4)
     layout.add(table("Agents", "Each host the service knows: 1 connected, 0 disconnected.",
-                     "sort(max by (host) (tcpscope_agent_up))", "up", link_host=True), 8, 9)
+                     "sort(max by (host) (tcpscope_agent_up))", "agent", link_host=True,
+                     mappings={"0": ("down", "red"), "1": ("up", "green")}), 8, 9)
     layout.add(timeseries(
         "Events applied by host", "Events received from each host's agent and applied, per "
         "second.",
