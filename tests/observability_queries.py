@@ -33,7 +33,8 @@ import urllib.request
 import yaml
 
 DATASOURCE_UID = "${datasource}"
-# What the integration test substitutes for Grafana's built-in variables by default.
+# What stands for Grafana's built-in variables unless a plan says otherwise. Every query is
+# evaluated as an instant query: a range panel's latest point.
 DEFAULT_VARIABLES = {"__rate_interval": "30s", "__interval": "1s", "__range": "10m"}
 VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 
@@ -41,12 +42,11 @@ VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 class Query:
     """One expression and where it comes from."""
 
-    def __init__(self, source, name, expr, kind, instant=False):
+    def __init__(self, source, name, expr, kind):
         self.source = source  # file name
         self.name = name      # panel title and refId, variable name, or alert name
         self.expr = expr
         self.kind = kind      # "panel", "variable" or "rule"
-        self.instant = instant
 
     def where(self):
         return f"{self.source}: {self.name}"
@@ -76,7 +76,7 @@ def dashboard_queries(deploy):
         for panel in panels_of(dashboard):
             for target in panel.get("targets", []):
                 queries.append(Query(path.name, f"{panel['title']} [{target['refId']}]",
-                                     target["expr"], "panel", target.get("instant", False)))
+                                     target["expr"], "panel"))
     return queries
 
 
