@@ -69,8 +69,7 @@ absl::string_view AtRiskReasonName(v1::AtRiskReason reason) {
 }
 
 absl::string_view EventKindName(v1::EventKind kind) {
-  static const auto* labels =
-      new EnumLabels(v1::EventKind_descriptor(), "EVENT_KIND_", "unknown");
+  static const auto* labels = new EnumLabels(v1::EventKind_descriptor(), "EVENT_KIND_", "unknown");
   return labels->Name(kind);
 }
 
