@@ -187,13 +187,7 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
     EXPECT_EQ(ErrnoOf(ConnectFrom(network_->a(), network_->b_ipv4(), 1).status()), ECONNREFUSED);
   }
   // A long IPv6 connection with keepalive at A, and one that B closes and A never does.
-  const int v6_port = ListenOnB(network_->b_ipv6());
-  auto [long_client, long_server] = Connect(network_->b_ipv6(), v6_port);
-  ASSERT_GE(long_client, 0);
-  EnableKeepalive(long_client, 600, 60, 9);
-  auto [wait_client, wait_server] = Connect(network_->b_ipv6(), v6_port);
-  ASSERT_GE(wait_client, 0);
-  CloseFd(wait_server);
+  ASSERT_NO_FATAL_FAILURE(OpenLongAndCloseWaitIpv6());
 
   // Two keepalive timeouts at A, one at a time so that Prometheus sees the counter rise: a
   // connection with keepalive (1 s idle, 2 probes 1 s apart) whose path from A is blackholed,

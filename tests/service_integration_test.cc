@@ -85,13 +85,7 @@ TEST_F(ServiceTest, EverySpecMetricHasItsExactValue) {
   ASSERT_NO_FATAL_FAILURE(ShortConnections(network_->b_ipv4(), 3));
   EXPECT_EQ(ErrnoOf(ConnectFrom(network_->a(), network_->b_ipv4(), 1).status()), ECONNREFUSED);
 
-  const int v6_port = ListenOnB(network_->b_ipv6());
-  auto [long_client, long_server] = Connect(network_->b_ipv6(), v6_port);
-  ASSERT_GE(long_client, 0);
-  EnableKeepalive(long_client, 600, 60, 9);
-  auto [wait_client, wait_server] = Connect(network_->b_ipv6(), v6_port);
-  ASSERT_GE(wait_client, 0);
-  CloseFd(wait_server);
+  ASSERT_NO_FATAL_FAILURE(OpenLongAndCloseWaitIpv6());
 
   const int v4_port = ListenOnB(network_->b_ipv4());
   auto [probed_client, probed_server] = Connect(network_->b_ipv4(), v4_port);

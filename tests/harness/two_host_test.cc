@@ -109,6 +109,16 @@ void TwoHostTest::ShortConnections(const std::string& ip, int count) {
   }
 }
 
+void TwoHostTest::OpenLongAndCloseWaitIpv6() {
+  const int port = ListenOnB(network_->b_ipv6());
+  auto [long_client, long_server] = Connect(network_->b_ipv6(), port);
+  ASSERT_GE(long_client, 0);
+  EnableKeepalive(long_client, 600, 60, 9);
+  auto [wait_client, wait_server] = Connect(network_->b_ipv6(), port);
+  ASSERT_GE(wait_client, 0);
+  CloseFd(wait_server);
+}
+
 std::optional<double> TwoHostTest::Value(const std::string& name, const Labels& labels) {
   return MetricValue(stack_->Scrape(), name, labels);
 }

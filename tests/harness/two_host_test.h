@@ -48,6 +48,11 @@ class TwoHostTest : public ::testing::Test {
   // after seeing EOF.
   void ShortConnections(const std::string& ip, int count);
 
+  // Two connections A -> B over IPv6 that stay: one with keepalive on at A (600 s idle, so it
+  // never probes in a test), and one that B closes while A never does (A's end in CLOSE_WAIT,
+  // B's in FIN_WAIT2).
+  void OpenLongAndCloseWaitIpv6();
+
   std::optional<double> Value(const std::string& name, const Labels& labels);
 
   std::unique_ptr<TwoHostNetwork> network_;
