@@ -304,7 +304,12 @@ class Prometheus:
             with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=5) as response:
                 body = json.load(response)
         except urllib.error.HTTPError as e:
-            body = json.load(e)
+            # Prometheus answers errors in JSON, but not while it is still starting (503, text).
+            text = e.read().decode("utf-8", "replace")
+            try:
+                body = json.loads(text)
+            except json.JSONDecodeError:
+                raise RuntimeError(f"{path}: HTTP {e.code}: {text.strip()[:200]}") from e
         except (urllib.error.URLError, OSError) as e:
             raise RuntimeError(f"{path}: {e}") from e
         if body.get("status") != "success":
