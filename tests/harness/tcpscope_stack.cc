@@ -1,6 +1,11 @@
 // Service and agents as subprocesses, with /metrics polling.
 #include "tests/harness/tcpscope_stack.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -40,7 +45,33 @@ absl::Status TcpscopeStack::RestartService() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Waits (at most `timeout`) until 127.0.0.1:port accepts TCP connections.
+absl::Status AwaitListening(int port, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool connected =
+        fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    if (fd >= 0) close(fd);
+    if (connected) return absl::OkStatus();
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("nothing listens on 127.0.0.1:", port));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+}  // namespace
+
 absl::Status TcpscopeStack::WatchEvents() {
+  // The CLI reports an unreachable service and exits: start it once the service listens.
+  if (absl::Status s = AwaitListening(grpc_port_, absl::Seconds(10)); !s.ok()) return s;
   auto watcher = Subprocess::Start({BinaryPath("tcpscope"), "events", "--follow", "-o", "json",
                                     absl::StrCat("--service=127.0.0.1:", grpc_port_)},
                                    absl::StrCat(::testing::TempDir(), "/", name_, "-events.jsonl"));
