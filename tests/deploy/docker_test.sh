@@ -133,7 +133,8 @@ deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb $security bookworm-security main
 EOF
-  rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+  rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
   tar -C "$rootfs" --numeric-owner -c . |
     docker import --change 'CMD ["bash"]' - "$base_image" >/dev/null
   rm -rf "$rootfs"
@@ -176,11 +177,20 @@ docker run -d --name "$service" --network=host "tcpscope-service:$tag" \
   --grpc_listen="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$metrics_port" >/dev/null
 [[ $(docker inspect -f '{{.Config.User}}' "$service") == 10001:10001 ]] ||
   fail "the service image does not run as user 10001"
-# The capabilities the agent needs and nothing else (README, "Capabilities of the agent").
+# The capabilities the agent needs and nothing else (README, "Capabilities of the agent"). Docker
+# before 23 (Debian 12's docker.io) refuses BPF and PERFMON by name; CAP_SYS_ADMIN covers them.
+caps=(SYSLOG SYS_ADMIN SYS_PTRACE NET_ADMIN)
+if docker run --rm --network=none --cap-drop=ALL --cap-add=BPF --cap-add=PERFMON \
+  --entrypoint=true "tcpscope-agent:$tag" >/dev/null 2>"$work/caps.err"; then
+  caps=(BPF PERFMON "${caps[@]}")
+elif grep -q "unknown capability" "$work/caps.err"; then
+  log "this Docker cannot add BPF and PERFMON by name: the agent gets CAP_SYS_ADMIN's cover"
+else
+  fail "docker run --cap-add=BPF: $(cat "$work/caps.err")"
+fi
 containers+=("$agent")
 docker run -d --name "$agent" --network=host --pid=host --cap-drop=ALL \
-  --cap-add=BPF --cap-add=PERFMON --cap-add=SYSLOG --cap-add=SYS_ADMIN --cap-add=SYS_PTRACE \
-  --cap-add=NET_ADMIN "tcpscope-agent:$tag" \
+  "${caps[@]/#/--cap-add=}" "tcpscope-agent:$tag" \
   --service="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$agent_metrics_port" \
   --snapshot_interval=1s >/dev/null
 
@@ -204,7 +214,7 @@ scrape "$agent_metrics_port" | grep -q "^tcpscope_agent_info{.*source=\"ebpf\"" 
 if docker logs "$agent" 2>&1 | grep "without CAP_\|could not drop"; then
   fail "the agent reports a missing capability (above)"
 fi
-log "agent (host $host) connected with the eBPF source"
+log "agent (host $host, capabilities ${caps[*]}) connected with the eBPF source"
 
 handshakes() { metric "$metrics_port" tcpscope_handshakes_total "host=\"$host\",role=\"$1\""; }
 clients_before=$(handshakes client)
