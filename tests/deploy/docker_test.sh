@@ -20,6 +20,8 @@ tag=test
 connections=20
 work=$(mktemp -d "${TMPDIR:-/tmp}/docker_test.XXXXXX")
 dockerd_pid=
+prometheus_pid=
+compose_project=
 containers=()
 timings=()
 
@@ -49,6 +51,8 @@ timed() {  # timed LABEL COMMAND...: runs it, records its duration
 
 cleanup() {
   local status=$?
+  if [[ -n $prometheus_pid ]]; then kill "$prometheus_pid" 2>/dev/null || true; fi
+  if [[ -n $compose_project ]]; then compose_down; fi
   for name in "${containers[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done
   if [[ -n $dockerd_pid ]]; then
     # Untagged leftovers of earlier builds; the tagged images and their layers stay as the cache.
@@ -63,7 +67,7 @@ cleanup() {
 trap cleanup EXIT
 
 [[ $(id -u) == 0 ]] || skip "not root"
-for tool in dockerd debootstrap curl python3; do
+for tool in dockerd debootstrap curl python3 ss; do
   command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
 # Debian's client, which matches Debian's daemon, before any other docker on PATH.
@@ -259,6 +263,61 @@ for name in "$agent" "$service"; do
     fail "$name exited with $(docker inspect -f '{{.State.ExitCode}}' "$name") on SIGTERM"
 done
 timings+=("$(printf '%5d s  %s' $((SECONDS - run_started)) "run, traffic, checks, stop")")
+
+# The Compose stack's service and agent as compose.yaml defines them (its Prometheus and Grafana
+# images would need a registry), scraped by Debian's Prometheus with the stack's prometheus.yml.
+compose_stack() {
+  local prometheus_port
+  docker tag "tcpscope-service:$tag" tcpscope-service:latest
+  docker tag "tcpscope-agent:$tag" tcpscope-agent:latest
+  compose_project=tcpscope-test-$$
+  docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" up -d --no-build \
+    service agent >"$work/compose.log" 2>&1 ||
+    fail "docker-compose up service agent: $(cat "$work/compose.log")"
+  containers+=("${compose_project}_service_1" "${compose_project}_agent_1")
+  compose_agent_up() { [[ $(metric 9700 tcpscope_agent_up "host=\"$host\"") == 1 ]]; }
+  wait_for 30 "the Compose agent's stream to the Compose service" compose_agent_up
+
+  # Its rule file is deploy/prometheus/alerts.yml where that exists; scrapes every second here.
+  prometheus_port=$(free_port)
+  if [[ -f $src/deploy/prometheus/alerts.yml ]]; then
+    sed "s|/etc/prometheus/alerts.yml|$src/deploy/prometheus/alerts.yml|" \
+      "$src/deploy/compose/prometheus.yml"
+  else
+    sed '/^rule_files:/,/^$/d' "$src/deploy/compose/prometheus.yml"
+  fi | sed 's/scrape_interval: 15s/scrape_interval: 1s/' >"$work/prometheus.yml"
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus-data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" >"$work/prometheus.log" 2>&1 &
+  prometheus_pid=$!
+  query() {
+    curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/query" \
+      --data-urlencode "query=$1" || true
+  }
+  scraped() {
+    query 'sum(up{job=~"tcpscope-service|tcpscope-agent"})' | grep -q '"value":\[[0-9.]*,"2"\]' &&
+      query "tcpscope_agent_up{job=\"tcpscope-service\",host=\"$host\"}" | grep -q '"1"\]'
+  }
+  wait_for 30 "Prometheus scraping the Compose service and agent (deploy/compose/prometheus.yml)" \
+    scraped
+  kill "$prometheus_pid"
+  wait "$prometheus_pid" || true
+  prometheus_pid=
+  compose_down
+  compose_project=
+  log "Compose service and agent up; Prometheus scraped both with deploy/compose/prometheus.yml"
+}
+compose_down() {
+  docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" down -v \
+    >/dev/null 2>&1 || true
+}
+if ! command -v docker-compose >/dev/null || ! command -v prometheus >/dev/null; then
+  [[ ${TCPSCOPE_REQUIRE_ROOT_TESTS:-} != 1 ]] || fail "docker-compose or prometheus is not installed"
+  log "NOTE: not starting the Compose stack: docker-compose or prometheus is not installed"
+elif ss -Hltn 'sport = :7700 or sport = :9700 or sport = :9701' | grep -q .; then
+  log "NOTE: not starting the Compose stack: 127.0.0.1:7700, 9700 or 9701 is in use"
+else
+  timed "Compose: service, agent, Prometheus" compose_stack
+fi
 
 log "passed"
 printf 'docker_test: %s\n' "${timings[@]}"
