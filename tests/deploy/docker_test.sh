@@ -265,46 +265,57 @@ done
 timings+=("$(printf '%5d s  %s' $((SECONDS - run_started)) "run, traffic, checks, stop")")
 
 # The Compose stack's service and agent as compose.yaml defines them (its Prometheus and Grafana
-# images would need a registry), scraped by Debian's Prometheus with the stack's prometheus.yml.
+# images would need a registry), scraped by Debian's Prometheus with deploy/prometheus/'s config
+# (the host names that compose.yaml's extra_hosts give it become 127.0.0.1) and alert rules.
 compose_stack() {
-  local prometheus_port
+  local prometheus_dir=$src/deploy/prometheus prometheus_port
   docker tag "tcpscope-service:$tag" tcpscope-service:latest
   docker tag "tcpscope-agent:$tag" tcpscope-agent:latest
   compose_project=tcpscope-test-$$
   docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" up -d --no-build \
-    service agent >"$work/compose.log" 2>&1 ||
-    fail "docker-compose up service agent: $(cat "$work/compose.log")"
-  containers+=("${compose_project}_service_1" "${compose_project}_agent_1")
+    tcpscope-service tcpscope-agent >"$work/compose.log" 2>&1 ||
+    fail "docker-compose up: $(cat "$work/compose.log")"
+  containers+=("${compose_project}_tcpscope-service_1" "${compose_project}_tcpscope-agent_1")
   compose_agent_up() { [[ $(metric 9700 tcpscope_agent_up "host=\"$host\"") == 1 ]]; }
   wait_for 30 "the Compose agent's stream to the Compose service" compose_agent_up
 
-  # Its rule file is deploy/prometheus/alerts.yml where that exists; scrapes every second here.
-  prometheus_port=$(free_port)
-  if [[ -f $src/deploy/prometheus/alerts.yml ]]; then
-    sed "s|/etc/prometheus/alerts.yml|$src/deploy/prometheus/alerts.yml|" \
-      "$src/deploy/compose/prometheus.yml"
+  mkdir -p "$work/prometheus"
+  if [[ -f $prometheus_dir/prometheus.yml ]]; then
+    cp "$prometheus_dir"/*.yml "$work/prometheus/"
   else
-    sed '/^rule_files:/,/^$/d' "$src/deploy/compose/prometheus.yml"
-  fi | sed 's/scrape_interval: 15s/scrape_interval: 1s/' >"$work/prometheus.yml"
-  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prometheus-data" \
-    --web.listen-address="127.0.0.1:$prometheus_port" >"$work/prometheus.log" 2>&1 &
+    log "NOTE: deploy/prometheus/ has no prometheus.yml yet; using tests/deploy's placeholder"
+    cp "$src/tests/deploy/placeholder_prometheus.yml" "$work/prometheus/prometheus.yml"
+    cp "$src/tests/deploy/placeholder_alerts.yml" "$work/prometheus/alerts.yml"
+  fi
+  sed -i -e 's/\(tcpscope-service\|tcpscope-agent\|localhost\):\([0-9]\)/127.0.0.1:\2/g' \
+    -e 's/scrape_interval: 15s/scrape_interval: 1s/' "$work/prometheus/prometheus.yml"
+  prometheus_port=$(free_port)
+  prometheus --config.file="$work/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$work/prometheus-data" --web.listen-address="127.0.0.1:$prometheus_port" \
+    >"$work/prometheus.log" 2>&1 &
   prometheus_pid=$!
   query() {
-    curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/query" \
-      --data-urlencode "query=$1" || true
+    curl -sf --max-time 5 "http://127.0.0.1:$prometheus_port/api/v1/$1" ${2:+--data-urlencode "$2"} ||
+      true
   }
   scraped() {
-    query 'sum(up{job=~"tcpscope-service|tcpscope-agent"})' | grep -q '"value":\[[0-9.]*,"2"\]' &&
-      query "tcpscope_agent_up{job=\"tcpscope-service\",host=\"$host\"}" | grep -q '"1"\]'
+    query query 'query=sum(up{job=~"tcpscope-service|tcpscope-agent"})' |
+      grep -q '"value":\[[0-9.]*,"2"\]' &&
+      query query "query=tcpscope_agent_up{job=\"tcpscope-service\",host=\"$host\"}" |
+      grep -q '"1"\]'
   }
-  wait_for 30 "Prometheus scraping the Compose service and agent (deploy/compose/prometheus.yml)" \
-    scraped
+  wait_for 30 "Prometheus scraping the Compose service and agent" scraped
+  local groups
+  groups=$(query rules | python3 -c 'import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+print(sum(len(g["rules"]) for g in groups))')
+  ((groups > 0)) || fail "Prometheus loaded no alert rules: $(tail -n 5 "$work/prometheus.log")"
   kill "$prometheus_pid"
   wait "$prometheus_pid" || true
   prometheus_pid=
   compose_down
   compose_project=
-  log "Compose service and agent up; Prometheus scraped both with deploy/compose/prometheus.yml"
+  log "Compose service and agent up; Prometheus scraped both, alert rules loaded: $groups"
 }
 compose_down() {
   docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" down -v \

@@ -3,8 +3,8 @@
 # `kubectl kustomize deploy/kubernetes` renders as committed and the PrometheusRule matches
 # deploy/prometheus/alerts.yml; then, on a copy of deploy/ where dashboards, Grafana provisioning or
 # alert rules are still missing (they come from another change) and get placeholders, the rendered
-# objects and `docker-compose config` are checked by validate_manifests.py, Prometheus's Compose
-# config by promtool, and the YAML written here by yamllint.
+# objects and `docker-compose config` are checked by validate_manifests.py, the Prometheus config
+# by promtool, and the YAML written here by yamllint.
 # Needs kubectl, docker-compose, yamllint, promtool and PyYAML (scripts/setup): skips loudly
 # without them, fails instead where TCPSCOPE_REQUIRE_ROOT_TESTS=1 (CI).
 set -euo pipefail
@@ -48,7 +48,7 @@ cp -r "$src/deploy" "$work/deploy"
 deploy=$work/deploy
 placeholders=()
 if ! compgen -G "$deploy/grafana/dashboards/*.json" >/dev/null; then
-  placeholders+=(grafana/dashboards/placeholder.json)
+  placeholders+=("grafana/dashboards/*.json")
   mkdir -p "$deploy/grafana/dashboards"
   echo '{"title": "placeholder", "uid": "placeholder", "panels": []}' \
     >"$deploy/grafana/dashboards/placeholder.json"
@@ -64,24 +64,19 @@ fi
 if [[ ! -d $deploy/grafana/provisioning ]]; then
   placeholders+=(grafana/provisioning/)
   mkdir -p "$deploy/grafana/provisioning/datasources" "$deploy/grafana/provisioning/dashboards"
-  printf 'apiVersion: 1\ndatasources:\n  - {name: Prometheus, type: prometheus, uid: prometheus, url: "http://prometheus:9090"}\n' \
+  printf 'apiVersion: 1\ndatasources:\n  - {name: Prometheus, type: prometheus, url: "http://prometheus:9090"}\n' \
     >"$deploy/grafana/provisioning/datasources/prometheus.yml"
-  printf 'apiVersion: 1\nproviders:\n  - {name: tcpscope, type: file, options: {path: "$TCPSCOPE_DASHBOARDS"}}\n' \
+  printf 'apiVersion: 1\nproviders:\n  - {name: tcpscope, type: file, options: {path: /var/lib/grafana/dashboards/tcpscope}}\n' \
     >"$deploy/grafana/provisioning/dashboards/tcpscope.yml"
+fi
+if [[ ! -f $deploy/prometheus/prometheus.yml ]]; then
+  placeholders+=(prometheus/prometheus.yml)
+  mkdir -p "$deploy/prometheus"
+  cp "$here/placeholder_prometheus.yml" "$deploy/prometheus/prometheus.yml"
 fi
 if [[ ! -f $deploy/prometheus/alerts.yml ]]; then
   placeholders+=(prometheus/alerts.yml)
-  mkdir -p "$deploy/prometheus"
-  cat >"$deploy/prometheus/alerts.yml" <<'EOF'
-groups:
-  - name: placeholder
-    rules:
-      - alert: TcpscopeAgentDown
-        expr: tcpscope_agent_up == 0
-        for: 5m
-        annotations:
-          runbook: placeholder
-EOF
+  cp "$here/placeholder_alerts.yml" "$deploy/prometheus/alerts.yml"
   "$python" "$deploy/kubernetes/generate-prometheusrule"
 fi
 if ((${#placeholders[@]})); then
@@ -96,15 +91,13 @@ docker-compose -f "$deploy/compose/compose.yaml" config >"$work/compose.yaml" ||
   fail "docker-compose config (with placeholders)"
 validate compose "$work/compose.yaml" --deploy "$deploy" || fail "Compose services (above)"
 
-# Prometheus's config as the container sees it: the rule file at its mounted path.
-sed "s|/etc/prometheus/alerts.yml|$deploy/prometheus/alerts.yml|" "$deploy/compose/prometheus.yml" \
-  >"$work/prometheus.yml"
-promtool check config "$work/prometheus.yml" >"$work/promtool.out" 2>&1 ||
-  fail "promtool check config deploy/compose/prometheus.yml: $(cat "$work/promtool.out")"
+promtool check config "$deploy/prometheus/prometheus.yml" >"$work/promtool.out" 2>&1 ||
+  fail "promtool check config deploy/prometheus/prometheus.yml: $(cat "$work/promtool.out")"
 
 # 3. The YAML written for deploy (not the generated PrometheusRule, nor other changes' files).
 yamllint -s -d '{extends: default, rules: {line-length: {max: 100}, document-start: disable}}' \
   "$src"/deploy/kubernetes/{kustomization,namespace,service,agent,monitoring}.yaml \
-  "$src"/deploy/compose/*.y*ml "$src/deploy/grafana/kustomization.yaml" || fail "yamllint (above)"
+  "$src/deploy/compose/compose.yaml" "$src/deploy/grafana/kustomization.yaml" "$here"/*.yml ||
+  fail "yamllint (above)"
 
 echo "manifests_test: passed"

@@ -375,9 +375,19 @@ def expand(value, environment):
                   lambda m: str(environment.get(m.group(1) or m.group(2), m.group(0))), value)
 
 
+def loopback_names(service):
+    """Host names that reach the host's loopback from a container on the host's network."""
+    names = {"localhost", "127.0.0.1"}
+    for entry in service.get("extra_hosts") or []:
+        name, _, address = entry.partition(":")
+        if address == "127.0.0.1":
+            names.add(name)
+    return names
+
+
 def check_compose(config, source, deploy):
     services = config.get("services") or {}
-    for name in ("service", "agent", "prometheus", "grafana"):
+    for name in ("tcpscope-service", "tcpscope-agent", "prometheus", "grafana"):
         if name not in services:
             problem("compose", f"no service {name}")
     if problems:
@@ -389,6 +399,8 @@ def check_compose(config, source, deploy):
             problem(where, "no image")
         if service.get("privileged"):
             problem(where, "privileged (refused on these machines, and not needed)")
+        if service.get("network_mode") != "host":
+            problem(where, "every container is on the host's network (compose.yaml's header)")
         for host_path, _ in compose_mounts(service):
             if not pathlib.Path(host_path).exists() and not host_path.startswith("/run/"):
                 problem(where, f"bind mount source {host_path} does not exist")
@@ -403,20 +415,21 @@ def check_compose(config, source, deploy):
             if build.get("target") not in stages:
                 problem(where, f"build target {build.get('target')!r} is no stage of {dockerfile}")
 
-    agent = services["agent"]
-    needed = agent_capabilities(source) - COVERED_BY_SYS_ADMIN
+    agent = services["tcpscope-agent"]
+    kept = agent_capabilities(source)
+    needed = kept - COVERED_BY_SYS_ADMIN
     added = set(agent.get("cap_add") or [])
     if not needed <= added or "SYS_ADMIN" not in added:
         problem("compose agent", f"cap_add {sorted(added)} lacks {sorted(needed - added)}")
-    if added - agent_capabilities(source):
-        problem("compose agent", f"cap_add {sorted(added - agent_capabilities(source))} is more "
-                                 "than the agent keeps")
+    if added - kept:
+        problem("compose agent", f"cap_add {sorted(added - kept)} is more than the agent keeps")
     if "ALL" not in (agent.get("cap_drop") or []):
         problem("compose agent", "cap_drop should be [ALL]")
-    if agent.get("pid") != "host" or agent.get("network_mode") != "host":
-        problem("compose agent", "needs pid: host and network_mode: host")
+    if agent.get("pid") != "host":
+        problem("compose agent", "needs pid: host")
 
-    # Prometheus scrapes what the service and the agent listen on, and loads the alert rules.
+    # Prometheus (deploy/prometheus/prometheus.yml) scrapes what the service and the agent listen
+    # on, under the job names the Kubernetes monitors give, and loads deploy/prometheus/alerts.yml.
     prometheus = services["prometheus"]
     mounts = compose_mounts(prometheus)
     config_flag = next((a.split("=", 1)[1] for a in prometheus.get("command") or []
@@ -425,16 +438,28 @@ def check_compose(config, source, deploy):
     if not config_path or not config_path.exists():
         problem("compose prometheus", f"{config_flag} is not mounted from an existing file")
         return
-    prometheus_config = yaml.safe_load(config_path.read_text())
-    targets = {t for job in prometheus_config.get("scrape_configs") or []
-               for sc in job.get("static_configs") or [] for t in sc.get("targets") or []}
-    for name, listen in (("service", flag(services["service"], "metrics_listen")),
-                         ("agent", flag(agent, "metrics_listen"))):
-        if listen not in targets:
-            problem("compose prometheus", f"does not scrape the {name}'s --metrics_listen "
-                                          f"{listen} (targets {sorted(targets)})")
+    if config_path.resolve() != (deploy / "prometheus" / "prometheus.yml").resolve():
+        problem("compose prometheus", f"{config_flag} is not deploy/prometheus/prometheus.yml")
+    prometheus_config = yaml.safe_load(config_path.read_text()) or {}
+    reachable = loopback_names(prometheus)
+    jobs = {}
+    for job in prometheus_config.get("scrape_configs") or []:
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = target.rpartition(":")
+                if host in reachable:
+                    jobs.setdefault(job.get("job_name"), set()).add(f"127.0.0.1:{port}")
+    for job, name, required in (("tcpscope-service", "tcpscope-service", True),
+                                ("tcpscope-agent", "tcpscope-agent", False)):
+        listen = flag(services[name], "metrics_listen")
+        if job not in jobs and not required:
+            continue
+        if listen not in jobs.get(job, set()):
+            problem("compose prometheus", f"job {job} does not scrape {name}'s --metrics_listen "
+                    f"{listen} (reachable targets by job: {jobs}; extra_hosts {sorted(reachable)})")
     for rule_file in prometheus_config.get("rule_files") or []:
-        host_path = container_path(mounts, rule_file)
+        inside = str(pathlib.PurePosixPath(config_flag).parent / rule_file)
+        host_path = container_path(mounts, inside)
         if not host_path or host_path.resolve() != (deploy / "prometheus" / "alerts.yml").resolve():
             problem("compose prometheus", f"rule file {rule_file} is not deploy/prometheus/alerts.yml")
     listen = next((a.split("=", 1)[1] for a in prometheus.get("command") or []
@@ -447,28 +472,29 @@ def check_compose(config, source, deploy):
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
     provisioning = container_path(mounts, "/etc/grafana/provisioning")
-    dashboards = container_path(mounts, environment.get("TCPSCOPE_DASHBOARDS", "/nonexistent"))
     if not provisioning or provisioning.resolve() != (deploy / "grafana" / "provisioning").resolve():
         problem("compose grafana", "/etc/grafana/provisioning is not deploy/grafana/provisioning")
         return
-    if not dashboards or dashboards.resolve() != (deploy / "grafana" / "dashboards").resolve():
-        problem("compose grafana", "$TCPSCOPE_DASHBOARDS is not deploy/grafana/dashboards")
-    hosts = {"localhost", "127.0.0.1"} | {h.split(":")[0] for h in grafana.get("extra_hosts") or []}
+    reachable = loopback_names(grafana)
     for path in sorted(provisioning.glob("datasources/*.y*ml")):
         for source_ in (yaml.safe_load(path.read_text()) or {}).get("datasources") or []:
             if source_.get("type") != "prometheus":
                 continue
             url = urllib.parse.urlsplit(expand(str(source_.get("url", "")), environment))
-            if url.hostname not in hosts or str(url.port or 80) != listen.rsplit(":", 1)[1]:
+            if url.hostname not in reachable or str(url.port or 80) != listen.rsplit(":", 1)[1]:
                 problem(f"compose grafana {path.name}", f"data source URL {source_.get('url')} "
                         f"does not reach Prometheus ({listen}) from the Grafana container")
+    providers = 0
     for path in sorted(provisioning.glob("dashboards/*.y*ml")):
         for provider in (yaml.safe_load(path.read_text()) or {}).get("providers") or []:
             folder = expand(str((provider.get("options") or {}).get("path", "")), environment)
             host_folder = container_path(mounts, folder)
-            if not host_folder or not host_folder.is_dir():
-                problem(f"compose grafana {path.name}", f"provider path {folder} is not mounted "
-                        "(compose.yaml mounts deploy/grafana/dashboards at $TCPSCOPE_DASHBOARDS)")
+            if not host_folder or host_folder.resolve() != (deploy / "grafana" / "dashboards").resolve():
+                problem(f"compose grafana {path.name}", f"provider path {folder} is not where "
+                        "compose.yaml mounts deploy/grafana/dashboards")
+            providers += 1
+    if not providers:
+        problem("compose grafana", "deploy/grafana/provisioning/dashboards provides no dashboards")
 
 
 def main():
