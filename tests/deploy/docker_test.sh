@@ -20,6 +20,8 @@ tag=test
 connections=20
 work=$(mktemp -d "${TMPDIR:-/tmp}/docker_test.XXXXXX")
 dockerd_pid=
+netns=
+netns_pid=
 prometheus_pid=
 compose_project=
 containers=()
@@ -52,6 +54,8 @@ timed() {  # timed LABEL COMMAND...: runs it, records its duration
 cleanup() {
   local status=$?
   if [[ -n $prometheus_pid ]]; then kill "$prometheus_pid" 2>/dev/null || true; fi
+  if [[ -n $netns_pid ]]; then kill "$netns_pid" 2>/dev/null || true; fi
+  if [[ -n $netns ]]; then ip netns del "$netns" 2>/dev/null || true; fi
   if [[ -n $compose_project ]]; then compose_down; fi
   for name in "${containers[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done
   if [[ -n $dockerd_pid ]]; then
@@ -67,7 +71,7 @@ cleanup() {
 trap cleanup EXIT
 
 [[ $(id -u) == 0 ]] || skip "not root"
-for tool in dockerd debootstrap curl python3 ss; do
+for tool in dockerd debootstrap curl python3 ss ip; do
   command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
 # Debian's client, which matches Debian's daemon, before any other docker on PATH.
@@ -175,9 +179,12 @@ host=$(hostname)
 service=tcpscope-test-service-$$
 agent=tcpscope-test-agent-$$
 
+# Both as the Kubernetes manifests run them: read-only root, no privilege escalation for the
+# service, all capabilities dropped but the agent's.
 run_started=$SECONDS
 containers+=("$service")
-docker run -d --name "$service" --network=host "tcpscope-service:$tag" \
+docker run -d --name "$service" --network=host --read-only --cap-drop=ALL \
+  --security-opt=no-new-privileges "tcpscope-service:$tag" \
   --grpc_listen="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$metrics_port" >/dev/null
 [[ $(docker inspect -f '{{.Config.User}}' "$service") == 10001:10001 ]] ||
   fail "the service image does not run as user 10001"
@@ -193,7 +200,7 @@ else
   fail "docker run --cap-add=BPF: $(cat "$work/caps.err")"
 fi
 containers+=("$agent")
-docker run -d --name "$agent" --network=host --pid=host --cap-drop=ALL \
+docker run -d --name "$agent" --network=host --pid=host --read-only --cap-drop=ALL \
   "${caps[@]/#/--cap-add=}" "tcpscope-agent:$tag" \
   --service="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$agent_metrics_port" \
   --snapshot_interval=1s >/dev/null
@@ -256,6 +263,37 @@ exact() { [[ $(events handshake) == $((2 * connections)) && $(events close) == $
 wait_for 20 "exactly $((2 * connections)) handshake and close events on port $traffic_port" exact
 log "service counted the connections: handshakes client $clients_before -> $(handshakes client)," \
   "server $servers_before -> $(handshakes server); $((2 * connections)) handshake and close events"
+
+# A connection held open in another network namespace shows in the snapshots: the agent reaches
+# it through the host's /proc (--pid=host) with CAP_SYS_ADMIN and CAP_SYS_PTRACE.
+netns=tcpscope-docker-test-$$
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+ip netns exec "$netns" python3 -c '
+import socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+open(sys.argv[1], "w").write(str(listener.getsockname()[1]))
+time.sleep(60)' "$work/netns_port" &
+netns_pid=$!
+wait_for 10 "the connection in $netns" test -s "$work/netns_port"
+netns_inode=$(stat -L -c %i "/run/netns/$netns")
+in_netns() {
+  docker exec "$service" tcpscope connections --service="127.0.0.1:$grpc_port" \
+    --port="$(cat "$work/netns_port")" -o json | python3 -c 'import json, sys
+ends = json.load(sys.stdin).get("connections", [])
+sys.exit(0 if sum(e["connection"]["origin"].get("netns_inode") == sys.argv[1] for e in ends) == 2 else 1)' \
+    "$netns_inode"
+}
+wait_for 15 "both ends of the connection in $netns (netns inode $netns_inode) in the snapshots" in_netns
+log "both ends of a connection in network namespace $netns are in the service's connection table"
+kill "$netns_pid"
+netns_pid=
+ip netns del "$netns"
+netns=
 
 docker stop -t 10 "$agent" "$service" >/dev/null
 for name in "$agent" "$service"; do
