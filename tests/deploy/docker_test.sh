@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Proof that the container images build and run: builds deploy/docker/Dockerfile's targets on a
 # Debian base image made here (debootstrap + docker import: no registry is needed), runs the
-# service and the agent (explicit --cap-add, never --privileged) on the host network, makes TCP
-# connections on the host's loopback and checks that the service counts them: its /metrics, and
-# exactly, the CLI inside the service image. Prints how long each step took.
+# service and the agent (explicit --cap-add, never --privileged; read-only) on the host network,
+# makes TCP connections on the host's loopback and checks that the service counts them (its
+# /metrics, and exactly, the CLI inside the service image), that a connection in another network
+# namespace reaches the snapshots, and that deploy/compose/compose.yaml's service and agent come up
+# and are scraped by Debian's Prometheus with deploy/prometheus/'s config. Prints each step's time.
 #
 # Needs root, docker.io and debootstrap (scripts/setup); skips loudly without them, fails instead
 # where TCPSCOPE_REQUIRE_ROOT_TESTS=1. Uses a running Docker daemon if there is one; otherwise starts
@@ -11,12 +13,13 @@
 # TCPSCOPE_DOCKER_ROOT (default /var/lib/tcpscope-docker, kept: the base image and the layer cache
 # make the next run fast), no bridge and no iptables rules (nothing on the host's network changes).
 # TCPSCOPE_DOCKER_REBUILD_BASE=1 makes the base image again.
+# shellcheck disable=SC2317  # functions called through wait_for and traps
 set -euo pipefail
 
 src=${TCPSCOPE_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 docker_root=${TCPSCOPE_DOCKER_ROOT:-/var/lib/tcpscope-docker}
 base_image=tcpscope-test-base:bookworm
-tag=test
+tag="test"
 connections=20
 work=$(mktemp -d "${TMPDIR:-/tmp}/docker_test.XXXXXX")
 dockerd_pid=
