@@ -64,9 +64,14 @@ bool CanLoadBpf(uint64_t effective) {
 }
 
 std::vector<std::string> MissingCapabilities(uint64_t effective) {
+  // The kernel grants CAP_BPF's and CAP_PERFMON's operations to CAP_SYS_ADMIN as well, and Docker
+  // before 23 (Debian 12's docker.io) cannot add them by name: with CAP_SYS_ADMIN nothing is lost.
+  const bool sys_admin = (effective & (1ULL << CAP_SYS_ADMIN)) != 0;
   std::vector<std::string> missing;
   for (const Capability& capability : NeededCapabilities()) {
-    if ((effective & (1ULL << capability.number)) == 0) {
+    const bool covered =
+        sys_admin && (capability.number == CAP_BPF || capability.number == CAP_PERFMON);
+    if ((effective & (1ULL << capability.number)) == 0 && !covered) {
       missing.push_back(absl::StrCat(capability.name, " (", capability.why, ")"));
     }
   }

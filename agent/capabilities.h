@@ -33,7 +33,8 @@ uint64_t EffectiveCapabilities();
 // Whether `effective` allows loading eBPF programs: CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN.
 bool CanLoadBpf(uint64_t effective);
 
-// The needed capabilities this process lacks, as "CAP_X (why)" lines.
+// The needed capabilities this process lacks, as "CAP_X (why)" lines. CAP_BPF and CAP_PERFMON
+// are not missing where CAP_SYS_ADMIN is effective.
 std::vector<std::string> MissingCapabilities(uint64_t effective);
 
 // Drops every capability but the needed ones from all sets of the calling thread (and, through

@@ -47,6 +47,13 @@ TEST(CapabilitiesTest, MissingOnesAreNamedWithTheirReason) {
   const std::vector<std::string> missing = MissingCapabilities(NeededMask() & ~(1ULL << 34));
   ASSERT_EQ(missing.size(), 1u);
   EXPECT_TRUE(absl::StartsWith(missing[0], "CAP_SYSLOG (read tcp_keepalive_timer")) << missing[0];
+  // CAP_SYS_ADMIN covers CAP_BPF and CAP_PERFMON (Docker before 23 cannot add them by name).
+  EXPECT_TRUE(MissingCapabilities(NeededMask() & ~(1ULL << 38) & ~(1ULL << 39)).empty());
+  const std::vector<std::string> without_admin =
+      MissingCapabilities(NeededMask() & ~(1ULL << 21) & ~(1ULL << 39));
+  ASSERT_EQ(without_admin.size(), 2u);
+  EXPECT_TRUE(absl::StartsWith(without_admin[0], "CAP_BPF (")) << without_admin[0];
+  EXPECT_TRUE(absl::StartsWith(without_admin[1], "CAP_SYS_ADMIN (")) << without_admin[1];
   EXPECT_TRUE(CanLoadBpf(1ULL << 21));                   // CAP_SYS_ADMIN
   EXPECT_TRUE(CanLoadBpf((1ULL << 38) | (1ULL << 39)));  // CAP_PERFMON + CAP_BPF
   EXPECT_FALSE(CanLoadBpf(1ULL << 39));
