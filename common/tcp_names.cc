@@ -68,6 +68,17 @@ absl::string_view AtRiskReasonName(v1::AtRiskReason reason) {
   return labels->Name(reason);
 }
 
+absl::string_view HalfOpenReasonName(v1::HalfOpenReason reason) {
+  static const auto* labels =
+      new EnumLabels(v1::HalfOpenReason_descriptor(), "HALF_OPEN_", "none");
+  return labels->Name(reason);
+}
+
+absl::string_view PairingName(v1::Pairing pairing) {
+  static const auto* labels = new EnumLabels(v1::Pairing_descriptor(), "PAIRING_", "none");
+  return labels->Name(pairing);
+}
+
 absl::string_view EventKindName(v1::EventKind kind) {
   static const auto* labels = new EnumLabels(v1::EventKind_descriptor(), "EVENT_KIND_", "unknown");
   return labels->Name(kind);

@@ -20,6 +20,10 @@ absl::string_view HandshakeFailureReasonName(v1::HandshakeFailureReason reason);
 absl::string_view SourceKindName(v1::SourceKind kind);  // "ebpf", "sock_diag", "replay"
 // "idle_no_keepalive", "keepalive_probing", "close_wait_stale"; "none" when not at risk.
 absl::string_view AtRiskReasonName(v1::AtRiskReason reason);
+// "peer_closed", "peer_rebooted", "peer_host_down"; "none" when not half-open.
+absl::string_view HalfOpenReasonName(v1::HalfOpenReason reason);
+// "paired", "unpaired", "local", "ambiguous"; "none" when not examined.
+absl::string_view PairingName(v1::Pairing pairing);
 // "handshake", "handshake_failed", "close", "keepalive_probe", ...
 absl::string_view EventKindName(v1::EventKind kind);
 

@@ -52,6 +52,7 @@ void EventTotals::Count(const v1::Event& event) {
       ++keepalive_timeouts;
       break;
     case v1::Event::kKeepaliveAnswered:
+    case v1::Event::kHalfOpen:  // the service's own finding, counted by the pair index
     case v1::Event::KIND_NOT_SET:
       break;
   }

@@ -20,6 +20,8 @@ v1::EventKind KindOf(const v1::Event& event) {
       return v1::EVENT_KIND_KEEPALIVE_TIMEOUT;
     case v1::Event::kKeepaliveAnswered:
       return v1::EVENT_KIND_KEEPALIVE_ANSWERED;
+    case v1::Event::kHalfOpen:
+      return v1::EVENT_KIND_HALF_OPEN;
     case v1::Event::KIND_NOT_SET:
       break;
   }

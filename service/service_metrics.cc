@@ -233,6 +233,7 @@ void HostMetrics::CountEvent(const v1::Event& event) {
       Timeouts(event.role()).Increment();
       break;
     case v1::Event::kKeepaliveAnswered:  // an event to watch, not a SPEC series
+    case v1::Event::kHalfOpen:           // never from an agent (refused by validation)
       break;
     case v1::Event::KIND_NOT_SET:
       break;
