@@ -174,8 +174,8 @@ absl::Status ApplyHalfOpenReason(const Invocation& invocation,
   if (invocation.Given("reason")) {
     return BadFlag(
         "half_open_reason", value,
-        absl::StrCat("keeps half_open events only, --reason=", absl::GetFlag(FLAGS_reason),
-                     " closes or handshake failures only; give one of them"));
+        absl::StrCat("keeps half_open events only and --reason=", absl::GetFlag(FLAGS_reason),
+                     " closes or handshake failures only, so nothing would match; give one"));
   }
   filter->set_half_open_reason(*reason);
   return absl::OkStatus();
