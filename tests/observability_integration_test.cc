@@ -208,6 +208,11 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
   EXPECT_EQ(ServiceValue("tcpscope_connections_at_risk",
                          {{"host", kA}, {"reason", "close_wait_stale"}}, 1),
             1);
+  // A's kernel killed both probed ends without a word to B (the path is blackholed): B's two
+  // server ends are half-open, and the service says so while B's agent still reports them.
+  EXPECT_EQ(
+      ServiceValue("tcpscope_connections_half_open", {{"host", kB}, {"reason", "peer_closed"}}, 2),
+      2);
 
   // B's agent goes away: host-b stays known with tcpscope_agent_up 0; its snapshot gauges go.
   ASSERT_EQ(stack_->agent(kB).Stop(), 0);
@@ -216,10 +221,10 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
   // Every panel and variable has data ($host: host-a); the scenario's numbers are exact: A holds
   // 1 established (keepalive on), 1 CLOSE_WAIT (stale) and 5 TIME_WAIT (A closed the 5 short
   // connections first); 9 client handshakes, 8 refused, 2 keepalive timeouts after 4 probes.
-  // No connection is half-open (B's agent stopped moments ago, sooner than the service's
-  // --peer_down_after, so A's connections to B are not peer_host_down yet):
-  // the half-open gauge is 0 for every reason, the detections panel shows its zeros although
-  // the counter has no series, and TcpscopeHalfOpenConnections has nothing to say.
+  // B's two half-open ends were found once each; with B's agent gone their gauges went, and A
+  // has none (B's agent stopped moments ago, sooner than the service's --peer_down_after, so
+  // A's connections to B are not peer_host_down yet): the half-open gauge is 0 for every
+  // reason and TcpscopeHalfOpenConnections has nothing to say.
   Check("after the scenario", R"json({
     "name": "after the scenario", "timeout_seconds": 20, "every_panel_has_data": true,
     "variables": {"host": "host-a"},
@@ -262,10 +267,12 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
       {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open connections by reason",
        "labels": {"reason": "peer_host_down"}, "value": 0},
       {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open detections",
-       "labels": {"reason": "peer_closed"}, "value": 0},
+       "labels": {"reason": "peer_rebooted"}, "value": 0},
       {"dashboard": "tcpscope-host.json", "panel": "Half-open connections by reason",
        "labels": {"host": "host-a", "reason": "peer_host_down"}, "value": 0},
-      {"query": "count(tcpscope_half_open_detected_total) or vector(0)", "value": 0},
+      {"query": "sum(tcpscope_half_open_detected_total{host=\"host-b\",reason=\"peer_closed\"})",
+       "value": 2},
+      {"query": "count(tcpscope_half_open_detected_total)", "value": 1},
       {"dashboard": "tcpscope-fleet-overview.json",
        "panel": "Keepalive on established connections", "labels": {"keepalive": "on"}, "value": 1},
       {"dashboard": "tcpscope-fleet-overview.json",
