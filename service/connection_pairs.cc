@@ -205,20 +205,31 @@ void ConnectionPairs::Connected(const std::shared_ptr<const std::string>& host,
 
 void ConnectionPairs::Apply(const std::shared_ptr<const std::string>& host, const v1::Batch& batch,
                             std::shared_ptr<const v1::Snapshot> snapshot, absl::Time now) {
+  // A close ends its end now, more precisely than the next snapshot could. Keys are made
+  // before locking, and a batch without closes or snapshot does not lock at all.
+  struct Closed {
+    std::pair<TupleKey, int> key;
+    uint64_t connection_id;
+    absl::Time at;
+  };
+  std::vector<Closed> closes;
+  for (const v1::Event& event : batch.events()) {
+    if (!event.has_close()) continue;
+    if (auto key = KeyOf(event.endpoints()); key.has_value()) {
+      closes.push_back({*key, event.connection_id(), FromUnixNanos(event.time_unix_ns())});
+    }
+  }
+  if (closes.empty() && snapshot == nullptr) return;
   Findings findings;
   {
     absl::MutexLock lock(&mu_);
     HostRecord& record = RecordOf(host);
-    // A close ends its end now, more precisely than the next snapshot could.
-    for (const v1::Event& event : batch.events()) {
-      if (!event.has_close()) continue;
-      const auto key = KeyOf(event.endpoints());
-      if (!key.has_value()) continue;
-      auto it = index_->entries.find(key->first);
+    for (const Closed& close : closes) {
+      auto it = index_->entries.find(close.key.first);
       if (it == index_->entries.end()) continue;
-      for (End& end : it->second.sides[key->second]) {
-        if (end.host == record.name && end.connection_id == event.connection_id() && !end.lost) {
-          end.Lose(FromUnixNanos(event.time_unix_ns()), v1::HALF_OPEN_PEER_CLOSED);
+      for (End& end : it->second.sides[close.key.second]) {
+        if (*end.host == *record.name && end.connection_id == close.connection_id && !end.lost) {
+          end.Lose(close.at, v1::HALF_OPEN_PEER_CLOSED);
         }
       }
     }
@@ -246,7 +257,7 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
     if (!key.has_value()) continue;
     auto& side = index_->entries[key->first].sides[key->second];
     auto it = std::find_if(side.begin(), side.end(),
-                           [&](const End& end) { return end.host == host.name; });
+                           [&](const End& end) { return *end.host == *host.name; });
     if (it != side.end() && it->connection_id != connection.connection_id()) {
       // The tuple's earlier connection is over; this is a new one.
       SetHalfOpen(*it, v1::HALF_OPEN_REASON_UNSPECIFIED, nullptr, absl::Time(), now, findings);
@@ -271,7 +282,7 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
     auto entry = index_->entries.find(key);
     if (entry == index_->entries.end()) continue;
     for (End& end : entry->second.sides[side_index]) {
-      if (end.host != host.name || end.round == host.round) continue;
+      if (*end.host != *host.name || end.round == host.round) continue;
       if (!end.lost) {
         end.Lose(host.snapshot_time,
                  rebooted ? v1::HALF_OPEN_PEER_REBOOTED : v1::HALF_OPEN_PEER_CLOSED);
@@ -288,7 +299,7 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
     if (entry == index_->entries.end()) continue;
     const auto& side = entry->second.sides[side_index];
     const bool here = std::any_of(side.begin(), side.end(), [&](const End& end) {
-      return end.host == host.name && end.round == host.round;
+      return *end.host == *host.name && end.round == host.round;
     });
     Judge(key, entry->second, now, findings);
     if (here) current.push_back({key, side_index});
