@@ -290,9 +290,10 @@ v1::ListConnectionsResponse Aggregator::Connections(const v1::ListConnectionsReq
         }
         const v1::PeerEnd& peer = *status.peer;
         if (!matcher->MatchesHost(state->host()) && !matcher->MatchesHost(peer.host())) continue;
+        // A lost peer end's last state does not match filters: it is no longer there.
         if (!matcher->Matches(connection, reason, status.half_open) &&
-            !matcher->Matches(peer.connection(), v1::AT_RISK_REASON_UNSPECIFIED,
-                              v1::HALF_OPEN_REASON_UNSPECIFIED)) {
+            !(peer.present() && matcher->Matches(peer.connection(), v1::AT_RISK_REASON_UNSPECIFIED,
+                                                 v1::HALF_OPEN_REASON_UNSPECIFIED))) {
           continue;
         }
       } else if (!matcher->Matches(connection, reason, status.half_open)) {

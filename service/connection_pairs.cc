@@ -64,6 +64,10 @@ struct ConnectionPairs::End {
 
 struct ConnectionPairs::Entry {
   std::array<absl::InlinedVector<End, 1>, 2> sides;
+  // The connection ids of the two ends once both were seen ESTABLISHED at once: only then are
+  // they known to be ends of one connection, not a new connection on a tuple whose previous
+  // one still has an end (in TIME_WAIT, say) on the other side.
+  std::array<uint64_t, 2> confirmed{};
 };
 
 struct ConnectionPairs::HostRecord {
@@ -340,8 +344,17 @@ v1::HalfOpenReason ConnectionPairs::Verdict(const End& self, const End& peer,
 
 void ConnectionPairs::Judge(const TupleKey& key, Entry& entry, absl::Time now, Findings* findings) {
   auto& sides = entry.sides;
-  const bool paired =
+  bool paired =
       sides[0].size() == 1 && sides[1].size() == 1 && *sides[0][0].host != *sides[1][0].host;
+  if (paired) {
+    const End& low = sides[0][0];
+    const End& high = sides[1][0];
+    if (!low.lost && !high.lost && low.connection().state() == v1::TCP_STATE_ESTABLISHED &&
+        high.connection().state() == v1::TCP_STATE_ESTABLISHED) {
+      entry.confirmed = {low.connection_id, high.connection_id};
+    }
+    paired = entry.confirmed[0] == low.connection_id && entry.confirmed[1] == high.connection_id;
+  }
   for (int s = 0; s < 2; ++s) {
     for (End& self : sides[s]) {
       v1::HalfOpenReason reason = v1::HALF_OPEN_REASON_UNSPECIFIED;
@@ -357,10 +370,12 @@ void ConnectionPairs::Judge(const TupleKey& key, Entry& entry, absl::Time now, F
       SetHalfOpen(self, reason, peer, peer_lost, now, findings);
     }
   }
-  // A lost end matters only while the other side has an end it may have left behind.
+  // A lost end matters only while the other side has an end it may have left half-open.
   for (int s = 0; s < 2; ++s) {
-    const bool other_open = std::any_of(sides[1 - s].begin(), sides[1 - s].end(),
-                                        [](const End& end) { return !end.lost; });
+    const bool other_open =
+        std::any_of(sides[1 - s].begin(), sides[1 - s].end(), [](const End& end) {
+          return !end.lost && end.connection().state() == v1::TCP_STATE_ESTABLISHED;
+        });
     if (!other_open) {
       sides[s].erase(
           std::remove_if(sides[s].begin(), sides[s].end(), [](const End& end) { return end.lost; }),

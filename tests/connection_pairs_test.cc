@@ -207,6 +207,30 @@ TEST_F(ConnectionPairsTest, HealthyClosesAreNeverHalfOpen) {
   EXPECT_EQ(pairs_.stats().entries, 0u);
 }
 
+TEST_F(ConnectionPairsTest, NewConnectionOnATupleIsNotJudgedByThePreviousOnesEnd) {
+  Paired();
+  // B closed first and sits in TIME_WAIT; A's end is gone; A connects again from the same port
+  // and B's TIME_WAIT end lets it in, but B's latest snapshot still shows the old end.
+  const absl::Time fin = kStart + absl::Seconds(1);
+  Snapshot(b_, fin + absl::Seconds(1), {ServerEnd(v1::TCP_STATE_TIME_WAIT, fin)});
+  Snapshot(a_, fin + absl::Seconds(1), {});
+  v1::Connection again = ClientEnd();
+  again.set_connection_id(12);
+  Snapshot(a_, fin + absl::Seconds(20), {again});
+  EXPECT_TRUE(Findings().empty());
+  EXPECT_EQ(Gauge("a", "peer_closed"), 0);
+  // B's next snapshot has the new connection: the two new ends pair; losing B's later counts.
+  v1::Connection again_b = ServerEnd();
+  again_b.set_connection_id(23);
+  Snapshot(b_, fin + absl::Seconds(21), {again_b});
+  Snapshot(a_, fin + absl::Seconds(21), {again});
+  EXPECT_TRUE(Findings().empty());
+  Snapshot(b_, fin + absl::Seconds(22), {});
+  Snapshot(a_, fin + absl::Seconds(22) + kGrace, {again});
+  ASSERT_EQ(Findings().size(), 1u);
+  EXPECT_EQ(Findings()[0].half_open().peer_connection_id(), 23u);
+}
+
 TEST_F(ConnectionPairsTest, PeerRebootedIsFoundFromItsFirstSnapshotAfterANewBootId) {
   Paired();
   pairs_.Disconnected("b");
