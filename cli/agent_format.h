@@ -1,5 +1,5 @@
 // Agents as a table: connected or not and since when, last seen, source, version, events,
-// losses by stage, connections and at-risk connections in the latest snapshot.
+// losses by stage, connections and at-risk connections in the latest snapshot, half-open ends.
 #pragma once
 
 #include "absl/time/time.h"

@@ -21,6 +21,9 @@ struct FlagUsage {
   absl::string_view name;
   absl::string_view value;  // placeholder in help, e.g. "HOST"; empty for a boolean flag
   bool show_default = false;
+  // What this command's help says about the flag, where it differs between commands; empty:
+  // the flag's own help text.
+  absl::string_view help = {};
 };
 
 struct CommandSpec {
@@ -52,50 +55,70 @@ const std::vector<CommandSpec>& Commands() {
        "agent: dropped from its resend buffer; transport: could not be sent).\n"},
       {Command::kConnections,
        "connections",
-       "current connections (latest snapshots) with keepalive and at-risk state",
+       "current connections (latest snapshots): keepalive, at risk, half-open, peer",
        "tcpscope connections [--host=H] [--state=S] [--port=P] [--address=IP|CIDR]\n"
-       "                            [--keepalive=on|off] [--at_risk] [--at_risk_reason=R]",
+       "                            [--keepalive=on|off] [--at_risk] [--at_risk_reason=R]\n"
+       "                            [--half_open] [--half_open_reason=R] [--paired]",
        {{"host", "HOST"},
         {"state", "STATE"},
         {"port", "PORT"},
         {"address", "IP|CIDR"},
         {"keepalive", "on|off"},
         {"at_risk", ""},
-        {"at_risk_reason", "REASON"}},
+        {"at_risk_reason", "REASON"},
+        {"half_open", ""},
+        {"half_open_reason", "REASON", false,
+         "Only half-open ends for this reason (implies --half_open): peer_closed, "
+         "peer_rebooted, peer_host_down."},
+        {"paired", ""}},
        "Columns: IN STATE is how long the end has been in its state (to a snapshot interval);\n"
-       "IDLE is the time since data was last sent or received; PROBES are keepalive probes\n"
-       "outstanding; NEXT PROBE is when the keepalive timer fires next.\n"
+       "PEER is whether the service found the other end (paired, unpaired: no agent sees it or\n"
+       "NAT, local: same host, ambiguous); HALF-OPEN is why this end is ESTABLISHED while its\n"
+       "peer is gone; IDLE is the time since data was last sent or received; PROBES are\n"
+       "keepalive probes outstanding; NEXT PROBE is when the keepalive timer fires next.\n"
+       "With --paired, each row is one connection: this end, then after | the peer's end.\n"
+       "KA is keepalive (off, on, or on N out: N probes unanswered); SEND/RECV-Q is bytes sent\n"
+       "but not acked / received but not read. A peer end that is gone shows its last\n"
+       "state and how long ago it was lost: gone 42s ago (established).\n"
        "With no match the header alone is printed (exit 0) and a note goes to stderr.\n"
        "\n"
        "Examples:\n"
        "  tcpscope connections --at_risk\n"
+       "  tcpscope connections --half_open_reason=peer_rebooted\n"
+       "  tcpscope connections --paired --half_open\n"
        "  tcpscope connections --state=close_wait --host=web-1\n"
        "  tcpscope connections --address=10.0.0.0/8 --port=5432 --keepalive=off\n"},
       {Command::kEvents,
        "events",
        "recent events from the service's history, then (--follow) live ones",
        "tcpscope events [--last=N] [--since=WHEN] [--follow] [--host=H] [--type=K,...]\n"
-       "                       [--reason=R] [--port=P] [--address=IP|CIDR] [--role=client|server]",
+       "                       [--reason=R] [--half_open_reason=R] [--port=P] [--address=IP|CIDR]\n"
+       "                       [--role=client|server]",
        {{"last", "N"},
         {"since", "WHEN"},
         {"follow", ""},
         {"host", "HOST"},
         {"type", "KIND,..."},
         {"reason", "REASON"},
+        {"half_open_reason", "REASON", false,
+         "Only half_open events for this reason: peer_closed, peer_rebooted, peer_host_down."},
         {"port", "PORT"},
         {"address", "IP|CIDR"},
         {"role", "client|server"}},
        "Without --last, --since or --follow: the last 20 events. --follow alone: live events\n"
        "only. With -o json, one HostEvent object per line. Missed events (this client read too\n"
        "slowly) and a history that no longer reaches back far enough are reported on stderr.\n"
+       "half_open events are the service's own findings (an end whose peer is gone): lost= is\n"
+       "how long before the event the peer's end was lost.\n"
        "\n"
        "Examples:\n"
        "  tcpscope events --since=10m --type=close --reason=keepalive_timeout\n"
        "  tcpscope events --follow --type=handshake_failed --host=web-1\n"
-       "  tcpscope events --last=100 --address=10.1.2.3 -o json | jq .event.close\n"},
+       "  tcpscope events --last=100 --address=10.1.2.3 -o json | jq .event.close\n"
+       "  tcpscope events --since=1h --half_open_reason=peer_host_down\n"},
       {Command::kSummary,
        "summary",
-       "fleet and per-host totals: events, losses, handshakes, closes, keepalive, at risk",
+       "fleet and per-host totals: events, losses, handshakes, closes, at risk, half-open",
        "tcpscope summary [--host=H] [-o table|json]",
        {{"host", "HOST"}},
        "Totals count since the service first saw each host; connection counts are from the\n"
@@ -179,7 +202,9 @@ std::string FlagLines(const std::vector<FlagUsage>& flags) {
     std::string left = Spelling(usage.name);
     if (!usage.value.empty())
       absl::StrAppend(&left, usage.name.size() == 1 ? " " : "=", usage.value);
-    std::string help = flag != nullptr ? flag->Help() : "";
+    std::string help = !usage.help.empty() ? std::string(usage.help)
+                       : flag != nullptr   ? flag->Help()
+                                           : "";
     if (usage.show_default && flag != nullptr) {
       absl::StrAppend(&help, " Default: ", flag->DefaultValue(), ".");
     }

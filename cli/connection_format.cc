@@ -1,4 +1,5 @@
-// One row per connection end; "-" where a value does not apply (no probes without keepalive).
+// One row per connection end; "-" where a value does not apply (no probes without keepalive,
+// no pairing examined during a handshake).
 #include "cli/connection_format.h"
 
 #include <string>
@@ -11,8 +12,9 @@
 namespace tcpscope::cli {
 
 Table ConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time now) {
-  Table table({"HOST", "ROLE", "STATE", "IN STATE", "LOCAL", "REMOTE", "AT RISK", "KEEPALIVE",
-               "PROBES", "NEXT PROBE", "IDLE", "RTT", "SEND-Q", "RECV-Q", "PROCESS"});
+  Table table({"HOST", "ROLE", "STATE", "IN STATE", "LOCAL", "REMOTE", "PEER", "AT RISK",
+               "HALF-OPEN", "KEEPALIVE", "PROBES", "NEXT PROBE", "IDLE", "RTT", "SEND-Q", "RECV-Q",
+               "PROCESS"});
   for (const v1::HostConnection& entry : response.connections()) {
     const v1::Connection& c = entry.connection();
     const v1::KeepaliveState& keepalive = c.keepalive();
@@ -25,9 +27,15 @@ Table ConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time n
                   std::string(TcpStateName(c.state())), Age(c.state_since_unix_ns(), now),
                   FormatAddress(c.endpoints().local_address(), c.endpoints().local_port()),
                   FormatAddress(c.endpoints().remote_address(), c.endpoints().remote_port()),
+                  entry.pairing() == v1::PAIRING_UNSPECIFIED
+                      ? "-"
+                      : std::string(PairingName(entry.pairing())),
                   entry.at_risk() == v1::AT_RISK_REASON_UNSPECIFIED
                       ? "-"
                       : AtRiskReasonNames().Name(entry.at_risk()),
+                  entry.half_open() == v1::HALF_OPEN_REASON_UNSPECIFIED
+                      ? "-"
+                      : std::string(HalfOpenReasonName(entry.half_open())),
                   keepalive.enabled() ? "on" : "off",
                   keepalive.enabled() ? absl::StrCat(keepalive.probes_out()) : "-",
                   keepalive.enabled() && keepalive.next_probe_ms() > 0

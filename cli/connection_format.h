@@ -1,5 +1,6 @@
 // Current connections as a table: where they are, their state and how long they have been in
-// it, why they are at risk, keepalive (on/off, probes out, next probe), idle time, RTT, queues.
+// it, whether their peer end was found, why they are at risk or half-open, keepalive (on/off,
+// probes out, next probe), idle time, RTT, queues.
 #pragma once
 
 #include "absl/time/time.h"

@@ -84,4 +84,9 @@ const EnumNames& AtRiskReasonNames() {
   return *names;
 }
 
+const EnumNames& HalfOpenReasonNames() {
+  static const auto* names = new EnumNames(v1::HalfOpenReason_descriptor(), "HALF_OPEN_");
+  return *names;
+}
+
 }  // namespace tcpscope::cli

@@ -37,5 +37,6 @@ const EnumNames& CloseReasonNames();
 const EnumNames& HandshakeFailureReasonNames();
 const EnumNames& EventKindNames();
 const EnumNames& AtRiskReasonNames();
+const EnumNames& HalfOpenReasonNames();
 
 }  // namespace tcpscope::cli

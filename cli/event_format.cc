@@ -92,6 +92,23 @@ std::string EventDetails(const v1::Event& event) {
       parts.push_back(
           absl::StrCat("outstanding=", event.keepalive_answered().probes_outstanding()));
       break;
+    case v1::Event::kHalfOpen: {
+      const v1::HalfOpen& half_open = event.half_open();
+      parts.push_back(absl::StrCat("reason=", HalfOpenReasonName(half_open.reason())));
+      if (!half_open.peer_host().empty()) {
+        parts.push_back(absl::StrCat("peer=", half_open.peer_host()));
+      }
+      if (half_open.peer_last_state() != v1::TCP_STATE_UNSPECIFIED) {
+        parts.push_back(absl::StrCat("peer_state=", TcpStateName(half_open.peer_last_state())));
+      }
+      if (half_open.peer_lost_unix_ns() != 0) {
+        // How long detection took: from the loss of the peer's end to this finding.
+        parts.push_back(absl::StrCat(
+            "lost=", Age(half_open.peer_lost_unix_ns(),
+                         absl::FromUnixNanos(static_cast<int64_t>(event.time_unix_ns())))));
+      }
+      break;
+    }
     case v1::Event::KIND_NOT_SET:
       break;
   }

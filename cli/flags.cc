@@ -26,6 +26,15 @@ ABSL_FLAG(bool, at_risk, false, "Only connections at risk of being silently dead
 ABSL_FLAG(std::string, at_risk_reason, "",
           "Only connections at risk for this reason: idle_no_keepalive, keepalive_probing, "
           "close_wait_stale.");
+ABSL_FLAG(bool, half_open, false,
+          "Only half-open connection ends: ESTABLISHED while the other end, seen by another "
+          "host's agent, is gone (any reason).");
+ABSL_FLAG(bool, paired, false,
+          "One row per paired connection with both ends side by side (the half-open survivor, "
+          "else the client, on the left); the other filters match either end.");
+ABSL_FLAG(std::string, half_open_reason, "",
+          "Only half-open ends or half_open events for this reason: peer_closed, peer_rebooted, "
+          "peer_host_down (each command's help says which).");
 
 ABSL_FLAG(int64_t, last, 0,
           "The last N matching events of the service's history (default 20 when neither "
@@ -37,7 +46,7 @@ ABSL_FLAG(bool, follow, false,
           "After the history, print live events until Ctrl-C or SIGTERM (exit 0).");
 ABSL_FLAG(std::string, type, "",
           "Only these kinds, comma separated: handshake, handshake_failed, close, "
-          "keepalive_probe, keepalive_timeout, keepalive_answered.");
+          "keepalive_probe, keepalive_timeout, keepalive_answered, half_open.");
 ABSL_FLAG(std::string, reason, "",
           "Only closes with this close reason (fin, reset_sent, reset_received, keepalive_timeout, "
           "keepalive_reset, retransmit_timeout) or handshake failures with this reason (refused, "

@@ -25,6 +25,11 @@ ABSL_DECLARE_FLAG(std::string, state);
 ABSL_DECLARE_FLAG(std::string, keepalive);
 ABSL_DECLARE_FLAG(bool, at_risk);
 ABSL_DECLARE_FLAG(std::string, at_risk_reason);
+ABSL_DECLARE_FLAG(bool, half_open);
+ABSL_DECLARE_FLAG(bool, paired);
+
+// connections and events
+ABSL_DECLARE_FLAG(std::string, half_open_reason);
 
 // events
 ABSL_DECLARE_FLAG(int64_t, last);

@@ -7,6 +7,7 @@
 #include "cli/command_line.h"
 #include "cli/connection_format.h"
 #include "cli/json_output.h"
+#include "cli/paired_format.h"
 #include "cli/rpc_failure.h"
 #include "cli/summary_format.h"
 #include "grpcpp/client_context.h"
@@ -63,7 +64,9 @@ int RunConnections(const std::shared_ptr<grpc::Channel>& channel, const CommonOp
     out << JsonLine(response) << std::endl;
     return kExitOk;
   }
-  ConnectionsTable(response, absl::Now()).Print(out);
+  const absl::Time now = absl::Now();
+  (request.paired() ? PairedConnectionsTable(response, now) : ConnectionsTable(response, now))
+      .Print(out);
   out.flush();
   if (response.connections().empty()) err << "tcpscope: no connections match" << std::endl;
   return kExitOk;

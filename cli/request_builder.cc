@@ -151,6 +151,36 @@ absl::Status ApplyReason(const Invocation& invocation, const std::vector<v1::Eve
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::HalfOpenReason> HalfOpenReasonFlag() {
+  absl::StatusOr<int> reason = EnumFlag("half_open_reason", absl::GetFlag(FLAGS_half_open_reason),
+                                        HalfOpenReasonNames(), "a half-open reason");
+  if (!reason.ok()) return reason.status();
+  return static_cast<v1::HalfOpenReason>(*reason);
+}
+
+// --half_open_reason keeps half_open events only, so --type must allow them, and --reason (which
+// keeps closes or handshake failures only) would leave nothing.
+absl::Status ApplyHalfOpenReason(const Invocation& invocation,
+                                 const std::vector<v1::EventKind>& kinds, v1::EventFilter* filter) {
+  if (!invocation.Given("half_open_reason")) return absl::OkStatus();
+  absl::StatusOr<v1::HalfOpenReason> reason = HalfOpenReasonFlag();
+  if (!reason.ok()) return reason.status();
+  const std::string value = absl::GetFlag(FLAGS_half_open_reason);
+  if (!kinds.empty() && !Contains(kinds, v1::EVENT_KIND_HALF_OPEN)) {
+    return BadFlag("half_open_reason", value,
+                   absl::StrCat("applies to half_open events, which --type=",
+                                absl::GetFlag(FLAGS_type), " leaves out"));
+  }
+  if (invocation.Given("reason")) {
+    return BadFlag(
+        "half_open_reason", value,
+        absl::StrCat("keeps half_open events only and --reason=", absl::GetFlag(FLAGS_reason),
+                     " closes or handshake failures only, so nothing would match; give one"));
+  }
+  filter->set_half_open_reason(*reason);
+  return absl::OkStatus();
+}
+
 // --since=DURATION is that long before `now`; otherwise an RFC 3339 time.
 absl::StatusOr<absl::Time> SinceFlag(const std::string& value, absl::Time now) {
   absl::Time since;
@@ -246,6 +276,21 @@ absl::StatusOr<v1::ListConnectionsRequest> BuildListConnectionsRequest(
     request.set_at_risk(true);
     request.set_at_risk_reason(static_cast<v1::AtRiskReason>(*reason));
   }
+  if (invocation.Given("half_open")) {
+    if (!absl::GetFlag(FLAGS_half_open)) {
+      // As with --at_risk: "not half-open" cannot be asked for.
+      return BadFlag("half_open", "false",
+                     "only half-open ends can be selected; leave the flag out for all");
+    }
+    request.set_half_open(true);
+  }
+  if (invocation.Given("half_open_reason")) {
+    absl::StatusOr<v1::HalfOpenReason> reason = HalfOpenReasonFlag();
+    if (!reason.ok()) return reason.status();
+    request.set_half_open(true);
+    request.set_half_open_reason(*reason);
+  }
+  request.set_paired(absl::GetFlag(FLAGS_paired));
   absl::StatusOr<std::string> address = AddressFilter(invocation);
   if (!address.ok()) return address.status();
   request.set_address(*address);
@@ -263,6 +308,9 @@ absl::StatusOr<v1::GetEventsRequest> BuildGetEventsRequest(const Invocation& inv
   if (!kinds.ok()) return kinds.status();
   for (v1::EventKind kind : *kinds) filter.add_kinds(kind);
   if (absl::Status status = ApplyReason(invocation, *kinds, &filter); !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = ApplyHalfOpenReason(invocation, *kinds, &filter); !status.ok()) {
     return status;
   }
   absl::StatusOr<uint32_t> port = PortFilter();

@@ -67,6 +67,7 @@ void PrintBlock(const std::string& title, const v1::HostSummary& summary, std::o
   rows.push_back({"  established keepalive",
                   absl::StrCat("on ", summary.keepalive_on(), ", off ", summary.keepalive_off())});
   rows.push_back({"  at risk", TotalAndBreakdown(summary.at_risk())});
+  rows.push_back({"  half-open", TotalAndBreakdown(summary.half_open())});
   if (!extra_row.empty()) rows.push_back(std::move(extra_row));
   Table table(rows.front());  // a table without a header: the first row takes its place
   for (size_t i = 1; i < rows.size(); ++i) table.AddRow(std::move(rows[i]));

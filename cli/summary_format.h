@@ -1,7 +1,7 @@
 // The fleet summary as text: a block for the fleet, then one per host, each listing agents,
 // events, losses by stage, handshakes, failures by reason, closes by initiator and reason and
-// short/long, keepalive probes and timeouts, connections by state, keepalive on/off and at-risk
-// connections by reason.
+// short/long, keepalive probes and timeouts, connections by state, keepalive on/off, at-risk
+// connections and half-open ends by reason.
 #pragma once
 
 #include <ostream>

@@ -1,6 +1,7 @@
 // Host registry and batch application. The map lock is held only to find a host (and, in the
 // rare Connect and expiry, while deciding about it); applying a batch locks just that host, so
-// agents do not contend with each other. Lock order: mu_, then a host's mu_.
+// agents do not contend with each other. Lock order: mu_, then a host's mu_, then pairs_'s
+// own lock, a leaf.
 #include "service/aggregator.h"
 
 #include <algorithm>
@@ -62,6 +63,18 @@ SnapshotCounts CountSnapshot(const v1::Snapshot& snapshot,
   return counts;
 }
 
+// Whether a pair is listed from this end: the end whose peer is lost or not listed (its host
+// is disconnected), else the client's end, else the end on the host that sorts first.
+bool ListsPair(const std::string& host, const v1::Connection& connection, const EndStatus& status) {
+  if (!status.peer_listed) return true;
+  const v1::Role peer_role = status.peer->connection().role();
+  if (connection.role() != peer_role) {
+    if (connection.role() == v1::ROLE_CLIENT) return true;
+    if (peer_role == v1::ROLE_CLIENT) return false;
+  }
+  return host < status.peer->host();
+}
+
 }  // namespace
 
 Aggregator::~Aggregator() = default;
@@ -95,6 +108,7 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
   state.connected_since_ = now;
   state.last_seen_ = now;
   state.metrics_->SetUp(true);
+  pairs_.Connected(state.host_, hello.boot_id());
   *last_applied_seq = state.last_applied_seq_;
   return slot;
 }
@@ -102,10 +116,12 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
 bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::Time now) {
   // Classify the snapshot before taking the host's lock.
   std::shared_ptr<const v1::Snapshot> snapshot;
+  std::shared_ptr<const v1::Snapshot> paired_snapshot;
   std::shared_ptr<std::vector<v1::AtRiskReason>> at_risk;
   if (batch->has_snapshot()) {
     // Shares the batch (and its arena) rather than copying the snapshot out of it.
     snapshot = std::shared_ptr<const v1::Snapshot>(batch, &batch->snapshot());
+    paired_snapshot = snapshot;
     at_risk = std::make_shared<std::vector<v1::AtRiskReason>>();
     at_risk->reserve(static_cast<size_t>(snapshot->connections_size()));
     const absl::Time taken = absl::FromUnixNanos(static_cast<int64_t>(snapshot->time_unix_ns()));
@@ -136,6 +152,9 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
       host.snapshot_received_ = now;
     }
   }
+  if (paired_snapshot != nullptr || batch->events_size() > 0) {
+    pairs_.Apply(host.host_, *batch, std::move(paired_snapshot), now);
+  }
   if (batch->events_size() == 0) return true;
   auto published = std::make_shared<PublishedBatch>();
   published->host = host.host_;
@@ -162,6 +181,7 @@ void Aggregator::Disconnect(HostState& host, absl::Time now) {
   host.snapshot_counts_ = SnapshotCounts();
   host.metrics_->SetUp(false);
   host.metrics_->ClearSnapshot();
+  pairs_.Disconnected(host.host());
 }
 
 std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
@@ -177,6 +197,7 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
       state->metrics_.reset();  // removes every series of the host
     }
     expired.push_back(current->first);
+    pairs_.Forget(current->first);
     hosts_.erase(current);
   }
   if (!expired.empty()) {
@@ -184,6 +205,15 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
     metrics_->hosts_expired.Increment(static_cast<double>(expired.size()));
   }
   return expired;
+}
+
+void Aggregator::CheckSilentHosts(absl::Time now) {
+  std::vector<std::pair<std::string, absl::Time>> last_seen;
+  for (const auto& state : Hosts("")) {
+    absl::MutexLock lock(&state->mu_);
+    last_seen.emplace_back(state->host(), state->last_seen_);
+  }
+  pairs_.CheckSilence(last_seen, now);
 }
 
 std::vector<std::shared_ptr<HostState>> Aggregator::Hosts(const std::string& only) const {
@@ -219,6 +249,8 @@ std::vector<v1::Agent> Aggregator::Agents() const {
       agent.set_connections(static_cast<uint32_t>(state->snapshot_->connections_size()));
       const auto& at_risk = state->snapshot_counts_.at_risk;
       agent.set_at_risk(at_risk[1] + at_risk[2] + at_risk[3]);
+      const auto half_open = pairs_.HalfOpenCounts(state->host());
+      agent.set_half_open(half_open[1] + half_open[2] + half_open[3]);
     }
   }
   return agents;
@@ -230,7 +262,10 @@ v1::ListConnectionsResponse Aggregator::Connections(const v1::ListConnectionsReq
   v1::ListConnectionsResponse response;
   if (!matcher.ok()) return response;
   uint64_t oldest_ms = 0;
-  for (const auto& state : Hosts(request.host())) {
+  const bool paired = matcher->paired();
+  // Pairs are listed once, from one end, so every host is looked at; the host filter takes
+  // either end.
+  for (const auto& state : Hosts(paired ? std::string() : request.host())) {
     std::shared_ptr<const v1::Snapshot> snapshot;
     std::shared_ptr<const std::vector<v1::AtRiskReason>> at_risk;
     {
@@ -243,14 +278,33 @@ v1::ListConnectionsResponse Aggregator::Connections(const v1::ListConnectionsReq
                          0, absl::ToInt64Milliseconds(now - state->snapshot_received_))));
     }
     // Copies outside the host's lock: snapshots are immutable once applied.
+    std::vector<EndStatus> statuses = pairs_.Describe(state->host(), *snapshot, paired);
     for (int i = 0; i < snapshot->connections_size(); ++i) {
       const v1::Connection& connection = snapshot->connections(i);
       const v1::AtRiskReason reason = (*at_risk)[static_cast<size_t>(i)];
-      if (!matcher->Matches(connection, reason)) continue;
+      EndStatus& status = statuses[static_cast<size_t>(i)];
+      if (paired) {
+        if (status.pairing != v1::PAIRING_PAIRED || !status.peer.has_value() ||
+            !ListsPair(state->host(), connection, status)) {
+          continue;
+        }
+        const v1::PeerEnd& peer = *status.peer;
+        if (!matcher->MatchesHost(state->host()) && !matcher->MatchesHost(peer.host())) continue;
+        if (!matcher->Matches(connection, reason, status.half_open) &&
+            !matcher->Matches(peer.connection(), v1::AT_RISK_REASON_UNSPECIFIED,
+                              v1::HALF_OPEN_REASON_UNSPECIFIED)) {
+          continue;
+        }
+      } else if (!matcher->Matches(connection, reason, status.half_open)) {
+        continue;
+      }
       v1::HostConnection* entry = response.add_connections();
       entry->set_host(state->host());
       *entry->mutable_connection() = connection;
       entry->set_at_risk(reason);
+      entry->set_pairing(status.pairing);
+      entry->set_half_open(status.half_open);
+      if (status.peer.has_value()) *entry->mutable_peer() = std::move(*status.peer);
     }
   }
   response.set_snapshot_age_ms_max(oldest_ms);
@@ -270,9 +324,11 @@ v1::SummaryResponse Aggregator::Summary(const std::string& host) const {
     summary->set_agents(1);
     summary->set_agents_connected(state->connected_ ? 1 : 0);
     *summary->mutable_losses() = state->losses_;
-    FillSummary(state->totals_, state->snapshot_counts_, summary);
+    SnapshotCounts counts = state->snapshot_counts_;
+    if (state->snapshot_ != nullptr) counts.half_open = pairs_.HalfOpenCounts(state->host());
+    FillSummary(state->totals_, counts, summary);
     fleet_totals.Add(state->totals_);
-    fleet_snapshot.Add(state->snapshot_counts_);
+    fleet_snapshot.Add(counts);
     fleet->set_agents(fleet->agents() + 1);
     fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());
     fleet_losses->set_kernel(fleet_losses->kernel() + state->losses_.kernel());

@@ -1,6 +1,7 @@
 // Per-host state of the service: which agent is connected, what it has applied (for exactly-once
 // counting across resends), its latest snapshot with at-risk classification, its metric series
-// and summary totals; hosts disconnected longer than the expiry are forgotten.
+// and summary totals; hosts disconnected longer than the expiry are forgotten. Snapshots and
+// closes also feed the pairing of connection ends across hosts (ConnectionPairs).
 #pragma once
 
 #include <memory>
@@ -12,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/at_risk.h"
+#include "service/connection_pairs.h"
 #include "service/event_log.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
@@ -26,12 +28,13 @@ struct AggregatorOptions {
   // A disconnected host's series, totals and dedupe state are removed this long after its
   // last message. Longer than any agent reconnect backoff, or a resend could count twice.
   absl::Duration host_expiry = absl::Minutes(10);
+  HalfOpenPolicy half_open;
 };
 
 class Aggregator {
  public:
   Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options = {})
-      : metrics_(metrics), log_(log), options_(options) {}
+      : metrics_(metrics), log_(log), options_(options), pairs_(metrics, log, options.half_open) {}
   ~Aggregator();
 
   // Registers an agent stream for hello.host_name(). Fails with ALREADY_EXISTS while another
@@ -46,6 +49,9 @@ class Aggregator {
   void Disconnect(HostState& host, absl::Time now);
   // Forgets hosts disconnected for longer than the expiry; returns their names.
   std::vector<std::string> ExpireHosts(absl::Time now);
+  // Hosts silent for longer than the half-open policy's peer_down_after are down for their
+  // peers' ends (called periodically, like ExpireHosts).
+  void CheckSilentHosts(absl::Time now);
 
   std::vector<v1::Agent> Agents() const;
   // The request must have passed ConnectionMatcher::Create.
@@ -60,6 +66,7 @@ class Aggregator {
   ServiceMetrics* const metrics_;
   EventLog* const log_;
   const AggregatorOptions options_;
+  ConnectionPairs pairs_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<HostState>> hosts_ ABSL_GUARDED_BY(mu_);
 };

@@ -75,6 +75,7 @@ void SnapshotCounts::Add(const SnapshotCounts& other) {
   keepalive_on += other.keepalive_on;
   keepalive_off += other.keepalive_off;
   AddArray(at_risk, other.at_risk);
+  AddArray(half_open, other.half_open);
 }
 
 void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,
@@ -105,6 +106,10 @@ void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,
   AddCounts(
       snapshot.at_risk, [](int i) { return AtRiskReasonName(static_cast<v1::AtRiskReason>(i)); },
       summary->mutable_at_risk());
+  AddCounts(
+      snapshot.half_open,
+      [](int i) { return HalfOpenReasonName(static_cast<v1::HalfOpenReason>(i)); },
+      summary->mutable_half_open());
 }
 
 }  // namespace tcpscope::service

@@ -28,7 +28,8 @@ struct SnapshotCounts {
   std::array<uint32_t, 13> states{};  // by TcpState; LISTEN from the listener count
   uint32_t keepalive_on = 0;          // established connections
   uint32_t keepalive_off = 0;
-  std::array<uint32_t, 4> at_risk{};  // by AtRiskReason
+  std::array<uint32_t, 4> at_risk{};    // by AtRiskReason
+  std::array<uint32_t, 4> half_open{};  // by HalfOpenReason (from ConnectionPairs)
 
   void Add(const SnapshotCounts& other);
 };

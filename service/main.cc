@@ -43,6 +43,14 @@ ABSL_FLAG(absl::Duration, idle_risk_after, absl::Minutes(30),
           "at risk (idle_no_keepalive).");
 ABSL_FLAG(absl::Duration, close_wait_risk_after, absl::Minutes(1),
           "A connection in CLOSE_WAIT for longer than this is at risk (close_wait_stale).");
+ABSL_FLAG(absl::Duration, half_open_grace, absl::Seconds(3),
+          "A paired connection end still ESTABLISHED in a snapshot taken this long after its "
+          "peer's end closed or vanished is half-open (covers a FIN in flight and clock skew "
+          "between hosts; at least 100ms).");
+ABSL_FLAG(absl::Duration, peer_down_after, absl::Minutes(1),
+          "A host whose agent has sent nothing for this long is down: its peers' ends of their "
+          "connections are half-open (peer_host_down). Keep it above twice the agents' "
+          "--snapshot_interval.");
 ABSL_FLAG(std::string, query_token_file, "",
           "File holding a bearer token the Observer API demands (\"authorization: Bearer "
           "TOKEN\"); empty: no token. Agents are not asked for it (use mutual TLS).");
@@ -68,6 +76,13 @@ int Main() {
   aggregator_options.at_risk.idle_after = absl::GetFlag(FLAGS_idle_risk_after);
   aggregator_options.at_risk.close_wait_after = absl::GetFlag(FLAGS_close_wait_risk_after);
   aggregator_options.host_expiry = absl::GetFlag(FLAGS_host_expiry);
+  aggregator_options.half_open.grace = absl::GetFlag(FLAGS_half_open_grace);
+  aggregator_options.half_open.peer_down_after = absl::GetFlag(FLAGS_peer_down_after);
+  if (aggregator_options.half_open.grace < absl::Milliseconds(100) ||
+      aggregator_options.half_open.peer_down_after < absl::Seconds(1)) {
+    TS_LOG(ERROR) << "--half_open_grace must be at least 100ms and --peer_down_after at least 1s";
+    return 2;
+  }
   if (aggregator_options.at_risk.idle_after <= absl::ZeroDuration() ||
       aggregator_options.at_risk.close_wait_after <= absl::ZeroDuration()) {
     TS_LOG(ERROR) << "--idle_risk_after and --close_wait_risk_after must be positive";
@@ -139,7 +154,8 @@ int Main() {
                << (observer_options.query_token.empty() ? "" : ", query token required")
                << "), metrics on http://" << metrics_options.listen << "/metrics";
 
-  // Housekeeping: expire hosts and publish the history size once a second.
+  // Housekeeping once a second: expire hosts, mark silent ones down for their peers, publish the
+  // history size.
   absl::Notification stopping;
   std::thread housekeeping([&] {
     while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
@@ -148,6 +164,7 @@ int Main() {
                      << absl::FormatDuration(aggregator_options.host_expiry)
                      << "; its series are removed";
       }
+      aggregator.CheckSilentHosts(absl::Now());
       metrics.history_events.Set(static_cast<double>(event_log.stats().events));
     }
   });

@@ -87,13 +87,21 @@ absl::StatusOr<ConnectionMatcher> ConnectionMatcher::Create(
   }
   matcher.at_risk_ = request.at_risk();
   matcher.at_risk_reason_ = request.at_risk_reason();
+  if (!v1::HalfOpenReason_IsValid(request.half_open_reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("half_open_reason: unknown reason ", request.half_open_reason()));
+  }
+  matcher.half_open_ = request.half_open();
+  matcher.half_open_reason_ = request.half_open_reason();
+  matcher.paired_ = request.paired();
   absl::StatusOr<std::optional<AddressFilter>> address = ParseAddress("address", request.address());
   if (!address.ok()) return address.status();
   matcher.address_ = *address;
   return matcher;
 }
 
-bool ConnectionMatcher::Matches(const v1::Connection& connection, v1::AtRiskReason at_risk) const {
+bool ConnectionMatcher::Matches(const v1::Connection& connection, v1::AtRiskReason at_risk,
+                                v1::HalfOpenReason half_open) const {
   if (state_ != v1::TCP_STATE_UNSPECIFIED && connection.state() != state_) return false;
   if (keepalive_ != v1::KEEPALIVE_FILTER_ANY &&
       connection.keepalive().enabled() != (keepalive_ == v1::KEEPALIVE_FILTER_ON)) {
@@ -101,6 +109,10 @@ bool ConnectionMatcher::Matches(const v1::Connection& connection, v1::AtRiskReas
   }
   if (at_risk_ && at_risk == v1::AT_RISK_REASON_UNSPECIFIED) return false;
   if (at_risk_reason_ != v1::AT_RISK_REASON_UNSPECIFIED && at_risk != at_risk_reason_) {
+    return false;
+  }
+  if (half_open_ && half_open == v1::HALF_OPEN_REASON_UNSPECIFIED) return false;
+  if (half_open_reason_ != v1::HALF_OPEN_REASON_UNSPECIFIED && half_open != half_open_reason_) {
     return false;
   }
   return MatchesEndpoints(connection.endpoints(), port_, address_);
@@ -124,8 +136,13 @@ absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter)
     return absl::InvalidArgumentError(
         absl::StrCat("filter.failure_reason: unknown failure reason ", filter.failure_reason()));
   }
+  if (!v1::HalfOpenReason_IsValid(filter.half_open_reason())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filter.half_open_reason: unknown reason ", filter.half_open_reason()));
+  }
   matcher.close_reason_ = filter.close_reason();
   matcher.failure_reason_ = filter.failure_reason();
+  matcher.half_open_reason_ = filter.half_open_reason();
   if (absl::Status s = CheckPort("filter.port", filter.port()); !s.ok()) return s;
   matcher.port_ = filter.port();
   absl::StatusOr<std::optional<AddressFilter>> address =
@@ -142,14 +159,18 @@ absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter)
 bool EventMatcher::Matches(const v1::Event& event) const {
   if (kinds_.any() && !kinds_.test(static_cast<size_t>(KindOf(event)))) return false;
   const bool by_reason = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED ||
-                         failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED;
+                         failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED ||
+                         half_open_reason_ != v1::HALF_OPEN_REASON_UNSPECIFIED;
   if (by_reason) {
     const bool close_match = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED && event.has_close() &&
                              event.close().reason() == close_reason_;
     const bool failure_match = failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED &&
                                event.has_handshake_failed() &&
                                event.handshake_failed().reason() == failure_reason_;
-    if (!close_match && !failure_match) return false;
+    const bool half_open_match = half_open_reason_ != v1::HALF_OPEN_REASON_UNSPECIFIED &&
+                                 event.has_half_open() &&
+                                 event.half_open().reason() == half_open_reason_;
+    if (!close_match && !failure_match && !half_open_match) return false;
   }
   if (role_ != v1::ROLE_UNSPECIFIED && event.role() != role_) return false;
   return MatchesEndpoints(event.endpoints(), port_, address_);

@@ -27,6 +27,7 @@ class EventMatcher {
   std::bitset<8> kinds_;  // by EventKind; none set: every kind
   v1::CloseReason close_reason_ = v1::CLOSE_REASON_UNSPECIFIED;
   v1::HandshakeFailureReason failure_reason_ = v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED;
+  v1::HalfOpenReason half_open_reason_ = v1::HALF_OPEN_REASON_UNSPECIFIED;
   uint32_t port_ = 0;
   std::optional<AddressFilter> address_;
   v1::Role role_ = v1::ROLE_UNSPECIFIED;
@@ -37,7 +38,9 @@ class ConnectionMatcher {
   static absl::StatusOr<ConnectionMatcher> Create(const v1::ListConnectionsRequest& request);
 
   bool MatchesHost(const std::string& host) const { return host_.empty() || host == host_; }
-  bool Matches(const v1::Connection& connection, v1::AtRiskReason at_risk) const;
+  bool Matches(const v1::Connection& connection, v1::AtRiskReason at_risk,
+               v1::HalfOpenReason half_open) const;
+  bool paired() const { return paired_; }
 
  private:
   ConnectionMatcher() = default;
@@ -47,6 +50,9 @@ class ConnectionMatcher {
   v1::KeepaliveFilter keepalive_ = v1::KEEPALIVE_FILTER_ANY;
   bool at_risk_ = false;
   v1::AtRiskReason at_risk_reason_ = v1::AT_RISK_REASON_UNSPECIFIED;
+  bool half_open_ = false;
+  v1::HalfOpenReason half_open_reason_ = v1::HALF_OPEN_REASON_UNSPECIFIED;
+  bool paired_ = false;
   std::optional<AddressFilter> address_;
 };
 

@@ -69,6 +69,14 @@ ServiceMetrics::ServiceMetrics()
           Register(prometheus::BuildGauge(), "tcpscope_connections_at_risk",
                    "Connection ends that may be silently dead, by reason (see README: at-risk).",
                    *registry_)),
+      connections_half_open(Register(
+          prometheus::BuildGauge(), "tcpscope_connections_half_open",
+          "Connection ends ESTABLISHED while their peer's end, seen by another host's agent, is "
+          "gone, by reason (see README: half-open).",
+          *registry_)),
+      half_open_detected(Register(
+          prometheus::BuildCounter(), "tcpscope_half_open_detected_total",
+          "Half-open connection ends found, by reason (once per end and reason).", *registry_)),
       agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
                         "1 while the host's agent has a stream open.", *registry_)),
       agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",

@@ -95,6 +95,9 @@ class ServiceMetrics {
   prometheus::Family<prometheus::Gauge>& connections;
   prometheus::Family<prometheus::Gauge>& connections_keepalive;
   prometheus::Family<prometheus::Gauge>& connections_at_risk;
+  // Half-open connection ends (set by ConnectionPairs, which owns their series).
+  prometheus::Family<prometheus::Gauge>& connections_half_open;
+  prometheus::Family<prometheus::Counter>& half_open_detected;
   prometheus::Family<prometheus::Gauge>& agent_up;
   prometheus::Family<prometheus::Counter>& agent_events;
   prometheus::Family<prometheus::Counter>& agent_events_lost;

@@ -30,6 +30,7 @@
 #include "cli/flags.h"
 #include "cli/humanize.h"
 #include "cli/json_output.h"
+#include "cli/paired_format.h"
 #include "cli/request_builder.h"
 #include "cli/rpc_failure.h"
 #include "cli/summary_format.h"
@@ -213,14 +214,17 @@ TEST(CommandLineTest, UsageErrors) {
 
 TEST(CommandLineTest, EachCommandsHelpListsExactlyItsFlags) {
   const std::vector<std::string> all = {
-      "host", "port",  "address", "state", "keepalive", "at_risk", "at_risk_reason",
-      "last", "since", "follow",  "type",  "reason",    "role"};
+      "host",           "port",      "address", "state",           "keepalive", "at_risk",
+      "at_risk_reason", "last",      "since",   "follow",          "type",      "reason",
+      "role",           "half_open", "paired",  "half_open_reason"};
   const std::vector<std::pair<Command, std::set<std::string>>> expected = {
       {Command::kAgents, {}},
       {Command::kConnections,
-       {"host", "state", "port", "address", "keepalive", "at_risk", "at_risk_reason"}},
+       {"host", "state", "port", "address", "keepalive", "at_risk", "at_risk_reason", "half_open",
+        "half_open_reason", "paired"}},
       {Command::kEvents,
-       {"last", "since", "follow", "host", "type", "reason", "port", "address", "role"}},
+       {"last", "since", "follow", "host", "type", "reason", "half_open_reason", "port", "address",
+        "role"}},
       {Command::kSummary, {"host"}}};
   for (const auto& [command, flags] : expected) {
     const std::string help = CommandHelp(command);
@@ -255,11 +259,14 @@ TEST(CommandLineTest, HelpNamesEveryAcceptedName) {
   for (const std::string& name : TcpStateNames().Names()) {
     EXPECT_TRUE(absl::StrContains(connections, name)) << name;
   }
-  for (const std::string& name : AtRiskReasonNames().Names()) {
-    EXPECT_TRUE(absl::StrContains(connections, name)) << name;
+  for (const EnumNames* names : {&AtRiskReasonNames(), &HalfOpenReasonNames()}) {
+    for (const std::string& name : names->Names()) {
+      EXPECT_TRUE(absl::StrContains(connections, name)) << name;
+    }
   }
   for (const EnumNames* names :
-       {&EventKindNames(), &CloseReasonNames(), &HandshakeFailureReasonNames(), &RoleNames()}) {
+       {&EventKindNames(), &CloseReasonNames(), &HandshakeFailureReasonNames(), &RoleNames(),
+        &HalfOpenReasonNames()}) {
     for (const std::string& name : names->Names()) {
       EXPECT_TRUE(absl::StrContains(events, name)) << name;
     }
@@ -341,6 +348,29 @@ TEST(ConnectionsRequestTest, EveryFilter) {
   EXPECT_PROTO(ConnectionsRequest({"--address=2001:DB8::1"}), R"pb(address: "2001:db8::1")pb");
 }
 
+TEST(ConnectionsRequestTest, HalfOpenAndPaired) {
+  EXPECT_PROTO(ConnectionsRequest({"--half_open"}), "half_open: true");
+  // A reason implies half_open.
+  EXPECT_PROTO(ConnectionsRequest({"--half_open_reason=peer_closed"}),
+               "half_open: true half_open_reason: HALF_OPEN_PEER_CLOSED");
+  EXPECT_PROTO(ConnectionsRequest({"--half_open_reason=peer_rebooted", "--half_open"}),
+               "half_open: true half_open_reason: HALF_OPEN_PEER_REBOOTED");
+  EXPECT_PROTO(ConnectionsRequest({"--half_open_reason", "peer_host_down"}),
+               "half_open: true half_open_reason: HALF_OPEN_PEER_HOST_DOWN");
+  EXPECT_PROTO(ConnectionsRequest({"--paired"}), "paired: true");
+  EXPECT_PROTO(ConnectionsRequest({"--paired", "--nopaired"}), "");
+  // --paired goes with every other filter: the service applies them to either end.
+  EXPECT_PROTO(ConnectionsRequest({"--paired", "--half_open_reason=peer_host_down", "--host=db-1",
+                                   "--state=established", "--at_risk", "--port=5432"}),
+               R"pb(host: "db-1"
+                    state: TCP_STATE_ESTABLISHED
+                    port: 5432
+                    at_risk: true
+                    half_open: true
+                    half_open_reason: HALF_OPEN_PEER_HOST_DOWN
+                    paired: true)pb");
+}
+
 TEST(ConnectionsRequestTest, EveryStateByItsMetricLabel) {
   for (int value = 1; value <= 12; ++value) {
     const auto state = static_cast<v1::TcpState>(value);
@@ -373,6 +403,21 @@ TEST(ConnectionsRequestTest, UsageErrors) {
       {{"--at_risk_reason=idle"},
        "--at_risk_reason=idle: not an at-risk reason (idle_no_keepalive, keepalive_probing, "
        "close_wait_stale)"},
+      {{"--half_open=false"},
+       "--half_open=false: only half-open ends can be selected; leave the flag out for all"},
+      {{"--nohalf_open"},
+       "--half_open=false: only half-open ends can be selected; leave the flag out for all"},
+      {{"--half_open_reason=rebooted"},
+       "--half_open_reason=rebooted: not a half-open reason (peer_closed, peer_rebooted, "
+       "peer_host_down)"},
+      {{"--half_open_reason=PEER_CLOSED"},
+       "--half_open_reason=PEER_CLOSED: not a half-open reason (peer_closed, peer_rebooted, "
+       "peer_host_down)"},
+      {{"--half_open_reason=reason_unspecified"},
+       "--half_open_reason=reason_unspecified: not a half-open reason (peer_closed, "
+       "peer_rebooted, peer_host_down)"},
+      {{"--paired=sometimes"},
+       "--paired=sometimes: Illegal value 'sometimes' specified for flag 'paired'"},
       {{"--address=10.0.0.1/33"},
        "--address=10.0.0.1/33: prefix length /33 is longer than IPv4's 32 bits"},
       {{"--address=db-1.example"},
@@ -441,6 +486,22 @@ TEST(EventsRequestTest, EveryFilter) {
                     last: 20)pb");
 }
 
+TEST(EventsRequestTest, HalfOpenKindAndReason) {
+  EXPECT_PROTO(EventsRequest({"--type=half_open"}),
+               "filter { kinds: EVENT_KIND_HALF_OPEN } last: 20");
+  EXPECT_PROTO(EventsRequest({"--half_open_reason=peer_rebooted"}),
+               "filter { half_open_reason: HALF_OPEN_PEER_REBOOTED } last: 20");
+  EXPECT_PROTO(EventsRequest({"--type=close,half_open", "--half_open_reason=peer_closed",
+                              "--host=web-1", "--follow"}),
+               R"pb(filter {
+                      host: "web-1"
+                      kinds: EVENT_KIND_CLOSE
+                      kinds: EVENT_KIND_HALF_OPEN
+                      half_open_reason: HALF_OPEN_PEER_CLOSED
+                    }
+                    follow: true)pb");
+}
+
 TEST(EventsRequestTest, ReasonNamesACloseReasonOrAHandshakeFailureReason) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"fin", "close_reason: CLOSE_REASON_FIN"},
@@ -470,7 +531,7 @@ TEST(EventsRequestTest, ReasonNamesACloseReasonOrAHandshakeFailureReason) {
 TEST(EventsRequestTest, UsageErrors) {
   const std::string kinds =
       "handshake, handshake_failed, close, keepalive_probe, keepalive_timeout, "
-      "keepalive_answered";
+      "keepalive_answered, half_open";
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--last=-1"}, "--last=-1: outside 0..4294967295"},
       {{"--last=4294967296"}, "--last=4294967296: outside 0..4294967295"},
@@ -503,6 +564,17 @@ TEST(EventsRequestTest, UsageErrors) {
       {{"--type=handshake,keepalive_timeout", "--reason=other"},
        "--reason=other: applies to close and handshake_failed events, which "
        "--type=handshake,keepalive_timeout leaves out"},
+      {{"--half_open_reason=host_down"},
+       "--half_open_reason=host_down: not a half-open reason (peer_closed, peer_rebooted, "
+       "peer_host_down)"},
+      {{"--type=close", "--half_open_reason=peer_closed"},
+       "--half_open_reason=peer_closed: applies to half_open events, which --type=close leaves "
+       "out"},
+      {{"--reason=fin", "--half_open_reason=peer_closed"},
+       "--half_open_reason=peer_closed: keeps half_open events only and --reason=fin closes or "
+       "handshake failures only, so nothing would match; give one"},
+      {{"--type=half_open", "--reason=fin"},
+       "--reason=fin: applies to close events, which --type=half_open leaves out"},
       {{"--role=both"}, "--role=both: not a role (client, server)"},
       {{"--port=70000"}, "--port=70000: outside 0..65535 (0: any port)"},
       {{"--address=10.0.0.0/"}, "--address=10.0.0.0/: '' after '/' is not a prefix length"},
@@ -599,7 +671,13 @@ TEST(EnumNamesTest, SameNamesAsTheMetricLabels) {
   EXPECT_EQ(RoleNames().Names(), (std::vector<std::string>{"client", "server"}));
   EXPECT_EQ(EventKindNames().Names(),
             (std::vector<std::string>{"handshake", "handshake_failed", "close", "keepalive_probe",
-                                      "keepalive_timeout", "keepalive_answered"}));
+                                      "keepalive_timeout", "keepalive_answered", "half_open"}));
+  EXPECT_EQ(HalfOpenReasonNames().Names(),
+            (std::vector<std::string>{"peer_closed", "peer_rebooted", "peer_host_down"}));
+  for (int value = 1; value <= 3; ++value) {
+    const auto reason = static_cast<v1::HalfOpenReason>(value);
+    EXPECT_EQ(HalfOpenReasonNames().Value(HalfOpenReasonName(reason)), value) << value;
+  }
   EXPECT_EQ(
       AtRiskReasonNames().Names(),
       (std::vector<std::string>{"idle_no_keepalive", "keepalive_probing", "close_wait_stale"}));
@@ -673,6 +751,13 @@ TEST(EventFormatTest, KindAndDetailsOfEveryKind) {
       {"event { keepalive_answered { probes_outstanding: 2 } }", "keepalive_answered",
        "outstanding=2"},
       {"event { origin { command: \"nginx\" } }", "unknown", "process=nginx[0]"},
+      // Lost 2.1 s before the event (which is at kNowNs + 5 ms).
+      {"event { half_open { reason: HALF_OPEN_PEER_REBOOTED peer_host: \"db-1\" "
+       "peer_connection_id: 9 peer_last_state: TCP_STATE_ESTABLISHED "
+       "peer_lost_unix_ns: 1799999997905000000 } }",
+       "half_open", "reason=peer_rebooted peer=db-1 peer_state=established lost=2.1s"},
+      {"event { half_open { reason: HALF_OPEN_PEER_HOST_DOWN } }", "half_open",
+       "reason=peer_host_down"},
   };
   for (const auto& [text, kind, details] : cases) {
     const v1::HostEvent entry = SampleEvent(text);
@@ -711,6 +796,8 @@ TEST(ConnectionFormatTest, EveryColumn) {
     connections {
       host: "web-1"
       at_risk: AT_RISK_KEEPALIVE_PROBING
+      pairing: PAIRING_PAIRED
+      half_open: HALF_OPEN_PEER_HOST_DOWN
       connection {
         role: ROLE_CLIENT
         state: TCP_STATE_ESTABLISHED
@@ -724,7 +811,12 @@ TEST(ConnectionFormatTest, EveryColumn) {
     }
     connections {
       host: "db-1"
+      pairing: PAIRING_UNPAIRED
       connection { role: ROLE_SERVER state: TCP_STATE_CLOSE_WAIT idle_ms: 500 }
+    }
+    connections {
+      host: "db-2"
+      connection { role: ROLE_CLIENT state: TCP_STATE_SYN_SENT }
     }
   )pb");
   v1::Connection& first = *response.mutable_connections(0)->mutable_connection();
@@ -739,13 +831,115 @@ TEST(ConnectionFormatTest, EveryColumn) {
   ConnectionsTable(response, kNow).Print(out);
   EXPECT_EQ(
       out.str(),
-      "HOST   ROLE    STATE        IN STATE  LOCAL           REMOTE         AT RISK            "
-      "KEEPALIVE  PROBES  NEXT PROBE  IDLE   RTT     SEND-Q  RECV-Q  PROCESS\n"
-      "web-1  client  established  1h00m     10.0.0.1:40000  10.0.0.2:5432  "
-      "keepalive_probing  on         2       1m15s       2h02m  0.42ms  10      0       "
-      "psql[4242]\n"
-      "db-1   server  close_wait   42s       ?:0             ?:0            -                "
-      "  off        -       -           500ms  -       0       0       -\n");
+      "HOST   ROLE    STATE        IN STATE  LOCAL           REMOTE         PEER      AT RISK  "
+      "          HALF-OPEN       KEEPALIVE  PROBES  NEXT PROBE  IDLE   RTT     SEND-Q  RECV-Q  "
+      "PROCESS\n"
+      "web-1  client  established  1h00m     10.0.0.1:40000  10.0.0.2:5432  paired    "
+      "keepalive_probing  peer_host_down  on         2       1m15s       2h02m  0.42ms  10      "
+      "0       psql[4242]\n"
+      "db-1   server  close_wait   42s       ?:0             ?:0            unpaired  -        "
+      "          -               off        -       -           500ms  -       0       0       "
+      "-\n"
+      "db-2   client  syn_sent     -         ?:0             ?:0            -         -        "
+      "          -               off        -       -           0s     -       0       0       "
+      "-\n");
+}
+
+// A half-open survivor whose peer is gone, a healthy pair, and an entry without a peer.
+v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
+  v1::ListConnectionsResponse response = TextProto<v1::ListConnectionsResponse>(R"pb(
+    connections {
+      host: "web-1"
+      pairing: PAIRING_PAIRED
+      half_open: HALF_OPEN_PEER_REBOOTED
+      connection {
+        role: ROLE_CLIENT
+        state: TCP_STATE_ESTABLISHED
+        keepalive { enabled: true probes_out: 2 }
+        idle_ms: 95000
+        send_queue: 1200
+        endpoints { local_port: 40000 remote_port: 5432 }
+      }
+      peer {
+        host: "db-1"
+        present: false
+        connection {
+          role: ROLE_SERVER
+          state: TCP_STATE_ESTABLISHED
+          keepalive { enabled: true }
+          idle_ms: 1000
+          send_queue: 7
+          endpoints { local_port: 5432 remote_port: 40000 }
+        }
+      }
+    }
+    connections {
+      host: "web-2"
+      pairing: PAIRING_PAIRED
+      connection {
+        state: TCP_STATE_ESTABLISHED
+        idle_ms: 500
+        recv_queue: 300
+        endpoints { local_port: 40001 remote_port: 5432 }
+      }
+      peer {
+        host: "db-1"
+        present: true
+        connection {
+          state: TCP_STATE_ESTABLISHED
+          keepalive { enabled: true }
+          idle_ms: 500
+          send_queue: 12
+          endpoints { local_port: 5432 remote_port: 40001 }
+        }
+      }
+    }
+    connections {
+      host: "web-3"
+      connection { state: TCP_STATE_CLOSE_WAIT idle_ms: 42000 }
+    }
+  )pb");
+  for (int i = 0; i < 2; ++i) {
+    v1::HostConnection& entry = *response.mutable_connections(i);
+    const int web = 1 + 2 * i;  // web-1 10.0.0.1, web-2 10.0.0.3
+    entry.mutable_connection()->mutable_endpoints()->set_local_address(Bytes({10, 0, 0, web}));
+    entry.mutable_connection()->mutable_endpoints()->set_remote_address(Bytes({10, 0, 0, 2}));
+    v1::Endpoints& peer = *entry.mutable_peer()->mutable_connection()->mutable_endpoints();
+    peer.set_local_address(Bytes({10, 0, 0, 2}));
+    peer.set_remote_address(Bytes({10, 0, 0, web}));
+  }
+  // Lost an hour and ten seconds ago: the age shows the same for a minute of test time.
+  response.mutable_connections(0)->mutable_peer()->set_lost_unix_ns(now_ns - 3610000000000ull);
+  return response;
+}
+
+const char kPairedTable[] =
+    "HOST   LOCAL           STATE        KA        SEND/RECV-Q  IDLE   |  PEER-HOST  "
+    "PEER-LOCAL     PEER-STATE                    PEER-KA  PEER-SEND/RECV-Q  PEER-IDLE  "
+    "HALF-OPEN\n"
+    "web-1  10.0.0.1:40000  established  on 2 out  1200/0       1m35s  |  db-1       "
+    "10.0.0.2:5432  gone 1h00m ago (established)  -        -                 -          "
+    "peer_rebooted\n"
+    "web-2  10.0.0.3:40001  established  off       0/300        500ms  |  db-1       "
+    "10.0.0.2:5432  established                   on       12/0              500ms      "
+    "-\n"
+    "web-3  ?:0             close_wait   off       0/0          42s    |  -          "
+    "-              -                             -        -                 -          "
+    "-\n";
+
+TEST(PairedFormatTest, BothEndsSideBySide) {
+  std::ostringstream out;
+  PairedConnectionsTable(SamplePaired(kNowNs), kNow).Print(out);
+  EXPECT_EQ(out.str(), kPairedTable);
+  // A peer lost at an unknown time, in an unknown state.
+  v1::ListConnectionsResponse unknown = SamplePaired(kNowNs);
+  unknown.mutable_connections()->DeleteSubrange(1, 2);
+  unknown.mutable_connections(0)->mutable_peer()->set_lost_unix_ns(0);
+  unknown.mutable_connections(0)->mutable_peer()->mutable_connection()->clear_state();
+  std::ostringstream gone;
+  PairedConnectionsTable(unknown, kNow).Print(gone);
+  EXPECT_TRUE(absl::StrContains(gone.str(), "|  db-1       10.0.0.2:5432  gone        -  "))
+      << gone.str();
 }
 
 TEST(AgentFormatTest, EveryColumn) {
@@ -759,6 +953,7 @@ TEST(AgentFormatTest, EveryColumn) {
       losses { kernel: 1 agent: 2 transport: 3 }
       connections: 40
       at_risk: 2
+      half_open: 1
     }
     agents { host_name: "db-1" source: SOURCE_KIND_SOCK_DIAG }
   )pb");
@@ -769,11 +964,11 @@ TEST(AgentFormatTest, EveryColumn) {
   AgentsTable(response, kNow).Print(out);
   EXPECT_EQ(out.str(),
             "HOST   STATUS        UP     LAST SEEN  SOURCE     VERSION  EVENTS  LOST KERNEL  "
-            "LOST AGENT  LOST TRANSPORT  CONNECTIONS  AT RISK\n"
+            "LOST AGENT  LOST TRANSPORT  CONNECTIONS  AT RISK  HALF-OPEN\n"
             "web-1  connected     2h00m  1.0s ago   ebpf       0.1.0    12345   1            "
-            "2           3               40           2\n"
+            "2           3               40           2        1\n"
             "db-1   disconnected  -      3d00h ago  sock_diag  -        0       0            "
-            "0           0               0            0\n");
+            "0           0               0            0        0\n");
 }
 
 v1::SummaryResponse SampleSummary() {
@@ -800,6 +995,9 @@ v1::SummaryResponse SampleSummary() {
       keepalive_on: 4
       keepalive_off: 6
       at_risk { name: "idle_no_keepalive" value: 2 }
+      half_open { name: "peer_closed" value: 0 }
+      half_open { name: "peer_rebooted" value: 3 }
+      half_open { name: "peer_host_down" value: 1 }
     }
     hosts { host: "web-1" agents: 1 agents_connected: 1 events: 1000 }
     history_events: 1000
@@ -825,6 +1023,7 @@ TEST(SummaryFormatTest, FleetThenEveryHost) {
             "  connections            11: established 10, close_wait 1\n"
             "  established keepalive  on 4, off 6\n"
             "  at risk                2: idle_no_keepalive 2\n"
+            "  half-open              4: peer_rebooted 3, peer_host_down 1\n"
             "  history                1000 events, oldest 2027-01-15 08:00:00.000\n"
             "\n"
             "HOST web-1\n"
@@ -838,7 +1037,8 @@ TEST(SummaryFormatTest, FleetThenEveryHost) {
             "  keepalive timeouts     0\n"
             "  connections            0\n"
             "  established keepalive  on 0, off 0\n"
-            "  at risk                0\n");
+            "  at risk                0\n"
+            "  half-open              0\n");
   std::ostringstream host_only;
   PrintSummary(SampleSummary(), /*fleet=*/false, absl::UTCTimeZone(), host_only);
   EXPECT_TRUE(absl::StartsWith(host_only.str(), "HOST web-1\n")) << host_only.str();
@@ -1000,6 +1200,15 @@ TEST_F(CliBinaryTest, UsageErrorsExit2BeforeAnyCall) {
        "Run 'tcpscope help' for usage.\n"},
       {{"agents", "-o", "yaml"},
        "tcpscope: -o yaml: expected table or json\nRun 'tcpscope help agents' for usage.\n"},
+      {{"connections", "--paired", "--half_open_reason=rebooted"},
+       "tcpscope: --half_open_reason=rebooted: not a half-open reason (peer_closed, "
+       "peer_rebooted, peer_host_down)\nRun 'tcpscope help connections' for usage.\n"},
+      {{"events", "--half_open_reason=down"},
+       "tcpscope: --half_open_reason=down: not a half-open reason (peer_closed, peer_rebooted, "
+       "peer_host_down)\nRun 'tcpscope help events' for usage.\n"},
+      {{"summary", "--half_open"},
+       "tcpscope: --half_open does not apply to 'tcpscope summary' (it is a flag of: "
+       "connections)\nRun 'tcpscope help summary' for usage.\n"},
   };
   for (const auto& [args, message] : cases) {
     std::vector<std::string> line = args;
@@ -1022,6 +1231,7 @@ TEST_F(CliBinaryTest, AgentsTableAndJson) {
       events: 7
       losses { transport: 1 }
       connections: 3
+      half_open: 2
     }
   )pb"));
   CliResult result = RunTcpscope({"agents", service()});
@@ -1029,16 +1239,16 @@ TEST_F(CliBinaryTest, AgentsTableAndJson) {
   // No times were set, so no column depends on the clock.
   EXPECT_EQ(result.out,
             "HOST   STATUS     UP  LAST SEEN  SOURCE  VERSION  EVENTS  LOST KERNEL  LOST AGENT  "
-            "LOST TRANSPORT  CONNECTIONS  AT RISK\n"
+            "LOST TRANSPORT  CONNECTIONS  AT RISK  HALF-OPEN\n"
             "web-1  connected  -   -          ebpf    0.1.0    7       0            0           "
-            "1               3            0\n");
+            "1               3            0        2\n");
   EXPECT_EQ(result.err, "");
   result = RunTcpscope({"agents", "-o", "json", service()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out,
             "{\"agents\":[{\"host_name\":\"web-1\",\"connected\":true,\"agent_version\":\"0.1.0\","
             "\"source\":\"SOURCE_KIND_EBPF\",\"events\":\"7\",\"losses\":{\"transport\":\"1\"},"
-            "\"connections\":3}]}\n");
+            "\"connections\":3,\"half_open\":2}]}\n");
 }
 
 TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {
@@ -1047,8 +1257,8 @@ TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {
        "--keepalive=off", "--at_risk_reason=idle_no_keepalive", "--address=192.168.0.0/16"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out,
-            "HOST  ROLE  STATE  IN STATE  LOCAL  REMOTE  AT RISK  KEEPALIVE  PROBES  NEXT PROBE  "
-            "IDLE  RTT  SEND-Q  RECV-Q  PROCESS\n");
+            "HOST  ROLE  STATE  IN STATE  LOCAL  REMOTE  PEER  AT RISK  HALF-OPEN  KEEPALIVE  "
+            "PROBES  NEXT PROBE  IDLE  RTT  SEND-Q  RECV-Q  PROCESS\n");
   EXPECT_EQ(result.err, "tcpscope: no connections match\n");
   const std::vector<v1::ListConnectionsRequest> requests = fake().connections_requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -1059,6 +1269,46 @@ TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {
                                  at_risk: true
                                  at_risk_reason: AT_RISK_IDLE_NO_KEEPALIVE
                                  address: "192.168.0.0/16")pb");
+}
+
+TEST_F(CliBinaryTest, ConnectionsPairedTableAndJson) {
+  const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  fake().SetConnections(SamplePaired(now_ns));
+  CliResult result = RunTcpscope(
+      {"connections", "--paired", "--half_open_reason=peer_rebooted", "--port=5432", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out, kPairedTable);
+  EXPECT_EQ(result.err, "");
+  std::vector<v1::ListConnectionsRequest> requests = fake().connections_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_PROTO(requests[0], R"pb(port: 5432
+                                 half_open: true
+                                 half_open_reason: HALF_OPEN_PEER_REBOOTED
+                                 paired: true)pb");
+
+  // Without --paired, the same entries in the usual table; JSON has every new field.
+  result = RunTcpscope({"connections", "--half_open", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(absl::StrContains(result.out, "  PEER  "));
+  EXPECT_TRUE(absl::StrContains(result.out, "  paired  -        peer_rebooted  on  "))
+      << result.out;
+  result = RunTcpscope({"connections", "--paired", "-o", "json", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  for (const std::string& field :
+       {std::string("\"pairing\":\"PAIRING_PAIRED\""),
+        std::string("\"half_open\":\"HALF_OPEN_PEER_REBOOTED\""),
+        std::string("\"peer\":{\"host\":\"db-1\",\"connection\":{"),
+        std::string("\"present\":true"),
+        absl::StrCat("\"lost_unix_ns\":\"", now_ns - 3610000000000ull, "\"")}) {
+    EXPECT_TRUE(absl::StrContains(result.out, field)) << field << "\n" << result.out;
+  }
+  v1::ListConnectionsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(result.out, &parsed).ok());
+  EXPECT_EQ(parsed.DebugString(), SamplePaired(now_ns).DebugString());
+  requests = fake().connections_requests();
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_PROTO(requests[1], "half_open: true");
+  EXPECT_PROTO(requests[2], "paired: true");
 }
 
 TEST_F(CliBinaryTest, SummaryTable) {
@@ -1125,6 +1375,36 @@ TEST_F(CliBinaryTest, EventsTable) {
   EXPECT_PROTO(requests[0],
                R"pb(filter { kinds: EVENT_KIND_HANDSHAKE kinds: EVENT_KIND_CLOSE role: ROLE_CLIENT }
                     last: 3)pb");
+}
+
+TEST_F(CliBinaryTest, HalfOpenEventsTableAndJson) {
+  v1::GetEventsResponse response;
+  *response.add_events() = SampleEvent(
+      "event { connection_id: 3 half_open { reason: HALF_OPEN_PEER_REBOOTED peer_host: "
+      "\"db-1\" peer_connection_id: 9 peer_last_state: TCP_STATE_ESTABLISHED "
+      "peer_lost_unix_ns: 1799999997905000000 } }");
+  fake().SetHistory({response});
+  CliResult result =
+      RunTcpscope({"events", "--type=half_open", "--half_open_reason=peer_rebooted", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out,
+            "TIME                     HOST   ROLE    LOCAL               REMOTE        EVENT      "
+            "DETAILS\n"
+            "2027-01-15 08:00:00.005  web-1  client  10.0.0.1:40000  ->  10.0.0.2:443  half_open  "
+            "reason=peer_rebooted peer=db-1 peer_state=established lost=2.1s\n");
+  const std::vector<v1::GetEventsRequest> requests = fake().events_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_PROTO(requests[0],
+               R"pb(filter { kinds: EVENT_KIND_HALF_OPEN half_open_reason: HALF_OPEN_PEER_REBOOTED }
+                    last: 20)pb");
+  result = RunTcpscope({"events", "-o", "json", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_TRUE(absl::StrContains(
+      result.out,
+      "\"half_open\":{\"reason\":\"HALF_OPEN_PEER_REBOOTED\",\"peer_host\":\"db-1\","
+      "\"peer_connection_id\":\"9\",\"peer_last_state\":\"TCP_STATE_ESTABLISHED\","
+      "\"peer_lost_unix_ns\":\"1799999997905000000\"}"))
+      << result.out;
 }
 
 TEST_F(CliBinaryTest, EmptyEventsPrintHeaderOnly) {

@@ -142,10 +142,11 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
     "name": "service up, no agents", "timeout_seconds": 20,
     "rules_with_data": {"TcpscopeNoAgents": {}},
     "rules_without_data": ["TcpscopeKeepaliveTimeoutsRising", "TcpscopeHandshakeFailureRatioHigh",
-                           "TcpscopeCloseWaitAccumulating", "TcpscopeAgentDown",
-                           "TcpscopeServiceDown", "TcpscopeEventsLost"],
+                           "TcpscopeCloseWaitAccumulating", "TcpscopeHalfOpenConnections",
+                           "TcpscopeAgentDown", "TcpscopeServiceDown", "TcpscopeEventsLost"],
     "rule_states": {"TcpscopeNoAgents": ["pending"], "TcpscopeAgentDown": ["inactive"],
-                    "TcpscopeServiceDown": ["inactive"]}})json");
+                    "TcpscopeServiceDown": ["inactive"],
+                    "TcpscopeHalfOpenConnections": ["inactive"]}})json");
   ASSERT_NO_FATAL_FAILURE(StartAgents());
   // Prometheus holds both hosts with zero losses before anything is lost.
   AwaitInPrometheus("sum(tcpscope_agent_up)", 2);
@@ -215,6 +216,10 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
   // Every panel and variable has data ($host: host-a); the scenario's numbers are exact: A holds
   // 1 established (keepalive on), 1 CLOSE_WAIT (stale) and 5 TIME_WAIT (A closed the 5 short
   // connections first); 9 client handshakes, 8 refused, 2 keepalive timeouts after 4 probes.
+  // No connection is half-open (B's agent stopped moments ago, sooner than the service's
+  // --peer_down_after, so A's connections to B are not peer_host_down yet):
+  // the half-open gauge is 0 for every reason, the detections panel shows its zeros although
+  // the counter has no series, and TcpscopeHalfOpenConnections has nothing to say.
   Check("after the scenario", R"json({
     "name": "after the scenario", "timeout_seconds": 20, "every_panel_has_data": true,
     "variables": {"host": "host-a"},
@@ -224,12 +229,14 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
       "TcpscopeCloseWaitAccumulating": {"host": "host-a"},
       "TcpscopeAgentDown": {"host": "host-b"},
       "TcpscopeEventsLost": {"host": "host-a", "stage": "agent"}},
-    "rules_without_data": ["TcpscopeNoAgents", "TcpscopeServiceDown"],
+    "rules_without_data": ["TcpscopeNoAgents", "TcpscopeServiceDown",
+                           "TcpscopeHalfOpenConnections"],
     "rule_states": {
       "TcpscopeKeepaliveTimeoutsRising": ["firing"], "TcpscopeEventsLost": ["firing"],
       "TcpscopeHandshakeFailureRatioHigh": ["pending"],
       "TcpscopeCloseWaitAccumulating": ["pending"], "TcpscopeAgentDown": ["pending"],
-      "TcpscopeNoAgents": ["inactive"], "TcpscopeServiceDown": ["inactive"]},
+      "TcpscopeNoAgents": ["inactive"], "TcpscopeServiceDown": ["inactive"],
+      "TcpscopeHalfOpenConnections": ["inactive"]},
     "values": [
       {"dashboard": "tcpscope-fleet-overview.json", "panel": "Connections by state",
        "labels": {"state": "established"}, "value": 1},
@@ -248,6 +255,17 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
        "labels": {"reason": "keepalive_probing"}, "value": 0},
       {"dashboard": "tcpscope-fleet-overview.json", "panel": "Hosts with at-risk connections",
        "labels": {"host": "host-a", "reason": "close_wait_stale"}, "value": 1},
+      {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open connections by reason",
+       "labels": {"reason": "peer_closed"}, "value": 0},
+      {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open connections by reason",
+       "labels": {"reason": "peer_rebooted"}, "value": 0},
+      {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open connections by reason",
+       "labels": {"reason": "peer_host_down"}, "value": 0},
+      {"dashboard": "tcpscope-fleet-overview.json", "panel": "Half-open detections",
+       "labels": {"reason": "peer_closed"}, "value": 0},
+      {"dashboard": "tcpscope-host.json", "panel": "Half-open connections by reason",
+       "labels": {"host": "host-a", "reason": "peer_host_down"}, "value": 0},
+      {"query": "count(tcpscope_half_open_detected_total) or vector(0)", "value": 0},
       {"dashboard": "tcpscope-fleet-overview.json",
        "panel": "Keepalive on established connections", "labels": {"keepalive": "on"}, "value": 1},
       {"dashboard": "tcpscope-fleet-overview.json",
@@ -279,9 +297,11 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
   Check("service down", R"json({
     "name": "service down", "timeout_seconds": 15,
     "rules_with_data": {"TcpscopeServiceDown": {}},
-    "rules_without_data": ["TcpscopeAgentDown", "TcpscopeNoAgents"],
+    "rules_without_data": ["TcpscopeAgentDown", "TcpscopeNoAgents",
+                           "TcpscopeHalfOpenConnections"],
     "rule_states": {"TcpscopeServiceDown": ["pending"], "TcpscopeAgentDown": ["inactive"],
-                    "TcpscopeNoAgents": ["inactive"]}})json");
+                    "TcpscopeNoAgents": ["inactive"],
+                    "TcpscopeHalfOpenConnections": ["inactive"]}})json");
 }
 
 }  // namespace

@@ -186,7 +186,7 @@ TEST(ConnectionMatcherTest, MatchesStateKeepaliveRiskAndAddress) {
   auto matches = [&](const v1::ListConnectionsRequest& request, v1::AtRiskReason risk) {
     absl::StatusOr<ConnectionMatcher> matcher = ConnectionMatcher::Create(request);
     EXPECT_TRUE(matcher.ok()) << matcher.status();
-    return matcher->Matches(connection, risk);
+    return matcher->Matches(connection, risk, v1::HALF_OPEN_REASON_UNSPECIFIED);
   };
   v1::ListConnectionsRequest request;
   EXPECT_TRUE(matches(request, v1::AT_RISK_REASON_UNSPECIFIED));

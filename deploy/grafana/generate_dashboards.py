@@ -147,8 +147,12 @@ def stat(title, description, expr, unit="short", red_from=None):
     }
 
 
-def table(title, description, expr, value_name, link_host=False, mappings=None):
-    """An instant query as a table: one row per series, its labels as columns."""
+def table(title, description, expr, value_name, link_host=False, mappings=None,
+          hide_zero=False):
+    """An instant query as a table: one row per series, its labels as columns. `hide_zero`
+    drops rows whose value is 0 in Grafana rather than in PromQL (`> 0`), for a table that is
+    empty while all is well: the query still returns data (every panel's must, in
+    observability_integration_test)."""
     field_defaults = {"unit": "short"}
     if mappings:
         field_defaults["mappings"] = [{"type": "value", "options": {
@@ -167,7 +171,10 @@ def table(title, description, expr, value_name, link_host=False, mappings=None):
                     "sortBy": [{"desc": True, "displayName": value_name}]},
         "transformations": [{"id": "organize", "options": {
             "excludeByName": {"Time": True, "instance": True, "job": True},
-            "renameByName": {"Value": value_name}}}],
+            "renameByName": {"Value": value_name}}}] + ([{"id": "filterByValue", "options": {
+                "filters": [{"fieldName": value_name,
+                             "config": {"id": "greater", "options": {"value": 0}}}],
+                "match": "any", "type": "include"}}] if hide_zero else []),
         "targets": [target(expr, instant=True)],
     }
 
@@ -322,6 +329,42 @@ def overview_panels(s, layout):
             "Hosts with at-risk connections now, by reason; a host opens its drill-down.",
             "sort_desc(sum by (host, reason) (tcpscope_connections_at_risk) > 0)",
             "connections", link_host=True), 24, 8)
+    half_open_panels(s, layout)
+
+
+def half_open_panels(s, layout):
+    """Half-open connection ends (the service pairs the two ends of a connection seen by two
+    agents): the gauge now by reason, detections per second, and (fleet) the hosts with them.
+
+    tcpscope_half_open_detected_total is created at a host's first detection, so a healthy fleet
+    has no series of it: the detections panel adds a zero per (host,) reason derived from the
+    gauge, so that it shows 0 rather than "No data" (and returns data in the integration test)."""
+    gauge = f"tcpscope_connections_half_open{s.sel()}"
+    layout.add(timeseries(
+        "Half-open connections by reason",
+        "ESTABLISHED connection ends whose other end, seen by another host's agent, is gone: "
+        "peer_closed (the peer closed and the FIN or RST never arrived), peer_rebooted (the peer "
+        "came back without the connection), peer_host_down (the peer's agent silent past "
+        "--peer_down_after). With keepalive off such an end never finds out. "
+        "`tcpscope connections --half_open` lists them.",
+        targets((f"sum{s.by('reason')}({gauge})", s.legend("{{reason}}"))), stacked=True),
+        8 if not s.filtered else 12, 8)
+    layout.add(timeseries(
+        "Half-open detections",
+        "Connection ends found half-open per second, by reason (each end counted once, when "
+        "found); 0 while none has been found.",
+        targets((f"sum{s.by('reason')}"
+                 f"(rate(tcpscope_half_open_detected_total{s.sel()}[{RATE}]))\n"
+                 f"or\nsum{s.by('reason')}({gauge}) * 0",
+                 s.legend("{{reason}}"))), unit="ops", stacked=True),
+        8 if not s.filtered else 12, 8)
+    if not s.filtered:
+        layout.add(table(
+            "Hosts with half-open connections",
+            "Hosts with half-open connection ends now, by reason, worst first (rows at 0 are "
+            "hidden); a host opens its drill-down.",
+            "sort_desc(sum by (host, reason) (tcpscope_connections_half_open))",
+            "connections", link_host=True, hide_zero=True), 8, 8)
 
 
 def agent_panels(s, layout):
@@ -383,7 +426,7 @@ def fleet_overview():
     overview_panels(FLEET, layout)
     return dashboard("tcpscope-fleet", "tcpscope / Fleet overview",
                      "Every TCP connection of the fleet: handshakes, closes, lifetimes, keepalive "
-                     "and at-risk connections.", layout.numbered())
+                     "and at-risk and half-open connections.", layout.numbered())
 
 
 def host_drill_down():
