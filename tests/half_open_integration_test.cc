@@ -329,10 +329,14 @@ TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) 
   ExpectEventOnAClientEnd(seen->event, *client, v1::HALF_OPEN_PEER_CLOSED);
   const v1::Event& event = seen->event.event();
   const absl::Time peer_lost = absl::FromUnixNanos(event.half_open().peer_lost_unix_ns());
-  // B's agent saw the close (eBPF: at once) no earlier than the kill.
+  // B's end left ESTABLISHED at the kill; the service learns it from B's next snapshot (which
+  // shows FIN_WAIT1) at the latest, and A's first snapshot past the grace after that decides.
+  // So "two snapshot intervals" is grace + one interval from that snapshot, up to three from
+  // the kill when B's snapshot is what dates the loss.
   EXPECT_GE(peer_lost, killed);
-  EXPECT_LE(peer_lost - killed, kDelivery);
-  EXPECT_LE(seen->arrival - killed, kGrace + kSnapshot + kDelivery);
+  EXPECT_LE(peer_lost - killed, kSnapshot + kDelivery);
+  EXPECT_LE(absl::FromUnixNanos(event.time_unix_ns()) - peer_lost, kGrace + kSnapshot + kDelivery);
+  EXPECT_LE(seen->arrival - killed, kSnapshot + kGrace + kSnapshot + kDelivery);
   std::cerr << "peer_closed: B's end closed " << Seconds(peer_lost - killed)
             << " after the kill; event time "
             << Seconds(absl::FromUnixNanos(event.time_unix_ns()) - killed) << ", in the watcher "
@@ -362,8 +366,8 @@ TEST_F(HalfOpenTest, PeerHostDownIsFoundAfterPeerDownAfter) {
   const int client_port = *LocalPort(client);
   ASSERT_NO_FATAL_FAILURE(AwaitBothEnds(Cookie(client), listen_port_));
 
+  stack_->agent(kB).Kill();  // returns once the agent is dead and reaped
   const absl::Time died = absl::Now();
-  stack_->agent(kB).Kill();
   ASSERT_TRUE(network_->BlackholeFromB(network_->a_ipv4()).ok());
 
   const absl::Duration timeout = kPeerDownAfter + 2 * kSnapshot + absl::Seconds(3);
@@ -513,7 +517,8 @@ TEST_F(HalfOpenTest, NoFalsePositivesAmongAThousandConnectionsAndAMinuteOfChurn)
   EXPECT_EQ(paired_ports, long_client_ports);
 
   // Without the state filter, anything beyond the long-lived pairs can only be churn ends
-  // lingering in TIME_WAIT (60 s in Linux, and in the snapshots): never one that is established.
+  // lingering in TIME_WAIT (60 s in Linux, and in the snapshots) beside a peer that is gone or
+  // closing: never an end that is established now.
   request.clear_state();
   int churn_leftovers = 0;
   for (const v1::HostConnection& pair : ListConnections(request)) {
@@ -527,8 +532,10 @@ TEST_F(HalfOpenTest, NoFalsePositivesAmongAThousandConnectionsAndAMinuteOfChurn)
         pair.connection().endpoints().remote_port() == static_cast<uint32_t>(churn_port);
     EXPECT_TRUE(churn) << pair.ShortDebugString();
     EXPECT_NE(pair.connection().state(), v1::TCP_STATE_ESTABLISHED) << pair.ShortDebugString();
-    EXPECT_NE(pair.peer().connection().state(), v1::TCP_STATE_ESTABLISHED)
-        << pair.ShortDebugString();
+    if (pair.peer().present()) {
+      EXPECT_NE(pair.peer().connection().state(), v1::TCP_STATE_ESTABLISHED)
+          << pair.ShortDebugString();
+    }
   }
   std::cerr << "paired: " << pairs.size() << " established pairs; " << churn_leftovers
             << " churn pairs still listed (not established) "
