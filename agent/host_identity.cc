@@ -30,6 +30,10 @@ absl::StatusOr<std::string> BootId() {
   return std::string(absl::StripAsciiWhitespace(id));
 }
 
+std::string NamespaceBootId(absl::string_view kernel_boot_id, uint64_t netns_cookie) {
+  return absl::StrCat(kernel_boot_id, "/netns-", netns_cookie);
+}
+
 uint64_t NewInstanceId() {
   uint64_t id = 0;
   while (id == 0) {

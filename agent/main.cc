@@ -36,7 +36,9 @@ ABSL_FLAG(std::string, source, "auto",
           "else sockdiag).");
 ABSL_FLAG(std::string, netns, "",
           "Network namespace file (e.g. /run/netns/NAME) to watch only; default: every namespace "
-          "(eBPF) or the agent's own (sockdiag).");
+          "(eBPF) or the agent's own (sockdiag). The namespace is then the host: the boot id sent "
+          "to the service is <kernel boot id>/netns-<namespace cookie>, new when the namespace is "
+          "created anew.");
 ABSL_FLAG(int, max_buffered_batches, 4096,
           "Batches kept for resending until the service acknowledges them (1 to 1000000).");
 ABSL_FLAG(int, max_buffered_mib, 64,
@@ -95,9 +97,9 @@ int Main() {
     TS_LOG(ERROR) << "--host_name=" << host_name << ": " << status.message();
     return 2;
   }
-  absl::StatusOr<std::string> boot_id = BootId();
-  if (!boot_id.ok()) {
-    TS_LOG(ERROR) << boot_id.status();
+  absl::StatusOr<std::string> kernel_boot_id = BootId();
+  if (!kernel_boot_id.ok()) {
+    TS_LOG(ERROR) << kernel_boot_id.status();
     return 1;
   }
 
@@ -147,12 +149,17 @@ int Main() {
   source_options.choice = *choice;
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
-  absl::StatusOr<std::unique_ptr<EventSource>> opened = OpenEventSource(source_options, &metrics);
+  absl::StatusOr<OpenedSource> opened = OpenEventSource(source_options, &metrics);
   if (!opened.ok()) {
     TS_LOG(ERROR) << opened.status().message();
     return 1;
   }
-  EventSource& source = **opened;
+  EventSource& source = *opened->source;
+  // A watched namespace is a host of its own: recreating it (a restarted container or test
+  // host) must read as a reboot to the service, so its cookie joins the kernel's boot id.
+  const std::string boot_id = source_options.netns_path.empty()
+                                  ? *kernel_boot_id
+                                  : NamespaceBootId(*kernel_boot_id, opened->netns_cookie);
 
   ShipperOptions options;
   options.service_address = absl::GetFlag(FLAGS_service);
@@ -174,14 +181,14 @@ int Main() {
   v1::Hello& hello = options.hello;
   hello.set_host_name(host_name);
   hello.set_agent_version(TCPSCOPE_VERSION);
-  hello.set_boot_id(*boot_id);
+  hello.set_boot_id(boot_id);
   hello.set_instance_id(NewInstanceId());
   hello.set_source(source.kind());
   for (const std::string& capability : source.capabilities()) hello.add_capabilities(capability);
   Shipper shipper(options, &metrics);
 
-  TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name
-               << ", streaming to " << options.service_address << " ("
+  TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name << " (boot id "
+               << boot_id << "), streaming to " << options.service_address << " ("
                << DescribeTls(tls, /*server=*/false) << ")";
   shipper.Start();
   absl::Status source_status;

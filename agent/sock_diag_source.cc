@@ -292,8 +292,14 @@ absl::StatusOr<std::unique_ptr<SockDiagDumper>> SockDiagDumper::Open(
   absl::StatusOr<NamespaceSocket> opened = OpenSockDiagSocketFor(netns_path, 0);
   if (!opened.ok()) return opened.status();
   if (absl::Status status = ConfigureSocket(opened->fd.get()); !status.ok()) return status;
+  // Any socket reports the cookie of the namespace it was created in (Linux 5.14 and later).
+  uint64_t cookie = 0;
+  socklen_t length = sizeof(cookie);
+  if (getsockopt(opened->fd.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) != 0) {
+    return ErrnoError(errno, "getsockopt(SO_NETNS_COOKIE) on sock_diag socket");
+  }
   return std::unique_ptr<SockDiagDumper>(
-      new SockDiagDumper(opened->fd.release(), opened->netns_inode));
+      new SockDiagDumper(opened->fd.release(), opened->netns_inode, cookie));
 }
 
 SockDiagDumper::~SockDiagDumper() {

@@ -34,13 +34,18 @@ class SockDiagDumper {
 
   // Inode of the watched namespace (what `ls -L -i /proc/self/ns/net` shows).
   uint64_t netns_inode() const { return netns_inode_; }
+  // The watched namespace's SO_NETNS_COOKIE: unlike the inode, never reused while the kernel
+  // runs, so a namespace deleted and created again under the same name gets a new one.
+  uint64_t netns_cookie() const { return netns_cookie_; }
 
  private:
-  SockDiagDumper(int fd, uint64_t netns_inode) : fd_(fd), netns_inode_(netns_inode) {}
+  SockDiagDumper(int fd, uint64_t netns_inode, uint64_t netns_cookie)
+      : fd_(fd), netns_inode_(netns_inode), netns_cookie_(netns_cookie) {}
   absl::Status DumpFamily(uint8_t family, std::vector<SocketRecord>* out);
 
   int fd_;
   uint64_t netns_inode_;
+  uint64_t netns_cookie_;
   uint32_t next_seq_ = 1;
 };
 

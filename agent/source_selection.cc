@@ -14,8 +14,7 @@ std::string Describe(const std::string& netns_path) {
   return netns_path.empty() ? "this network namespace" : netns_path;
 }
 
-absl::StatusOr<std::unique_ptr<EventSource>> OpenSockDiag(const SourceOptions& options,
-                                                          AgentMetrics* metrics) {
+absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMetrics* metrics) {
   absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(options.netns_path);
   if (!dumper.ok()) {
     return absl::Status(dumper.status().code(),
@@ -30,15 +29,18 @@ absl::StatusOr<std::unique_ptr<EventSource>> OpenSockDiag(const SourceOptions& o
                     << "): closes are seen at the next dump";
   }
   metrics->SetSource("sock_diag");
-  return std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
-                                          std::move(destroy_listener));
+  const uint64_t cookie = options.netns_path.empty() ? 0 : (*dumper)->netns_cookie();
+  return OpenedSource{
+      std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
+                                       std::move(destroy_listener)),
+      cookie};
 }
 
-absl::StatusOr<std::unique_ptr<EventSource>> OpenEbpf(const SourceOptions& options,
-                                                      AgentMetrics* metrics) {
+absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics* metrics) {
   EbpfOptions ebpf;
   ebpf.snapshot_interval = options.snapshot_interval;
   std::unique_ptr<SnapshotCollector> snapshots;
+  uint64_t cookie = 0;
   if (options.netns_path.empty()) {
     snapshots = SnapshotCollector::ForAllNamespaces();
   } else {
@@ -49,13 +51,14 @@ absl::StatusOr<std::unique_ptr<EventSource>> OpenEbpf(const SourceOptions& optio
                                                                ": ", dumper.status().message()));
     }
     ebpf.netns_inode = static_cast<uint32_t>((*dumper)->netns_inode());
+    cookie = (*dumper)->netns_cookie();
     snapshots = SnapshotCollector::ForNamespace(std::move(*dumper));
   }
   absl::StatusOr<std::unique_ptr<EbpfSource>> source =
       EbpfSource::Open(ebpf, std::move(snapshots), metrics);
   if (!source.ok()) return source.status();
   metrics->SetSource("ebpf");
-  return std::unique_ptr<EventSource>(std::move(*source));
+  return OpenedSource{std::move(*source), cookie};
 }
 
 }  // namespace
@@ -68,8 +71,7 @@ absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text) {
       absl::StrCat("--source=", text, ": choose auto, ebpf or sockdiag"));
 }
 
-absl::StatusOr<std::unique_ptr<EventSource>> OpenEventSource(const SourceOptions& options,
-                                                             AgentMetrics* metrics) {
+absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, AgentMetrics* metrics) {
   switch (options.choice) {
     case SourceChoice::kSockDiag:
       return OpenSockDiag(options, metrics);
@@ -78,7 +80,7 @@ absl::StatusOr<std::unique_ptr<EventSource>> OpenEventSource(const SourceOptions
     case SourceChoice::kAuto:
       break;
   }
-  absl::StatusOr<std::unique_ptr<EventSource>> ebpf = OpenEbpf(options, metrics);
+  absl::StatusOr<OpenedSource> ebpf = OpenEbpf(options, metrics);
   if (ebpf.ok()) return ebpf;
   TS_LOG(WARNING) << "eBPF source unavailable: " << ebpf.status().message()
                   << ". Falling back to sock_diag polling every "

@@ -2,6 +2,7 @@
 // socket-destroy notifications. The fallback is logged once, with the reason.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -25,7 +26,12 @@ struct SourceOptions {
   absl::Duration snapshot_interval = absl::Seconds(10);
 };
 
-absl::StatusOr<std::unique_ptr<EventSource>> OpenEventSource(const SourceOptions& options,
-                                                             AgentMetrics* metrics);
+struct OpenedSource {
+  std::unique_ptr<EventSource> source;
+  // SO_NETNS_COOKIE of the namespace at netns_path (0 without one): the agent's boot id.
+  uint64_t netns_cookie = 0;
+};
+
+absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, AgentMetrics* metrics);
 
 }  // namespace tcpscope::agent

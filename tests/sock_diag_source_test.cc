@@ -22,9 +22,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "agent/agent_metrics.h"
+#include "agent/host_identity.h"
 #include "agent/sock_diag_poller.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -317,6 +319,52 @@ TEST(SockDiagSourceTest, OpenByNamespacePath) {
   const std::vector<SocketRecord> mine = LiveRecordsFor(*records, AF_INET, endpoint.port);
   ASSERT_EQ(mine.size(), 1u);
   EXPECT_EQ(mine[0].state, kListen);
+}
+
+// The cookie is the namespace's identity for the boot id of a --netns agent: one per namespace,
+// and new for a namespace deleted and created again under the same name (a "rebooted" host),
+// where the inode may be reused.
+TEST(SockDiagSourceTest, NamespaceCookieIdentifiesTheNamespaceAcrossRecreation) {
+  TCPSCOPE_REQUIRE_ROOT();
+  auto cookie_of = [](const std::string& path) -> uint64_t {
+    auto dumper = SockDiagDumper::Open(path);
+    EXPECT_TRUE(dumper.ok()) << dumper.status();
+    return dumper.ok() ? (*dumper)->netns_cookie() : 0;
+  };
+  auto a = testing::TestNetns::Create("cookie-a");
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto b = testing::TestNetns::Create("cookie-b");
+  ASSERT_TRUE(b.ok()) << b.status();
+  const uint64_t cookie_a = cookie_of((*a)->path());
+  const uint64_t cookie_b = cookie_of((*b)->path());
+  ASSERT_NE(cookie_a, 0u);
+  ASSERT_NE(cookie_b, 0u);
+  EXPECT_NE(cookie_a, cookie_b);
+  EXPECT_EQ(cookie_of((*a)->path()), cookie_a);
+
+  // Our own namespace: the same cookie as a plain socket of this thread reports.
+  const Fd plain(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  uint64_t own = 0;
+  socklen_t length = sizeof(own);
+  ASSERT_EQ(getsockopt(plain.get(), SOL_SOCKET, SO_NETNS_COOKIE, &own, &length), 0)
+      << strerror(errno);
+  EXPECT_EQ(cookie_of(""), own);
+  EXPECT_NE(own, cookie_a);
+
+  const std::string kernel = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  EXPECT_EQ(NamespaceBootId(kernel, cookie_a), absl::StrCat(kernel, "/netns-", cookie_a));
+  EXPECT_NE(NamespaceBootId(kernel, cookie_a), NamespaceBootId(kernel, cookie_b));
+
+  // B "reboots": deleted and created again under the same name and path.
+  const std::string path_b = (*b)->path();
+  b->reset();
+  auto b_again = testing::TestNetns::Create("cookie-b");
+  ASSERT_TRUE(b_again.ok()) << b_again.status();
+  ASSERT_EQ((*b_again)->path(), path_b);
+  const uint64_t cookie_b_again = cookie_of(path_b);
+  EXPECT_NE(cookie_b_again, 0u);
+  EXPECT_NE(cookie_b_again, cookie_b);
+  EXPECT_NE(cookie_b_again, cookie_a);
 }
 
 TEST(SockDiagSourceTest, OpenMissingNamespaceFails) {

@@ -217,6 +217,24 @@ TEST_F(TwoHostNetworkTest, BlackholedPeerAcksNothingUntilUnblackholed) {
   }
 }
 
+TEST_F(TwoHostNetworkTest, PeerBlackholedFromBClosesUnheardUntilUnblackholed) {
+  int client = -1, server = -1;
+  ASSERT_NO_FATAL_FAILURE(Connect(net_->b_ipv4(), &client, &server));
+  ASSERT_TRUE(net_->BlackholeFromB(net_->a_ipv4()).ok());
+  // B's FIN leaves B but never reaches A: A's end stays established (half-open), B's waits.
+  ASSERT_EQ(shutdown(server, SHUT_WR), 0) << strerror(errno);
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_EQ(TcpState(client), TCP_ESTABLISHED);
+  char byte;
+  EXPECT_EQ(recv(client, &byte, 1, MSG_DONTWAIT), -1);
+
+  ASSERT_TRUE(net_->UnblackholeFromB(net_->a_ipv4()).ok());
+  // B's next FIN retransmission (backed off to at most ~1.6 s here) gets through.
+  pollfd entry{client, POLLIN, 0};
+  ASSERT_EQ(poll(&entry, 1, 5000), 1) << "no FIN from B within 5 s of unblackholing";
+  EXPECT_EQ(recv(client, &byte, 1, 0), 0);
+}
+
 TEST_F(TwoHostNetworkTest, RebootedPeerResetsConnectionsFromBeforeTheReboot) {
   int client = -1, server = -1, port = 0;
   ASSERT_NO_FATAL_FAILURE(Connect(net_->b_ipv4(), &client, &server, &port));

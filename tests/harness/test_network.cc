@@ -164,10 +164,15 @@ absl::Status TwoHostNetwork::Link() {
   return status;
 }
 
-absl::Status TwoHostNetwork::SetNeighbourFromA(const std::string& ip) {
+absl::Status TwoHostNetwork::SetBogusNeighbour(const TestNetns& ns, const std::string& device,
+                                               const std::string& ip) {
   // Added after the link is up: taking a device down flushes even permanent entries.
-  return Run({absl::StrCat("ip -n ", a_->name(), " neigh replace ", ip, " lladdr ", kBogusMac,
-                           " dev ", veth_a_, " nud permanent")});
+  return Run({absl::StrCat("ip -n ", ns.name(), " neigh replace ", ip, " lladdr ", kBogusMac,
+                           " dev ", device, " nud permanent")});
+}
+
+absl::Status TwoHostNetwork::SetNeighbourFromA(const std::string& ip) {
+  return SetBogusNeighbour(*a_, veth_a_, ip);
 }
 
 absl::Status TwoHostNetwork::BlackholeFromA(const std::string& peer_ip) {
@@ -176,6 +181,14 @@ absl::Status TwoHostNetwork::BlackholeFromA(const std::string& peer_ip) {
 
 absl::Status TwoHostNetwork::UnblackholeFromA(const std::string& peer_ip) {
   return Run({absl::StrCat("ip -n ", a_->name(), " neigh del ", peer_ip, " dev ", veth_a_)});
+}
+
+absl::Status TwoHostNetwork::BlackholeFromB(const std::string& peer_ip) {
+  return SetBogusNeighbour(*b_, veth_b_, peer_ip);
+}
+
+absl::Status TwoHostNetwork::UnblackholeFromB(const std::string& peer_ip) {
+  return Run({absl::StrCat("ip -n ", b_->name(), " neigh del ", peer_ip, " dev ", veth_b_)});
 }
 
 absl::Status TwoHostNetwork::RebootB() {

@@ -42,6 +42,10 @@ class TwoHostNetwork {
   absl::Status BlackholeFromA(const std::string& peer_ip);
   // Deletes that entry; A resolves the peer afresh on its next transmission.
   absl::Status UnblackholeFromA(const std::string& peer_ip);
+  // The same from B's side: B silently loses everything it sends to `peer_ip` (e.g. its FIN or
+  // RST never reaches A), while A's packets still reach B.
+  absl::Status BlackholeFromB(const std::string& peer_ip);
+  absl::Status UnblackholeFromB(const std::string& peer_ip);
 
   // B crashes and comes back with the same addresses: the veth pair and namespace B are deleted
   // (sockets the test still holds in the old B stay open but are cut off), then a fresh B with a
@@ -59,6 +63,9 @@ class TwoHostNetwork {
   // Creates the veth pair between the existing namespaces and configures both ends.
   absl::Status Link();
   absl::Status SetNeighbourFromA(const std::string& ip);
+  // A permanent bogus neighbour entry for `ip` in namespace `ns` on `device`.
+  static absl::Status SetBogusNeighbour(const TestNetns& ns, const std::string& device,
+                                        const std::string& ip);
 
   std::unique_ptr<TestNetns> a_;
   std::unique_ptr<TestNetns> b_;
