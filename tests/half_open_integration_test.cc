@@ -5,6 +5,7 @@
 // 1000 healthy connections and a minute of churn, never says so wrongly. Two hosts (namespaces
 // made by the test), an eBPF agent each, one service. Needs root and eBPF.
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -56,8 +57,6 @@ uint64_t Cookie(int fd) {
   EXPECT_EQ(getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length), 0) << strerror(errno);
   return cookie;
 }
-
-int64_t UnixNanos(absl::Time t) { return absl::ToUnixNanos(t); }
 
 std::string Seconds(absl::Duration d) { return absl::StrCat(absl::ToDoubleSeconds(d), " s"); }
 
@@ -230,6 +229,9 @@ class HalfOpenTest : public TwoHostTest {
     EXPECT_EQ(listed[0].pairing(), v1::PAIRING_PAIRED);
   }
 
+  // B's server end dies while its packets to A are lost (below).
+  void PeerClosed(bool unread_byte);
+
   std::unique_ptr<v1::Observer::Stub> stub_;
 };
 
@@ -296,9 +298,13 @@ TEST_F(HalfOpenTest, PeerRebootIsFoundWithinTwoSnapshotIntervals) {
             1);
 }
 
-// B's server process dies while B's packets to A are lost: B's end sends its FIN in vain
-// (FIN_WAIT1, retransmitting), A's stays established and never learns.
-TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) {
+// B's server process dies while B's packets to A are lost. With nothing unread, B's end sends
+// its FIN in vain (FIN_WAIT1, retransmitting): the service learns it from B's next snapshot, and
+// A's first snapshot past the grace after that decides, so up to two intervals and the grace
+// after the kill. With a byte left unread, B's kernel answers the close with a RST (lost too):
+// B's close event dates the loss exactly, and detection takes at most the grace and one
+// interval: two snapshot intervals here (grace = interval).
+void HalfOpenTest::PeerClosed(bool unread_byte) {
   ASSERT_NO_FATAL_FAILURE(StartWith({}));
   const int port = ListenOnB(network_->b_ipv4());
   absl::StatusOr<int> client = ConnectFrom(network_->a(), network_->b_ipv4(), port);
@@ -307,6 +313,15 @@ TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) 
   const int client_port = *LocalPort(*client);
   absl::StatusOr<int> accepted = AcceptOne(listener_);
   ASSERT_TRUE(accepted.ok()) << accepted.status();
+  if (unread_byte) {
+    ASSERT_EQ(send(*client, "x", 1, 0), 1) << strerror(errno);
+    int queued = 0;
+    for (int i = 0; i < 100 && queued == 0; ++i) {
+      ASSERT_EQ(ioctl(*accepted, FIONREAD, &queued), 0) << strerror(errno);
+      if (queued == 0) absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_EQ(queued, 1) << "the byte did not reach B";
+  }
   // B's end belongs to a server process of its own, which the test kills uncleanly.
   const pid_t server = fork();
   ASSERT_GE(server, 0) << strerror(errno);
@@ -329,22 +344,24 @@ TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) 
   ExpectEventOnAClientEnd(seen->event, *client, v1::HALF_OPEN_PEER_CLOSED);
   const v1::Event& event = seen->event.event();
   const absl::Time peer_lost = absl::FromUnixNanos(event.half_open().peer_lost_unix_ns());
-  // B's end left ESTABLISHED at the kill; the service learns it from B's next snapshot (which
-  // shows FIN_WAIT1) at the latest, and A's first snapshot past the grace after that decides.
-  // So "two snapshot intervals" is grace + one interval from that snapshot, up to three from
-  // the kill when B's snapshot is what dates the loss.
   EXPECT_GE(peer_lost, killed);
-  EXPECT_LE(peer_lost - killed, kSnapshot + kDelivery);
   EXPECT_LE(absl::FromUnixNanos(event.time_unix_ns()) - peer_lost, kGrace + kSnapshot + kDelivery);
-  EXPECT_LE(seen->arrival - killed, kSnapshot + kGrace + kSnapshot + kDelivery);
-  std::cerr << "peer_closed: B's end closed " << Seconds(peer_lost - killed)
-            << " after the kill; event time "
+  if (unread_byte) {
+    // The RST's close event: the loss is dated at the kill, the verdict within two intervals.
+    EXPECT_LE(peer_lost - killed, absl::Milliseconds(100));
+    EXPECT_LE(seen->arrival - killed, kGrace + kSnapshot + kDelivery);
+    EXPECT_EQ(event.half_open().peer_last_state(), v1::TCP_STATE_ESTABLISHED);
+  } else {
+    // FIN_WAIT1 in B's next snapshot dates the loss.
+    EXPECT_LE(peer_lost - killed, kSnapshot + kDelivery);
+    EXPECT_LE(seen->arrival - killed, kSnapshot + kGrace + kSnapshot + kDelivery);
+    EXPECT_EQ(event.half_open().peer_last_state(), v1::TCP_STATE_FIN_WAIT1);
+  }
+  std::cerr << "peer_closed (" << (unread_byte ? "RST" : "FIN") << " lost): B's end lost "
+            << Seconds(peer_lost - killed) << " after the kill; event time "
             << Seconds(absl::FromUnixNanos(event.time_unix_ns()) - killed) << ", in the watcher "
             << Seconds(seen->arrival - killed) << " after it; last state "
             << v1::TcpState_Name(event.half_open().peer_last_state()) << "\n";
-  EXPECT_TRUE(event.half_open().peer_last_state() == v1::TCP_STATE_FIN_WAIT1 ||
-              event.half_open().peer_last_state() == v1::TCP_STATE_CLOSE)
-      << v1::TcpState_Name(event.half_open().peer_last_state());
 
   ASSERT_NO_FATAL_FAILURE(ExpectOnlyThatEvent(*seen));
   EXPECT_EQ(EstablishedInA(client_port), 1) << "A's kernel no longer holds the connection";
@@ -354,6 +371,14 @@ TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) 
   EXPECT_EQ(MetricValue(stack_->Scrape(), "tcpscope_half_open_detected_total",
                         {{"host", kA}, {"reason", "peer_closed"}}),
             1);
+}
+
+TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoIntervalsAndTheGrace) {
+  PeerClosed(/*unread_byte=*/false);
+}
+
+TEST_F(HalfOpenTest, PeerClosedWithItsRstLostIsFoundWithinTwoSnapshotIntervals) {
+  PeerClosed(/*unread_byte=*/true);
 }
 
 // B's host goes down: its agent dies (SIGKILL) and B answers nothing. After --peer_down_after of
