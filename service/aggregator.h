@@ -52,6 +52,7 @@ class Aggregator {
   // Hosts silent for longer than the half-open policy's peer_down_after are down for their
   // peers' ends (called periodically, like ExpireHosts).
   void CheckSilentHosts(absl::Time now);
+  ConnectionPairs::Stats PairIndexSize() const { return pairs_.stats(/*count_pairs=*/false); }
 
   std::vector<v1::Agent> Agents() const;
   // The request must have passed ConnectionMatcher::Create.

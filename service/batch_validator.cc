@@ -124,7 +124,8 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
     case v1::Event::kKeepaliveAnswered:
       return absl::OkStatus();
     case v1::Event::kHalfOpen:
-      return Invalid(where, "half_open events are the service's findings; an agent cannot send them");
+      return Invalid(where,
+                     "half_open events are the service's findings; an agent cannot send them");
     case v1::Event::KIND_NOT_SET:
       return Invalid(where, "event has no kind (or a kind this service does not know)");
   }

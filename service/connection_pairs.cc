@@ -282,9 +282,11 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
     ends.push_back(*key);
   }
   // Ends of the previous snapshot that this one lacks are lost.
+  const size_t present = ends.size();
   for (const auto& [key, side_index] : host.ends) {
     auto entry = index_->entries.find(key);
     if (entry == index_->entries.end()) continue;
+    bool lost_here = false;
     for (End& end : entry->second.sides[side_index]) {
       if (*end.host != *host.name || end.round == host.round) continue;
       if (!end.lost) {
@@ -292,23 +294,18 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
                  rebooted ? v1::HALF_OPEN_PEER_REBOOTED : v1::HALF_OPEN_PEER_CLOSED);
       }
       SetHalfOpen(end, v1::HALF_OPEN_REASON_UNSPECIFIED, nullptr, absl::Time(), now, findings);
+      lost_here = true;
     }
-    ends.push_back({key, side_index});  // judged below, then left out of host.ends
+    if (lost_here) ends.push_back({key, side_index});
   }
-  // Judge every entry touched; the host keeps the ends this snapshot has.
-  std::vector<std::pair<TupleKey, int>> current;
-  current.reserve(ends.size());
+  // Judge every entry touched (an entry with an end present is never dropped); the host keeps
+  // the ends this snapshot has.
   for (const auto& [key, side_index] : ends) {
     auto entry = index_->entries.find(key);
-    if (entry == index_->entries.end()) continue;
-    const auto& side = entry->second.sides[side_index];
-    const bool here = std::any_of(side.begin(), side.end(), [&](const End& end) {
-      return *end.host == *host.name && end.round == host.round;
-    });
-    Judge(key, entry->second, now, findings);
-    if (here) current.push_back({key, side_index});
+    if (entry != index_->entries.end()) Judge(key, entry->second, now, findings);
   }
-  host.ends = std::move(current);
+  ends.resize(present);
+  host.ends = std::move(ends);
 }
 
 bool ConnectionPairs::Listed(const End& end) const {
@@ -593,10 +590,12 @@ std::array<uint32_t, 4> ConnectionPairs::HalfOpenCounts(const std::string& host)
   return counts;
 }
 
-ConnectionPairs::Stats ConnectionPairs::stats() const {
+ConnectionPairs::Stats ConnectionPairs::stats(bool count_pairs) const {
   absl::MutexLock lock(&mu_);
   Stats stats;
   stats.entries = index_->entries.size();
+  for (const auto& [name, host] : index_->hosts) stats.ends += host->ends.size();
+  if (!count_pairs) return stats;
   for (const auto& [key, entry] : index_->entries) {
     if (entry.sides[0].size() == 1 && entry.sides[1].size() == 1 &&
         *entry.sides[0][0].host != *entry.sides[1][0].host) {

@@ -77,8 +77,10 @@ class ConnectionPairs {
   struct Stats {
     size_t pairs = 0;    // paired connections (both ends, or one end and its lost peer)
     size_t entries = 0;  // connection tuples tracked, paired or not
+    size_t ends = 0;     // ends in the hosts' latest snapshots
   };
-  Stats stats() const;
+  // With `count_pairs`, walks every entry (tests, benchmarks); without, cheap (self-metrics).
+  Stats stats(bool count_pairs = true) const;
 
  private:
   struct TupleKey;

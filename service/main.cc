@@ -166,6 +166,9 @@ int Main() {
       }
       aggregator.CheckSilentHosts(absl::Now());
       metrics.history_events.Set(static_cast<double>(event_log.stats().events));
+      const ConnectionPairs::Stats pairs = aggregator.PairIndexSize();
+      metrics.pair_index_entries.Set(static_cast<double>(pairs.entries));
+      metrics.pair_index_ends.Set(static_cast<double>(pairs.ends));
     }
   });
 

@@ -112,6 +112,15 @@ ServiceMetrics::ServiceMetrics()
       history_events(Register(prometheus::BuildGauge(), "tcpscope_service_event_history_events",
                               "Events held in the in-memory history for GetEvents.", *registry_)
                          .Add({})),
+      pair_index_entries(Register(prometheus::BuildGauge(), "tcpscope_service_pair_index_entries",
+                                  "Connection tuples the half-open pairing index tracks.",
+                                  *registry_)
+                             .Add({})),
+      pair_index_ends(Register(prometheus::BuildGauge(), "tcpscope_service_pair_index_ends",
+                               "Connection ends of the hosts' latest snapshots in the pairing "
+                               "index.",
+                               *registry_)
+                          .Add({})),
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 

@@ -111,6 +111,8 @@ class ServiceMetrics {
   prometheus::Gauge& hosts;
   prometheus::Counter& hosts_expired;
   prometheus::Gauge& history_events;
+  prometheus::Gauge& pair_index_entries;
+  prometheus::Gauge& pair_index_ends;
   // Refused messages by reason (a fixed, small set of reasons chosen by the service).
   prometheus::Counter& Rejected(const std::string& reason);
 

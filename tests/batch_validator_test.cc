@@ -120,6 +120,11 @@ TEST(BatchValidatorTest, RefusesBadEvents) {
   event = GoodClose();
   event.clear_close();
   ExpectRefused(ValidateBatch(BatchOf(event), kNow), "no kind");
+
+  // Half-open findings are the service's: an agent claiming one is refused.
+  event = GoodClose();
+  event.mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_CLOSED);
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "half_open events are the service's");
 }
 
 TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {

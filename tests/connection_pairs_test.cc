@@ -136,6 +136,22 @@ TEST_F(ConnectionPairsTest, PairsTheTwoEndsAndShowsEachTheOther) {
   EXPECT_TRUE(Findings().empty());
 }
 
+TEST_F(ConnectionPairsTest, RepeatedSnapshotsKeepTheIndexTheSize) {
+  Paired();
+  for (int i = 1; i <= 5; ++i) {
+    Snapshot(a_, kStart + absl::Seconds(i), {ClientEnd()});
+    Snapshot(b_, kStart + absl::Seconds(i), {ServerEnd()});
+  }
+  EXPECT_EQ(pairs_.stats().ends, 2u);
+  EXPECT_EQ(pairs_.stats().entries, 1u);
+  EXPECT_EQ(pairs_.stats().pairs, 1u);
+  Snapshot(a_, kStart + absl::Seconds(6), {});
+  Snapshot(b_, kStart + absl::Seconds(6), {});
+  EXPECT_EQ(pairs_.stats().ends, 0u);
+  EXPECT_EQ(pairs_.stats().entries, 0u);
+  EXPECT_TRUE(Findings().empty());
+}
+
 TEST_F(ConnectionPairsTest, PeerResetLostOnTheWayIsFoundAfterTheGraceAndOnlyOnce) {
   Paired();
   const absl::Time reset = kStart + absl::Seconds(1);

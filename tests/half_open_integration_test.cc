@@ -566,6 +566,19 @@ TEST_F(HalfOpenTest, NoFalsePositivesAmongAThousandConnectionsAndAMinuteOfChurn)
           << pair.ShortDebugString();
     }
   }
+  // A pair whose ends are both closing or gone is over: once a snapshot of each host has shown
+  // it, it is not listed (a lost end is kept only beside an ESTABLISHED one).
+  EXPECT_EQ(churn_leftovers, 0);
+  // The pairing index holds the ends of the latest snapshots, no more: at least the 2000 ends
+  // of the long-lived connections, at most every connection the two hosts report (churn ends
+  // still in TIME_WAIT included), give or take the TIME_WAITs that expired in the second
+  // between the index's gauge (set each second) and the hosts' latest snapshots.
+  const std::string m2 = stack_->Scrape();
+  const std::optional<double> index_ends = MetricValue(m2, "tcpscope_service_pair_index_ends", {});
+  ASSERT_TRUE(index_ends.has_value());
+  EXPECT_GE(*index_ends, 2 * kLongLived);
+  EXPECT_LE(*index_ends, MetricSum(m2, "tcpscope_connections", {{"host", kA}}) +
+                             MetricSum(m2, "tcpscope_connections", {{"host", kB}}) + 200);
   std::cerr << "paired: " << pairs.size() << " established pairs; " << churn_leftovers
             << " churn pairs still listed (not established) "
             << Seconds(absl::Now() - churn_stopped) << " after the churn stopped\n";

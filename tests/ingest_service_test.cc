@@ -241,6 +241,12 @@ std::vector<HostileCase> HostileCases() {
        event_with([](v1::Event& e) { e.set_time_unix_ns(4102444800ULL * 1000000000ULL); }), "time"},
       {"time 0", event_with([](v1::Event& e) { e.set_time_unix_ns(0); }), "time"},
       {"no kind", event_with([](v1::Event& e) { e.clear_handshake(); }), "no kind"},
+      {"half_open from an agent",
+       event_with([](v1::Event& e) {
+         e.mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_REBOOTED);
+         e.mutable_half_open()->set_peer_host("other");
+       }),
+       "the service's findings"},
       {"unknown close reason", event_with([](v1::Event& e) {
          e.mutable_close()->set_initiator(v1::CLOSE_INITIATOR_LOCAL);
          e.mutable_close()->set_reason(static_cast<v1::CloseReason>(42));
