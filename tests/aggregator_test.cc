@@ -448,7 +448,20 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
         if (seq % 10 == 0) {
           v1::Snapshot* snapshot = batch->mutable_snapshot();
           snapshot->set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow)));
-          *snapshot->add_connections() = Connection(v1::TCP_STATE_ESTABLISHED, seq % 20 == 0);
+          // Agents 0 and 1 (2 and 3) hold the two ends of one connection: the pairing index
+          // works too, and finds nothing wrong.
+          v1::Connection* connection = snapshot->add_connections();
+          *connection = Connection(v1::TCP_STATE_ESTABLISHED, seq % 20 == 0);
+          connection->set_connection_id(static_cast<uint64_t>(i) + 1);
+          const bool client = i % 2 == 0;
+          const int pair = i / 2;
+          v1::Endpoints* endpoints = connection->mutable_endpoints();
+          endpoints->set_local_address(
+              std::string({10, 0, static_cast<char>(pair), static_cast<char>(client ? 1 : 2)}));
+          endpoints->set_remote_address(
+              std::string({10, 0, static_cast<char>(pair), static_cast<char>(client ? 2 : 1)}));
+          endpoints->set_local_port(client ? 40000 : 80);
+          endpoints->set_remote_port(client ? 80 : 40000);
         }
         if (aggregator_.Apply(*hosts[static_cast<size_t>(i)], std::move(batch), kNow)) ++applied;
       }
@@ -464,6 +477,9 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
       v1::ListConnectionsRequest keepalive_on;
       keepalive_on.set_keepalive(v1::KEEPALIVE_FILTER_ON);
       (void)aggregator_.Connections(keepalive_on, kNow);
+      v1::ListConnectionsRequest paired;
+      paired.set_paired(true);
+      (void)aggregator_.Connections(paired, kNow);
       (void)log_.stats();
       log_.Unsubscribe(&late);
     }
@@ -480,6 +496,7 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
         if (churn.ok()) aggregator_.Disconnect(**churn, kNow);
       }  // the aggregator holds the last reference, as after a stream ended
       (void)aggregator_.ExpireHosts(kNow + absl::Hours(1));
+      aggregator_.CheckSilentHosts(kNow);  // nobody silent: exercises the locking only
     }
   });
   for (std::thread& thread : threads) thread.join();
@@ -494,6 +511,15 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
               1);
   }
   EXPECT_EQ(aggregator_.Summary("").fleet().events(), kAgents * kBatches * 2u);
+  v1::ListConnectionsRequest paired;
+  paired.set_paired(true);
+  const v1::ListConnectionsResponse pairs = aggregator_.Connections(paired, kNow);
+  ASSERT_EQ(pairs.connections_size(), kAgents / 2);
+  for (const v1::HostConnection& pair : pairs.connections()) {
+    EXPECT_EQ(pair.pairing(), v1::PAIRING_PAIRED);
+    EXPECT_EQ(pair.connection().endpoints().local_port(), 40000u) << "the client's end lists";
+    EXPECT_TRUE(pair.peer().present());
+  }
   log_.Unsubscribe(&everything);
 }
 
