@@ -33,6 +33,7 @@ const Values kStates = {"established", "syn_sent",  "syn_recv", "fin_wait1",
                         "last_ack",    "listen",    "closing"};
 const Values kKeepalive = {"on", "off"};
 const Values kAtRisk = {"idle_no_keepalive", "keepalive_probing", "close_wait_stale"};
+const Values kHalfOpen = {"peer_closed", "peer_rebooted", "peer_host_down"};
 const Values kStages = {"kernel", "agent", "transport"};
 const Values kBatchResults = {"applied", "duplicate"};
 
@@ -62,6 +63,9 @@ const std::map<absl::string_view, Family>& Families() {
       {"tcpscope_connections_keepalive",
        {"gauge", {{"host", &kAnyValue}, {"keepalive", &kKeepalive}}}},
       {"tcpscope_connections_at_risk", {"gauge", {{"host", &kAnyValue}, {"reason", &kAtRisk}}}},
+      {"tcpscope_connections_half_open", {"gauge", {{"host", &kAnyValue}, {"reason", &kHalfOpen}}}},
+      {"tcpscope_half_open_detected_total",
+       {"counter", {{"host", &kAnyValue}, {"reason", &kHalfOpen}}}},
       {"tcpscope_agent_up", {"gauge", {{"host", &kAnyValue}}}},
       {"tcpscope_agent_events_total", {"counter", {{"host", &kAnyValue}}}},
       {"tcpscope_agent_events_lost_total",
@@ -74,6 +78,8 @@ const std::map<absl::string_view, Family>& Families() {
       {"tcpscope_service_hosts", {"gauge", {}}},
       {"tcpscope_service_hosts_expired_total", {"counter", {}}},
       {"tcpscope_service_event_history_events", {"gauge", {}}},
+      {"tcpscope_service_pair_index_entries", {"gauge", {}}},
+      {"tcpscope_service_pair_index_ends", {"gauge", {}}},
   };
   return *families;
 }

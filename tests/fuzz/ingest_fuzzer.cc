@@ -204,6 +204,7 @@ class IngestFuzz {
                  host.c_str(), it == model_.end() ? "unknown" : "connected");
       model_.erase(it);
     }
+    aggregator_.CheckSilentHosts(now_);  // may find half-open ends: service-made events
   }
 
   void Query(std::string_view payload) {
@@ -216,8 +217,12 @@ class IngestFuzz {
       auto it = model_.find(entry.host());
       FUZZ_CHECK(it != model_.end() && it->second.connected,
                  "a connection of %s, which has no snapshot", entry.host().c_str());
-      FUZZ_CHECK(request.host().empty() || entry.host() == request.host(),
+      // A pair is listed once, from either end: the host filter takes either.
+      FUZZ_CHECK(request.host().empty() || entry.host() == request.host() ||
+                     (request.paired() && entry.peer().host() == request.host()),
                  "host filter let %s through", entry.host().c_str());
+      FUZZ_CHECK(!request.paired() || (entry.pairing() == v1::PAIRING_PAIRED && entry.has_peer()),
+                 "paired listing has an entry of %s that is not paired", entry.host().c_str());
     }
     (void)aggregator_.Summary(request.host());
   }
