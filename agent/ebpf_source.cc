@@ -135,6 +135,15 @@ v1::Role EbpfSource::GuessRole(const v1::Event& event) {
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
+  if (size >= sizeof(tcpscope_event) &&
+      static_cast<const tcpscope_event*>(data)->kind == TCPSCOPE_EVENT_FIN_SENT) {
+    const auto* raw = static_cast<const tcpscope_event*>(data);
+    source->fin_times_.Note(
+        raw->cookie,
+        absl::FromUnixNanos(static_cast<int64_t>(raw->time_ns) +
+                            source->monotonic_to_unix_ns_.load(std::memory_order_relaxed)));
+    return 0;
+  }
   v1::Event* event = source->pending_.add_events();
   const absl::Status status = DecodeBpfEvent(
       data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
@@ -232,6 +241,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       }
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
+    fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval);
     v1::Batch batch;
     *batch.mutable_snapshot() = std::move(collected.snapshot);
     sink->Publish(std::move(batch));

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
 #include "agent/event_source.h"
+#include "agent/fin_times.h"
 #include "agent/snapshot_collector.h"
 
 struct tcpscope_bpf;
@@ -58,6 +59,7 @@ class EbpfSource : public EventSource {
   std::unique_ptr<SnapshotCollector> snapshots_;
   AgentMetrics* metrics_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
+  FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
 
   // Consumer thread only: events decoded straight into the next batch.
   v1::Batch pending_;

@@ -145,6 +145,18 @@ static __always_inline void submit(struct tcpscope_event *event) {
   bpf_ringbuf_submit(event, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
+/* Tells user space when an end sent its FIN (not an event: no drop is counted when the ring is
+ * full; the snapshot then dates the state itself, later). */
+static __always_inline void fin_sent(const struct sock_info *info, __u64 now) {
+  struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+  if (!event) return;
+  __builtin_memset(event, 0, sizeof(*event));
+  event->kind = TCPSCOPE_EVENT_FIN_SENT;
+  event->time_ns = now;
+  event->cookie = info->cookie;
+  submit(event);
+}
+
 /* Reads a socket field: directly for a tracepoint's own (BTF, trusted) socket argument, through
  * bpf_probe_read for a pointer derived by arithmetic. `trusted` is a constant at every inlined
  * call, so only one branch is compiled in. */
@@ -405,6 +417,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     case TCP_FIN_WAIT1:
       if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_LOCAL;
       if (!info->pid) remember_process(info); /* close() or shutdown() */
+      fin_sent(info, now);
       return 0;
     case TCP_CLOSE_WAIT:
       if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_REMOTE;

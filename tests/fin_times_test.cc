@@ -1,0 +1,52 @@
+// FIN times from the eBPF program date the snapshots' FIN_WAIT1 ends exactly, and are forgotten
+// once their ends are past FIN_WAIT1.
+#include "agent/fin_times.h"
+
+#include "gtest/gtest.h"
+
+namespace tcpscope::agent {
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1800000000);
+
+uint64_t Nanos(absl::Time time) { return static_cast<uint64_t>(absl::ToUnixNanos(time)); }
+
+v1::Snapshot SnapshotOf(uint64_t id, v1::TcpState state, absl::Time since) {
+  v1::Snapshot snapshot;
+  v1::Connection* connection = snapshot.add_connections();
+  connection->set_connection_id(id);
+  connection->set_state(state);
+  connection->set_state_since_unix_ns(Nanos(since));
+  return snapshot;
+}
+
+TEST(FinTimesTest, DatesFinWait1ByTheFinAndForgetsEndsPastIt) {
+  FinTimes fins;
+  const absl::Time fin = kNow - absl::Milliseconds(700);
+  fins.Note(7, fin);
+  fins.Note(8, kNow - absl::Seconds(30));  // an end that left FIN_WAIT1 long ago
+
+  // The tracker saw FIN_WAIT1 first at this dump (kNow); the FIN went 700 ms earlier.
+  v1::Snapshot snapshot = SnapshotOf(7, v1::TCP_STATE_FIN_WAIT1, kNow);
+  fins.Apply(&snapshot, kNow, absl::Seconds(20));
+  EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(fin));
+  EXPECT_EQ(fins.size(), 1u);  // 8 is gone; 7 stays while in FIN_WAIT1
+
+  // Later states keep their own time (entering FIN_WAIT2 is not sending the FIN).
+  snapshot = SnapshotOf(7, v1::TCP_STATE_FIN_WAIT2, kNow + absl::Seconds(1));
+  fins.Apply(&snapshot, kNow + absl::Seconds(1), absl::Seconds(20));
+  EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(kNow + absl::Seconds(1)));
+  fins.Apply(&snapshot, kNow + absl::Seconds(21), absl::Seconds(20));
+  EXPECT_EQ(fins.size(), 0u);
+}
+
+TEST(FinTimesTest, NeverMovesATimeLater) {
+  FinTimes fins;
+  fins.Note(7, kNow);
+  v1::Snapshot snapshot = SnapshotOf(7, v1::TCP_STATE_FIN_WAIT1, kNow - absl::Seconds(1));
+  fins.Apply(&snapshot, kNow, absl::Seconds(20));
+  EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(kNow - absl::Seconds(1)));
+}
+
+}  // namespace
+}  // namespace tcpscope::agent
