@@ -69,8 +69,7 @@ absl::string_view AtRiskReasonName(v1::AtRiskReason reason) {
 }
 
 absl::string_view HalfOpenReasonName(v1::HalfOpenReason reason) {
-  static const auto* labels =
-      new EnumLabels(v1::HalfOpenReason_descriptor(), "HALF_OPEN_", "none");
+  static const auto* labels = new EnumLabels(v1::HalfOpenReason_descriptor(), "HALF_OPEN_", "none");
   return labels->Name(reason);
 }
 

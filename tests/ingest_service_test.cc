@@ -241,8 +241,7 @@ std::vector<HostileCase> HostileCases() {
        event_with([](v1::Event& e) { e.set_time_unix_ns(4102444800ULL * 1000000000ULL); }), "time"},
       {"time 0", event_with([](v1::Event& e) { e.set_time_unix_ns(0); }), "time"},
       {"no kind", event_with([](v1::Event& e) { e.clear_handshake(); }), "no kind"},
-      {"half_open from an agent",
-       event_with([](v1::Event& e) {
+      {"half_open from an agent", event_with([](v1::Event& e) {
          e.mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_REBOOTED);
          e.mutable_half_open()->set_peer_host("other");
        }),
