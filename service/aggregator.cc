@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/unix_time.h"
 #include "service/host_summary.h"
 #include "service/query_filters.h"
 
@@ -41,10 +42,6 @@ class HostState {
 };
 
 namespace {
-
-uint64_t UnixNanos(absl::Time time) {
-  return time == absl::Time() ? 0 : static_cast<uint64_t>(absl::ToUnixNanos(time));
-}
 
 SnapshotCounts CountSnapshot(const v1::Snapshot& snapshot,
                              const std::vector<v1::AtRiskReason>& at_risk) {
@@ -124,7 +121,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
     paired_snapshot = snapshot;
     at_risk = std::make_shared<std::vector<v1::AtRiskReason>>();
     at_risk->reserve(static_cast<size_t>(snapshot->connections_size()));
-    const absl::Time taken = absl::FromUnixNanos(static_cast<int64_t>(snapshot->time_unix_ns()));
+    const absl::Time taken = TimeFromUnixNanos(snapshot->time_unix_ns());
     for (const v1::Connection& connection : snapshot->connections()) {
       at_risk->push_back(AtRiskReasonOf(connection, taken, options_.at_risk));
     }

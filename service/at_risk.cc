@@ -1,6 +1,8 @@
 // At-risk classification of snapshot connections.
 #include "service/at_risk.h"
 
+#include "common/unix_time.h"
+
 namespace tcpscope::service {
 
 v1::AtRiskReason AtRiskReasonOf(const v1::Connection& connection, absl::Time snapshot_time,
@@ -16,8 +18,7 @@ v1::AtRiskReason AtRiskReasonOf(const v1::Connection& connection, absl::Time sna
                  : v1::AT_RISK_REASON_UNSPECIFIED;
     case v1::TCP_STATE_CLOSE_WAIT: {
       if (connection.state_since_unix_ns() == 0) return v1::AT_RISK_REASON_UNSPECIFIED;
-      const absl::Time since =
-          absl::FromUnixNanos(static_cast<int64_t>(connection.state_since_unix_ns()));
+      const absl::Time since = TimeFromUnixNanos(connection.state_since_unix_ns());
       return snapshot_time - since > policy.close_wait_after ? v1::AT_RISK_CLOSE_WAIT_STALE
                                                              : v1::AT_RISK_REASON_UNSPECIFIED;
     }

@@ -15,6 +15,7 @@
 #include "absl/container/inlined_vector.h"
 #include "common/log.h"
 #include "common/tcp_names.h"
+#include "common/unix_time.h"
 
 namespace tcpscope::service {
 
@@ -135,14 +136,6 @@ bool Loopback(const std::string& address) {
          static_cast<unsigned char>(address[12]) == 127;
 }
 
-uint64_t UnixNanos(absl::Time time) {
-  return time <= absl::UnixEpoch() ? 0 : static_cast<uint64_t>(absl::ToUnixNanos(time));
-}
-
-absl::Time FromUnixNanos(uint64_t nanos) {
-  return absl::FromUnixNanos(static_cast<int64_t>(nanos));
-}
-
 }  // namespace
 
 ConnectionPairs::ConnectionPairs(ServiceMetrics* metrics, EventLog* log, HalfOpenPolicy policy)
@@ -220,7 +213,7 @@ void ConnectionPairs::Apply(const std::shared_ptr<const std::string>& host, cons
   for (const v1::Event& event : batch.events()) {
     if (!event.has_close()) continue;
     if (auto key = KeyOf(event.endpoints()); key.has_value()) {
-      closes.push_back({*key, event.connection_id(), FromUnixNanos(event.time_unix_ns())});
+      closes.push_back({*key, event.connection_id(), TimeFromUnixNanos(event.time_unix_ns())});
     }
   }
   if (closes.empty() && snapshot == nullptr) return;
@@ -246,7 +239,7 @@ void ConnectionPairs::ApplySnapshot(HostRecord& host, std::shared_ptr<const v1::
                                     absl::Time now, Findings* findings) {
   const bool rebooted = std::exchange(host.rebooted, false);
   ++host.round;
-  host.snapshot_time = FromUnixNanos(snapshot->time_unix_ns());
+  host.snapshot_time = TimeFromUnixNanos(snapshot->time_unix_ns());
   host.down = false;
   if (!host.live) {
     host.live = true;
@@ -330,7 +323,7 @@ v1::HalfOpenReason ConnectionPairs::Verdict(const End& self, const End& peer,
   const v1::Connection& connection = peer.connection();
   if (Closing(connection.state())) {
     const absl::Time since = connection.state_since_unix_ns() != 0
-                                 ? FromUnixNanos(connection.state_since_unix_ns())
+                                 ? TimeFromUnixNanos(connection.state_since_unix_ns())
                                  : peer_host->second->snapshot_time;
     *peer_lost = since;
     return since + policy_.grace <= host.snapshot_time ? v1::HALF_OPEN_PEER_CLOSED
