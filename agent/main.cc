@@ -17,7 +17,7 @@
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
 #include "agent/source_selection.h"
-#include "common/host_name.h"
+#include "common/names.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/shutdown.h"

@@ -20,7 +20,7 @@
 #include "cli/enum_names.h"
 #include "cli/flags.h"
 #include "common/bearer_token.h"
-#include "common/host_name.h"
+#include "common/names.h"
 #include "common/tls_flags.h"
 
 namespace tcpscope::cli {

@@ -2,7 +2,7 @@
 #include "service/batch_validator.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/host_name.h"
+#include "common/names.h"
 
 namespace tcpscope::service {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/host_name.h"
+#include "common/names.h"
 #include "common/log.h"
 #include "service/query_filters.h"
 #include "service/query_token.h"

@@ -2,7 +2,7 @@
 #include "service/query_filters.h"
 
 #include "absl/strings/str_cat.h"
-#include "common/host_name.h"
+#include "common/names.h"
 
 namespace tcpscope::service {
 

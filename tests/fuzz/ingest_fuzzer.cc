@@ -16,7 +16,7 @@
 #include <string>
 
 #include "absl/time/time.h"
-#include "common/host_name.h"
+#include "common/names.h"
 #include "google/protobuf/stubs/logging.h"
 #include "prometheus/text_serializer.h"
 #include "service/aggregator.h"
