@@ -82,79 +82,15 @@ if [[ -x /usr/bin/docker ]]; then docker() { /usr/bin/docker "$@"; }; fi
 command -v docker >/dev/null || skip "the docker client is not installed"
 export DOCKER_BUILDKIT=0  # the classic builder: no buildx plugin, works with every client
 
-start_dockerd() {
-  local exec_root=/run/tcpscope-docker
-  mkdir -p "$docker_root" "$exec_root"
-  echo '{}' >"$work/daemon.json"  # the host's /etc/docker/daemon.json does not apply
-  export DOCKER_HOST=unix://$exec_root/docker.sock
-  dockerd --config-file "$work/daemon.json" --data-root "$docker_root" --exec-root "$exec_root" \
-    --pidfile "$exec_root/dockerd.pid" --host "$DOCKER_HOST" \
-    --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-    >"$work/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  for _ in $(seq 150); do
-    docker info >/dev/null 2>&1 && return 0
-    kill -0 "$dockerd_pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  cat "$work/dockerd.log" >&2
-  fail "dockerd did not start"
-}
+# shellcheck source=tests/deploy/docker_daemon.sh
+source "$src/tests/deploy/docker_daemon.sh"
 if docker info >/dev/null 2>&1; then
   log "using the running Docker daemon"
 else
   log "starting dockerd (state in $docker_root)"
   timed "start dockerd" start_dockerd
 fi
-
-# The apt mirror this machine uses for Debian and its security archive (deb822 or one-line).
-mirror_of() {
-  python3 - "$1" <<'PY'
-import glob, re, sys
-suite = sys.argv[1]
-for path in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*")):
-    try:
-        text = open(path).read()
-    except OSError:
-        continue
-    if path.endswith(".sources"):
-        for block in re.split(r"\n\s*\n", text):
-            fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", block, re.M))
-            if suite in fields.get("Suites", "").split() and "deb" in fields.get("Types", "").split():
-                print(fields["URIs"].split()[0]); sys.exit(0)
-    else:
-        for line in text.splitlines():
-            words = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).split()
-            if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
-                print(words[1]); sys.exit(0)
-sys.exit(1)
-PY
-}
-
-make_base_image() {
-  local mirror security rootfs=$work/rootfs
-  mirror=$(mirror_of bookworm) || mirror=http://deb.debian.org/debian
-  security=$(mirror_of bookworm-security) || security=http://deb.debian.org/debian-security
-  log "debootstrap --variant=minbase bookworm from $mirror"
-  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-    { tail -n 30 "$work/debootstrap.log" >&2; fail "debootstrap failed"; }
-  # The same apt sources as the official image.
-  cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb $security bookworm-security main
-EOF
-  rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
-    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
-  tar -C "$rootfs" --numeric-owner -c . |
-    docker import --change 'CMD ["bash"]' - "$base_image" >/dev/null
-  rm -rf "$rootfs"
-}
-if [[ ${TCPSCOPE_DOCKER_REBUILD_BASE:-} != 1 ]] && docker image inspect "$base_image" >/dev/null 2>&1; then
-  log "base image $base_image: cached"
-else
-  timed "base image (debootstrap + docker import)" make_base_image
-fi
+ensure_base_image
 
 build() {  # build TARGET: one stage of deploy/docker/Dockerfile, tagged tcpscope-TARGET:test
   log "docker build --target $1"
