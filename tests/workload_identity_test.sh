@@ -84,9 +84,14 @@ cleanup() {
     for container in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$container" >/dev/null 2>&1 || true; done
     kill "$containerd_pid" 2>/dev/null || true
     wait "$containerd_pid" 2>/dev/null || true
-    # The cgroups runc made for the test's containers (kubelet-style paths under kubepods/).
-    find "$cgroup2/kubepods/besteffort" -depth -type d -name 'pod*' -path '*tcpscope*' \
-      -exec rmdir {} + 2>/dev/null || true
+    # runc removes each container's own cgroup; the kubelet-style pod cgroups above them are ours.
+    if [[ -f $work/pod_uids ]]; then
+      while read -r uid; do
+        for dir in /sys/fs/cgroup/*/kubepods/besteffort /sys/fs/cgroup/kubepods/besteffort; do
+          rmdir "$dir/pod$uid" 2>/dev/null || true
+        done
+      done <"$work/pod_uids"
+    fi
   fi
   for name in "${containers[@]}"; do docker rm -f "$name" >/dev/null 2>&1 || true; done
   if [[ -n $dockerd_pid ]]; then
@@ -358,6 +363,7 @@ run_pod() {
   shift 3
   while [[ $1 != -- ]]; do labels+=(--label "$1"); shift; done
   shift
+  echo "$uid" >>"$work/pod_uids"
   ctr_ run -d --rootfs --with-ns "network:/run/netns/$netns" "${labels[@]}" \
     --cgroup "/kubepods/besteffort/pod$uid/$id" "$work/rootfs" "$id" "$@" >/dev/null
 }
@@ -383,7 +389,7 @@ containerd_part() {
   uid=$(uuid)
   run_pod "$id" "$uid" "$ns_a" io.kubernetes.pod.name=web-0 io.kubernetes.pod.namespace=shop \
     "io.kubernetes.pod.uid=$uid" io.kubernetes.container.name=app -- \
-    env KEEP=1 perl /server.pl 198.18.1.1:5432
+    /usr/bin/env KEEP=1 /usr/bin/perl /server.pl 198.18.1.1:5432
   local pid
   pid=$(ctr_ task ls | awk -v id="$id" '$1 == id {print $2}')
   wait_for 10 "the pod's server listening" listening 5432 ip netns exec "$ns_a"
@@ -456,7 +462,7 @@ hostile_part() {
     fi
     run_pod "$id" "$uid" "$ns_a" "io.kubernetes.pod.name=$name" \
       "io.kubernetes.pod.namespace=$namespace" "io.kubernetes.pod.uid=$uid" \
-      io.kubernetes.container.name=c -- perl /client.pl 198.18.1.1:5432 1 /never
+      io.kubernetes.container.name=c -- /usr/bin/perl /client.pl 198.18.1.1:5432 1 /never
   done
   log "$count containers started in k8s.io ($hostile hostile label values among them)"
   local workloads
