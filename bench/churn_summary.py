@@ -20,6 +20,49 @@ def fmt(value, digits=0, suffix=""):
     return f"{value:,.{digits}f}{suffix}"
 
 
+def agent_rows(mode, agent):
+    """The per-round table of an agent mode: events, losses and CPU per event."""
+    if not agent:
+        return
+    print("\n| " + mode + " round | connections | events expected (4 × conn) | generated | received by service | lost (expected − received) | kernel drops | agent user µs/event | agent user+sys µs/event | service user+sys µs/event | snapshot dumps | agent context switches per event |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    totals = dict(conn=0, exp=0, gen=0, recv=0, drop=0, au=0.0, at=0.0, st=0.0)
+    user_per_event, total_per_event = [], []
+    for r in sorted(agent, key=lambda r: r["round"]):
+        tick_us = 1e6 / r["clk_tck"]
+        au = r["agent_utime"] * tick_us
+        at = (r["agent_utime"] + r["agent_stime"]) * tick_us
+        st = (r["service_utime"] + r["service_stime"]) * tick_us
+        events = r["events_generated"]
+        u = au / events if events else None
+        t = at / events if events else None
+        s = st / events if events else None
+        if u is not None:
+            user_per_event.append(u)
+            total_per_event.append(t)
+        lost = r["events_expected"] - r["events_received"]
+        print(f"| {r['round']} | {fmt(r['churn']['connections'])} | {fmt(r['events_expected'])} | "
+              f"{fmt(events)} | {fmt(r['events_received'])} | {fmt(lost)} | {fmt(r['kernel_dropped'])} | "
+              f"{fmt(u, 3)} | {fmt(t, 3)} | {fmt(s, 3)} | {r['dumps']} | "
+              f"{fmt(r.get('agent_context_switches', 0) / events if events else None, 3)} |")
+        totals["conn"] += r["churn"]["connections"]
+        totals["exp"] += r["events_expected"]
+        totals["gen"] += events
+        totals["recv"] += r["events_received"]
+        totals["drop"] += r["kernel_dropped"]
+        totals["au"] += au
+        totals["at"] += at
+        totals["st"] += st
+    g = totals["gen"]
+    print(f"| all | {fmt(totals['conn'])} | {fmt(totals['exp'])} | {fmt(g)} | {fmt(totals['recv'])} | "
+          f"{fmt(totals['exp'] - totals['recv'])} | {fmt(totals['drop'])} | "
+          f"{fmt(totals['au'] / g if g else None, 3)} | {fmt(totals['at'] / g if g else None, 3)} | "
+          f"{fmt(totals['st'] / g if g else None, 3)} | | |")
+    print(f"\n{mode} CPU per event, median of rounds: user {fmt(median(user_per_event), 3)} µs, "
+          f"user+sys {fmt(median(total_per_event), 3)} µs.")
+
+
+
 def main(path):
     everything = [json.loads(line) for line in open(path) if line.strip()]
     rows = [r for r in everything if not r["mode"].endswith("-diag")]
@@ -51,44 +94,8 @@ def main(path):
     failed = sum(r["churn"]["connect_failed"] + r["churn"]["io_failed"] for m in modes for r in ok[m])
     print(f"\nFailed connections (connect or I/O), all rounds: {failed}")
 
-    agent = ok.get("agent", [])
-    if agent:
-        print("\n| agent round | connections | events expected (4 × conn) | generated | received by service | lost (expected − received) | kernel drops | agent user µs/event | agent user+sys µs/event | service user+sys µs/event | snapshot dumps | agent context switches per event |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        totals = dict(conn=0, exp=0, gen=0, recv=0, drop=0, au=0.0, at=0.0, st=0.0)
-        user_per_event, total_per_event = [], []
-        for r in sorted(agent, key=lambda r: r["round"]):
-            tick_us = 1e6 / r["clk_tck"]
-            au = r["agent_utime"] * tick_us
-            at = (r["agent_utime"] + r["agent_stime"]) * tick_us
-            st = (r["service_utime"] + r["service_stime"]) * tick_us
-            events = r["events_generated"]
-            u = au / events if events else None
-            t = at / events if events else None
-            s = st / events if events else None
-            if u is not None:
-                user_per_event.append(u)
-                total_per_event.append(t)
-            lost = r["events_expected"] - r["events_received"]
-            print(f"| {r['round']} | {fmt(r['churn']['connections'])} | {fmt(r['events_expected'])} | "
-                  f"{fmt(events)} | {fmt(r['events_received'])} | {fmt(lost)} | {fmt(r['kernel_dropped'])} | "
-                  f"{fmt(u, 3)} | {fmt(t, 3)} | {fmt(s, 3)} | {r['dumps']} | "
-                  f"{fmt(r.get('agent_context_switches', 0) / events if events else None, 3)} |")
-            totals["conn"] += r["churn"]["connections"]
-            totals["exp"] += r["events_expected"]
-            totals["gen"] += events
-            totals["recv"] += r["events_received"]
-            totals["drop"] += r["kernel_dropped"]
-            totals["au"] += au
-            totals["at"] += at
-            totals["st"] += st
-        g = totals["gen"]
-        print(f"| all | {fmt(totals['conn'])} | {fmt(totals['exp'])} | {fmt(g)} | {fmt(totals['recv'])} | "
-              f"{fmt(totals['exp'] - totals['recv'])} | {fmt(totals['drop'])} | "
-              f"{fmt(totals['au'] / g if g else None, 3)} | {fmt(totals['at'] / g if g else None, 3)} | "
-              f"{fmt(totals['st'] / g if g else None, 3)} | | |")
-        print(f"\nAgent CPU per event, median of rounds: user {fmt(median(user_per_event), 3)} µs, "
-              f"user+sys {fmt(median(total_per_event), 3)} µs.")
+    for agent_mode in ("agent", "baseline"):
+        agent_rows(agent_mode, ok.get(agent_mode, []))
 
     bpf = ok.get("bpftrace", [])
     if bpf:
@@ -103,7 +110,8 @@ def main(path):
         for r in diag:
             conns = r["churn"]["connections"]
             runs, ns = r.get("bpf_run_cnt", 0), r.get("bpf_run_time_ns", 0)
-            name = "tcpscope-agent" if r["mode"].startswith("agent") else "bpftrace count()"
+            name = {"agent": "tcpscope-agent", "baseline": "tcpscope-agent (baseline)"}.get(
+                r["mode"].removesuffix("-diag"), "bpftrace count()")
             print(f"| {name} | {fmt(conns)} | {fmt(runs / conns if conns else None, 2)} | "
                   f"{fmt(ns / runs if runs else None, 0)} | {fmt(ns / 1000 / conns if conns else None, 2)} |")
     others = [r.get("other_bpf_progs", -1) for r in rows]
