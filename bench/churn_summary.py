@@ -62,7 +62,6 @@ def agent_rows(mode, agent):
           f"user+sys {fmt(median(total_per_event), 3)} µs.")
 
 
-
 def main(path):
     everything = [json.loads(line) for line in open(path) if line.strip()]
     rows = [r for r in everything if not r["mode"].endswith("-diag")]
