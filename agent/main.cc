@@ -17,6 +17,7 @@
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
 #include "agent/source_selection.h"
+#include "agent/workload_resolver.h"
 #include "common/names.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
@@ -46,6 +47,23 @@ ABSL_FLAG(int, max_buffered_mib, 64,
           "are dropped and counted as lost (stage=\"agent\").");
 ABSL_FLAG(absl::Duration, max_reconnect_backoff, absl::Seconds(10),
           "Upper bound of the reconnect backoff (100ms to 10m).");
+// Workload identity (container, pod) of socket owners: their cgroup, then the runtime's API.
+ABSL_FLAG(std::string, cgroup_root, "",
+          "The host's cgroup2 mount (default: the one in /proc/self/mountinfo); in a container, "
+          "mount the host's there.");
+ABSL_FLAG(std::string, docker_socket, "/var/run/docker.sock",
+          "Docker API socket, asked for container names; empty or absent: not asked.");
+ABSL_FLAG(std::string, podman_socket, "/run/podman/podman.sock",
+          "Podman API socket (Docker-compatible); empty or absent: not asked.");
+ABSL_FLAG(std::string, containerd_socket, "/run/containerd/containerd.sock",
+          "containerd gRPC socket, asked for Kubernetes pod labels; empty or absent: not asked.");
+ABSL_FLAG(std::vector<std::string>, containerd_namespaces,
+          std::vector<std::string>({"k8s.io", "moby", "default"}),
+          "containerd namespaces to look a container up in, in order.");
+ABSL_FLAG(std::string, crio_socket, "/var/run/crio/crio.sock",
+          "CRI-O socket (its inspect API); empty or absent: not asked.");
+ABSL_FLAG(absl::Duration, runtime_timeout, absl::Milliseconds(200),
+          "Time a container runtime has to answer one question (10ms to 5s).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
           "On SIGTERM, how long to wait for the service to acknowledge what is buffered.");
 
@@ -72,6 +90,11 @@ absl::Status CheckFlags() {
   if (backoff < absl::Milliseconds(100) || backoff > absl::Minutes(10)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--max_reconnect_backoff=", absl::FormatDuration(backoff), " is outside 100ms..10m"));
+  }
+  const absl::Duration runtime_timeout = absl::GetFlag(FLAGS_runtime_timeout);
+  if (runtime_timeout < absl::Milliseconds(10) || runtime_timeout > absl::Seconds(5)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--runtime_timeout=", absl::FormatDuration(runtime_timeout), " is outside 10ms..5s"));
   }
   if (absl::GetFlag(FLAGS_service).empty()) {
     return absl::InvalidArgumentError("--service must name the service's address");
@@ -143,6 +166,20 @@ int Main() {
       return 1;
     }
     metrics_server = std::move(*server);
+  }
+
+  WorkloadResolverOptions workload_options;
+  workload_options.cgroup_root = absl::GetFlag(FLAGS_cgroup_root);
+  workload_options.docker_socket = absl::GetFlag(FLAGS_docker_socket);
+  workload_options.podman_socket = absl::GetFlag(FLAGS_podman_socket);
+  workload_options.containerd_socket = absl::GetFlag(FLAGS_containerd_socket);
+  workload_options.containerd_namespaces = absl::GetFlag(FLAGS_containerd_namespaces);
+  workload_options.crio_socket = absl::GetFlag(FLAGS_crio_socket);
+  workload_options.runtime_timeout = absl::GetFlag(FLAGS_runtime_timeout);
+  absl::StatusOr<std::unique_ptr<WorkloadResolver>> workloads =
+      NewWorkloadResolver(workload_options, metrics);
+  if (!workloads.ok()) {
+    TS_LOG(WARNING) << "no workload identity (containers, pods): " << workloads.status().message();
   }
 
   SourceOptions source_options;
