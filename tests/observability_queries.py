@@ -353,7 +353,8 @@ class Prometheus:
 
     def label_values(self, expr):
         """Grafana's label_values(metric, label) through the label values API."""
-        match = re.fullmatch(r"\s*label_values\(\s*([^,]+?)\s*,\s*(\w+)\s*\)\s*", expr)
+        # The series selector may hold commas itself: the label is after the last one.
+        match = re.fullmatch(r"\s*label_values\(\s*(.+?)\s*,\s*(\w+)\s*\)\s*", expr)
         if not match:
             raise RuntimeError(f"unsupported variable query {expr!r}")
         return self.get(f"/api/v1/label/{match.group(2)}/values", **{"match[]": match.group(1)})
