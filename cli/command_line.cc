@@ -58,7 +58,8 @@ const std::vector<CommandSpec>& Commands() {
        "current connections (latest snapshots): keepalive, at risk, half-open, peer",
        "tcpscope connections [--host=H] [--state=S] [--port=P] [--address=IP|CIDR]\n"
        "                            [--keepalive=on|off] [--at_risk] [--at_risk_reason=R]\n"
-       "                            [--half_open] [--half_open_reason=R] [--paired]",
+       "                            [--half_open] [--half_open_reason=R] [--paired]\n"
+       "                            [--namespace=NS] [--pod=POD] [--container=C] [--process=P]",
        {{"host", "HOST"},
         {"state", "STATE"},
         {"port", "PORT"},
@@ -70,13 +71,22 @@ const std::vector<CommandSpec>& Commands() {
         {"half_open_reason", "REASON", false,
          "Only half-open ends for this reason (implies --half_open): peer_closed, "
          "peer_rebooted, peer_host_down."},
-        {"paired", ""}},
+        {"paired", ""},
+        {"namespace", "NS"},
+        {"pod", "POD"},
+        {"container", "NAME|ID"},
+        {"process", "PID|COMMAND"}},
        "Columns: IN STATE is how long the end has been in its state (to a snapshot interval);\n"
        "PEER is whether the service found the other end (paired, unpaired: no agent sees it or\n"
        "NAT, local: same host, ambiguous); HALF-OPEN is why this end is ESTABLISHED while its\n"
        "peer is gone; IDLE is the time since data was last sent or received; PROBES are\n"
        "keepalive probes outstanding; NEXT PROBE is when the keepalive timer fires next.\n"
-       "With --paired, each row is one connection: this end, then after | the peer's end.\n"
+       "POD is the workload of the process holding the socket: namespace/pod/container in\n"
+       "Kubernetes (shop/web-0/app), runtime:name for another container (docker:redis, or\n"
+       "the first 12 characters of its id), - for a host process or when not known; PROCESS\n"
+       "is that process as command[pid].\n"
+       "With --paired, each row is one connection: this end, then after | the peer's end,\n"
+       "each with its POD and PROCESS: which workload talks to which.\n"
        "KA is keepalive (off, on, or on N out: N probes unanswered); SEND/RECV-Q is bytes sent\n"
        "but not acked / received but not read. A peer end that is gone shows its last\n"
        "state and how long ago it was lost: gone 42s ago (established).\n"
@@ -87,13 +97,17 @@ const std::vector<CommandSpec>& Commands() {
        "  tcpscope connections --half_open_reason=peer_rebooted\n"
        "  tcpscope connections --paired --half_open\n"
        "  tcpscope connections --state=close_wait --host=web-1\n"
-       "  tcpscope connections --address=10.0.0.0/8 --port=5432 --keepalive=off\n"},
+       "  tcpscope connections --address=10.0.0.0/8 --port=5432 --keepalive=off\n"
+       "  tcpscope connections --namespace=shop --pod=web-0 --state=close_wait\n"
+       "  tcpscope connections --paired --container=redis\n"
+       "  tcpscope connections --process=postgres --half_open\n"},
       {Command::kEvents,
        "events",
        "recent events from the service's history, then (--follow) live ones",
        "tcpscope events [--last=N] [--since=WHEN] [--follow] [--host=H] [--type=K,...]\n"
        "                       [--reason=R] [--half_open_reason=R] [--port=P] [--address=IP|CIDR]\n"
-       "                       [--role=client|server]",
+       "                       [--role=client|server] [--namespace=NS] [--pod=POD]\n"
+       "                       [--container=C] [--process=P]",
        {{"last", "N"},
         {"since", "WHEN"},
         {"follow", ""},
@@ -104,18 +118,27 @@ const std::vector<CommandSpec>& Commands() {
          "Only half_open events for this reason: peer_closed, peer_rebooted, peer_host_down."},
         {"port", "PORT"},
         {"address", "IP|CIDR"},
-        {"role", "client|server"}},
+        {"role", "client|server"},
+        {"namespace", "NS"},
+        {"pod", "POD"},
+        {"container", "NAME|ID"},
+        {"process", "PID|COMMAND"}},
        "Without --last, --since or --follow: the last 20 events. --follow alone: live events\n"
        "only. With -o json, one HostEvent object per line. Missed events (this client read too\n"
        "slowly) and a history that no longer reaches back far enough are reported on stderr.\n"
        "half_open events are the service's own findings (an end whose peer is gone): lost= is\n"
-       "how long before the event the peer's end was lost.\n"
+       "how long before the event the peer's end was lost; peer_process= and peer_pod= (or\n"
+       "peer_container=) who held the peer's end. DETAILS end with the event's owner:\n"
+       "process=command[pid], and pod=namespace/pod/container in Kubernetes or\n"
+       "container=runtime:name (docker:redis) for another container.\n"
        "\n"
        "Examples:\n"
        "  tcpscope events --since=10m --type=close --reason=keepalive_timeout\n"
        "  tcpscope events --follow --type=handshake_failed --host=web-1\n"
        "  tcpscope events --last=100 --address=10.1.2.3 -o json | jq .event.close\n"
-       "  tcpscope events --since=1h --half_open_reason=peer_host_down\n"},
+       "  tcpscope events --since=1h --half_open_reason=peer_host_down\n"
+       "  tcpscope events --namespace=shop --pod=web-0 --type=handshake_failed\n"
+       "  tcpscope events --follow --process=4242\n"},
       {Command::kSummary,
        "summary",
        "fleet and per-host totals: events, losses, handshakes, closes, at risk, half-open",

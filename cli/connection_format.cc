@@ -1,5 +1,5 @@
 // One row per connection end; "-" where a value does not apply (no probes without keepalive,
-// no pairing examined during a handshake).
+// no pairing examined during a handshake, no workload for a host process).
 #include "cli/connection_format.h"
 
 #include <string>
@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/enum_names.h"
 #include "cli/humanize.h"
+#include "cli/workload_format.h"
 #include "common/tcp_names.h"
 
 namespace tcpscope::cli {
@@ -14,15 +15,10 @@ namespace tcpscope::cli {
 Table ConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time now) {
   Table table({"HOST", "ROLE", "STATE", "IN STATE", "LOCAL", "REMOTE", "PEER", "AT RISK",
                "HALF-OPEN", "KEEPALIVE", "PROBES", "NEXT PROBE", "IDLE", "RTT", "SEND-Q", "RECV-Q",
-               "PROCESS"});
+               "POD", "PROCESS"});
   for (const v1::HostConnection& entry : response.connections()) {
     const v1::Connection& c = entry.connection();
     const v1::KeepaliveState& keepalive = c.keepalive();
-    std::string process = "-";
-    if (c.origin().pid() != 0 || !c.origin().command().empty()) {
-      process = absl::StrCat(c.origin().command().empty() ? "?" : c.origin().command(), "[",
-                             c.origin().pid(), "]");
-    }
     table.AddRow({entry.host(), std::string(RoleName(c.role())),
                   std::string(TcpStateName(c.state())), Age(c.state_since_unix_ns(), now),
                   FormatAddress(c.endpoints().local_address(), c.endpoints().local_port()),
@@ -42,7 +38,8 @@ Table ConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time n
                       ? ShortDuration(absl::Milliseconds(keepalive.next_probe_ms()))
                       : "-",
                   ShortDuration(absl::Milliseconds(c.idle_ms())), Rtt(c.srtt_us()),
-                  absl::StrCat(c.send_queue()), absl::StrCat(c.recv_queue()), process});
+                  absl::StrCat(c.send_queue()), absl::StrCat(c.recv_queue()),
+                  WorkloadCell(c.origin()), ProcessCell(c.origin())});
   }
   return table;
 }

@@ -1,5 +1,5 @@
 // One row per event. Only fields that carry information are shown (no "retransmits=0"); JSON
-// output has all of them.
+// output has all of them. The owner (process, pod or container) comes last.
 #include "cli/event_format.h"
 
 #include <vector>
@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/humanize.h"
+#include "cli/workload_format.h"
 #include "common/tcp_names.h"
 
 namespace tcpscope::cli {
@@ -14,10 +15,15 @@ namespace {
 
 std::string Micros(uint64_t us) { return ShortDuration(absl::Microseconds(us)); }
 
-void AppendProcess(const v1::Origin& origin, std::vector<std::string>* parts) {
-  if (origin.pid() == 0 && origin.command().empty()) return;
-  parts->push_back(absl::StrCat("process=", origin.command().empty() ? "?" : origin.command(), "[",
-                                origin.pid(), "]"));
+// process=command[pid] and pod=... or container=..., each only when known.
+void AppendOwner(const v1::Origin& origin, const std::string& prefix,
+                 std::vector<std::string>* parts) {
+  if (origin.pid() != 0 || !origin.command().empty()) {
+    parts->push_back(absl::StrCat(prefix, "process=", ProcessCell(origin)));
+  }
+  if (std::string workload = WorkloadDetail(origin, prefix); !workload.empty()) {
+    parts->push_back(std::move(workload));
+  }
 }
 
 }  // namespace
@@ -107,12 +113,13 @@ std::string EventDetails(const v1::Event& event) {
             "lost=", Age(half_open.peer_lost_unix_ns(),
                          absl::FromUnixNanos(static_cast<int64_t>(event.time_unix_ns())))));
       }
+      AppendOwner(half_open.peer_origin(), "peer_", &parts);
       break;
     }
     case v1::Event::KIND_NOT_SET:
       break;
   }
-  AppendProcess(event.origin(), &parts);
+  AppendOwner(event.origin(), "", &parts);
   return absl::StrJoin(parts, " ");
 }
 

@@ -1,5 +1,6 @@
 // Events as table rows: TIME HOST ROLE LOCAL -> REMOTE EVENT DETAILS, where DETAILS holds the
-// kind's own fields as key=value (reasons, initiator, lifetime, bytes, probes, process).
+// kind's own fields as key=value (reasons, initiator, lifetime, bytes, probes), then the
+// owner: process, pod or container (and the peer's, for half_open).
 #pragma once
 
 #include <string>

@@ -36,6 +36,16 @@ ABSL_FLAG(std::string, half_open_reason, "",
           "Only half-open ends or half_open events for this reason: peer_closed, peer_rebooted, "
           "peer_host_down (each command's help says which).");
 
+ABSL_FLAG(std::string, namespace, "",
+          "Only this Kubernetes namespace (of the process holding the socket).");
+ABSL_FLAG(std::string, pod, "",
+          "Only this Kubernetes pod (its name; add --namespace to be exact).");
+ABSL_FLAG(std::string, container, "",
+          "Only this container: its name (Docker's, or the container's name in its pod), its id, "
+          "or an id prefix of at least 12 characters.");
+ABSL_FLAG(std::string, process, "",
+          "Only this process: a pid (digits) or a command (exactly, as ps -o comm shows it).");
+
 ABSL_FLAG(int64_t, last, 0,
           "The last N matching events of the service's history (default 20 when neither "
           "--since nor --follow is given; 0 with --follow: live events only).");

@@ -30,6 +30,11 @@ ABSL_DECLARE_FLAG(bool, paired);
 
 // connections and events
 ABSL_DECLARE_FLAG(std::string, half_open_reason);
+// Workload filters (connections and events): exact matches on an end's or event's origin.
+ABSL_DECLARE_FLAG(std::string, namespace);
+ABSL_DECLARE_FLAG(std::string, pod);
+ABSL_DECLARE_FLAG(std::string, container);
+ABSL_DECLARE_FLAG(std::string, process);
 
 // events
 ABSL_DECLARE_FLAG(int64_t, last);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/humanize.h"
+#include "cli/workload_format.h"
 #include "common/tcp_names.h"
 
 namespace tcpscope::cli {
@@ -31,14 +32,22 @@ std::string Local(const v1::Connection& c) {
 
 std::string Idle(const v1::Connection& c) { return ShortDuration(absl::Milliseconds(c.idle_ms())); }
 
-// HOST LOCAL STATE KA SEND/RECV-Q IDLE of a live end.
+// HOST POD PROCESS LOCAL STATE KA SEND/RECV-Q IDLE of a live end.
 std::vector<std::string> EndCells(const std::string& host, const v1::Connection& c) {
-  return {host,      Local(c), std::string(TcpStateName(c.state())), Keepalive(c.keepalive()),
-          Queues(c), Idle(c)};
+  return {host,
+          WorkloadCell(c.origin()),
+          ProcessCell(c.origin()),
+          Local(c),
+          std::string(TcpStateName(c.state())),
+          Keepalive(c.keepalive()),
+          Queues(c),
+          Idle(c)};
 }
 
+// A gone peer still names who held it (as its host last reported): that is what an operator
+// looks for when an end is half-open.
 std::vector<std::string> PeerCells(const v1::HostConnection& entry, absl::Time now) {
-  if (!entry.has_peer()) return std::vector<std::string>(6, "-");
+  if (!entry.has_peer()) return std::vector<std::string>(8, "-");
   const v1::PeerEnd& peer = entry.peer();
   const v1::Connection& c = peer.connection();
   if (peer.present()) return EndCells(peer.host(), c);
@@ -47,15 +56,22 @@ std::vector<std::string> PeerCells(const v1::HostConnection& entry, absl::Time n
   if (c.state() != v1::TCP_STATE_UNSPECIFIED) {
     absl::StrAppend(&state, " (", TcpStateName(c.state()), ")");
   }
-  return {peer.host().empty() ? "-" : peer.host(), Local(c), state, "-", "-", "-"};
+  return {peer.host().empty() ? "-" : peer.host(),
+          WorkloadCell(c.origin()),
+          ProcessCell(c.origin()),
+          Local(c),
+          state,
+          "-",
+          "-",
+          "-"};
 }
 
 }  // namespace
 
 Table PairedConnectionsTable(const v1::ListConnectionsResponse& response, absl::Time now) {
-  Table table({"HOST", "LOCAL", "STATE", "KA", "SEND/RECV-Q", "IDLE", "|", "PEER-HOST",
-               "PEER-LOCAL", "PEER-STATE", "PEER-KA", "PEER-SEND/RECV-Q", "PEER-IDLE",
-               "HALF-OPEN"});
+  Table table({"HOST", "POD", "PROCESS", "LOCAL", "STATE", "KA", "SEND/RECV-Q", "IDLE", "|",
+               "PEER-HOST", "PEER-POD", "PEER-PROCESS", "PEER-LOCAL", "PEER-STATE", "PEER-KA",
+               "PEER-SEND/RECV-Q", "PEER-IDLE", "HALF-OPEN"});
   for (const v1::HostConnection& entry : response.connections()) {
     std::vector<std::string> row = EndCells(entry.host(), entry.connection());
     row.push_back("|");

@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -181,6 +182,65 @@ absl::Status ApplyHalfOpenReason(const Invocation& invocation,
   return absl::OkStatus();
 }
 
+// The longest --process command accepted: Linux keeps 15 characters of a command (TASK_COMM_LEN),
+// so this only bounds what a user could paste by mistake.
+constexpr size_t kMaxCommandLength = 64;
+
+// --process: a pid (digits, canonical: no leading zeros) or a command of printable characters.
+absl::StatusOr<std::string> ProcessFilter(const std::string& value) {
+  if (value.empty()) return BadFlag("process", value, "empty; expected a pid or a command");
+  if (value.find_first_not_of("0123456789") == std::string::npos) {
+    uint32_t pid = 0;
+    if (!absl::SimpleAtoi(value, &pid) || pid == 0) {
+      return BadFlag("process", value, "not a pid (1..4294967295)");
+    }
+    return absl::StrCat(pid);
+  }
+  if (value.size() > kMaxCommandLength) {
+    return BadFlag("process", value,
+                   absl::StrCat("a command is at most ", kMaxCommandLength, " characters"));
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c < 0x20 || c > 0x7e) {
+      return BadFlag("process", absl::CHexEscape(value),
+                     absl::StrCat("a command has printable characters only (0x",
+                                  absl::Hex(c, absl::kZeroPad2), " at position ", i, ")"));
+    }
+  }
+  return value;
+}
+
+// --namespace, --pod, --container (names by the rule of every workload name, common/names.h) and
+// --process, set on a ListConnectionsRequest or an EventFilter (the same four fields).
+template <typename Request>
+absl::Status ApplyWorkloadFilters(const Invocation& invocation, Request* request) {
+  struct NameFlag {
+    absl::string_view flag;
+    absl::string_view kind;  // as ValidateName's message names it
+    const absl::Flag<std::string>* value;
+    std::string* (Request::*field)();
+  };
+  const NameFlag names[] = {
+      {"namespace", "namespace", &FLAGS_namespace, &Request::mutable_pod_namespace},
+      {"pod", "pod name", &FLAGS_pod, &Request::mutable_pod},
+      {"container", "container name or id", &FLAGS_container, &Request::mutable_container}};
+  for (const NameFlag& name : names) {
+    if (!invocation.Given(name.flag)) continue;
+    const std::string value = absl::GetFlag(*name.value);
+    if (absl::Status status = ValidateName(name.kind, value); !status.ok()) {
+      return BadFlag(name.flag, absl::CHexEscape(value), status.message());
+    }
+    *(request->*name.field)() = value;
+  }
+  if (invocation.Given("process")) {
+    absl::StatusOr<std::string> process = ProcessFilter(absl::GetFlag(FLAGS_process));
+    if (!process.ok()) return process.status();
+    request->set_process(*process);
+  }
+  return absl::OkStatus();
+}
+
 // --since=DURATION is that long before `now`; otherwise an RFC 3339 time.
 absl::StatusOr<absl::Time> SinceFlag(const std::string& value, absl::Time now) {
   absl::Time since;
@@ -294,6 +354,9 @@ absl::StatusOr<v1::ListConnectionsRequest> BuildListConnectionsRequest(
   absl::StatusOr<std::string> address = AddressFilter(invocation);
   if (!address.ok()) return address.status();
   request.set_address(*address);
+  if (absl::Status status = ApplyWorkloadFilters(invocation, &request); !status.ok()) {
+    return status;
+  }
   return request;
 }
 
@@ -323,6 +386,9 @@ absl::StatusOr<v1::GetEventsRequest> BuildGetEventsRequest(const Invocation& inv
     absl::StatusOr<int> role = EnumFlag("role", absl::GetFlag(FLAGS_role), RoleNames(), "a role");
     if (!role.ok()) return role.status();
     filter.set_role(static_cast<v1::Role>(*role));
+  }
+  if (absl::Status status = ApplyWorkloadFilters(invocation, &filter); !status.ok()) {
+    return status;
   }
 
   const bool follow = absl::GetFlag(FLAGS_follow);

@@ -1,5 +1,8 @@
 // Aligned text tables for the CLI's default output: Table for a whole answer at once,
-// StreamingTable for rows that must be printed as they arrive (events --follow).
+// StreamingTable for rows that must be printed as they arrive (events --follow). Cells hold text
+// from the service (host and workload names, commands): whatever a bad peer managed to put there,
+// a cell prints as one line of printable ASCII (SafeCell), so it cannot move the cursor, clear
+// the screen or break the columns.
 #pragma once
 
 #include <ostream>
@@ -8,10 +11,14 @@
 
 namespace tcpscope::cli {
 
+// `cell` with every byte outside printable ASCII (controls, DEL, UTF-8) as \xNN and a
+// backslash as \\, so the escape is unambiguous; printable text is unchanged.
+std::string SafeCell(std::string cell);
+
 class Table {
  public:
-  explicit Table(std::vector<std::string> header) : rows_{std::move(header)} {}
-  void AddRow(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  explicit Table(std::vector<std::string> header);
+  void AddRow(std::vector<std::string> row);
   size_t rows() const { return rows_.size() - 1; }  // not counting the header
   // Columns padded to their widest cell, two spaces apart.
   void Print(std::ostream& out) const;

@@ -35,6 +35,7 @@
 #include "cli/rpc_failure.h"
 #include "cli/summary_format.h"
 #include "cli/table.h"
+#include "cli/workload_format.h"
 #include "common/tcp_names.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
@@ -197,6 +198,11 @@ TEST(CommandLineTest, UsageErrors) {
        "--state does not apply to 'tcpscope events' (it is a flag of: connections)"},
       {{"connections", "--role=client"},
        "--role does not apply to 'tcpscope connections' (it is a flag of: events)"},
+      {{"summary", "--pod=web-0"},
+       "--pod does not apply to 'tcpscope summary' (it is a flag of: connections, events)"},
+      {{"agents", "--process=nginx"},
+       "--process does not apply to 'tcpscope agents' (it is a flag of: connections, events)"},
+      {{"connections", "--namespace"}, "--namespace needs a value (--namespace=NS)"},
       {{"events", "--last"}, "--last needs a value (--last=N)"},
       {{"agents", "-o"}, "-o needs a value (-o table|json)"},
       {{"events", "--last=x"}, "--last=x: Illegal value 'x' specified for flag 'last'"},
@@ -214,17 +220,19 @@ TEST(CommandLineTest, UsageErrors) {
 
 TEST(CommandLineTest, EachCommandsHelpListsExactlyItsFlags) {
   const std::vector<std::string> all = {
-      "host",           "port",      "address", "state",           "keepalive", "at_risk",
-      "at_risk_reason", "last",      "since",   "follow",          "type",      "reason",
-      "role",           "half_open", "paired",  "half_open_reason"};
+      "host",      "port",      "address",        "state",
+      "keepalive", "at_risk",   "at_risk_reason", "last",
+      "since",     "follow",    "type",           "reason",
+      "role",      "half_open", "paired",         "namespace",
+      "pod",       "container", "process",        "half_open_reason"};
   const std::vector<std::pair<Command, std::set<std::string>>> expected = {
       {Command::kAgents, {}},
       {Command::kConnections,
        {"host", "state", "port", "address", "keepalive", "at_risk", "at_risk_reason", "half_open",
-        "half_open_reason", "paired"}},
+        "half_open_reason", "paired", "namespace", "pod", "container", "process"}},
       {Command::kEvents,
        {"last", "since", "follow", "host", "type", "reason", "half_open_reason", "port", "address",
-        "role"}},
+        "role", "namespace", "pod", "container", "process"}},
       {Command::kSummary, {"host"}}};
   for (const auto& [command, flags] : expected) {
     const std::string help = CommandHelp(command);
@@ -371,6 +379,72 @@ TEST(ConnectionsRequestTest, HalfOpenAndPaired) {
                     paired: true)pb");
 }
 
+TEST(ConnectionsRequestTest, WorkloadFilters) {
+  EXPECT_PROTO(ConnectionsRequest({"--namespace=shop", "--pod=web-0", "--container=app",
+                                   "--process=nginx", "--state=close_wait"}),
+               R"pb(state: TCP_STATE_CLOSE_WAIT
+                    pod_namespace: "shop"
+                    pod: "web-0"
+                    container: "app"
+                    process: "nginx")pb");
+  // A container id or its 12-character prefix goes as given; a pid loses leading zeros.
+  EXPECT_PROTO(ConnectionsRequest({"--container", "4f6c0a3b9e2d", "--process=004242"}),
+               R"pb(container: "4f6c0a3b9e2d" process: "4242")pb");
+  EXPECT_PROTO(ConnectionsRequest({"--process=4294967295"}), R"pb(process: "4294967295")pb");
+  // A command may hold any printable character, up to 64 of them.
+  EXPECT_PROTO(ConnectionsRequest({"--process=kworker/0:1 H", "--pod=a.b_c-9"}),
+               R"pb(pod: "a.b_c-9" process: "kworker/0:1 H")pb");
+  EXPECT_EQ(ConnectionsRequest({absl::StrCat("--process=", std::string(64, 'p'))}).process(),
+            std::string(64, 'p'));
+  EXPECT_EQ(ConnectionsRequest({absl::StrCat("--namespace=", std::string(253, 'n'))})
+                .pod_namespace()
+                .size(),
+            253u);
+  // With --paired too: the service applies them to either end.
+  EXPECT_PROTO(ConnectionsRequest({"--paired", "--namespace=shop"}),
+               R"pb(paired: true pod_namespace: "shop")pb");
+}
+
+// The workload flags' errors, the same for connections and events.
+std::vector<std::pair<std::vector<std::string>, std::string>> WorkloadUsageErrors() {
+  return {
+      {{"--namespace="}, "--namespace=: namespace is empty"},
+      {{"--namespace=Shop Floor"},
+       "--namespace=Shop Floor: namespace has character 0x20 at position 4; allowed are "
+       "[A-Za-z0-9._-], starting with a letter or digit"},
+      {{"--pod=-web"},
+       "--pod=-web: pod name has character 0x2d at position 0; allowed are [A-Za-z0-9._-], "
+       "starting with a letter or digit"},
+      {{"--pod=web\x1b[2J"},
+       "--pod=web\\x1b[2J: pod name has character 0x1b at position 3; allowed are "
+       "[A-Za-z0-9._-], starting with a letter or digit"},
+      {{absl::StrCat("--pod=", std::string(254, 'p'))},
+       absl::StrCat("--pod=", std::string(254, 'p'),
+                    ": pod name is 254 characters long; at most 253 are allowed")},
+      {{"--container=/redis"},
+       "--container=/redis: container name or id has character 0x2f at position 0; allowed are "
+       "[A-Za-z0-9._-], starting with a letter or digit"},
+      {{"--process="}, "--process=: empty; expected a pid or a command"},
+      {{"--process=0"}, "--process=0: not a pid (1..4294967295)"},
+      {{"--process=4294967296"}, "--process=4294967296: not a pid (1..4294967295)"},
+      {{absl::StrCat("--process=", std::string(65, 'p'))},
+       absl::StrCat("--process=", std::string(65, 'p'), ": a command is at most 64 characters")},
+      {{"--process=a\tb"},
+       "--process=a\\tb: a command has printable characters only (0x09 at position 1)"},
+      {{"--process=caf\xc3\xa9"},
+       "--process=caf\\xc3\\xa9: a command has printable characters only (0xc3 at position "
+       "3)"},
+  };
+}
+
+TEST(ConnectionsRequestTest, WorkloadUsageErrors) {
+  for (const auto& [args, message] : WorkloadUsageErrors()) {
+    std::vector<std::string> line = {"connections"};
+    line.insert(line.end(), args.begin(), args.end());
+    EXPECT_EQ(UsageErrorOf(line), message) << absl::StrJoin(args, " ");
+  }
+}
+
 TEST(ConnectionsRequestTest, EveryStateByItsMetricLabel) {
   for (int value = 1; value <= 12; ++value) {
     const auto state = static_cast<v1::TcpState>(value);
@@ -500,6 +574,30 @@ TEST(EventsRequestTest, HalfOpenKindAndReason) {
                       half_open_reason: HALF_OPEN_PEER_CLOSED
                     }
                     follow: true)pb");
+}
+
+TEST(EventsRequestTest, WorkloadFilters) {
+  EXPECT_PROTO(EventsRequest({"--namespace=shop", "--pod=web-0", "--container=app",
+                              "--process=4242", "--type=handshake_failed", "--follow"}),
+               R"pb(filter {
+                      kinds: EVENT_KIND_HANDSHAKE_FAILED
+                      pod_namespace: "shop"
+                      pod: "web-0"
+                      container: "app"
+                      process: "4242"
+                    }
+                    follow: true)pb");
+  EXPECT_PROTO(EventsRequest({"--container=redis", "--process=redis-server"}),
+               R"pb(filter { container: "redis" process: "redis-server" }
+                    last: 20)pb");
+}
+
+TEST(EventsRequestTest, WorkloadUsageErrors) {
+  for (const auto& [args, message] : WorkloadUsageErrors()) {
+    std::vector<std::string> line = {"events"};
+    line.insert(line.end(), args.begin(), args.end());
+    EXPECT_EQ(UsageErrorOf(line), message) << absl::StrJoin(args, " ");
+  }
 }
 
 TEST(EventsRequestTest, ReasonNamesACloseReasonOrAHandshakeFailureReason) {
@@ -758,12 +856,71 @@ TEST(EventFormatTest, KindAndDetailsOfEveryKind) {
        "half_open", "reason=peer_rebooted peer=db-1 peer_state=established lost=2.1s"},
       {"event { half_open { reason: HALF_OPEN_PEER_HOST_DOWN } }", "half_open",
        "reason=peer_host_down"},
+      // The owner last: process, then the pod (Kubernetes) or the container (elsewhere).
+      {"event { handshake {} origin { pid: 4242 command: \"nginx\" pod_namespace: \"shop\" "
+       "pod: \"web-0\" container_name: \"app\" pod_uid: \"u-1\" container_id: \"abc\" } }",
+       "handshake", "process=nginx[4242] pod=shop/web-0/app"},
+      {"event { close { initiator: CLOSE_INITIATOR_REMOTE reason: CLOSE_REASON_FIN } origin { "
+       "pid: 7 command: \"redis-server\" container_name: \"cache\" "
+       "runtime: CONTAINER_RUNTIME_DOCKER } }",
+       "close",
+       "initiator=remote reason=fin sent=0 received=0 process=redis-server[7] "
+       "container=docker:cache"},
+      // A server handshake in softirq without a known owner, but in a known container.
+      {"event { handshake {} origin { container_id: "
+       "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" "
+       "runtime: CONTAINER_RUNTIME_CRIO } }",
+       "handshake", "container=crio:0123456789ab"},
+      // half_open: the peer's owner, then the surviving end's own.
+      {"event { half_open { reason: HALF_OPEN_PEER_CLOSED peer_host: \"db-1\" peer_origin { "
+       "pid: 77 command: \"postgres\" pod_namespace: \"data\" pod: \"pg-0\" "
+       "container_name: \"postgres\" } } origin { pid: 4242 command: \"psql\" "
+       "pod_namespace: \"shop\" pod: \"web-0\" container_name: \"app\" } }",
+       "half_open",
+       "reason=peer_closed peer=db-1 peer_process=postgres[77] peer_pod=data/pg-0/postgres "
+       "process=psql[4242] pod=shop/web-0/app"},
+      {"event { half_open { reason: HALF_OPEN_PEER_REBOOTED peer_origin { container_name: "
+       "\"pg\" runtime: CONTAINER_RUNTIME_PODMAN } } }",
+       "half_open", "reason=peer_rebooted peer_container=podman:pg"},
   };
   for (const auto& [text, kind, details] : cases) {
     const v1::HostEvent entry = SampleEvent(text);
     EXPECT_EQ(EventKindName(entry.event()), kind) << text;
     EXPECT_EQ(EventDetails(entry.event()), details) << text;
   }
+}
+
+TEST(WorkloadFormatTest, PodContainerOrNothing) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {R"pb(pod_namespace: "shop"
+            pod: "web-0"
+            container_name: "app"
+            pod_uid: "u-1"
+            container_id: "4f6c0a3b9e2d71c8"
+            runtime: CONTAINER_RUNTIME_CONTAINERD)pb",
+       "shop/web-0/app", "pod=shop/web-0/app"},
+      // A pod whose container name is not known (yet): the pod alone.
+      {R"pb(pod_namespace: "shop" pod: "web-0")pb", "shop/web-0", "pod=shop/web-0"},
+      {R"pb(pod: "web-0" container_name: "app")pb", "?/web-0/app", "pod=?/web-0/app"},
+      {R"pb(container_name: "redis" runtime: CONTAINER_RUNTIME_DOCKER)pb", "docker:redis",
+       "container=docker:redis"},
+      {R"pb(container_name: "redis" runtime: CONTAINER_RUNTIME_PODMAN)pb", "podman:redis",
+       "container=podman:redis"},
+      {R"pb(container_id: "0123456789abcdef" runtime: CONTAINER_RUNTIME_CONTAINERD)pb",
+       "containerd:0123456789ab", "container=containerd:0123456789ab"},
+      {R"pb(container_id: "0123456789")pb", "container:0123456789",
+       "container=container:0123456789"},
+      {R"pb(pid: 1 command: "systemd" cgroup_id: 7 netns_inode: 4026531840)pb", "", ""},
+  };
+  for (const auto& [text, name, detail] : cases) {
+    const v1::Origin origin = TextProto<v1::Origin>(text);
+    EXPECT_EQ(WorkloadName(origin), name) << text;
+    EXPECT_EQ(WorkloadCell(origin), name.empty() ? "-" : name) << text;
+    EXPECT_EQ(WorkloadDetail(origin, ""), detail) << text;
+  }
+  EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("pid: 4242 command: \"nginx\"")), "nginx[4242]");
+  EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("pid: 4242")), "?[4242]");
+  EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("cgroup_id: 9")), "-");
 }
 
 TEST(EventFormatTest, RowsStreamAligned) {
@@ -806,13 +963,30 @@ TEST(ConnectionFormatTest, EveryColumn) {
         srtt_us: 420
         send_queue: 10
         recv_queue: 0
-        origin { pid: 4242 command: "psql" }
+        origin {
+          pid: 4242
+          command: "psql"
+          pod_namespace: "shop"
+          pod: "web-0"
+          container_name: "app"
+          pod_uid: "6b1f0c8e-2f4e-4d43-9d1c-0c5b3a6f7e21"
+          container_id: "4f6c0a3b9e2d71c85a0f3e6b2d9c4a1e8f7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d"
+          runtime: CONTAINER_RUNTIME_CONTAINERD
+        }
       }
     }
     connections {
       host: "db-1"
       pairing: PAIRING_UNPAIRED
-      connection { role: ROLE_SERVER state: TCP_STATE_CLOSE_WAIT idle_ms: 500 }
+      connection {
+        role: ROLE_SERVER
+        state: TCP_STATE_CLOSE_WAIT
+        idle_ms: 500
+        origin {
+          container_id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+          runtime: CONTAINER_RUNTIME_DOCKER
+        }
+      }
     }
     connections {
       host: "db-2"
@@ -833,16 +1007,16 @@ TEST(ConnectionFormatTest, EveryColumn) {
       out.str(),
       "HOST   ROLE    STATE        IN STATE  LOCAL           REMOTE         PEER      AT RISK  "
       "          HALF-OPEN       KEEPALIVE  PROBES  NEXT PROBE  IDLE   RTT     SEND-Q  RECV-Q  "
-      "PROCESS\n"
+      "POD                  PROCESS\n"
       "web-1  client  established  1h00m     10.0.0.1:40000  10.0.0.2:5432  paired    "
       "keepalive_probing  peer_host_down  on         2       1m15s       2h02m  0.42ms  10      "
-      "0       psql[4242]\n"
+      "0       shop/web-0/app       psql[4242]\n"
       "db-1   server  close_wait   42s       ?:0             ?:0            unpaired  -        "
       "          -               off        -       -           500ms  -       0       0       "
-      "-\n"
+      "docker:0123456789ab  -\n"
       "db-2   client  syn_sent     -         ?:0             ?:0            -         -        "
       "          -               off        -       -           0s     -       0       0       "
-      "-\n");
+      "-                    -\n");
 }
 
 // A half-open survivor whose peer is gone, a healthy pair, and an entry without a peer.
@@ -859,6 +1033,13 @@ v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
         idle_ms: 95000
         send_queue: 1200
         endpoints { local_port: 40000 remote_port: 5432 }
+        origin {
+          pid: 4242
+          command: "psql"
+          pod_namespace: "shop"
+          pod: "web-0"
+          container_name: "app"
+        }
       }
       peer {
         host: "db-1"
@@ -870,6 +1051,12 @@ v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
           idle_ms: 1000
           send_queue: 7
           endpoints { local_port: 5432 remote_port: 40000 }
+          origin {
+            pid: 77
+            command: "postgres"
+            container_name: "pg"
+            runtime: CONTAINER_RUNTIME_DOCKER
+          }
         }
       }
     }
@@ -881,6 +1068,7 @@ v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
         idle_ms: 500
         recv_queue: 300
         endpoints { local_port: 40001 remote_port: 5432 }
+        origin { pid: 5150 command: "curl" }
       }
       peer {
         host: "db-1"
@@ -891,6 +1079,12 @@ v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
           idle_ms: 500
           send_queue: 12
           endpoints { local_port: 5432 remote_port: 40001 }
+          origin {
+            pid: 78
+            command: "postgres"
+            container_name: "pg"
+            runtime: CONTAINER_RUNTIME_DOCKER
+          }
         }
       }
     }
@@ -914,18 +1108,18 @@ v1::ListConnectionsResponse SamplePaired(uint64_t now_ns) {
 }
 
 const char kPairedTable[] =
-    "HOST   LOCAL           STATE        KA        SEND/RECV-Q  IDLE   |  PEER-HOST  "
-    "PEER-LOCAL     PEER-STATE                    PEER-KA  PEER-SEND/RECV-Q  PEER-IDLE  "
-    "HALF-OPEN\n"
-    "web-1  10.0.0.1:40000  established  on 2 out  1200/0       1m35s  |  db-1       "
-    "10.0.0.2:5432  gone 1h00m ago (established)  -        -                 -          "
-    "peer_rebooted\n"
-    "web-2  10.0.0.3:40001  established  off       0/300        500ms  |  db-1       "
-    "10.0.0.2:5432  established                   on       12/0              500ms      "
-    "-\n"
-    "web-3  ?:0             close_wait   off       0/0          42s    |  -          "
-    "-              -                             -        -                 -          "
-    "-\n";
+    "HOST   POD             PROCESS     LOCAL           STATE        KA        SEND/RECV-Q  IDLE   "
+    "|  PEER-HOST  PEER-POD   PEER-PROCESS  PEER-LOCAL     PEER-STATE                    PEER-KA  "
+    "PEER-SEND/RECV-Q  PEER-IDLE  HALF-OPEN\n"
+    "web-1  shop/web-0/app  psql[4242]  10.0.0.1:40000  established  on 2 out  1200/0       1m35s  "
+    "|  db-1       docker:pg  postgres[77]  10.0.0.2:5432  gone 1h00m ago (established)  -        "
+    "-                 -          peer_rebooted\n"
+    "web-2  -               curl[5150]  10.0.0.3:40001  established  off       0/300        500ms  "
+    "|  db-1       docker:pg  postgres[78]  10.0.0.2:5432  established                   on       "
+    "12/0              500ms      -\n"
+    "web-3  -               -           ?:0             close_wait   off       0/0          42s    "
+    "|  -          -          -             -              -                             -        "
+    "-                 -          -\n";
 
 TEST(PairedFormatTest, BothEndsSideBySide) {
   std::ostringstream out;
@@ -938,7 +1132,8 @@ TEST(PairedFormatTest, BothEndsSideBySide) {
   unknown.mutable_connections(0)->mutable_peer()->mutable_connection()->clear_state();
   std::ostringstream gone;
   PairedConnectionsTable(unknown, kNow).Print(gone);
-  EXPECT_TRUE(absl::StrContains(gone.str(), "|  db-1       10.0.0.2:5432  gone        -  "))
+  EXPECT_TRUE(absl::StrContains(
+      gone.str(), "|  db-1       docker:pg  postgres[77]  10.0.0.2:5432  gone        -  "))
       << gone.str();
 }
 
@@ -1087,6 +1282,28 @@ TEST(RpcFailureTest, UnreachableOrRefusedWithTheServicesMessage) {
             "is older than this tcpscope)");
 }
 
+// Names are validated upstream; a cell from a misbehaving service still prints as one line of
+// printable text (no terminal escapes, no broken columns).
+TEST(TableTest, CellsArePrintableAscii) {
+  EXPECT_EQ(SafeCell("shop/web-0/app"), "shop/web-0/app");
+  EXPECT_EQ(SafeCell("kworker/0:1 H"), "kworker/0:1 H");
+  EXPECT_EQ(SafeCell("evil\x1b[2J\r\n\t"), "evil\\x1b[2J\\x0d\\x0a\\x09");
+  EXPECT_EQ(SafeCell("caf\xc3\xa9\x7f"), "caf\\xc3\\xa9\\x7f");
+  EXPECT_EQ(SafeCell("a\\x41"), "a\\\\x41");  // a real backslash stays distinguishable
+  EXPECT_EQ(SafeCell(std::string("n\0ul", 4)), "n\\x00ul");
+  Table table({"POD", "PROCESS"});
+  table.AddRow({"web\n0", "x"});
+  std::ostringstream out;
+  table.Print(out);
+  EXPECT_EQ(out.str(),
+            "POD       PROCESS\n"
+            "web\\x0a0  x\n");
+  StreamingTable stream({"POD", "PROCESS"}, {});
+  std::ostringstream streamed;
+  stream.PrintRow(streamed, {"\x1b]0;title\x07", "x"});
+  EXPECT_EQ(streamed.str(), "\\x1b]0;title\\x07  x\n");
+}
+
 TEST(TableTest, StreamingColumnsOnlyGrow) {
   StreamingTable table({"A", "B", "C"}, {3, 0, 0});
   std::ostringstream out;
@@ -1209,6 +1426,12 @@ TEST_F(CliBinaryTest, UsageErrorsExit2BeforeAnyCall) {
       {{"summary", "--half_open"},
        "tcpscope: --half_open does not apply to 'tcpscope summary' (it is a flag of: "
        "connections)\nRun 'tcpscope help summary' for usage.\n"},
+      {{"events", "--pod=web 0"},
+       "tcpscope: --pod=web 0: pod name has character 0x20 at position 3; allowed are "
+       "[A-Za-z0-9._-], starting with a letter or digit\nRun 'tcpscope help events' for usage.\n"},
+      {{"connections", "--process=0"},
+       "tcpscope: --process=0: not a pid (1..4294967295)\n"
+       "Run 'tcpscope help connections' for usage.\n"},
   };
   for (const auto& [args, message] : cases) {
     std::vector<std::string> line = args;
@@ -1254,11 +1477,12 @@ TEST_F(CliBinaryTest, AgentsTableAndJson) {
 TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {
   const CliResult result = RunTcpscope(
       {"connections", service(), "--host=web-1", "--state=established", "--port=443",
-       "--keepalive=off", "--at_risk_reason=idle_no_keepalive", "--address=192.168.0.0/16"});
+       "--keepalive=off", "--at_risk_reason=idle_no_keepalive", "--address=192.168.0.0/16",
+       "--namespace=shop", "--pod=web-0", "--container=app", "--process=nginx"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out,
             "HOST  ROLE  STATE  IN STATE  LOCAL  REMOTE  PEER  AT RISK  HALF-OPEN  KEEPALIVE  "
-            "PROBES  NEXT PROBE  IDLE  RTT  SEND-Q  RECV-Q  PROCESS\n");
+            "PROBES  NEXT PROBE  IDLE  RTT  SEND-Q  RECV-Q  POD  PROCESS\n");
   EXPECT_EQ(result.err, "tcpscope: no connections match\n");
   const std::vector<v1::ListConnectionsRequest> requests = fake().connections_requests();
   ASSERT_EQ(requests.size(), 1u);
@@ -1268,7 +1492,11 @@ TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {
                                  keepalive: KEEPALIVE_FILTER_OFF
                                  at_risk: true
                                  at_risk_reason: AT_RISK_IDLE_NO_KEEPALIVE
-                                 address: "192.168.0.0/16")pb");
+                                 address: "192.168.0.0/16"
+                                 pod_namespace: "shop"
+                                 pod: "web-0"
+                                 container: "app"
+                                 process: "nginx")pb");
 }
 
 TEST_F(CliBinaryTest, ConnectionsPairedTableAndJson) {
@@ -1299,6 +1527,10 @@ TEST_F(CliBinaryTest, ConnectionsPairedTableAndJson) {
         std::string("\"half_open\":\"HALF_OPEN_PEER_REBOOTED\""),
         std::string("\"peer\":{\"host\":\"db-1\",\"connection\":{"),
         std::string("\"present\":true"),
+        std::string("\"origin\":{\"pod\":\"web-0\",\"pid\":4242,\"command\":\"psql\","
+                    "\"container_name\":\"app\",\"pod_namespace\":\"shop\"}"),
+        std::string("\"origin\":{\"pid\":77,\"command\":\"postgres\",\"container_name\":\"pg\","
+                    "\"runtime\":\"CONTAINER_RUNTIME_DOCKER\"}"),
         absl::StrCat("\"lost_unix_ns\":\"", now_ns - 3610000000000ull, "\"")}) {
     EXPECT_TRUE(absl::StrContains(result.out, field)) << field << "\n" << result.out;
   }
@@ -1405,6 +1637,50 @@ TEST_F(CliBinaryTest, HalfOpenEventsTableAndJson) {
       "\"peer_connection_id\":\"9\",\"peer_last_state\":\"TCP_STATE_ESTABLISHED\","
       "\"peer_lost_unix_ns\":\"1799999997905000000\"}"))
       << result.out;
+}
+
+// Which workload each event is about, in the table and in JSON (every Origin field).
+TEST_F(CliBinaryTest, EventsNameTheirWorkload) {
+  v1::GetEventsResponse response;
+  *response.add_events() = SampleEvent(
+      "event { connection_id: 4 handshake_failed { reason: HANDSHAKE_FAILURE_REFUSED } origin { "
+      "netns_inode: 4026532000 cgroup_id: 9001 pid: 4242 command: \"curl\" container_id: "
+      "\"4f6c0a3b9e2d71c85a0f3e6b2d9c4a1e8f7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\" container_name: "
+      "\"app\" pod_namespace: \"shop\" pod: \"web-0\" pod_uid: "
+      "\"6b1f0c8e-2f4e-4d43-9d1c-0c5b3a6f7e21\" runtime: CONTAINER_RUNTIME_CONTAINERD } }");
+  *response.add_events() = SampleEvent(
+      "event { connection_id: 5 half_open { reason: HALF_OPEN_PEER_CLOSED peer_host: \"db-1\" "
+      "peer_origin { pid: 77 command: \"postgres\" container_name: \"pg\" runtime: "
+      "CONTAINER_RUNTIME_DOCKER } } origin { pid: 4242 command: \"curl\" pod_namespace: "
+      "\"shop\" pod: \"web-0\" container_name: \"app\" } }");
+  fake().SetHistory({response});
+  CliResult result = RunTcpscope({"events", "--namespace=shop", "--pod=web-0", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.out,
+            "TIME                     HOST   ROLE    LOCAL               REMOTE        EVENT      "
+            "       DETAILS\n"
+            "2027-01-15 08:00:00.005  web-1  client  10.0.0.1:40000  ->  10.0.0.2:443  "
+            "handshake_failed  reason=refused process=curl[4242] pod=shop/web-0/app\n"
+            "2027-01-15 08:00:00.005  web-1  client  10.0.0.1:40000  ->  10.0.0.2:443  half_open  "
+            "       reason=peer_closed peer=db-1 peer_process=postgres[77] "
+            "peer_container=docker:pg process=curl[4242] pod=shop/web-0/app\n");
+  const std::vector<v1::GetEventsRequest> requests = fake().events_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_PROTO(requests[0], R"pb(filter { pod_namespace: "shop" pod: "web-0" }
+                                 last: 20)pb");
+  result = RunTcpscope({"events", "-o", "json", "--process=curl", service()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  for (const std::string& field :
+       {std::string(
+            "\"origin\":{\"netns_inode\":\"4026532000\",\"cgroup_id\":\"9001\","
+            "\"container_id\":\"4f6c0a3b9e2d71c85a0f3e6b2d9c4a1e8f7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d\","
+            "\"pod\":\"web-0\",\"pid\":4242,\"command\":\"curl\",\"container_name\":\"app\","
+            "\"pod_namespace\":\"shop\",\"pod_uid\":\"6b1f0c8e-2f4e-4d43-9d1c-0c5b3a6f7e21\","
+            "\"runtime\":\"CONTAINER_RUNTIME_CONTAINERD\"}"),
+        std::string("\"peer_origin\":{\"pid\":77,\"command\":\"postgres\","
+                    "\"container_name\":\"pg\",\"runtime\":\"CONTAINER_RUNTIME_DOCKER\"}")}) {
+    EXPECT_TRUE(absl::StrContains(result.out, field)) << field << "\n" << result.out;
+  }
 }
 
 TEST_F(CliBinaryTest, EmptyEventsPrintHeaderOnly) {

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes tcpscope's Grafana dashboards (dashboards/*.json) from one description of the panels.
 
-The fleet overview and the host drill-down show the same panels, the drill-down filtered by its
-`host` variable and split by host, so both come from the same functions here. Edit this file,
-run it, and commit its output; `generate_dashboards.py --check` (run by ctest) fails when the
-JSON files differ from what it would write. Standard library only.
+The fleet overview and the host drill-down show the same panels, the drill-down filtered by
+its `host` variable and split by host, so both come from the same functions here; both have
+`namespace` and `pod` variables for their per-pod panels (the tcpscope_workload_* families).
+Edit this file, run it, and commit its output; `generate_dashboards.py --check` (run by ctest)
+fails when the JSON files differ from what it would write. Standard library only.
 
-Every expression uses the metric names of SPEC.md (and the service's own tcpscope_service_*),
-and tests/observability_integration_test.cc evaluates each one against a real Prometheus.
+Every expression uses the metric names of SPEC.md (and the service's own tcpscope_service_*, and
+its workload and port families), and tests/observability_integration_test.cc evaluates each one
+against a real Prometheus.
 """
 
 import argparse
@@ -34,10 +36,12 @@ class Scope:
         """The same hosts, added up (the drill-down's single-number panels)."""
         return Scope(self.filtered, False)
 
-    def sel(self, **matchers):
-        """A label selector with the scope's host matcher, e.g. {host=~"$host",le="1"}."""
+    def sel(self, *regex_matchers, **matchers):
+        """A label selector with the scope's host matcher, e.g. {host=~"$host",le="1"}; each of
+        `regex_matchers` is a label matched against the variable of its name."""
         parts = ['host=~"$host"'] if self.filtered else []
         parts += [f'{name}="{value}"' for name, value in matchers.items()]
+        parts += [f'{name}=~"${name}"' for name in regex_matchers]
         return "{" + ",".join(parts) + "}" if parts else ""
 
     def by(self, *labels):
@@ -47,6 +51,11 @@ class Scope:
 
     def legend(self, text):
         return ("{{host}} " + text).strip() if self.split else text
+
+    def wsel(self, **matchers):
+        """sel() for the workload families, also matching the `namespace` and `pod` variables
+        (their All is .*, which takes in containers outside Kubernetes: namespace and pod "")."""
+        return self.sel("namespace", "pod", **matchers)
 
 
 FLEET = Scope(filtered=False, split=False)
@@ -367,6 +376,121 @@ def half_open_panels(s, layout):
             "connections", link_host=True, hide_zero=True), 8, 8)
 
 
+WORKLOAD = "host, namespace, pod, container"
+
+
+def workload(expr):
+    """`expr` (summed by WORKLOAD and more) with a `workload` label for legends and tables:
+    shop/web-0/app for a Kubernetes pod's container, redis for a container outside Kubernetes
+    (namespace and pod empty), other for the pods beyond the service's --max_pods_per_host."""
+    joined = f'label_join(\n{expr},\n"workload", "/", "namespace", "pod", "container")'
+    return f'label_replace({joined},\n"workload", "$1", "workload", "/*(.*?)/*")'
+
+
+def workload_panels(s, layout):
+    """Per pod (or container outside Kubernetes): the tcpscope_workload_* families, filtered by
+    the `namespace` and `pod` variables. A workload's series are those of its host, so panels
+    group by host too (a container name outside Kubernetes is only unique on its host)."""
+    layout.row("Workloads (pods and containers)")
+    layout.add(timeseries(
+        "CLOSE_WAIT by pod",
+        "Connection ends in CLOSE_WAIT held by each pod's container (or container outside "
+        "Kubernetes), from the latest snapshots: the peer closed and that program has not. A "
+        "line that only grows is a descriptor leak. `tcpscope connections --state=close_wait "
+        "--namespace=NS --pod=POD` lists them with their process.",
+        targets((workload(f"sum by ({WORKLOAD}) "
+                          f"(tcpscope_workload_connections{s.wsel(state='close_wait')})"),
+                 "{{host}} {{workload}}"))), 8, 8)
+    layout.add(timeseries(
+        "At-risk connections by pod",
+        "Connection ends that may be dead without their program knowing, by pod and reason "
+        "(idle_no_keepalive, keepalive_probing, close_wait_stale). `tcpscope connections "
+        "--at_risk --namespace=NS --pod=POD` lists them.",
+        targets((workload(f"sum by ({WORKLOAD}, reason) "
+                          f"(tcpscope_workload_connections_at_risk{s.wsel()})"),
+                 "{{host}} {{workload}} {{reason}}")), stacked=True), 8, 8)
+    gauge = f"tcpscope_workload_connections_half_open{s.wsel()}"
+    layout.add(timeseries(
+        "Half-open connections by pod",
+        "ESTABLISHED ends whose other end is gone, by the pod holding them and reason "
+        "(peer_closed, peer_rebooted, peer_host_down); 0 for a pod with none. `tcpscope "
+        "connections --paired --half_open --namespace=NS --pod=POD` shows the peer's pod.",
+        targets((workload(f"sum by ({WORKLOAD}, reason) ({gauge})\n"
+                          f"or on ({WORKLOAD})\n"
+                          f"sum by ({WORKLOAD}) (tcpscope_workload_connections{s.wsel()}) * 0"),
+                 "{{host}} {{workload}} {{reason}}")), stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Handshake failures by pod and reason",
+        "Connects made by each pod that never reached ESTABLISHED, per second, by reason "
+        "(refused: nothing listens; timeout; unreachable; reset; other).",
+        targets((workload(f"sum by ({WORKLOAD}, reason) "
+                          f"(rate(tcpscope_workload_handshake_failures_total{s.wsel()}[{RATE}]))"),
+                 "{{host}} {{workload}} {{reason}}")), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Closes by pod and reason",
+        "Connections of each pod ended per second, by how: fin, reset_sent, reset_received, "
+        "keepalive_timeout, keepalive_reset, retransmit_timeout, other.",
+        targets((workload(f"sum by ({WORKLOAD}, reason) "
+                          f"(rate(tcpscope_workload_closes_total{s.wsel()}[{RATE}]))"),
+                 "{{host}} {{workload}} {{reason}}")), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Keepalive timeouts by pod",
+        "Connections of each pod killed by the kernel because keepalive probes went "
+        "unanswered (the peer vanished), per second.",
+        targets((workload(f"sum by ({WORKLOAD}) "
+                          f"(rate(tcpscope_workload_keepalive_timeouts_total{s.wsel()}[{RATE}]))"),
+                 "{{host}} {{workload}}")), unit="ops"), 8, 8)
+    layout.add(table(
+        "Connections by pod and state",
+        "Each pod's (or container's) connection ends now by state: established, syn_sent, "
+        "syn_recv, close_wait, time_wait. Pods beyond the service's --max_pods_per_host are "
+        "summed in `other`.",
+        "sort_desc(" + workload(f"sum by ({WORKLOAD}, state) "
+                                f"(tcpscope_workload_connections{s.wsel()})") + ")",
+        "connections", hide_zero=True), 24, 8)
+
+
+def port_panels(s, layout):
+    """Per server port (the listening port of the connection's server end, on either side):
+    what fails and how connections end, so that "refused connects to :5432" is one line."""
+    layout.row("Ports")
+    layout.add(timeseries(
+        "Handshake failures by port",
+        "Connects that never reached ESTABLISHED, per second, by the server's port and reason. "
+        "Ports beyond the service's --max_ports_per_host are summed in `other`.",
+        targets((f"sum{s.by('port', 'reason')}"
+                 f"(rate(tcpscope_port_handshake_failures_total{s.sel()}[{RATE}]))",
+                 s.legend(":{{port}} {{reason}}"))), unit="ops", stacked=True), 8, 8)
+    layout.add(timeseries(
+        "Closes by port and reason",
+        "Connections ended per second by the server's port and how they ended.",
+        targets((f"sum{s.by('port', 'reason')}"
+                 f"(rate(tcpscope_port_closes_total{s.sel()}[{RATE}]))",
+                 s.legend(":{{port}} {{reason}}"))), unit="ops", stacked=True), 8, 8)
+    layout.add(table(
+        "Handshake failures by port in the time range",
+        "Failed connects in the chosen time range by host, server port and reason, worst first.",
+        f"sort_desc(sum by (host, port, reason) "
+        f"(increase(tcpscope_port_handshake_failures_total{s.sel()}[{RANGE}])))",
+        "failures", hide_zero=True), 8, 8)
+
+
+def workload_variables(host_matcher):
+    """`namespace` and `pod` (chained to the namespace) from the workload series."""
+    def variable(name, label, selector):
+        query = f"label_values(tcpscope_workload_connections{selector}, {name})"
+        return {
+            "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
+            "definition": query,
+            "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+            "allValue": ".*", "current": {}, "hide": 0, "includeAll": True, "multi": True,
+            "options": [], "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 1,
+        }
+    namespace = "{" + host_matcher + "}" if host_matcher else ""
+    pod = "{" + ",".join(filter(None, [host_matcher, 'namespace=~"$namespace"'])) + "}"
+    return [variable("namespace", "Namespace", namespace), variable("pod", "Pod", pod)]
+
+
 def agent_panels(s, layout):
     """The drill-down's view of its hosts' agents."""
     layout.row("Agent")
@@ -424,9 +548,12 @@ def dashboard(uid, title, description, panels, variables=()):
 def fleet_overview():
     layout = Layout()
     overview_panels(FLEET, layout)
+    workload_panels(FLEET, layout)
+    port_panels(FLEET, layout)
     return dashboard("tcpscope-fleet", "tcpscope / Fleet overview",
                      "Every TCP connection of the fleet: handshakes, closes, lifetimes, keepalive "
-                     "and at-risk and half-open connections.", layout.numbered())
+                     "and at-risk and half-open connections, by host, pod and port.",
+                     layout.numbered(), workload_variables(""))
 
 
 def host_drill_down():
@@ -441,10 +568,13 @@ def host_drill_down():
     }
     layout = Layout()
     overview_panels(CHOSEN_HOSTS, layout)
+    workload_panels(CHOSEN_HOSTS, layout)
+    port_panels(CHOSEN_HOSTS, layout)
     agent_panels(CHOSEN_HOSTS, layout)
     return dashboard("tcpscope-host", "tcpscope / Host drill-down",
-                     "The fleet overview's panels for the hosts chosen above, split by host.",
-                     layout.numbered(), [host_variable])
+                     "The fleet overview's panels for the hosts chosen above, split by host; "
+                     "their pods' and ports' panels.",
+                     layout.numbered(), [host_variable, *workload_variables('host=~"$host"')])
 
 
 def health():

@@ -34,7 +34,43 @@ CONFIGMAP_LIMIT = 1024 * 1024
 # CAP_SYS_ADMIN grants what these do; Docker before 23 cannot add them by name (compose.yaml).
 COVERED_BY_SYS_ADMIN = {"BPF", "PERFMON"}
 
+# Agent flags naming host files for workload identity, and what each must be on the host.
+WORKLOAD_FLAGS = {
+    "cgroup_root": "/sys/fs/cgroup",
+    "containerd_socket": "/run/containerd/containerd.sock",
+    "crio_socket": "/run/crio/crio.sock",
+    "docker_socket": "/run/docker.sock",
+}
+
 problems = []
+
+
+def host_path(path):
+    """/var/run is /run on every current distribution."""
+    return re.sub(r"^/var/run(?=/|$)", "/run", str(path))
+
+
+def check_workload_flags(where, flags, mounts, required):
+    """Each workload flag (cgroup tree, runtime sockets) names a path inside a read-only mount of
+    the host's file of WORKLOAD_FLAGS. `flags`: {name: value}; `mounts`: (source on the host,
+    target in the container, read-only) triples; `required`: the flags that must be given."""
+    for name, expected in WORKLOAD_FLAGS.items():
+        value = flags.get(name)
+        if value is None:
+            if name in required:
+                problem(where, f"no --{name} (workload identity, README's Deploy section)")
+            continue
+        for source, target, read_only in sorted(mounts, key=lambda m: -len(m[1])):
+            target = target.rstrip("/")
+            if value == target or value.startswith(target + "/"):
+                on_host = host_path(source.rstrip("/") + value[len(target):])
+                if on_host != expected:
+                    problem(where, f"--{name}={value} is {on_host} on the host, not {expected}")
+                if not read_only:
+                    problem(where, f"--{name}={value}: its mount of {source} is not read-only")
+                break
+        else:
+            problem(where, f"--{name}={value}: no host path is mounted there")
 
 
 def problem(where, message):
@@ -174,6 +210,25 @@ def check_pod_template(where, spec, configmaps):
                     problem(cwhere, f"{arg}: the ConfigMap has no key {path.name}")
                 else:
                     flagfile_lines(f"{cwhere} {path.name}", configmap["data"][path.name])
+        flags = {}
+        for arg in container.get("args") or []:
+            match = re.match(r"^--flagfile=(.*)$", str(arg))
+            volume = mounts.get(str(pathlib.PurePosixPath(match.group(1)).parent), {}) \
+                if match else {}
+            data = (configmaps.get((volume.get("configMap") or {}).get("name")) or {}).get(
+                "data") or {}
+            text = data.get(pathlib.PurePosixPath(match.group(1)).name, "") if match else ""
+            for line in text.splitlines() + [str(arg)]:
+                flag = re.match(r"^--([a-z_]+)=(.*)$", line.strip())
+                if flag:
+                    flags[flag.group(1)] = flag.group(2)
+        host_mounts = [(volumes[m.get("name")]["hostPath"]["path"], m.get("mountPath", ""),
+                        m.get("readOnly") is True)
+                       for m in container.get("volumeMounts") or []
+                       if "hostPath" in volumes.get(m.get("name"), {})]
+        if set(WORKLOAD_FLAGS) & set(flags) or pod.get("hostPID"):
+            check_workload_flags(cwhere, flags, host_mounts,
+                                 set(WORKLOAD_FLAGS) if pod.get("hostPID") else set())
         security = container.get("securityContext") or {}
         added = set((security.get("capabilities") or {}).get("add") or [])
         if security.get("privileged"):
@@ -342,16 +397,19 @@ def check_kubernetes(objects, source, deploy):
 # ------------------------------------------------------------------------------------- Compose
 
 
-def compose_mounts(service):
-    """(source, target) of each bind mount, from short ('a:b:ro') or long syntax."""
+def compose_mounts(service, read_only=False):
+    """(source, target) of each bind mount, from short ('a:b:ro') or long syntax; with
+    `read_only`, (source, target, whether it is read-only)."""
     mounts = []
     for volume in service.get("volumes") or []:
         if isinstance(volume, str):
             parts = volume.split(":")
             if len(parts) >= 2 and parts[0].startswith("/"):
-                mounts.append((parts[0], parts[1]))
+                ro = len(parts) > 2 and "ro" in parts[2].split(",")
+                mounts.append((parts[0], parts[1], ro) if read_only else (parts[0], parts[1]))
         elif volume.get("type") == "bind":
-            mounts.append((volume.get("source"), volume.get("target")))
+            mount = (volume.get("source"), volume.get("target"))
+            mounts.append(mount + (volume.get("read_only") is True,) if read_only else mount)
     return mounts
 
 
@@ -427,6 +485,10 @@ def check_compose(config, source, deploy):
         problem("compose agent", "cap_drop should be [ALL]")
     if agent.get("pid") != "host":
         problem("compose agent", "needs pid: host")
+    # A Docker host: its cgroup tree, Docker's and containerd's sockets (no CRI-O).
+    agent_flags = {name: flag(agent, name) for name in WORKLOAD_FLAGS if flag(agent, name)}
+    check_workload_flags("compose agent", agent_flags, compose_mounts(agent, read_only=True),
+                         {"cgroup_root", "docker_socket", "containerd_socket"})
 
     # Prometheus (deploy/prometheus/prometheus.yml) scrapes what the service and the agent listen
     # on, under the job names the Kubernetes monitors give, and loads deploy/prometheus/alerts.yml.
