@@ -61,8 +61,8 @@ absl::Status CheckSupport() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
-    const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots,
-    AgentMetrics* metrics) {
+    const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
+    Attribution attribution) {
   libbpf_set_print(LibbpfPrint);
   if (absl::Status status = CheckSupport(); !status.ok()) return status;
 
@@ -87,15 +87,17 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
                      strerror(-error)));
   }
   return std::unique_ptr<EbpfSource>(
-      new EbpfSource(options, skeleton, std::move(snapshots), metrics));
+      new EbpfSource(options, skeleton, std::move(snapshots), metrics, attribution));
 }
 
 EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
-                       std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics)
+                       std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
+                       Attribution attribution)
     : options_(options),
       skeleton_(skeleton),
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
+      attribution_(attribution),
       monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
 
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
@@ -157,8 +159,50 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   return 0;
 }
 
+void EbpfSource::Attribute() {
+  // The kernel context of a client's connect and of a close() is the owner's; a server's
+  // handshake and a close by a received RST run in softirq, without a process (pid 0). Those
+  // get their socket's owner from the latest snapshot, else (a connection younger than it)
+  // a server end gets its listening socket's.
+  std::vector<v1::Event*> unknown;
+  if (attribution_.owners != nullptr) {
+    absl::MutexLock lock(&roles_mu_);
+    for (v1::Event& event : *pending_.mutable_events()) {
+      if (event.origin().pid() != 0) continue;
+      if (auto it = owners_.find(event.connection_id()); it != owners_.end()) {
+        FillOwner(*it->second, event.mutable_origin());
+      } else {
+        unknown.push_back(&event);
+      }
+    }
+  }
+  if (!unknown.empty()) {
+    const absl::Time now = absl::Now();
+    for (v1::Event* event : unknown) {
+      OwnerRef owner;
+      if (event->role() == v1::ROLE_SERVER) {
+        owner = attribution_.owners->Listener(
+            ListenerKey{event->origin().netns_inode(),
+                        static_cast<uint16_t>(event->endpoints().local_port())},
+            now);
+      }
+      if (owner != nullptr) {
+        FillOwner(*owner, event->mutable_origin());
+      } else {
+        attribution_.owners->CountEventWithoutOwner();
+      }
+    }
+  }
+  if (attribution_.workloads != nullptr) {
+    for (v1::Event& event : *pending_.mutable_events()) {
+      FillWorkload(attribution_.workloads, event.mutable_origin());
+    }
+  }
+}
+
 void EbpfSource::Flush(EventSink* sink) {
   if (pending_.events_size() > 0) {
+    Attribute();
     metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
     sink->Publish(std::move(pending_));
     pending_.Clear();
@@ -239,6 +283,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       for (const v1::Connection& connection : collected.snapshot.connections()) {
         roles_[connection.connection_id()] = connection.role();
       }
+      owners_ = std::move(collected.owners);
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
     fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval);

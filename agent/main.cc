@@ -16,10 +16,12 @@
 #include "agent/capabilities.h"
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
+#include "agent/socket_owner_index.h"
 #include "agent/source_selection.h"
-#include "common/names.h"
+#include "agent/workload.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
+#include "common/names.h"
 #include "common/shutdown.h"
 #include "common/tls_flags.h"
 #include "grpcpp/grpcpp.h"
@@ -46,6 +48,12 @@ ABSL_FLAG(int, max_buffered_mib, 64,
           "are dropped and counted as lost (stage=\"agent\").");
 ABSL_FLAG(absl::Duration, max_reconnect_backoff, absl::Seconds(10),
           "Upper bound of the reconnect backoff (100ms to 10m).");
+// Socket owners (issue 12).
+ABSL_FLAG(std::string, socket_owners, "auto",
+          "How to find the process holding each socket (pid, command, cgroup of snapshot ends "
+          "and of server handshakes): bpf (an iter/task_file BPF iterator, one pass in the "
+          "kernel per snapshot; kernel 5.8+), proc (a /proc/*/fd walk; other users' processes "
+          "need CAP_SYS_PTRACE), auto (bpf, else proc) or off.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
           "On SIGTERM, how long to wait for the service to acknowledge what is buffered.");
 
@@ -108,6 +116,11 @@ int Main() {
     TS_LOG(ERROR) << choice.status().message();
     return 2;
   }
+  absl::StatusOr<OwnersMode> owners_mode = ParseOwnersMode(absl::GetFlag(FLAGS_socket_owners));
+  if (!owners_mode.ok()) {
+    TS_LOG(ERROR) << owners_mode.status().message();
+    return 2;
+  }
 
   // Capabilities: checked, and all but the needed ones dropped before any thread starts.
   const uint64_t effective = EffectiveCapabilities();
@@ -145,8 +158,20 @@ int Main() {
     metrics_server = std::move(*server);
   }
 
+  // --- socket owners and workload identity (issue 12) ---
+  absl::StatusOr<std::unique_ptr<SocketOwnerIndex>> owners =
+      OpenSocketOwnerIndex(*owners_mode, &metrics);
+  if (!owners.ok()) {
+    TS_LOG(ERROR) << owners.status().message();
+    return 1;
+  }
+  // The workload resolver (cgroup -> container/pod) is connected here; null: processes only.
+  std::unique_ptr<WorkloadResolver> workloads;
+  // --- end socket owners ---
+
   SourceOptions source_options;
   source_options.choice = *choice;
+  source_options.attribution = {owners->get(), workloads.get()};
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
   absl::StatusOr<OpenedSource> opened = OpenEventSource(source_options, &metrics);
