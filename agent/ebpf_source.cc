@@ -159,50 +159,16 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   return 0;
 }
 
-void EbpfSource::Attribute() {
-  // The kernel context of a client's connect and of a close() is the owner's; a server's
-  // handshake and a close by a received RST run in softirq, without a process (pid 0). Those
-  // get their socket's owner from the latest snapshot, else (a connection younger than it)
-  // a server end gets its listening socket's.
-  std::vector<v1::Event*> unknown;
-  if (attribution_.owners != nullptr) {
-    absl::MutexLock lock(&roles_mu_);
-    for (v1::Event& event : *pending_.mutable_events()) {
-      if (event.origin().pid() != 0) continue;
-      if (auto it = owners_.find(event.connection_id()); it != owners_.end()) {
-        FillOwner(*it->second, event.mutable_origin());
-      } else {
-        unknown.push_back(&event);
-      }
-    }
-  }
-  if (!unknown.empty()) {
-    const absl::Time now = absl::Now();
-    for (v1::Event* event : unknown) {
-      OwnerRef owner;
-      if (event->role() == v1::ROLE_SERVER) {
-        owner = attribution_.owners->Listener(
-            ListenerKey{event->origin().netns_inode(),
-                        static_cast<uint16_t>(event->endpoints().local_port())},
-            now);
-      }
-      if (owner != nullptr) {
-        FillOwner(*owner, event->mutable_origin());
-      } else {
-        attribution_.owners->CountEventWithoutOwner();
-      }
-    }
-  }
-  if (attribution_.workloads != nullptr) {
-    for (v1::Event& event : *pending_.mutable_events()) {
-      FillWorkload(attribution_.workloads, event.mutable_origin());
-    }
-  }
-}
-
 void EbpfSource::Flush(EventSink* sink) {
   if (pending_.events_size() > 0) {
-    Attribute();
+    if (attribution_.owners != nullptr || attribution_.workloads != nullptr) {
+      std::shared_ptr<const OwnersByCookie> owners;
+      {
+        absl::MutexLock lock(&roles_mu_);
+        owners = owners_;
+      }
+      AttributeEvents(pending_.mutable_events(), owners.get(), attribution_, absl::Now());
+    }
     metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
     sink->Publish(std::move(pending_));
     pending_.Clear();
@@ -283,7 +249,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       for (const v1::Connection& connection : collected.snapshot.connections()) {
         roles_[connection.connection_id()] = connection.role();
       }
-      owners_ = std::move(collected.owners);
+      owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
     fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval);

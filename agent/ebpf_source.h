@@ -57,8 +57,6 @@ class EbpfSource : public EventSource {
   void Flush(EventSink* sink);
   uint64_t KernelDrops(int index) const;
   v1::Role GuessRole(const v1::Event& event);
-  // Names the process and workload of the pending events (consumer thread, before a flush).
-  void Attribute();
 
   const EbpfOptions options_;
   tcpscope_bpf* skeleton_;
@@ -76,7 +74,7 @@ class EbpfSource : public EventSource {
   // Roles of connections that existed before the program attached, from the latest dump.
   absl::flat_hash_map<uint64_t, v1::Role> roles_ ABSL_GUARDED_BY(roles_mu_);
   // Owners of the latest snapshot's ends (sticky per cookie), for events without a process.
-  absl::flat_hash_map<uint64_t, OwnerRef> owners_ ABSL_GUARDED_BY(roles_mu_);
+  std::shared_ptr<const OwnersByCookie> owners_ ABSL_GUARDED_BY(roles_mu_);
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

@@ -149,6 +149,38 @@ void AddDumpListeners(uint64_t netns_inode, const std::vector<SocketRecord>& dum
   }
 }
 
+void AttributeEvents(google::protobuf::RepeatedPtrField<v1::Event>* events,
+                     const OwnersByCookie* by_cookie, const Attribution& attribution,
+                     absl::Time now) {
+  if (attribution.owners != nullptr) {
+    for (v1::Event& event : *events) {
+      v1::Origin* origin = event.mutable_origin();
+      if (origin->pid() != 0) continue;
+      if (by_cookie != nullptr) {
+        if (auto it = by_cookie->find(event.connection_id()); it != by_cookie->end()) {
+          FillOwner(*it->second, origin);
+          continue;
+        }
+      }
+      OwnerRef owner;
+      if (event.role() == v1::ROLE_SERVER) {
+        owner = attribution.owners->Listener(
+            ListenerKey{origin->netns_inode(),
+                        static_cast<uint16_t>(event.endpoints().local_port())},
+            now);
+      }
+      if (owner != nullptr) {
+        FillOwner(*owner, origin);
+      } else {
+        attribution.owners->CountEventWithoutOwner();
+      }
+    }
+  }
+  if (attribution.workloads != nullptr) {
+    for (v1::Event& event : *events) FillWorkload(attribution.workloads, event.mutable_origin());
+  }
+}
+
 void FillOwner(const SocketOwner& owner, v1::Origin* origin) {
   origin->set_pid(owner.pid);
   origin->set_command(owner.command);

@@ -79,6 +79,19 @@ struct Attribution {
 absl::StatusOr<std::unique_ptr<SocketOwnerIndex>> OpenSocketOwnerIndex(OwnersMode mode,
                                                                        AgentMetrics* metrics);
 
+// Owners by socket cookie (a snapshot's ends, sticky per cookie; see ConnectionTracker).
+using OwnersByCookie = absl::flat_hash_map<uint64_t, OwnerRef>;
+
+// Names the process and workload of `events` (the eBPF source's, before they are sent). The
+// kernel context of a client's connect and of a close() is the owner's; a server's handshake and
+// a close by a received RST run in softirq, without a process (pid 0). Those get their socket's
+// owner from `by_cookie` (the latest snapshot), else (a connection younger than it) a server end
+// gets its listening socket's, at (netns, local port). Then every event with a cgroup gets its
+// workload.
+void AttributeEvents(google::protobuf::RepeatedPtrField<v1::Event>* events,
+                     const OwnersByCookie* by_cookie, const Attribution& attribution,
+                     absl::Time now);
+
 // The listening sockets of one namespace's dump, by (netns, port) -> inode.
 void AddDumpListeners(uint64_t netns_inode, const std::vector<SocketRecord>& dump,
                       absl::flat_hash_map<ListenerKey, uint64_t>* out);
