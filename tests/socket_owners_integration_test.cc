@@ -15,7 +15,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -220,16 +222,35 @@ TEST_F(SocketOwnersIntegrationTest, ProcWalkNamesEveryOwner) {
   ExpectOwners(*table);
 }
 
-TEST_F(SocketOwnersIntegrationTest, BothScansAgreeOnCgroups) {
+TEST_F(SocketOwnersIntegrationTest, BothScansGiveTheCgroupV2Id) {
+  // The server moves to a cgroup of its own: both scans must give that directory's inode, which
+  // is the id bpf_get_current_cgroup_id() reports for it.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::stringstream text;
+  text << mountinfo.rdbuf();
+  const std::string mount = Cgroup2MountPoint(text.str());
+  ASSERT_FALSE(mount.empty()) << "no cgroup2 mount";
+  const std::string dir = absl::StrCat(mount, "/tcpscope-owners-test-", getpid());
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+  struct stat info {};
+  ASSERT_EQ(stat(dir.c_str(), &info), 0);
+  std::ofstream(dir + "/cgroup.procs") << server_report_.pid << std::endl;
   absl::StatusOr<std::unique_ptr<SocketOwners>> bpf = OpenBpfSocketOwners();
   ASSERT_TRUE(bpf.ok()) << bpf.status();
   absl::StatusOr<OwnerTable> from_bpf = (*bpf)->Scan();
   absl::StatusOr<OwnerTable> from_proc = NewProcSocketOwners()->Scan();
+  // Back to the root cgroup, so the directory can go.
+  std::ofstream(mount + "/cgroup.procs") << server_report_.pid << std::endl;
+  rmdir(dir.c_str());
   ASSERT_TRUE(from_bpf.ok() && from_proc.ok());
-  for (const uint64_t inode : {server_report_.inodes[0], client_report_.inodes[0]}) {
-    ASSERT_TRUE(from_bpf->sockets.contains(inode) && from_proc->sockets.contains(inode));
-    EXPECT_EQ(from_bpf->sockets.at(inode)->cgroup_id, from_proc->sockets.at(inode)->cgroup_id);
-  }
+  const uint64_t listener = server_report_.inodes[0];
+  ASSERT_TRUE(from_bpf->sockets.contains(listener) && from_proc->sockets.contains(listener));
+  EXPECT_EQ(from_bpf->sockets.at(listener)->cgroup_id, info.st_ino);
+  EXPECT_EQ(from_proc->sockets.at(listener)->cgroup_id, info.st_ino);
+  const uint64_t client = client_report_.inodes[1];
+  ASSERT_TRUE(from_bpf->sockets.contains(client) && from_proc->sockets.contains(client));
+  EXPECT_NE(from_bpf->sockets.at(client)->cgroup_id, info.st_ino);
+  EXPECT_EQ(from_bpf->sockets.at(client)->cgroup_id, from_proc->sockets.at(client)->cgroup_id);
 }
 
 TEST_F(SocketOwnersIntegrationTest, DumpedEndsCarryTheirOwners) {
