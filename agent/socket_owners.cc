@@ -246,17 +246,23 @@ std::string Cgroup2MountPoint(absl::string_view mountinfo) {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<SocketOwners>> OpenBpfSocketOwners() {
-  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
-    return absl::FailedPreconditionError("the kernel exposes no BTF (/sys/kernel/btf/vmlinux)");
-  }
-  socket_owners_bpf* skeleton = socket_owners_bpf__open_and_load();
-  if (skeleton == nullptr) {
-    return absl::ErrnoToStatus(errno,
+namespace {
+
+// Loads one variant of the iterator (the other is not loaded) and creates its link.
+absl::StatusOr<std::unique_ptr<SocketOwners>> LoadVariant(bool compat) {
+  socket_owners_bpf* skeleton = socket_owners_bpf__open();
+  if (skeleton == nullptr) return absl::ErrnoToStatus(errno, "opening the iterator object");
+  bpf_program__set_autoload(skeleton->progs.socket_owners, !compat);
+  bpf_program__set_autoload(skeleton->progs.socket_owners_compat, compat);
+  if (const int error = socket_owners_bpf__load(skeleton); error != 0) {
+    socket_owners_bpf__destroy(skeleton);
+    return absl::ErrnoToStatus(-error,
                                "loading the iter/task_file program (kernel 5.8+, needs CAP_BPF "
                                "and CAP_PERFMON or CAP_SYS_ADMIN)");
   }
-  bpf_link* link = bpf_program__attach_iter(skeleton->progs.socket_owners, nullptr);
+  bpf_program* program =
+      compat ? skeleton->progs.socket_owners_compat : skeleton->progs.socket_owners;
+  bpf_link* link = bpf_program__attach_iter(program, nullptr);
   if (link == nullptr) {
     const int error = errno;
     socket_owners_bpf__destroy(skeleton);
@@ -266,6 +272,23 @@ absl::StatusOr<std::unique_ptr<SocketOwners>> OpenBpfSocketOwners() {
   // A kernel may load the program yet refuse to run it: find out now, not at the first snapshot.
   if (absl::StatusOr<OwnerTable> probe = owners->Scan(); !probe.ok()) return probe.status();
   return owners;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SocketOwners>> OpenBpfSocketOwners(bool compat) {
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+    return absl::FailedPreconditionError("the kernel exposes no BTF (/sys/kernel/btf/vmlinux)");
+  }
+  if (compat) return LoadVariant(/*compat=*/true);
+  // Direct BTF reads and bpf_sock_from_file() (5.11+), else probe reads (5.8+).
+  absl::StatusOr<std::unique_ptr<SocketOwners>> owners = LoadVariant(/*compat=*/false);
+  if (owners.ok()) return owners;
+  absl::StatusOr<std::unique_ptr<SocketOwners>> older = LoadVariant(/*compat=*/true);
+  if (older.ok()) return older;
+  return absl::Status(older.status().code(),
+                      absl::StrCat(older.status().message(),
+                                   " (and the 5.11+ variant: ", owners.status().message(), ")"));
 }
 
 std::unique_ptr<SocketOwners> NewProcSocketOwners(std::string proc, std::string cgroup2_mount) {

@@ -69,8 +69,9 @@ class SocketOwners {
 };
 
 // The BPF iterator (agent/bpf/socket_owners.bpf.c; kernel 5.8+ with BTF, CAP_BPF + CAP_PERFMON
-// or CAP_SYS_ADMIN). An error says why it cannot load.
-absl::StatusOr<std::unique_ptr<SocketOwners>> OpenBpfSocketOwners();
+// or CAP_SYS_ADMIN): its direct-read variant where the kernel takes it (5.11+), else the
+// probe-read one; `compat` forces the latter (tests, benchmark). An error says why neither loads.
+absl::StatusOr<std::unique_ptr<SocketOwners>> OpenBpfSocketOwners(bool compat = false);
 
 // The /proc walk: readlink of every /proc/PID/fd/N ("socket:[INODE]"), /proc/PID/comm, and the
 // cgroup id as the inode of the process's cgroup v2 directory under the cgroup2 mount (found in

@@ -60,7 +60,7 @@ struct sock {
   struct sock_common __sk_common;
   int sk_err;
   __u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
-  __u16 sk_type;     /* likewise */
+  __u16 sk_type;     /* likewise (the socket-owner iterator needs 5.8+: it reads both plainly) */
   struct timer_list sk_timer;
 } TCPSCOPE_CORE;
 
