@@ -21,7 +21,6 @@ SocketOwnerIndex::SocketOwnerIndex(std::unique_ptr<SocketOwners> scanner, AgentM
 
 std::shared_ptr<const OwnerTable> SocketOwnerIndex::Scan() {
   const absl::Time start = absl::Now();
-  last_scan_ = start;
   absl::StatusOr<OwnerTable> scanned = scanner_->Scan();
   if (metrics_ != nullptr) {
     metrics_->owner_scans.Increment();
@@ -85,7 +84,8 @@ OwnerRef SocketOwnerIndex::Listener(const ListenerKey& key, absl::Time now) {
   }
   {
     absl::MutexLock scan_lock(&scan_mu_);
-    if (now - last_scan_ < min_rescan) return nullptr;
+    if (now - last_miss_scan_ < min_rescan) return nullptr;
+    last_miss_scan_ = now;
     Scan();
   }
   absl::MutexLock lock(&mu_);

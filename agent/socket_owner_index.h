@@ -39,8 +39,10 @@ class SocketOwnerIndex {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // The owner of the listening socket at `key`, or null. A miss rescans, at most once per
-  // `min_rescan` and once per key until the next Refresh(): a listener opened since the last
-  // snapshot is found, and an unowned one (held by no visible process) costs no scan per event.
+  // `min_rescan` (counting only these rescans: a server that gets connections right after it
+  // starts listening must not wait for the snapshot's scan to age) and once per key until the
+  // next Refresh(): a listener opened since the last snapshot is found, and an unowned one (held
+  // by no visible process) costs no scan per event.
   OwnerRef Listener(const ListenerKey& key, absl::Time now) ABSL_LOCKS_EXCLUDED(scan_mu_, mu_);
 
   // Sets the self-metric of snapshot ends without an owner.
@@ -59,7 +61,7 @@ class SocketOwnerIndex {
   uint64_t failures_ = 0;  // consecutive, under scan_mu_
 
   absl::Mutex scan_mu_;  // one scan at a time: the scanner keeps a buffer
-  absl::Time last_scan_ ABSL_GUARDED_BY(scan_mu_) = absl::InfinitePast();
+  absl::Time last_miss_scan_ ABSL_GUARDED_BY(scan_mu_) = absl::InfinitePast();
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const OwnerTable> table_ ABSL_GUARDED_BY(mu_);

@@ -79,22 +79,22 @@ TEST(SocketOwnerIndexTest, MissRescansAtMostOncePerSecondAndOncePerKey) {
   Fixture f;
   f.index->Refresh();
   ASSERT_EQ(*f.scanner->scans, 1);
-  // Within a second of the last scan: no rescan.
-  EXPECT_EQ(f.index->Listener({kNetns, 80}, absl::Now()), nullptr);
-  EXPECT_EQ(*f.scanner->scans, 1);
-  // A listener opened since the snapshot: the miss rescans and finds it.
+  // A listener opened since the snapshot: the miss rescans at once and finds it.
   f.scanner->next->listeners[ListenerKey{kNetns, 80}] = Owner(10, "nginx");
-  OwnerRef owner = f.index->Listener({kNetns, 80}, absl::Now() + absl::Seconds(2));
+  OwnerRef owner = f.index->Listener({kNetns, 80}, kNow);
   ASSERT_NE(owner, nullptr);
   EXPECT_EQ(owner->pid, 10u);
   EXPECT_EQ(*f.scanner->scans, 2);
+  // Another miss within the second: no rescan, and not remembered as unknown.
+  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Milliseconds(900)), nullptr);
+  EXPECT_EQ(*f.scanner->scans, 2);
   // A listener no visible process holds: one rescan, then remembered until the next Refresh.
-  EXPECT_EQ(f.index->Listener({kNetns, 81}, absl::Now() + absl::Seconds(4)), nullptr);
+  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Seconds(1)), nullptr);
   EXPECT_EQ(*f.scanner->scans, 3);
-  EXPECT_EQ(f.index->Listener({kNetns, 81}, absl::Now() + absl::Seconds(60)), nullptr);
+  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Seconds(60)), nullptr);
   EXPECT_EQ(*f.scanner->scans, 3);
   f.index->Refresh();
-  EXPECT_EQ(f.index->Listener({kNetns, 81}, absl::Now() + absl::Seconds(60)), nullptr);
+  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Seconds(61)), nullptr);
   EXPECT_EQ(*f.scanner->scans, 5);
 }
 
