@@ -25,6 +25,17 @@ void AgentMetrics::SetSource(const std::string& source) {
       .Set(1);
 }
 
+void AgentMetrics::SetOwnersMode(const std::string& mode) {
+  prometheus::BuildGauge()
+      .Name("tcpscope_agent_socket_owners_info")
+      .Help(
+          "Constant 1, labelled with how socket owners are found: bpf (iterator), proc (/proc "
+          "walk) or off.")
+      .Register(*registry)
+      .Add({{"mode", mode}})
+      .Set(1);
+}
+
 AgentMetrics::AgentMetrics(const std::string& host_name)
     : host_name(host_name),
       registry(std::make_shared<prometheus::Registry>()),
@@ -69,6 +80,28 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
       destroy_overruns(NewCounter(
           *registry, "tcpscope_agent_sock_diag_destroy_overruns_total",
           "Times the kernel dropped socket-destroy notifications for lack of buffer; their "
-          "closes are reported by the next dump instead.")) {}
+          "closes are reported by the next dump instead.")),
+      owner_scans(NewCounter(*registry, "tcpscope_agent_socket_owner_scans_total",
+                             "Scans of which process holds each socket (one per snapshot, and "
+                             "at most one a second more for unknown listeners).")),
+      owner_scan_errors(NewCounter(*registry, "tcpscope_agent_socket_owner_scan_errors_total",
+                                   "Socket owner scans that failed (the last table stays).")),
+      owner_scan_duration(
+          prometheus::BuildHistogram()
+              .Name("tcpscope_agent_socket_owner_scan_duration_seconds")
+              .Help("Time to find the owner of every socket of the host.")
+              .Register(*registry)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.005, 0.01,
+                                                               0.05, 0.1, 0.5, 1})),
+      owner_fallbacks(NewCounter(*registry, "tcpscope_agent_socket_owner_fallbacks_total",
+                                 "Times the BPF iterator could not load and the /proc walk "
+                                 "was used instead.")),
+      ends_without_owner(NewGauge(*registry, "tcpscope_agent_connection_ends_without_owner",
+                                  "Ends of the last snapshot with no known process (TIME_WAIT "
+                                  "and orphaned ends never seen owned, sockets of processes "
+                                  "out of sight).")),
+      events_without_owner(NewCounter(*registry, "tcpscope_agent_events_without_owner_total",
+                                      "Events from a kernel context without a process whose "
+                                      "socket's owner was not known either.")) {}
 
 }  // namespace tcpscope::agent

@@ -17,6 +17,8 @@ struct AgentMetrics {
 
   // Labels tcpscope_agent_info with the event source once it is chosen.
   void SetSource(const std::string& source);
+  // tcpscope_agent_socket_owners_info{mode}: how socket owners are found (bpf, proc, off).
+  void SetOwnersMode(const std::string& mode);
 
   const std::string host_name;
   std::shared_ptr<prometheus::Registry> registry;
@@ -37,6 +39,13 @@ struct AgentMetrics {
   prometheus::Gauge& tracked_connections;
   // Not counted as dropped events: the closes in lost notifications still come from dumps.
   prometheus::Counter& destroy_overruns;
+  // Socket owners (agent/socket_owner_index.h).
+  prometheus::Counter& owner_scans;
+  prometheus::Counter& owner_scan_errors;
+  prometheus::Histogram& owner_scan_duration;
+  prometheus::Counter& owner_fallbacks;
+  prometheus::Gauge& ends_without_owner;
+  prometheus::Counter& events_without_owner;
 };
 
 }  // namespace tcpscope::agent

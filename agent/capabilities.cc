@@ -35,13 +35,16 @@ uint64_t NeededMask() {
 
 const std::vector<Capability>& NeededCapabilities() {
   static const auto* capabilities = new std::vector<Capability>{
-      {CAP_BPF, "CAP_BPF", "load the eBPF program and its maps"},
-      {CAP_PERFMON, "CAP_PERFMON", "attach the eBPF program to tracepoints"},
+      {CAP_BPF, "CAP_BPF", "load the eBPF program and its maps, and the socket-owner iterator"},
+      {CAP_PERFMON, "CAP_PERFMON",
+       "attach the eBPF program to tracepoints, and run the socket-owner iterator"},
       {CAP_SYSLOG, "CAP_SYSLOG",
        "read tcp_keepalive_timer's address, without which keepalive probes and timeouts are "
        "invisible to the eBPF source"},
       {CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "enter other network namespaces for their snapshots"},
-      {CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "open other processes' network namespaces"},
+      {CAP_SYS_PTRACE, "CAP_SYS_PTRACE",
+       "open other processes' network namespaces, and, for the /proc walk that finds socket "
+       "owners where the BPF iterator cannot load, their /proc/PID/fd"},
       {CAP_NET_ADMIN, "CAP_NET_ADMIN", "hear sock_diag's socket-destroy notifications"},
   };
   return *capabilities;

@@ -2,11 +2,15 @@
 // capability is dropped from the effective, permitted, inheritable and bounding sets before any
 // thread starts, so no thread of the agent ever holds more.
 //
-//   CAP_BPF, CAP_PERFMON  load and attach the eBPF program, create its maps (eBPF source)
+//   CAP_BPF, CAP_PERFMON  load and attach the eBPF program, create its maps (eBPF source); load
+//                         and run the socket-owner iterator (--socket_owners=bpf or auto)
 //   CAP_SYSLOG            read tcp_keepalive_timer's address in /proc/kallsyms; without it the
 //                         eBPF source cannot tell keepalive probes and timeouts
 //   CAP_SYS_ADMIN         setns() into other network namespaces for their snapshots
-//   CAP_SYS_PTRACE        open /proc/PID/ns/net of other users' processes
+//   CAP_SYS_PTRACE        open /proc/PID/ns/net of other users' processes; read their
+//                         /proc/PID/fd for the socket-owner /proc walk (--socket_owners=proc,
+//                         or auto where the iterator cannot load): without it, the sockets of
+//                         other users' processes have no owner
 //   CAP_NET_ADMIN         join sock_diag's socket-destroy groups; enlarge netlink buffers
 #pragma once
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_set.h"
+#include "agent/socket_owner_index.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -49,12 +50,19 @@ uint64_t UnixNanos(absl::Time time) { return static_cast<uint64_t>(absl::ToUnixN
 
 }  // namespace
 
+void ConnectionTracker::FillOrigin(const Tracked& tracked, v1::Origin* origin) const {
+  origin->set_netns_inode(netns_inode_);
+  if (tracked.owner == nullptr) return;
+  FillOwner(*tracked.owner, origin);
+  FillWorkload(workloads_, origin);
+}
+
 v1::Event ConnectionTracker::NewEvent(uint64_t cookie, const Tracked& tracked,
                                       absl::Time now) const {
   v1::Event event;
   event.set_time_unix_ns(UnixNanos(now));
   event.set_connection_id(cookie);
-  event.mutable_origin()->set_netns_inode(netns_inode_);
+  FillOrigin(tracked, event.mutable_origin());
   *event.mutable_endpoints() = tracked.endpoints;
   event.set_role(tracked.role);
   return event;
@@ -111,7 +119,8 @@ void ConnectionTracker::ObserveState(v1::TcpState state, Tracked& tracked) {
   }
 }
 
-TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, absl::Time now) {
+TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, absl::Time now,
+                                        const OwnerTable* owners) {
   const bool baseline = generation_ == 0;
   ++generation_;
   TrackerUpdate update;
@@ -119,8 +128,22 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
 
   // A connection whose local port is listening in this namespace was accepted there.
   absl::flat_hash_set<uint16_t> listening_ports;
+  // And until a process accepts it, the listener's owner is its owner. Several listeners on one
+  // port (SO_REUSEPORT, or one per address) may have different owners: the one `ss -p` would
+  // list first among them is taken.
+  absl::flat_hash_map<uint16_t, OwnerRef> listener_owners;
+  auto owner_of = [owners](const SocketRecord& record) -> OwnerRef {
+    if (owners == nullptr || record.inode == 0) return nullptr;
+    auto it = owners->sockets.find(record.inode);
+    return it == owners->sockets.end() ? nullptr : it->second;
+  };
   for (const SocketRecord& record : dump) {
-    if (record.state == kListen) listening_ports.insert(record.local_port);
+    if (record.state != kListen) continue;
+    listening_ports.insert(record.local_port);
+    if (OwnerRef owner = owner_of(record)) {
+      auto [it, inserted] = listener_owners.try_emplace(record.local_port, owner);
+      if (!inserted && PreferOwner(*owner, *it->second)) it->second = std::move(owner);
+    }
   }
   update.snapshot.set_listeners(static_cast<uint32_t>(
       std::count_if(dump.begin(), dump.end(), [](const auto& r) { return r.state == kListen; })));
@@ -142,6 +165,14 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }
+    if (OwnerRef owner = owner_of(record)) {
+      tracked.owner = std::move(owner);
+    } else if (tracked.owner == nullptr && tracked.role == v1::ROLE_SERVER) {
+      if (auto it = listener_owners.find(record.local_port); it != listener_owners.end()) {
+        tracked.owner = it->second;
+      }
+    }
+    if (tracked.owner != nullptr) update.owners.emplace(record.cookie, tracked.owner);
     if (state != tracked.state) tracked.state_since = now;
     ObserveState(state, tracked);
     if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
@@ -168,7 +199,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
 
     v1::Connection* connection = update.snapshot.add_connections();
     connection->set_connection_id(record.cookie);
-    connection->mutable_origin()->set_netns_inode(netns_inode_);
+    FillOrigin(tracked, connection->mutable_origin());
     *connection->mutable_endpoints() = tracked.endpoints;
     connection->set_role(tracked.role);
     connection->set_state(state);

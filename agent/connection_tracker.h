@@ -14,6 +14,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "agent/sock_diag_parser.h"
+#include "agent/socket_owners.h"
+#include "agent/workload.h"
 #include "tcpscope/v1/events.pb.h"
 
 namespace tcpscope::agent {
@@ -21,15 +23,25 @@ namespace tcpscope::agent {
 struct TrackerUpdate {
   std::vector<v1::Event> events;
   v1::Snapshot snapshot;
+  // The owner of every end of the snapshot that has one, by socket cookie (for events whose
+  // kernel context has no process).
+  absl::flat_hash_map<uint64_t, OwnerRef> owners;
 };
 
 class ConnectionTracker {
  public:
-  explicit ConnectionTracker(uint64_t netns_inode) : netns_inode_(netns_inode) {}
+  // `workloads` may be null: no container or pod in origins.
+  explicit ConnectionTracker(uint64_t netns_inode, WorkloadResolver* workloads = nullptr)
+      : netns_inode_(netns_inode), workloads_(workloads) {}
 
   // Compares `dump` (every TCP socket of the namespace) with the previous one. The first dump
   // is the baseline: its connections already existed, so it yields no events.
-  TrackerUpdate Update(const std::vector<SocketRecord>& dump, absl::Time now);
+  // `owners` (null: none known) names the process of each end, by the socket inode of its
+  // record. Owners are sticky per cookie: an end whose record has no inode (TIME_WAIT, orphaned,
+  // not accepted yet) or whose inode the scan missed keeps the owner it had; a server end that
+  // never had one (in the accept queue) gets its listening socket's owner.
+  TrackerUpdate Update(const std::vector<SocketRecord>& dump, absl::Time now,
+                       const OwnerTable* owners = nullptr);
 
   // Closes for the tracked, established connections among `destroyed` (sockets the kernel
   // reported freed), so they need not wait for the next dump. The initiator comes from the
@@ -60,14 +72,17 @@ class ConnectionTracker {
     bool saw_remote_close = false;  // CLOSE_WAIT/LAST_ACK
     bool saw_simultaneous = false;  // CLOSING
     TcpInfo last_info;              // from the last full socket (TIME_WAIT has none)
+    OwnerRef owner;                 // the process that last held the socket; null: none seen
     uint64_t generation = 0;
   };
 
   v1::Event NewEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
   v1::Event CloseEvent(uint64_t cookie, const Tracked& tracked, absl::Time now) const;
   static void ObserveState(v1::TcpState state, Tracked& tracked);
+  void FillOrigin(const Tracked& tracked, v1::Origin* origin) const;
 
   uint64_t netns_inode_;
+  WorkloadResolver* workloads_;
   uint64_t generation_ = 0;
   absl::flat_hash_map<uint64_t, Tracked> connections_;  // by socket cookie
 };

@@ -61,8 +61,8 @@ absl::Status CheckSupport() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
-    const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots,
-    AgentMetrics* metrics) {
+    const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
+    Attribution attribution) {
   libbpf_set_print(LibbpfPrint);
   if (absl::Status status = CheckSupport(); !status.ok()) return status;
 
@@ -87,15 +87,17 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
                      strerror(-error)));
   }
   return std::unique_ptr<EbpfSource>(
-      new EbpfSource(options, skeleton, std::move(snapshots), metrics));
+      new EbpfSource(options, skeleton, std::move(snapshots), metrics, attribution));
 }
 
 EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
-                       std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics)
+                       std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
+                       Attribution attribution)
     : options_(options),
       skeleton_(skeleton),
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
+      attribution_(attribution),
       monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
 
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
@@ -159,6 +161,14 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
 
 void EbpfSource::Flush(EventSink* sink) {
   if (pending_.events_size() > 0) {
+    if (attribution_.owners != nullptr || attribution_.workloads != nullptr) {
+      std::shared_ptr<const OwnersByCookie> owners;
+      {
+        absl::MutexLock lock(&roles_mu_);
+        owners = owners_;
+      }
+      AttributeEvents(pending_.mutable_events(), owners.get(), attribution_, absl::Now());
+    }
     metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
     sink->Publish(std::move(pending_));
     pending_.Clear();
@@ -239,6 +249,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       for (const v1::Connection& connection : collected.snapshot.connections()) {
         roles_[connection.connection_id()] = connection.role();
       }
+      owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
     fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval);

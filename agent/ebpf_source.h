@@ -17,6 +17,7 @@
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
 #include "agent/snapshot_collector.h"
+#include "agent/socket_owner_index.h"
 
 struct tcpscope_bpf;
 struct ring_buffer;
@@ -35,9 +36,11 @@ class EbpfSource : public EventSource {
  public:
   // Checks support, loads and attaches the program. An error says why eBPF cannot be used here
   // (no BTF, no ring buffer, not permitted, verifier), for the fallback to report.
+  // `attribution` names the process (for events whose kernel context has none) and the
+  // workload of every event; the snapshots' collector names its ends itself.
   static absl::StatusOr<std::unique_ptr<EbpfSource>> Open(
       const EbpfOptions& options, std::unique_ptr<SnapshotCollector> snapshots,
-      AgentMetrics* metrics);
+      AgentMetrics* metrics, Attribution attribution = {});
   ~EbpfSource() override;
 
   v1::SourceKind kind() const override { return v1::SOURCE_KIND_EBPF; }
@@ -47,7 +50,8 @@ class EbpfSource : public EventSource {
 
  private:
   EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
-             std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics);
+             std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
+             Attribution attribution);
   static int OnRecord(void* self, void* data, size_t size);
   void ConsumeRing(EventSink* sink);
   void Flush(EventSink* sink);
@@ -58,6 +62,7 @@ class EbpfSource : public EventSource {
   tcpscope_bpf* skeleton_;
   std::unique_ptr<SnapshotCollector> snapshots_;
   AgentMetrics* metrics_;
+  const Attribution attribution_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
   FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
 
@@ -68,6 +73,8 @@ class EbpfSource : public EventSource {
   absl::Mutex roles_mu_;
   // Roles of connections that existed before the program attached, from the latest dump.
   absl::flat_hash_map<uint64_t, v1::Role> roles_ ABSL_GUARDED_BY(roles_mu_);
+  // Owners of the latest snapshot's ends (sticky per cookie), for events without a process.
+  std::shared_ptr<const OwnersByCookie> owners_ ABSL_GUARDED_BY(roles_mu_);
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

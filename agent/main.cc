@@ -16,11 +16,13 @@
 #include "agent/capabilities.h"
 #include "agent/host_identity.h"
 #include "agent/shipper.h"
+#include "agent/socket_owner_index.h"
 #include "agent/source_selection.h"
 #include "agent/workload_resolver.h"
 #include "common/names.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
+#include "common/names.h"
 #include "common/shutdown.h"
 #include "common/tls_flags.h"
 #include "grpcpp/grpcpp.h"
@@ -64,6 +66,13 @@ ABSL_FLAG(std::string, crio_socket, "/var/run/crio/crio.sock",
           "CRI-O socket (its inspect API); empty or absent: not asked.");
 ABSL_FLAG(absl::Duration, runtime_timeout, absl::Milliseconds(200),
           "Time a container runtime has to answer one question (10ms to 5s).");
+
+// The process holding each socket.
+ABSL_FLAG(std::string, socket_owners, "auto",
+          "How to find the process holding each socket (pid, command, cgroup of snapshot ends "
+          "and of server handshakes): bpf (an iter/task_file BPF iterator, one pass in the "
+          "kernel per snapshot; kernel 5.8+), proc (a /proc/*/fd walk; other users' processes "
+          "need CAP_SYS_PTRACE), auto (bpf, else proc) or off.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
           "On SIGTERM, how long to wait for the service to acknowledge what is buffered.");
 
@@ -131,6 +140,11 @@ int Main() {
     TS_LOG(ERROR) << choice.status().message();
     return 2;
   }
+  absl::StatusOr<OwnersMode> owners_mode = ParseOwnersMode(absl::GetFlag(FLAGS_socket_owners));
+  if (!owners_mode.ok()) {
+    TS_LOG(ERROR) << owners_mode.status().message();
+    return 2;
+  }
 
   // Capabilities: checked, and all but the needed ones dropped before any thread starts.
   const uint64_t effective = EffectiveCapabilities();
@@ -181,9 +195,16 @@ int Main() {
   if (!workloads.ok()) {
     TS_LOG(WARNING) << "no workload identity (containers, pods): " << workloads.status().message();
   }
+  absl::StatusOr<std::unique_ptr<SocketOwnerIndex>> owners =
+      OpenSocketOwnerIndex(*owners_mode, &metrics);
+  if (!owners.ok()) {
+    TS_LOG(ERROR) << owners.status().message();
+    return 1;
+  }
 
   SourceOptions source_options;
   source_options.choice = *choice;
+  source_options.attribution = {owners->get(), workloads.ok() ? workloads->get() : nullptr};
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
   absl::StatusOr<OpenedSource> opened = OpenEventSource(source_options, &metrics);

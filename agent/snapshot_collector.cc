@@ -53,15 +53,16 @@ std::vector<NamespaceFile> ListNetworkNamespaces(const std::string& proc,
 }
 
 std::unique_ptr<SnapshotCollector> SnapshotCollector::ForNamespace(
-    std::unique_ptr<SockDiagDumper> dumper) {
-  std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false));
+    std::unique_ptr<SockDiagDumper> dumper, Attribution attribution) {
+  std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false, attribution));
   const uint64_t inode = dumper->netns_inode();
-  collector->views_[inode] = {std::move(dumper), std::make_unique<ConnectionTracker>(inode)};
+  collector->views_[inode] = {std::move(dumper),
+                              std::make_unique<ConnectionTracker>(inode, attribution.workloads)};
   return collector;
 }
 
-std::unique_ptr<SnapshotCollector> SnapshotCollector::ForAllNamespaces() {
-  return std::unique_ptr<SnapshotCollector>(new SnapshotCollector(true));
+std::unique_ptr<SnapshotCollector> SnapshotCollector::ForAllNamespaces(Attribution attribution) {
+  return std::unique_ptr<SnapshotCollector>(new SnapshotCollector(true, attribution));
 }
 
 void SnapshotCollector::Rescan() {
@@ -72,7 +73,8 @@ void SnapshotCollector::Rescan() {
     if (views_.contains(ns.inode)) continue;
     absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(ns.path);
     if (!dumper.ok()) continue;  // gone already, or not ours to enter
-    views_[ns.inode] = {std::move(*dumper), std::make_unique<ConnectionTracker>(ns.inode)};
+    views_[ns.inode] = {std::move(*dumper),
+                        std::make_unique<ConnectionTracker>(ns.inode, attribution_.workloads)};
   }
   // A namespace nothing holds any more has no sockets left to report.
   for (auto it = views_.begin(); it != views_.end();) {
@@ -85,6 +87,8 @@ SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now) {
   if (all_) Rescan();
   Result result;
   result.snapshot.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(now)));
+  std::vector<std::pair<View*, std::vector<SocketRecord>>> dumps;
+  dumps.reserve(views_.size());
   for (auto& [inode, view] : views_) {
     absl::StatusOr<std::vector<SocketRecord>> dump = view.dumper->Dump();
     if (!dump.ok()) {
@@ -92,12 +96,31 @@ SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now) {
       continue;
     }
     ++result.namespaces;
-    TrackerUpdate update = view.tracker->Update(*dump, now);
+    dumps.emplace_back(&view, *std::move(dump));
+  }
+  std::shared_ptr<const OwnerTable> owners;
+  if (attribution_.owners != nullptr) {
+    owners = attribution_.owners->Refresh();
+    absl::flat_hash_map<ListenerKey, uint64_t> listeners;
+    for (const auto& [view, dump] : dumps) {
+      AddDumpListeners(view->dumper->netns_inode(), dump, &listeners);
+    }
+    attribution_.owners->SetDumpListeners(std::move(listeners));
+  }
+  for (auto& [view, dump] : dumps) {
+    TrackerUpdate update = view->tracker->Update(dump, now, owners.get());
+    std::vector<SocketRecord>().swap(dump);  // the records are done with: free them early
     result.snapshot.set_listeners(result.snapshot.listeners() + update.snapshot.listeners());
     for (v1::Connection& connection : *update.snapshot.mutable_connections()) {
       *result.snapshot.add_connections() = std::move(connection);
     }
+    if (result.owners.empty()) {
+      result.owners = std::move(update.owners);
+    } else {
+      result.owners.insert(update.owners.begin(), update.owners.end());
+    }
   }
+  if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(result.snapshot);
   return result;
 }
 

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "agent/connection_tracker.h"
 #include "agent/sock_diag_source.h"
+#include "agent/socket_owner_index.h"
 #include "tcpscope/v1/events.pb.h"
 
 namespace tcpscope::agent {
@@ -27,16 +28,21 @@ std::vector<NamespaceFile> ListNetworkNamespaces(const std::string& proc = "/pro
 
 class SnapshotCollector {
  public:
-  // One namespace: the given dumper's.
-  static std::unique_ptr<SnapshotCollector> ForNamespace(std::unique_ptr<SockDiagDumper> dumper);
+  // One namespace: the given dumper's. `attribution` names each end's process and workload.
+  static std::unique_ptr<SnapshotCollector> ForNamespace(std::unique_ptr<SockDiagDumper> dumper,
+                                                         Attribution attribution = {});
   // Every namespace, rediscovered at each Collect().
-  static std::unique_ptr<SnapshotCollector> ForAllNamespaces();
+  static std::unique_ptr<SnapshotCollector> ForAllNamespaces(Attribution attribution = {});
 
   struct Result {
     v1::Snapshot snapshot;
     size_t namespaces = 0;
     size_t failed_namespaces = 0;  // vanished or not dumpable this time
+    // Owners of the snapshot's ends, by socket cookie (sticky: see ConnectionTracker::Update).
+    absl::flat_hash_map<uint64_t, OwnerRef> owners;
   };
+  // Dumps every namespace, then scans socket owners (so every dumped socket can be in the
+  // scan), then diffs each dump.
   Result Collect(absl::Time now);
 
   size_t tracked() const;
@@ -46,10 +52,11 @@ class SnapshotCollector {
     std::unique_ptr<SockDiagDumper> dumper;
     std::unique_ptr<ConnectionTracker> tracker;
   };
-  explicit SnapshotCollector(bool all) : all_(all) {}
+  SnapshotCollector(bool all, Attribution attribution) : all_(all), attribution_(attribution) {}
   void Rescan();
 
   const bool all_;
+  const Attribution attribution_;
   absl::flat_hash_map<uint64_t, View> views_;  // by namespace inode
 };
 

@@ -25,11 +25,13 @@ constexpr absl::Duration kStopSlice = absl::Milliseconds(100);
 
 SockDiagPoller::SockDiagPoller(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
                                AgentMetrics* metrics,
-                               std::unique_ptr<SockDiagDestroyListener> destroy_listener)
+                               std::unique_ptr<SockDiagDestroyListener> destroy_listener,
+                               Attribution attribution)
     : dumper_(std::move(dumper)),
       destroy_listener_(std::move(destroy_listener)),
       close_realtime_(destroy_listener_ != nullptr),
-      tracker_(dumper_->netns_inode()),
+      attribution_(attribution),
+      tracker_(dumper_->netns_inode(), attribution.workloads),
       interval_(interval),
       metrics_(metrics),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
@@ -46,6 +48,7 @@ SockDiagPoller::~SockDiagPoller() {
 std::vector<std::string> SockDiagPoller::capabilities() const {
   std::vector<std::string> capabilities = {"snapshot", "handshake", "close", "keepalive_state"};
   if (close_realtime_) capabilities.push_back("close_realtime");
+  if (attribution_.owners != nullptr) capabilities.push_back("process");
   return capabilities;
 }
 
@@ -153,7 +156,11 @@ absl::Status SockDiagPoller::Run(EventSink* sink) {
       consecutive_errors = 0;
     }
     metrics_->dumps.Increment();
-    TrackerUpdate update = tracker_.Update(*dump, start);
+    // Owners are scanned after the dump, so every socket it holds can be in the table.
+    std::shared_ptr<const OwnerTable> owners;
+    if (attribution_.owners != nullptr) owners = attribution_.owners->Refresh();
+    TrackerUpdate update = tracker_.Update(*dump, start, owners.get());
+    if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(update.snapshot);
     metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
     metrics_->events_generated.Increment(static_cast<double>(update.events.size()));
     v1::Batch batch;

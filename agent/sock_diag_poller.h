@@ -11,15 +11,18 @@
 #include "agent/connection_tracker.h"
 #include "agent/event_source.h"
 #include "agent/sock_diag_source.h"
+#include "agent/socket_owner_index.h"
 
 namespace tcpscope::agent {
 
 class SockDiagPoller : public EventSource {
  public:
-  // `destroy_listener` may be null: closes then wait for the next dump.
+  // `destroy_listener` may be null: closes then wait for the next dump. `attribution` names
+  // the process and workload of every end and event (by the tracker's sticky owners).
   SockDiagPoller(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
                  AgentMetrics* metrics,
-                 std::unique_ptr<SockDiagDestroyListener> destroy_listener = nullptr);
+                 std::unique_ptr<SockDiagDestroyListener> destroy_listener = nullptr,
+                 Attribution attribution = {});
   ~SockDiagPoller() override;
 
   v1::SourceKind kind() const override { return v1::SOURCE_KIND_SOCK_DIAG; }
@@ -35,6 +38,7 @@ class SockDiagPoller : public EventSource {
   std::unique_ptr<SockDiagDumper> dumper_;
   std::unique_ptr<SockDiagDestroyListener> destroy_listener_;  // reset if it breaks
   const bool close_realtime_;
+  Attribution attribution_;
   ConnectionTracker tracker_;
   absl::Duration interval_;
   AgentMetrics* metrics_;

@@ -32,7 +32,7 @@ absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMet
   const uint64_t cookie = options.netns_path.empty() ? 0 : (*dumper)->netns_cookie();
   return OpenedSource{
       std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
-                                       std::move(destroy_listener)),
+                                       std::move(destroy_listener), options.attribution),
       cookie};
 }
 
@@ -42,7 +42,7 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
   std::unique_ptr<SnapshotCollector> snapshots;
   uint64_t cookie = 0;
   if (options.netns_path.empty()) {
-    snapshots = SnapshotCollector::ForAllNamespaces();
+    snapshots = SnapshotCollector::ForAllNamespaces(options.attribution);
   } else {
     absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper =
         SockDiagDumper::Open(options.netns_path);
@@ -52,10 +52,10 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
     }
     ebpf.netns_inode = static_cast<uint32_t>((*dumper)->netns_inode());
     cookie = (*dumper)->netns_cookie();
-    snapshots = SnapshotCollector::ForNamespace(std::move(*dumper));
+    snapshots = SnapshotCollector::ForNamespace(std::move(*dumper), options.attribution);
   }
   absl::StatusOr<std::unique_ptr<EbpfSource>> source =
-      EbpfSource::Open(ebpf, std::move(snapshots), metrics);
+      EbpfSource::Open(ebpf, std::move(snapshots), metrics, options.attribution);
   if (!source.ok()) return source.status();
   metrics->SetSource("ebpf");
   return OpenedSource{std::move(*source), cookie};

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
 #include "agent/event_source.h"
+#include "agent/socket_owner_index.h"
 
 namespace tcpscope::agent {
 
@@ -24,6 +25,9 @@ struct SourceOptions {
   // the agent's own), the sock_diag source the agent's own.
   std::string netns_path;
   absl::Duration snapshot_interval = absl::Seconds(10);
+  // Names the process and workload of ends and events (both may be null); must outlive the
+  // source.
+  Attribution attribution;
 };
 
 struct OpenedSource {

@@ -1,8 +1,10 @@
 // Dump diffing: which events and snapshot a sequence of sock_diag dumps yields.
 #include "agent/connection_tracker.h"
 
+#include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "gtest/gtest.h"
 
 namespace tcpscope::agent {
@@ -347,6 +349,160 @@ TEST(ConnectionTrackerTest, DestroyDuringHandshakeIsNoCloseAndForgetsIt) {
   EXPECT_EQ(tracker.tracked(), 0u);
   TrackerUpdate update = tracker.Update({}, kStart + absl::Seconds(3));
   EXPECT_TRUE(update.events.empty());
+}
+
+// Socket owners: which process holds each end, by the inode of its record.
+
+constexpr uint8_t kSynRecv = 3;
+
+SocketRecord WithInode(SocketRecord record, uint32_t inode) {
+  record.inode = inode;
+  return record;
+}
+
+OwnerRef Owner(uint32_t pid, const std::string& command, uint64_t cgroup_id = 0) {
+  return std::make_shared<const SocketOwner>(
+      SocketOwner{.pid = pid, .cgroup_id = cgroup_id, .command = command});
+}
+
+class FakeWorkloads : public WorkloadResolver {
+ public:
+  std::shared_ptr<const Workload> Resolve(uint64_t cgroup_id) override {
+    ++calls;
+    auto it = workloads.find(cgroup_id);
+    return it == workloads.end() ? nullptr : it->second;
+  }
+  absl::flat_hash_map<uint64_t, std::shared_ptr<const Workload>> workloads;
+  int calls = 0;
+};
+
+TEST(ConnectionTrackerOwnerTest, EndsGetTheirInodesOwner) {
+  ConnectionTracker tracker(1);
+  OwnerTable owners;
+  owners.sockets[500] = Owner(77, "client", 9);
+  TrackerUpdate update = tracker.Update(
+      {WithInode(End(10, kEstablished, false), 500), WithInode(End(11, kEstablished, true), 501)},
+      kStart, &owners);
+  ASSERT_EQ(update.snapshot.connections_size(), 2);
+  const v1::Origin& client = update.snapshot.connections(0).origin();
+  EXPECT_EQ(client.pid(), 77u);
+  EXPECT_EQ(client.command(), "client");
+  EXPECT_EQ(client.cgroup_id(), 9u);
+  EXPECT_EQ(client.netns_inode(), 1u);
+  // Inode not in the table (a process out of sight), no listener: no owner.
+  EXPECT_EQ(update.snapshot.connections(1).origin().pid(), 0u);
+  EXPECT_EQ(update.snapshot.connections(1).origin().command(), "");
+  ASSERT_EQ(update.owners.size(), 1u);
+  EXPECT_EQ(update.owners.at(10)->pid, 77u);
+}
+
+TEST(ConnectionTrackerOwnerTest, OwnerIsStickyThroughTimeWaitAndIntoTheClose) {
+  ConnectionTracker tracker(1);
+  OwnerTable owners;
+  owners.sockets[500] = Owner(77, "client");
+  tracker.Update({}, kStart, &owners);
+  tracker.Update({WithInode(End(10, kEstablished, false), 500)}, kStart + absl::Seconds(1),
+                 &owners);
+  // The process closed: TIME_WAIT has no inode, and the next scan no longer has the socket.
+  OwnerTable later;
+  TrackerUpdate update =
+      tracker.Update({End(10, kTimeWait, false)}, kStart + absl::Seconds(2), &later);
+  ASSERT_EQ(Count(update, v1::Event::kClose), 1);
+  EXPECT_EQ(update.events[0].origin().pid(), 77u);
+  EXPECT_EQ(update.events[0].origin().command(), "client");
+  ASSERT_EQ(update.snapshot.connections_size(), 1);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 77u);
+  EXPECT_EQ(update.owners.at(10)->pid, 77u);
+  // Without a table at all (owner scans off or failed), the owner stays too.
+  update = tracker.Update({End(10, kTimeWait, false)}, kStart + absl::Seconds(3));
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 77u);
+}
+
+TEST(ConnectionTrackerOwnerTest, OwnerFollowsTheSocketToANewHolder) {
+  ConnectionTracker tracker(1);
+  OwnerTable owners;
+  owners.sockets[500] = Owner(77, "parent");
+  tracker.Update({WithInode(End(10, kEstablished, false), 500)}, kStart, &owners);
+  owners.sockets[500] = Owner(78, "worker");  // handed over (SCM_RIGHTS), parent closed it
+  TrackerUpdate update = tracker.Update({WithInode(End(10, kEstablished, false), 500)},
+                                        kStart + absl::Seconds(1), &owners);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 78u);
+}
+
+TEST(ConnectionTrackerOwnerTest, UnacceptedServerEndsGetTheListenersOwner) {
+  ConnectionTracker tracker(1);
+  OwnerTable owners;
+  owners.sockets[400] = Owner(50, "nginx", 3);
+  owners.sockets[600] = Owner(51, "worker", 3);
+  tracker.Update({WithInode(Listener(), 400)}, kStart, &owners);
+  // A request socket (SYN_RECV) and an established end in the accept queue: neither has an
+  // inode yet. The handshake event of the latter carries the listener's process.
+  TrackerUpdate update = tracker.Update(
+      {WithInode(Listener(), 400), End(20, kSynRecv, true, 40001), End(21, kEstablished, true)},
+      kStart + absl::Seconds(1), &owners);
+  ASSERT_EQ(update.snapshot.connections_size(), 2);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 50u);
+  EXPECT_EQ(update.snapshot.connections(1).origin().pid(), 50u);
+  EXPECT_EQ(update.snapshot.connections(1).origin().command(), "nginx");
+  ASSERT_EQ(Count(update, v1::Event::kHandshake), 1);
+  EXPECT_EQ(update.events[0].origin().pid(), 50u);
+  // Accepted by a worker process: its own inode and owner from then on.
+  update = tracker.Update({WithInode(Listener(), 400), WithInode(End(21, kEstablished, true), 600)},
+                          kStart + absl::Seconds(2), &owners);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 51u);
+  // A client end on an ephemeral port is never given a listener's owner.
+  update = tracker.Update({WithInode(Listener(), 400), End(22, kEstablished, false)},
+                          kStart + absl::Seconds(3), &owners);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 0u);
+}
+
+TEST(ConnectionTrackerOwnerTest, SharedListenerPortTakesTheOwnerSsListsFirst) {
+  ConnectionTracker tracker(1);
+  OwnerTable owners;
+  owners.sockets[400] = Owner(60, "a");
+  owners.sockets[401] = Owner(90, "b");
+  owners.sockets[402] = Owner(70, "c");
+  TrackerUpdate update = tracker.Update({WithInode(Listener(), 400), WithInode(Listener(), 401),
+                                         WithInode(Listener(), 402), End(20, kSynRecv, true)},
+                                        kStart, &owners);
+  EXPECT_EQ(update.snapshot.connections(0).origin().pid(), 90u);
+}
+
+TEST(ConnectionTrackerOwnerTest, WorkloadOfTheOwnersCgroup) {
+  FakeWorkloads workloads;
+  auto web = std::make_shared<Workload>();
+  web->container_id = std::string(64, 'a');
+  web->container_name = "web";
+  web->pod_namespace = "shop";
+  web->pod = "web-0";
+  web->pod_uid = "uid-1";
+  web->runtime = v1::CONTAINER_RUNTIME_CONTAINERD;
+  workloads.workloads[9] = web;
+  ConnectionTracker tracker(1, &workloads);
+  OwnerTable owners;
+  owners.sockets[500] = Owner(77, "web", 9);
+  owners.sockets[501] = Owner(78, "host-daemon", 1);
+  tracker.Update({}, kStart, &owners);
+  TrackerUpdate update = tracker.Update(
+      {WithInode(End(10, kEstablished, false), 500),
+       WithInode(End(11, kEstablished, false, 40001), 501), End(12, kEstablished, false, 40002)},
+      kStart + absl::Seconds(1), &owners);
+  ASSERT_EQ(update.snapshot.connections_size(), 3);
+  const v1::Origin& in_pod = update.snapshot.connections(0).origin();
+  EXPECT_EQ(in_pod.container_id(), std::string(64, 'a'));
+  EXPECT_EQ(in_pod.container_name(), "web");
+  EXPECT_EQ(in_pod.pod_namespace(), "shop");
+  EXPECT_EQ(in_pod.pod(), "web-0");
+  EXPECT_EQ(in_pod.pod_uid(), "uid-1");
+  EXPECT_EQ(in_pod.runtime(), v1::CONTAINER_RUNTIME_CONTAINERD);
+  EXPECT_EQ(update.snapshot.connections(1).origin().container_id(), "");
+  EXPECT_EQ(update.snapshot.connections(1).origin().pid(), 78u);
+  EXPECT_EQ(update.snapshot.connections(2).origin().container_id(), "");
+  // The handshake events carry it too.
+  ASSERT_EQ(Count(update, v1::Event::kHandshake), 3);
+  EXPECT_EQ(update.events[0].origin().pod(), "web-0");
+  // No owner, no cgroup: the resolver is not asked.
+  EXPECT_EQ(workloads.calls, 4);
 }
 
 }  // namespace

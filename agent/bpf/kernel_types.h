@@ -60,6 +60,7 @@ struct sock {
   struct sock_common __sk_common;
   int sk_err;
   __u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
+  __u16 sk_type;     /* likewise (the socket-owner iterator needs 5.8+: it reads both plainly) */
   struct timer_list sk_timer;
 } TCPSCOPE_CORE;
 
@@ -82,5 +83,56 @@ struct tcp_sock {
 } TCPSCOPE_CORE;
 
 struct sk_buff;
+
+/* For the socket-owner iterator (socket_owners.bpf.c): a task's files, and the cgroup v2 a task
+ * is in (css_set->dfl_cgrp; its kernfs node id is what bpf_get_current_cgroup_id() returns). */
+struct socket {
+  struct sock *sk;
+} TCPSCOPE_CORE;
+
+struct inode {
+  unsigned short i_mode; /* umode_t */
+  unsigned long i_ino;
+} TCPSCOPE_CORE;
+
+struct file {
+  struct inode *f_inode;
+  void *private_data; /* a socket file's struct socket */
+} TCPSCOPE_CORE;
+
+struct kernfs_node {
+  __u64 id;
+} TCPSCOPE_CORE;
+
+struct cgroup {
+  struct kernfs_node *kn;
+} TCPSCOPE_CORE;
+
+struct css_set {
+  struct cgroup *dfl_cgrp;
+} TCPSCOPE_CORE;
+
+struct task_struct {
+  int tgid;
+  char comm[16];
+  struct css_set *cgroups;
+} TCPSCOPE_CORE;
+
+struct seq_file;
+
+struct bpf_iter_meta {
+  struct seq_file *seq;
+  __u64 session_id;
+  __u64 seq_num;
+} TCPSCOPE_CORE;
+
+/* The context of an iter/task_file program: one call per open file of every process (threads
+ * sharing a file table are visited once). */
+struct bpf_iter__task_file {
+  struct bpf_iter_meta *meta;
+  struct task_struct *task;
+  __u32 fd;
+  struct file *file;
+} TCPSCOPE_CORE;
 
 #endif /* TCPSCOPE_AGENT_BPF_KERNEL_TYPES_H_ */
