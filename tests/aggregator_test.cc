@@ -890,8 +890,9 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
     EXPECT_EQ(MetricValue(m, "tcpscope_agent_events_total", {{"host", host}}), kBatches * 2);
     EXPECT_EQ(MetricValue(m, "tcpscope_connections", {{"host", host}, {"state", "established"}}),
               1);
-    EXPECT_EQ(MetricSum(m, "tcpscope_workload_closes_total", {{"host", host}}), kBatches);
-    EXPECT_EQ(MetricSum(m, "tcpscope_port_closes_total", {{"host", host}}), kBatches);
+    // The expiry timer runs an hour ahead, so idle slots go and come back: no exact count.
+    EXPECT_LE(MetricSum(m, "tcpscope_workload_closes_total", {{"host", host}}), kBatches);
+    EXPECT_LE(MetricSum(m, "tcpscope_port_closes_total", {{"host", host}}), kBatches);
   }
   EXPECT_EQ(aggregator_.Summary("").fleet().events(), kAgents * kBatches * 2u);
   v1::ListConnectionsRequest paired;
