@@ -109,21 +109,30 @@ WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl
       if (slot_it == slots_.end()) slot_it = slots_.emplace("", std::make_unique<Slot>()).first;
     }
   }
-  Slot& slot = *slot_it->second;
-  slot.last_active = now;
+  Slot* slot = slot_it->second.get();
   // The series: the container in its pod, or the "other" bucket.
   scratch_.clear();
-  if (other) {
-    absl::StrAppend(&scratch_, "/", kOther, "/");
-  } else {
+  if (!other) {
     absl::StrAppend(&scratch_, workload->pod_namespace, "/", workload->pod, "/",
                     workload->container);
+    if (!series_.contains(scratch_) && slot->series.size() >= kMaxContainersPerPod) {
+      slot->last_active = now;  // the pod lives on, its extra container is summed in "other"
+      other = true;
+      slot_it = slots_.find("");
+      if (slot_it == slots_.end()) slot_it = slots_.emplace("", std::make_unique<Slot>()).first;
+      slot = slot_it->second.get();
+    }
   }
+  if (other) {
+    scratch_.clear();
+    absl::StrAppend(&scratch_, "/", kOther, "/");
+  }
+  slot->last_active = now;
   auto series_it = series_.find(scratch_);
   if (series_it == series_.end()) {
     auto series = std::make_unique<Series>();
     series->key = scratch_;
-    series->slot = &slot;
+    series->slot = slot;
     if (other) {
       series->pod = std::string(kOther);
     } else {
@@ -131,7 +140,7 @@ WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl
       series->pod = std::string(workload->pod);
       series->container = std::string(workload->container);
     }
-    slot.series.push_back(series.get());
+    slot->series.push_back(series.get());
     series_it = series_.emplace(scratch_, std::move(series)).first;
   }
   return series_it->second.get();

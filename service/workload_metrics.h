@@ -26,6 +26,10 @@
 
 namespace tcpscope::service {
 
+// Containers of one pod with series of their own; more (a pod spec lists a handful) are summed
+// into pod="other", so that the series budget per host is a bound.
+inline constexpr size_t kMaxContainersPerPod = 8;
+
 struct WorkloadLimits {
   int max_pods_per_host = 100;
   int max_ports_per_host = 50;
