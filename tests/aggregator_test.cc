@@ -679,6 +679,28 @@ TEST_F(WorkloadSeriesTest, IdlePodsAndPortsFreeTheirSlotsAndExpiredHostsLeaveNot
   EXPECT_EQ(m.find("host=\"a\""), std::string::npos) << m;
 }
 
+TEST_F(WorkloadSeriesTest, APodsContainersBeyondEightAreSummedInOther) {
+  auto host = Connect("a");
+  v1::Batch batch;
+  for (int i = 0; i < 10; ++i) {
+    *batch.mutable_snapshot()->add_connections() =
+        End(Pod("web-0", absl::StrCat("c", i)), v1::TCP_STATE_ESTABLISHED);
+  }
+  Apply(*host, batch, kNow);
+  const std::string m = Exposition();
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(MetricValue(m, "tcpscope_workload_connections",
+                          W("shop", "web-0", absl::StrCat("c", i), "state", "established")),
+              1);
+  }
+  EXPECT_EQ(MetricValue(m, "tcpscope_workload_connections",
+                        W("shop", "web-0", "c8", "state", "established")),
+            std::nullopt);
+  EXPECT_EQ(
+      MetricValue(m, "tcpscope_workload_connections", W("", "other", "", "state", "established")),
+      2);
+}
+
 // Each paired end names its peer (host, state, process, container, pod) in every listing; a
 // half-open end is counted for its pod, and its event carries the peer's origin.
 TEST_F(WorkloadSeriesTest, PeersAreNamedAndHalfOpenEndsCountedForTheirPod) {
