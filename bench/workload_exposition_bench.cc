@@ -27,6 +27,7 @@
 #include "service/batch_validator.h"
 #include "service/event_log.h"
 #include "service/service_metrics.h"
+#include "service/workload_metrics.h"
 
 namespace tcpscope::bench {
 namespace {
@@ -221,6 +222,24 @@ void BM_ApplyHostBatch(benchmark::State& state) {
   state.counters["events"] = batch.events_size();
 }
 
+// The workload series' share of that: WorkloadMetrics counting the batch's events and setting
+// its snapshot's gauges (steady state: every series already resolved).
+void BM_WorkloadSeries(benchmark::State& state) {
+  const int pods = static_cast<int>(state.range(1));
+  const v1::Batch batch = HostBatch(0, pods, /*workloads=*/true, 1);
+  const std::vector<v1::AtRiskReason> at_risk(
+      static_cast<size_t>(batch.snapshot().connections_size()), v1::AT_RISK_REASON_UNSPECIFIED);
+  ServiceMetrics metrics;
+  service::WorkloadMetrics workloads(&metrics, "node-0000", service::WorkloadLimits());
+  for (auto _ : state) {
+    workloads.CountEvents(batch.events(), kNow);
+    workloads.SetSnapshot(batch.snapshot(), at_risk, kNow);
+  }
+  state.counters["items"] = benchmark::Counter(
+      static_cast<double>(batch.events_size() + batch.snapshot().connections_size()),
+      benchmark::Counter::kIsIterationInvariantRate);
+}
+
 BENCHMARK(BM_Scrape)
     ->ArgNames({"hosts", "pods", "workloads"})
     ->Args({100, 50, 0})
@@ -230,6 +249,10 @@ BENCHMARK(BM_ApplyHostBatch)
     ->ArgNames({"hosts", "pods", "workloads"})
     ->Args({100, 50, 0})
     ->Args({100, 50, 1})
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_WorkloadSeries)
+    ->ArgNames({"hosts", "pods", "workloads"})
+    ->Args({1, 50, 1})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -89,6 +89,13 @@ WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl
                                                   bool allocate) {
   const std::optional<WorkloadView> workload = WorkloadOf(origin);
   if (!workload.has_value()) return nullptr;
+  // Most often the workload has its series already: one lookup.
+  scratch_.clear();
+  absl::StrAppend(&scratch_, workload->pod_namespace, "/", workload->pod, "/", workload->container);
+  if (auto it = series_.find(scratch_); it != series_.end()) {
+    it->second->slot->last_active = now;
+    return it->second.get();
+  }
   // The slot: the pod, or the container outside Kubernetes.
   scratch_.clear();
   if (workload->pod.empty()) {
