@@ -43,7 +43,7 @@ using service::ServiceMetrics;
 // The seeds' clock: 2027-01-15. Event times must lie within a day of it to be accepted.
 const absl::Time kStart = absl::FromUnixSeconds(1800000000);
 constexpr size_t kHistoryEvents = 64;  // small, so the history evicts
-constexpr int kMaxPods = 3;             // small, so pod="other" and port="other" fill
+constexpr int kMaxPods = 3;            // small, so pod="other" and port="other" fill
 constexpr int kMaxPorts = 3;
 
 // What the service must have done, kept independently of it.

@@ -152,12 +152,14 @@ v1::AgentMessage WorkloadBatch(uint64_t seq) {
       case 5:
         return;  // a host process
       case 4:
-        origin->set_container_id("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        origin->set_container_id(
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
         origin->set_runtime(v1::CONTAINER_RUNTIME_CONTAINERD);
         return;
       case 3:
         origin->set_container_name("redis");
-        origin->set_container_id("fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+        origin->set_container_id(
+            "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
         origin->set_runtime(v1::CONTAINER_RUNTIME_DOCKER);
         return;
       default:
@@ -165,7 +167,8 @@ v1::AgentMessage WorkloadBatch(uint64_t seq) {
         origin->set_pod("web-" + std::to_string(i));
         origin->set_pod_uid("5c1f3a2e-8d4b-4f6a-9e7c-0b1d2e3f4a5b");
         origin->set_container_name(i == 0 ? "web" : "envoy");
-        origin->set_container_id("3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90123456789abcdef0123456789");
+        origin->set_container_id(
+            "3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90123456789abcdef0123456789");
         origin->set_runtime(v1::CONTAINER_RUNTIME_CONTAINERD);
         return;
     }
