@@ -16,8 +16,9 @@ namespace tcpscope::service {
 
 class HostState {
  public:
-  HostState(ServiceMetrics* metrics, std::string host)
+  HostState(ServiceMetrics* metrics, std::string host, WorkloadLimits limits)
       : host_(std::make_shared<const std::string>(host)),
+        workloads_(std::make_shared<WorkloadMetrics>(metrics, host, limits)),
         metrics_(std::make_unique<HostMetrics>(metrics, std::move(host))) {}
 
   const std::string& host() const { return *host_; }
@@ -25,6 +26,8 @@ class HostState {
  private:
   friend class Aggregator;
   const std::shared_ptr<const std::string> host_;
+  // Shared with the pairing index, which counts half-open ends into it; it has its own lock.
+  const std::shared_ptr<WorkloadMetrics> workloads_;
   mutable absl::Mutex mu_;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   v1::Hello hello_ ABSL_GUARDED_BY(mu_);
@@ -82,7 +85,11 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
   absl::MutexLock lock(&mu_);  // held, so expiry cannot remove the host while it connects
   auto& slot = hosts_[hello.host_name()];
   if (slot == nullptr) {
-    slot = std::make_shared<HostState>(metrics_, hello.host_name());
+    WorkloadLimits limits;
+    limits.max_pods_per_host = options_.max_pods_per_host;
+    limits.max_ports_per_host = options_.max_ports_per_host;
+    limits.slot_expiry = options_.host_expiry;
+    slot = std::make_shared<HostState>(metrics_, hello.host_name(), limits);
     metrics_->hosts.Set(static_cast<double>(hosts_.size()));
   }
   HostState& state = *slot;
@@ -105,7 +112,7 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
   state.connected_since_ = now;
   state.last_seen_ = now;
   state.metrics_->SetUp(true);
-  pairs_.Connected(state.host_, hello.boot_id());
+  pairs_.Connected(state.host_, hello.boot_id(), state.workloads_);
   *last_applied_seq = state.last_applied_seq_;
   return slot;
 }
@@ -137,6 +144,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
       metrics.CountEvent(event);
       host.totals_.Count(event);
     }
+    host.workloads_->CountEvents(batch->events(), now);
     metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
     metrics.SetLosses(batch->losses());
     host.losses_ = batch->losses();
@@ -144,6 +152,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
       host.snapshot_counts_ = CountSnapshot(*snapshot, *at_risk);
       metrics.SetSnapshot(*snapshot);
       metrics.SetAtRisk(host.snapshot_counts_.at_risk);
+      host.workloads_->SetSnapshot(*snapshot, *at_risk, now);
       host.snapshot_ = std::move(snapshot);
       host.at_risk_ = std::move(at_risk);
       host.snapshot_received_ = now;
@@ -178,6 +187,7 @@ void Aggregator::Disconnect(HostState& host, absl::Time now) {
   host.snapshot_counts_ = SnapshotCounts();
   host.metrics_->SetUp(false);
   host.metrics_->ClearSnapshot();
+  host.workloads_->ClearGauges();
   pairs_.Disconnected(host.host());
 }
 
@@ -190,8 +200,12 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
     const std::shared_ptr<HostState> state = current->second;
     {
       absl::MutexLock host_lock(&state->mu_);
-      if (state->connected_ || now - state->last_seen_ < options_.host_expiry) continue;
+      if (state->connected_ || now - state->last_seen_ < options_.host_expiry) {
+        state->workloads_->Expire(now);  // pods and ports idle for as long
+        continue;
+      }
       state->metrics_.reset();  // removes every series of the host
+      state->workloads_->RemoveAll();
     }
     expired.push_back(current->first);
     pairs_.Forget(current->first);
@@ -275,7 +289,9 @@ v1::ListConnectionsResponse Aggregator::Connections(const v1::ListConnectionsReq
                          0, absl::ToInt64Milliseconds(now - state->snapshot_received_))));
     }
     // Copies outside the host's lock: snapshots are immutable once applied.
-    std::vector<EndStatus> statuses = pairs_.Describe(state->host(), *snapshot, paired);
+    // Every paired end names its peer (host, state, process, container, pod).
+    std::vector<EndStatus> statuses =
+        pairs_.Describe(state->host(), *snapshot, /*with_peers=*/true);
     for (int i = 0; i < snapshot->connections_size(); ++i) {
       const v1::Connection& connection = snapshot->connections(i);
       const v1::AtRiskReason reason = (*at_risk)[static_cast<size_t>(i)];

@@ -16,6 +16,7 @@
 #include "service/connection_pairs.h"
 #include "service/event_log.h"
 #include "service/service_metrics.h"
+#include "service/workload_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
@@ -29,6 +30,11 @@ struct AggregatorOptions {
   // last message. Longer than any agent reconnect backoff, or a resend could count twice.
   absl::Duration host_expiry = absl::Minutes(10);
   HalfOpenPolicy half_open;
+  // Per host, the pods (a container outside Kubernetes counts as one) and server ports with
+  // series of their own; the rest are summed into pod="other" and port="other". A pod or port
+  // without ends and events for host_expiry frees its slot.
+  int max_pods_per_host = 100;
+  int max_ports_per_host = 50;
 };
 
 class Aggregator {

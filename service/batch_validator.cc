@@ -1,6 +1,8 @@
 // Field-by-field validation of agent messages.
 #include "service/batch_validator.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 
@@ -11,8 +13,6 @@ namespace {
 constexpr int64_t kEarliestUnixNs = 946684800LL * 1000000000LL;
 constexpr uint64_t kMaxLifetimeUs = 10ULL * 366 * 86400 * 1000000;  // ten years
 constexpr size_t kMaxCommandLength = 64;
-constexpr size_t kMaxContainerIdLength = 128;
-constexpr size_t kMaxPodLength = 253;
 constexpr size_t kMaxBootIdLength = 64;
 constexpr size_t kMaxVersionLength = 64;
 constexpr int kMaxCapabilities = 32;
@@ -52,16 +52,26 @@ absl::Status CheckEndpoints(absl::string_view where, const v1::Endpoints& endpoi
   return absl::OkStatus();
 }
 
+// Workload names become label values, table cells and filter targets: each is empty (not
+// known) or passes the one name rule (common/names.h).
 absl::Status CheckOrigin(absl::string_view where, const v1::Origin& origin) {
   if (origin.command().size() > kMaxCommandLength || !PrintableAscii(origin.command())) {
-    return Invalid(where, "command must be at most 64 printable ASCII characters");
+    return Invalid(where, "origin.command must be at most 64 printable ASCII characters");
   }
-  if (origin.container_id().size() > kMaxContainerIdLength ||
-      !PrintableAscii(origin.container_id())) {
-    return Invalid(where, "container_id must be at most 128 printable ASCII characters");
+  const std::pair<absl::string_view, const std::string*> names[] = {
+      {"origin.container_id", &origin.container_id()},
+      {"origin.container_name", &origin.container_name()},
+      {"origin.pod_namespace", &origin.pod_namespace()},
+      {"origin.pod", &origin.pod()},
+      {"origin.pod_uid", &origin.pod_uid()},
+  };
+  for (const auto& [field, name] : names) {
+    if (name->empty()) continue;
+    if (absl::Status s = ValidateName(field, *name); !s.ok()) return Invalid(where, s.message());
   }
-  if (origin.pod().size() > kMaxPodLength || !PrintableAscii(origin.pod())) {
-    return Invalid(where, "pod must be at most 253 printable ASCII characters");
+  if (!v1::ContainerRuntime_IsValid(origin.runtime())) {
+    return Invalid(where, absl::StrCat("origin.runtime: unknown container runtime ",
+                                       static_cast<int>(origin.runtime())));
   }
   return absl::OkStatus();
 }

@@ -50,6 +50,8 @@ struct ConnectionPairs::End {
   absl::Time lost_at;
   v1::HalfOpenReason lost_as = v1::HALF_OPEN_REASON_UNSPECIFIED;  // for the survivor
   v1::HalfOpenReason half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
+  // The workload series its half-open reason is counted in (WorkloadMetrics::AddHalfOpen).
+  std::unique_ptr<const std::string> workload_series;
 
   const v1::Connection& connection() const {
     return last != nullptr ? *last : snapshot->connections(index);
@@ -73,6 +75,7 @@ struct ConnectionPairs::Entry {
 
 struct ConnectionPairs::HostRecord {
   std::shared_ptr<const std::string> name;
+  std::shared_ptr<WorkloadMetrics> workloads;  // may be null
   std::string boot_id;
   bool rebooted = false;  // a new boot id, not yet followed by a snapshot
   bool live = false;      // connected, with a snapshot
@@ -189,9 +192,11 @@ ConnectionPairs::HostRecord& ConnectionPairs::RecordOf(
 }
 
 void ConnectionPairs::Connected(const std::shared_ptr<const std::string>& host,
-                                const std::string& boot_id) {
+                                const std::string& boot_id,
+                                std::shared_ptr<WorkloadMetrics> workloads) {
   absl::MutexLock lock(&mu_);
   HostRecord& record = RecordOf(host);
+  if (workloads != nullptr) record.workloads = std::move(workloads);
   if (!record.boot_id.empty() && record.boot_id != boot_id) {
     record.rebooted = true;
     TS_LOG(INFO) << "host " << *host << " rebooted (boot id " << record.boot_id << " -> " << boot_id
@@ -386,6 +391,16 @@ void ConnectionPairs::SetHalfOpen(End& end, v1::HalfOpenReason reason, const End
   HostRecord& host = *it->second;
   --host.half_open[end.half_open];
   ++host.half_open[reason];
+  if (host.workloads != nullptr) {
+    if (end.workload_series != nullptr) {
+      host.workloads->RemoveHalfOpen(*end.workload_series, end.half_open);
+      end.workload_series.reset();
+    }
+    if (reason != v1::HALF_OPEN_REASON_UNSPECIFIED) {
+      std::string series = host.workloads->AddHalfOpen(end.connection().origin(), reason, now);
+      if (!series.empty()) end.workload_series = std::make_unique<const std::string>(series);
+    }
+  }
   end.half_open = reason;
   if (host.live) ShowGauges(host);
   if (reason == v1::HALF_OPEN_REASON_UNSPECIFIED || peer == nullptr) return;
@@ -408,6 +423,7 @@ void ConnectionPairs::SetHalfOpen(End& end, v1::HalfOpenReason reason, const End
   half_open->set_peer_connection_id(peer->connection_id);
   half_open->set_peer_last_state(peer->connection().state());
   half_open->set_peer_lost_unix_ns(UnixNanos(peer_lost));
+  *half_open->mutable_peer_origin() = peer->connection().origin();
   TS_LOG(INFO) << "half-open: " << *host.name << " "
                << FormatAddress(connection.endpoints().local_address(),
                                 connection.endpoints().local_port())
@@ -470,6 +486,7 @@ void ConnectionPairs::Forget(const std::string& host) {
         if (*end.host == host) {
           if (!end.lost) end.Lose(record->last_seen, v1::HALF_OPEN_PEER_HOST_DOWN);
           end.half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
+          end.workload_series.reset();  // the host's series go with it
         }
         any_open = any_open || !end.lost;
       }

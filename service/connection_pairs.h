@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "service/event_log.h"
 #include "service/service_metrics.h"
+#include "service/workload_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
@@ -52,8 +53,10 @@ class ConnectionPairs {
   ConnectionPairs& operator=(const ConnectionPairs&) = delete;
 
   // A host's agent greeted the service. A boot id unlike the previous one means the ends the
-  // host's next snapshot lacks were lost with a reboot.
-  void Connected(const std::shared_ptr<const std::string>& host, const std::string& boot_id);
+  // host's next snapshot lacks were lost with a reboot. Half-open ends of the host are counted
+  // by workload into `workloads` (when given).
+  void Connected(const std::shared_ptr<const std::string>& host, const std::string& boot_id,
+                 std::shared_ptr<WorkloadMetrics> workloads = nullptr);
   // One applied batch of the host: its close events end their ends now; a snapshot replaces
   // the host's ends, and the ends it touches are judged again. Publishes half_open events.
   void Apply(const std::shared_ptr<const std::string>& host, const v1::Batch& batch,

@@ -56,7 +56,15 @@ ABSL_FLAG(std::string, query_token_file, "",
           "TOKEN\"); empty: no token. Agents are not asked for it (use mutual TLS).");
 ABSL_FLAG(absl::Duration, host_expiry, absl::Minutes(10),
           "A disconnected host's series and totals are removed this long after its last message "
-          "(at least 1s; keep it above the agents' --max_reconnect_backoff).");
+          "(at least 1s; keep it above the agents' --max_reconnect_backoff). A pod or port with "
+          "no connection end and no event for this long loses its series too.");
+ABSL_FLAG(int, max_pods_per_host, 100,
+          "Per host, the pods (a container outside Kubernetes counts as one) whose workload "
+          "series are their own; the series of further pods are summed into pod=\"other\" "
+          "(0 to 100000).");
+ABSL_FLAG(int, max_ports_per_host, 50,
+          "Per host, the server ports whose tcpscope_port_* series are their own; further ports "
+          "are summed into port=\"other\" (0 to 65536).");
 
 namespace tcpscope::service {
 namespace {
@@ -91,6 +99,14 @@ int Main() {
   if (aggregator_options.host_expiry < absl::Seconds(1)) {
     TS_LOG(ERROR) << "--host_expiry=" << absl::FormatDuration(aggregator_options.host_expiry)
                   << " is below 1s";
+    return 2;
+  }
+  aggregator_options.max_pods_per_host = absl::GetFlag(FLAGS_max_pods_per_host);
+  aggregator_options.max_ports_per_host = absl::GetFlag(FLAGS_max_ports_per_host);
+  if (aggregator_options.max_pods_per_host < 0 || aggregator_options.max_pods_per_host > 100000 ||
+      aggregator_options.max_ports_per_host < 0 || aggregator_options.max_ports_per_host > 65536) {
+    TS_LOG(ERROR) << "--max_pods_per_host must be in 0..100000 and --max_ports_per_host in "
+                     "0..65536";
     return 2;
   }
   const TlsFiles tls = TlsFilesFromFlags();

@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/names.h"
 #include "common/log.h"
+#include "common/names.h"
 #include "service/query_filters.h"
 #include "service/query_token.h"
 

@@ -1,6 +1,11 @@
 // Filter validation and matching.
 #include "service/query_filters.h"
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
 
@@ -62,7 +67,68 @@ bool MatchesEndpoints(const v1::Endpoints& endpoints, uint32_t port,
          address->Matches(endpoints.remote_address());
 }
 
+constexpr size_t kMaxCommandLength = 64;  // as the batch validator allows
+constexpr size_t kMinContainerIdPrefix = 12;
+
+absl::Status CheckName(absl::string_view prefix, absl::string_view field, const std::string& name) {
+  if (name.empty()) return absl::OkStatus();
+  if (absl::Status s = ValidateName(absl::StrCat(prefix, field), name); !s.ok()) {
+    return absl::InvalidArgumentError(s.message());
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::StatusOr<WorkloadFilter> WorkloadFilter::Create(absl::string_view prefix,
+                                                      const std::string& pod_namespace,
+                                                      const std::string& pod,
+                                                      const std::string& container,
+                                                      const std::string& process) {
+  WorkloadFilter filter;
+  if (absl::Status s = CheckName(prefix, "pod_namespace", pod_namespace); !s.ok()) return s;
+  if (absl::Status s = CheckName(prefix, "pod", pod); !s.ok()) return s;
+  if (absl::Status s = CheckName(prefix, "container", container); !s.ok()) return s;
+  if (!process.empty()) {
+    const bool digits =
+        std::all_of(process.begin(), process.end(), [](char c) { return absl::ascii_isdigit(c); });
+    if (digits) {
+      if (!absl::SimpleAtoi(process, &filter.pid_) || filter.pid_ == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            prefix, "process: pid ", process.substr(0, 32), " is outside 1..4294967295"));
+      }
+    } else {
+      const bool printable = std::all_of(process.begin(), process.end(),
+                                         [](char c) { return c >= 0x20 && c <= 0x7e; });
+      if (process.size() > kMaxCommandLength || !printable) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(prefix, "process: a pid (digits) or a command of at most ",
+                         kMaxCommandLength, " printable ASCII characters"));
+      }
+      filter.command_ = process;
+    }
+  }
+  filter.pod_namespace_ = pod_namespace;
+  filter.pod_ = pod;
+  filter.container_ = container;
+  filter.any_ = !pod_namespace.empty() || !pod.empty() || !container.empty() || !process.empty();
+  return filter;
+}
+
+bool WorkloadFilter::Matches(const v1::Origin& origin) const {
+  if (!any_) return true;
+  if (!pod_namespace_.empty() && origin.pod_namespace() != pod_namespace_) return false;
+  if (!pod_.empty() && origin.pod() != pod_) return false;
+  if (!container_.empty() && origin.container_name() != container_ &&
+      origin.container_id() != container_ &&
+      !(container_.size() >= kMinContainerIdPrefix &&
+        absl::StartsWith(origin.container_id(), container_))) {
+    return false;
+  }
+  if (pid_ != 0 && origin.pid() != pid_) return false;
+  if (!command_.empty() && origin.command() != command_) return false;
+  return true;
+}
 
 absl::StatusOr<ConnectionMatcher> ConnectionMatcher::Create(
     const v1::ListConnectionsRequest& request) {
@@ -97,6 +163,10 @@ absl::StatusOr<ConnectionMatcher> ConnectionMatcher::Create(
   absl::StatusOr<std::optional<AddressFilter>> address = ParseAddress("address", request.address());
   if (!address.ok()) return address.status();
   matcher.address_ = *address;
+  absl::StatusOr<WorkloadFilter> workload = WorkloadFilter::Create(
+      "", request.pod_namespace(), request.pod(), request.container(), request.process());
+  if (!workload.ok()) return workload.status();
+  matcher.workload_ = *std::move(workload);
   return matcher;
 }
 
@@ -115,6 +185,7 @@ bool ConnectionMatcher::Matches(const v1::Connection& connection, v1::AtRiskReas
   if (half_open_reason_ != v1::HALF_OPEN_REASON_UNSPECIFIED && half_open != half_open_reason_) {
     return false;
   }
+  if (workload_.has_value() && !workload_->Matches(connection.origin())) return false;
   return MatchesEndpoints(connection.endpoints(), port_, address_);
 }
 
@@ -153,6 +224,10 @@ absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter)
     return absl::InvalidArgumentError(absl::StrCat("filter.role: unknown role ", filter.role()));
   }
   matcher.role_ = filter.role();
+  absl::StatusOr<WorkloadFilter> workload = WorkloadFilter::Create(
+      "filter.", filter.pod_namespace(), filter.pod(), filter.container(), filter.process());
+  if (!workload.ok()) return workload.status();
+  matcher.workload_ = *std::move(workload);
   return matcher;
 }
 
@@ -173,6 +248,7 @@ bool EventMatcher::Matches(const v1::Event& event) const {
     if (!close_match && !failure_match && !half_open_match) return false;
   }
   if (role_ != v1::ROLE_UNSPECIFIED && event.role() != role_) return false;
+  if (workload_.has_value() && !workload_->Matches(event.origin())) return false;
   return MatchesEndpoints(event.endpoints(), port_, address_);
 }
 

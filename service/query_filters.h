@@ -12,10 +12,34 @@
 
 namespace tcpscope::service {
 
+// The workload filters (Kubernetes namespace, pod, container, process) against an Origin.
+class WorkloadFilter {
+ public:
+  // `prefix` goes before each field's name in errors ("filter." for events). Names must pass
+  // ValidateName; process is a pid (digits, 1 to 4294967295) or a command (at most 64
+  // printable characters).
+  static absl::StatusOr<WorkloadFilter> Create(absl::string_view prefix,
+                                               const std::string& pod_namespace,
+                                               const std::string& pod, const std::string& container,
+                                               const std::string& process);
+
+  // Exact matches; container: its name, its id, or an id prefix of at least 12 characters.
+  bool Matches(const v1::Origin& origin) const;
+
+ private:
+  WorkloadFilter() = default;
+  bool any_ = false;
+  std::string pod_namespace_;
+  std::string pod_;
+  std::string container_;
+  uint32_t pid_ = 0;
+  std::string command_;
+};
+
 class EventMatcher {
  public:
   // INVALID_ARGUMENT naming the field for a filter that can match nothing sensible: a bad host
-  // name, unknown enum values, a port above 65535, an unparsable address.
+  // or workload name, unknown enum values, a port above 65535, an unparsable address.
   static absl::StatusOr<EventMatcher> Create(const v1::EventFilter& filter);
 
   bool MatchesHost(const std::string& host) const { return host_.empty() || host == host_; }
@@ -31,6 +55,7 @@ class EventMatcher {
   uint32_t port_ = 0;
   std::optional<AddressFilter> address_;
   v1::Role role_ = v1::ROLE_UNSPECIFIED;
+  std::optional<WorkloadFilter> workload_;  // the event's origin (a half-open survivor's)
 };
 
 class ConnectionMatcher {
@@ -54,6 +79,7 @@ class ConnectionMatcher {
   v1::HalfOpenReason half_open_reason_ = v1::HALF_OPEN_REASON_UNSPECIFIED;
   bool paired_ = false;
   std::optional<AddressFilter> address_;
+  std::optional<WorkloadFilter> workload_;
 };
 
 // The EventKind of an event's oneof case.

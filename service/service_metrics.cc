@@ -77,6 +77,43 @@ ServiceMetrics::ServiceMetrics()
       half_open_detected(Register(
           prometheus::BuildCounter(), "tcpscope_half_open_detected_total",
           "Half-open connection ends found, by reason (once per end and reason).", *registry_)),
+      workload_connections(Register(
+          prometheus::BuildGauge(), "tcpscope_workload_connections",
+          "Current connection ends of a workload (Kubernetes namespace, pod and container, or a "
+          "container outside Kubernetes) by TCP state, from the latest snapshot; pods beyond "
+          "--max_pods_per_host are summed in pod=\"other\".",
+          *registry_)),
+      workload_connections_at_risk(Register(
+          prometheus::BuildGauge(), "tcpscope_workload_connections_at_risk",
+          "Connection ends of a workload that may be silently dead, by reason (see README: "
+          "at-risk).",
+          *registry_)),
+      workload_connections_half_open(Register(
+          prometheus::BuildGauge(), "tcpscope_workload_connections_half_open",
+          "Connection ends of a workload ESTABLISHED while their peer's end is gone, by reason "
+          "(see README: half-open).",
+          *registry_)),
+      workload_handshake_failures(Register(
+          prometheus::BuildCounter(), "tcpscope_workload_handshake_failures_total",
+          "Connects of a workload that never reached ESTABLISHED, by reason.", *registry_)),
+      workload_keepalive_timeouts(
+          Register(prometheus::BuildCounter(), "tcpscope_workload_keepalive_timeouts_total",
+                   "Connections of a workload killed because keepalive probes went unanswered.",
+                   *registry_)),
+      workload_closes(Register(prometheus::BuildCounter(), "tcpscope_workload_closes_total",
+                               "Ended connections of a workload that had been established, by "
+                               "reason.",
+                               *registry_)),
+      port_handshake_failures(Register(
+          prometheus::BuildCounter(), "tcpscope_port_handshake_failures_total",
+          "Connects that never reached ESTABLISHED, by the server's port and reason; ports "
+          "beyond --max_ports_per_host are summed in port=\"other\".",
+          *registry_)),
+      port_closes(Register(prometheus::BuildCounter(), "tcpscope_port_closes_total",
+                           "Ended connections that had been established, by the server's port "
+                           "and reason; ports beyond --max_ports_per_host are summed in "
+                           "port=\"other\".",
+                           *registry_)),
       agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
                         "1 while the host's agent has a stream open.", *registry_)),
       agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",

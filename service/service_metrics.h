@@ -98,6 +98,15 @@ class ServiceMetrics {
   // Half-open connection ends (set by ConnectionPairs, which owns their series).
   prometheus::Family<prometheus::Gauge>& connections_half_open;
   prometheus::Family<prometheus::Counter>& half_open_detected;
+  // Per workload (namespace, pod, container) and per server port, owned by WorkloadMetrics.
+  prometheus::Family<prometheus::Gauge>& workload_connections;
+  prometheus::Family<prometheus::Gauge>& workload_connections_at_risk;
+  prometheus::Family<prometheus::Gauge>& workload_connections_half_open;
+  prometheus::Family<prometheus::Counter>& workload_handshake_failures;
+  prometheus::Family<prometheus::Counter>& workload_keepalive_timeouts;
+  prometheus::Family<prometheus::Counter>& workload_closes;
+  prometheus::Family<prometheus::Counter>& port_handshake_failures;
+  prometheus::Family<prometheus::Counter>& port_closes;
   prometheus::Family<prometheus::Gauge>& agent_up;
   prometheus::Family<prometheus::Counter>& agent_events;
   prometheus::Family<prometheus::Counter>& agent_events_lost;

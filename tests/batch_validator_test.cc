@@ -156,5 +156,64 @@ TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
 }
 
+// Every workload name of an Origin, in an event or a snapshot end, is empty or passes the name
+// rule; a hostile one is refused with the field's name.
+TEST(BatchValidatorTest, RefusesHostileWorkloadNames) {
+  using Setter = void (*)(v1::Origin&, const std::string&);
+  const std::pair<std::string, Setter> fields[] = {
+      {"origin.container_id", [](v1::Origin& o, const std::string& v) { o.set_container_id(v); }},
+      {"origin.container_name",
+       [](v1::Origin& o, const std::string& v) { o.set_container_name(v); }},
+      {"origin.pod_namespace", [](v1::Origin& o, const std::string& v) { o.set_pod_namespace(v); }},
+      {"origin.pod", [](v1::Origin& o, const std::string& v) { o.set_pod(v); }},
+      {"origin.pod_uid", [](v1::Origin& o, const std::string& v) { o.set_pod_uid(v); }},
+  };
+  const std::pair<std::string, std::string> hostile[] = {
+      {"web\"1", "0x22"},      {"web\n1", "0x0a"},
+      {"web}1", "0x7d"},       {std::string(300, 'a'), "300 characters"},
+      {"caf\xc3\xa9", "0xc3"}, {"-dash", "position 0"},
+      {"a b", "0x20"},         {"ns/pod", "0x2f"},
+  };
+  for (const auto& [field, set] : fields) {
+    for (const auto& [value, needle] : hostile) {
+      v1::Event event = GoodClose();
+      set(*event.mutable_origin(), value);
+      const absl::Status status = ValidateBatch(BatchOf(event), kNow);
+      ExpectRefused(status, field);
+      ExpectRefused(status, needle);
+      ExpectRefused(status, "event 0");
+
+      v1::Batch batch;
+      batch.set_seq(1);
+      batch.mutable_snapshot()->set_time_unix_ns(kNowNs);
+      v1::Connection* connection = batch.mutable_snapshot()->add_connections();
+      *connection->mutable_endpoints() = GoodClose().endpoints();
+      connection->set_state(v1::TCP_STATE_ESTABLISHED);
+      set(*connection->mutable_origin(), value);
+      ExpectRefused(ValidateBatch(batch, kNow), field);
+      ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+    }
+    // Good names and the longest one pass.
+    for (const std::string& value :
+         {std::string("web-1"), std::string("kube-system"), std::string(253, 'b'),
+          std::string("3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90123456789abcdef0123456789"),
+          std::string("a.b_c-d")}) {
+      v1::Event event = GoodClose();
+      set(*event.mutable_origin(), value);
+      EXPECT_TRUE(ValidateBatch(BatchOf(event), kNow).ok()) << field << "=" << value;
+    }
+  }
+  v1::Event event = GoodClose();
+  event.mutable_origin()->set_runtime(static_cast<v1::ContainerRuntime>(9));
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "origin.runtime: unknown container runtime 9");
+  event.mutable_origin()->set_runtime(v1::CONTAINER_RUNTIME_PODMAN);
+  EXPECT_TRUE(ValidateBatch(BatchOf(event), kNow).ok());
+
+  // A half-open event stays refused, its peer_origin whatever it holds.
+  event = GoodClose();
+  event.mutable_half_open()->mutable_peer_origin()->set_pod("db-0");
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "half_open events are the service's");
+}
+
 }  // namespace
 }  // namespace tcpscope::service

@@ -298,6 +298,50 @@ TEST_F(ConnectionPairsTest, SilentPeerHostIsDownUntilItComesBackWithTheConnectio
   EXPECT_EQ(Findings().size(), 1u);
 }
 
+// A half-open end counts for its own workload; the finding names the peer's.
+TEST_F(ConnectionPairsTest, HalfOpenEndsCountForTheirPodAndNameThePeersOrigin) {
+  auto workloads = std::make_shared<WorkloadMetrics>(&metrics_, "a", WorkloadLimits());
+  pairs_.Connected(a_, "boot-a", workloads);
+  pairs_.Connected(b_, "boot-b");
+  v1::Connection client = ClientEnd();
+  client.mutable_origin()->set_pod_namespace("shop");
+  client.mutable_origin()->set_pod("web-0");
+  client.mutable_origin()->set_container_name("web");
+  v1::Connection server = ServerEnd();
+  server.mutable_origin()->set_container_name("postgres");
+  server.mutable_origin()->set_pid(88);
+  server.mutable_origin()->set_command("postgres");
+  v1::Snapshot shown;
+  *shown.add_connections() = client;
+  workloads->SetSnapshot(shown, {v1::AT_RISK_REASON_UNSPECIFIED}, kStart);  // gauges live
+  Snapshot(a_, kStart, {client});
+  Snapshot(b_, kStart, {server});
+  pairs_.Disconnected("b");
+  const absl::Time last_heard = kStart + absl::Seconds(1);
+  pairs_.CheckSilence({{"a", last_heard}, {"b", last_heard}}, last_heard + absl::Seconds(30));
+  std::vector<v1::Event> found = Findings();
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].origin().pod(), "web-0");
+  EXPECT_EQ(found[0].half_open().peer_origin().container_name(), "postgres");
+  EXPECT_EQ(found[0].half_open().peer_origin().pid(), 88u);
+  EXPECT_EQ(found[0].half_open().peer_origin().command(), "postgres");
+  auto gauge = [&] {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    return MetricValue(out.str(), "tcpscope_workload_connections_half_open",
+                       {{"host", "a"},
+                        {"namespace", "shop"},
+                        {"pod", "web-0"},
+                        {"container", "web"},
+                        {"reason", "peer_host_down"}});
+  };
+  EXPECT_EQ(gauge(), 1);
+  // B comes back with the connection: cleared.
+  pairs_.Connected(b_, "boot-b");
+  Snapshot(b_, kStart + absl::Seconds(40), {server});
+  EXPECT_EQ(gauge(), 0);
+}
+
 TEST_F(ConnectionPairsTest, ExpiredPeerHostLeavesItsPeersHalfOpen) {
   Paired();
   pairs_.Disconnected("b");

@@ -163,6 +163,27 @@ TEST_F(ObserverServiceTest, BadRequestsAreRefusedByField) {
   status = refused(request);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("filter.address"), std::string::npos);
+  request.mutable_filter()->clear_address();
+  request.mutable_filter()->set_pod("db-0\"}");
+  status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("filter.pod has character 0x22"), std::string::npos);
+  request.mutable_filter()->clear_pod();
+  request.mutable_filter()->set_process(std::string(65, 'x'));
+  status = refused(request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("filter.process"), std::string::npos);
+
+  {
+    grpc::ClientContext context;
+    v1::ListConnectionsRequest connections;
+    connections.set_container(std::string(254, 'c'));
+    v1::ListConnectionsResponse listed;
+    status = stub_->ListConnections(&context, connections, &listed);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("container is 254 characters long"), std::string::npos)
+        << status.error_message();
+  }
 
   grpc::ClientContext context;
   v1::ListConnectionsRequest connections;

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/address_filter.h"
 #include "gtest/gtest.h"
 
@@ -208,6 +209,133 @@ TEST(ConnectionMatcherTest, MatchesStateKeepaliveRiskAndAddress) {
   EXPECT_TRUE(matches(request, v1::AT_RISK_REASON_UNSPECIFIED));
   request.set_port(8081);
   EXPECT_FALSE(matches(request, v1::AT_RISK_REASON_UNSPECIFIED));
+}
+
+v1::Origin WorkloadOrigin() {
+  v1::Origin origin;
+  origin.set_pid(4242);
+  origin.set_command("postgres");
+  origin.set_container_id("3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90123456789abcdef0123456789");
+  origin.set_container_name("db");
+  origin.set_pod_namespace("shop");
+  origin.set_pod("db-0");
+  return origin;
+}
+
+TEST(WorkloadFilterTest, ValidatesEveryField) {
+  struct Case {
+    std::string pod_namespace;
+    std::string pod;
+    std::string container;
+    std::string process;
+    std::string needle;
+  };
+  const Case cases[] = {
+      {"sh\"op", "", "", "", "pod_namespace has character 0x22"},
+      {"", "db-0\n", "", "", "pod has character 0x0a"},
+      {"", "", "db}", "", "container has character 0x7d"},
+      {"", "", "caf\xc3\xa9", "", "container has character 0xc3"},
+      {"", std::string(300, 'p'), "", "", "pod is 300 characters long"},
+      {"", "", "", "0", "process: pid 0 is outside"},
+      {"", "", "", "99999999999", "process: pid 99999999999 is outside"},
+      {"", "", "", std::string(65, 'c'), "process: a pid (digits) or a command of at most 64"},
+      {"", "", "", "ps\x01", "process: a pid"},
+  };
+  for (const Case& c : cases) {
+    v1::ListConnectionsRequest request;
+    request.set_pod_namespace(c.pod_namespace);
+    request.set_pod(c.pod);
+    request.set_container(c.container);
+    request.set_process(c.process);
+    absl::Status status = ConnectionMatcher::Create(request).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.needle;
+    EXPECT_NE(status.message().find(c.needle), absl::string_view::npos) << status;
+
+    v1::EventFilter filter;
+    filter.set_pod_namespace(c.pod_namespace);
+    filter.set_pod(c.pod);
+    filter.set_container(c.container);
+    filter.set_process(c.process);
+    status = EventMatcher::Create(filter).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.needle;
+    EXPECT_NE(status.message().find(absl::StrCat("filter.", c.needle)), absl::string_view::npos)
+        << status;
+  }
+}
+
+TEST(WorkloadFilterTest, MatchesNamespacePodContainerAndProcess) {
+  const v1::Origin origin = WorkloadOrigin();
+  const std::string id = origin.container_id();
+  struct Case {
+    const char* pod_namespace;
+    const char* pod;
+    const char* container;
+    const char* process;
+    bool matches;
+  };
+  const Case cases[] = {
+      {"", "", "", "", true},
+      {"shop", "", "", "", true},
+      {"shop2", "", "", "", false},
+      {"", "db-0", "", "", true},
+      {"", "db-1", "", "", false},
+      {"shop", "db-0", "db", "postgres", true},
+      {"", "", "db", "", true},                                // name
+      {"", "", "3f2a9c0d1e4b", "", true},                      // 12-character id prefix
+      {"", "", "3f2a9c0d1e4", "", false},                      // 11: too short to be a prefix
+      {"", "", "3f2a9c0d1e4c", "", false},                     // not a prefix
+      {"", "", "3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6", "", true},  // longer prefix
+      {"", "", id.c_str(), "", true},                          // whole id
+      {"", "", "d", "", false},                                // no partial names
+      {"", "", "", "4242", true},
+      {"", "", "", "04242", true},
+      {"", "", "", "4243", false},
+      {"", "", "", "postgres", true},
+      {"", "", "", "postgre", false},
+      {"", "", "", "post gres", false},
+  };
+  for (const Case& c : cases) {
+    v1::ListConnectionsRequest request;
+    request.set_pod_namespace(c.pod_namespace);
+    request.set_pod(c.pod);
+    request.set_container(c.container);
+    request.set_process(c.process);
+    auto matcher = ConnectionMatcher::Create(request);
+    ASSERT_TRUE(matcher.ok()) << matcher.status();
+    v1::Connection connection;
+    connection.set_state(v1::TCP_STATE_ESTABLISHED);
+    *connection.mutable_origin() = origin;
+    EXPECT_EQ(matcher->Matches(connection, v1::AT_RISK_REASON_UNSPECIFIED,
+                               v1::HALF_OPEN_REASON_UNSPECIFIED),
+              c.matches)
+        << c.pod_namespace << "/" << c.pod << "/" << c.container << "/" << c.process;
+    // A host process (no container, no pod) matches only the process filter.
+    connection.mutable_origin()->clear_container_id();
+    connection.mutable_origin()->clear_container_name();
+    connection.mutable_origin()->clear_pod();
+    connection.mutable_origin()->clear_pod_namespace();
+    const bool workload_filter = *c.pod_namespace || *c.pod || *c.container;
+    EXPECT_EQ(matcher->Matches(connection, v1::AT_RISK_REASON_UNSPECIFIED,
+                               v1::HALF_OPEN_REASON_UNSPECIFIED),
+              c.matches && !workload_filter);
+
+    v1::EventFilter filter;
+    filter.set_pod_namespace(c.pod_namespace);
+    filter.set_pod(c.pod);
+    filter.set_container(c.container);
+    filter.set_process(c.process);
+    auto events = EventMatcher::Create(filter);
+    ASSERT_TRUE(events.ok()) << events.status();
+    v1::Event event = CloseEvent(v1::CLOSE_REASON_FIN, V4("10.0.0.1"), 5432, V4("10.0.0.2"), 40000);
+    *event.mutable_origin() = origin;
+    EXPECT_EQ(events->Matches(event), c.matches);
+    // A half-open event is matched on its own (the survivor's) origin, not its peer's.
+    v1::Event half_open = event;
+    half_open.mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_CLOSED);
+    *half_open.mutable_half_open()->mutable_peer_origin() = origin;
+    half_open.clear_origin();
+    EXPECT_EQ(events->Matches(half_open), c.matches && !workload_filter && *c.process == '\0');
+  }
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Exposition rules for the ingest fuzzer, written out from SPEC.md's metric table and the
-// service's own health series.
+// Exposition rules for the ingest fuzzer, written out from SPEC.md's metric table, README's
+// workload and port families and the service's own health series.
 #include "tests/fuzz/exposition_check.h"
 
 #include <cmath>
@@ -8,8 +8,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/names.h"
 
 namespace tcpscope::fuzz {
 namespace {
@@ -17,6 +19,10 @@ namespace {
 using Values = std::set<std::string, std::less<>>;
 
 const Values kAnyValue = {};  // marker: checked for characters only
+// Markers: a workload name (empty, or what ValidateName allows: "other" is one) and a port
+// (0 to 65535, or "other").
+const Values kWorkloadName = {};
+const Values kPort = {};
 
 const Values kRoles = {"client", "server"};
 const Values kFailureReasons = {"refused", "timeout", "reset", "unreachable", "other"};
@@ -34,6 +40,7 @@ const Values kStates = {"established", "syn_sent",  "syn_recv", "fin_wait1",
 const Values kKeepalive = {"on", "off"};
 const Values kAtRisk = {"idle_no_keepalive", "keepalive_probing", "close_wait_stale"};
 const Values kHalfOpen = {"peer_closed", "peer_rebooted", "peer_host_down"};
+const Values kWorkloadStates = {"established", "syn_sent", "syn_recv", "close_wait", "time_wait"};
 const Values kStages = {"kernel", "agent", "transport"};
 const Values kBatchResults = {"applied", "duplicate"};
 
@@ -41,6 +48,23 @@ struct Family {
   absl::string_view type;
   std::map<absl::string_view, const Values*> labels;
 };
+
+// host, namespace, pod, container and `extra`.
+std::map<absl::string_view, const Values*> WorkloadLabels(
+    std::map<absl::string_view, const Values*> extra) {
+  extra.emplace("host", &kAnyValue);
+  extra.emplace("namespace", &kWorkloadName);
+  extra.emplace("pod", &kWorkloadName);
+  extra.emplace("container", &kWorkloadName);
+  return extra;
+}
+
+bool PortValue(absl::string_view value) {
+  if (value == "other") return true;
+  uint32_t port = 0;
+  return !value.empty() && value.size() <= 5 && absl::SimpleAtoi(value, &port) && port <= 65535 &&
+         absl::StrCat(port) == value;
+}
 
 const std::map<absl::string_view, Family>& Families() {
   static const auto* families = new std::map<absl::string_view, Family>{
@@ -66,6 +90,18 @@ const std::map<absl::string_view, Family>& Families() {
       {"tcpscope_connections_half_open", {"gauge", {{"host", &kAnyValue}, {"reason", &kHalfOpen}}}},
       {"tcpscope_half_open_detected_total",
        {"counter", {{"host", &kAnyValue}, {"reason", &kHalfOpen}}}},
+      {"tcpscope_workload_connections", {"gauge", WorkloadLabels({{"state", &kWorkloadStates}})}},
+      {"tcpscope_workload_connections_at_risk", {"gauge", WorkloadLabels({{"reason", &kAtRisk}})}},
+      {"tcpscope_workload_connections_half_open",
+       {"gauge", WorkloadLabels({{"reason", &kHalfOpen}})}},
+      {"tcpscope_workload_handshake_failures_total",
+       {"counter", WorkloadLabels({{"reason", &kFailureReasons}})}},
+      {"tcpscope_workload_keepalive_timeouts_total", {"counter", WorkloadLabels({})}},
+      {"tcpscope_workload_closes_total", {"counter", WorkloadLabels({{"reason", &kCloseReasons}})}},
+      {"tcpscope_port_handshake_failures_total",
+       {"counter", {{"host", &kAnyValue}, {"port", &kPort}, {"reason", &kFailureReasons}}}},
+      {"tcpscope_port_closes_total",
+       {"counter", {{"host", &kAnyValue}, {"port", &kPort}, {"reason", &kCloseReasons}}}},
       {"tcpscope_agent_up", {"gauge", {{"host", &kAnyValue}}}},
       {"tcpscope_agent_events_total", {"counter", {{"host", &kAnyValue}}}},
       {"tcpscope_agent_events_lost_total",
@@ -217,6 +253,16 @@ absl::StatusOr<std::vector<Sample>> ReadExposition(absl::string_view text) {
       }
       auto allowed = family->labels.find(label);
       if (allowed == family->labels.end()) return Bad(line_number, line, "unexpected label");
+      if (allowed->second == &kWorkloadName) {
+        if (!value.empty() && !ValidateName("workload name", value).ok()) {
+          return Bad(line_number, line, absl::StrCat("label ", label, " is not a workload name"));
+        }
+        continue;
+      }
+      if (allowed->second == &kPort) {
+        if (!PortValue(value)) return Bad(line_number, line, "label port is not a port");
+        continue;
+      }
       if (allowed->second != &kAnyValue && !allowed->second->contains(value)) {
         return Bad(line_number, line, absl::StrCat("label ", label, " outside its set"));
       }

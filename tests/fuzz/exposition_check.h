@@ -1,7 +1,8 @@
 // A strict reader of the service's Prometheus text exposition for the ingest fuzzer: every line
 // well formed, every series with exactly its family's labels, every label value plain (nothing
-// to escape) and from its label's bounded set (SPEC: no label per connection or address), every
-// value finite and non-negative.
+// to escape) and from its label's bounded set (SPEC: no label per connection or address; workload
+// labels only what ValidateName allows, or empty; ports 0-65535 or "other"), every value finite
+// and non-negative.
 #pragma once
 
 #include <map>

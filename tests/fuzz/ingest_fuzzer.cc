@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -42,6 +43,8 @@ using service::ServiceMetrics;
 // The seeds' clock: 2027-01-15. Event times must lie within a day of it to be accepted.
 const absl::Time kStart = absl::FromUnixSeconds(1800000000);
 constexpr size_t kHistoryEvents = 64;  // small, so the history evicts
+constexpr int kMaxPods = 3;            // small, so pod="other" and port="other" fill
+constexpr int kMaxPorts = 3;
 
 // What the service must have done, kept independently of it.
 struct HostModel {
@@ -99,6 +102,8 @@ class IngestFuzz {
   static AggregatorOptions Options() {
     AggregatorOptions options;
     options.host_expiry = absl::Minutes(10);
+    options.max_pods_per_host = kMaxPods;
+    options.max_ports_per_host = kMaxPorts;
     return options;
   }
 
@@ -211,6 +216,9 @@ class IngestFuzz {
     v1::ListConnectionsRequest request;
     if (!request.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
     if (!service::ConnectionMatcher::Create(request).ok()) return;
+    const absl::StatusOr<service::WorkloadFilter> workload = service::WorkloadFilter::Create(
+        "", request.pod_namespace(), request.pod(), request.container(), request.process());
+    FUZZ_CHECK(workload.ok(), "a valid request has invalid workload filters");
     const v1::ListConnectionsResponse response = aggregator_.Connections(request, now_);
     Trace("query: %d connections", response.connections_size());
     for (const v1::HostConnection& entry : response.connections()) {
@@ -223,6 +231,14 @@ class IngestFuzz {
                  "host filter let %s through", entry.host().c_str());
       FUZZ_CHECK(!request.paired() || (entry.pairing() == v1::PAIRING_PAIRED && entry.has_peer()),
                  "paired listing has an entry of %s that is not paired", entry.host().c_str());
+      // Every paired end names its peer, in every listing.
+      FUZZ_CHECK(entry.pairing() != v1::PAIRING_PAIRED || entry.has_peer(),
+                 "a paired end of %s without its peer", entry.host().c_str());
+      // The workload filters hold for the end (or, paired, for either end still there).
+      const bool own = workload->Matches(entry.connection().origin());
+      const bool peer = request.paired() && entry.peer().present() &&
+                        workload->Matches(entry.peer().connection().origin());
+      FUZZ_CHECK(own || peer, "workload filters let an end of %s through", entry.host().c_str());
     }
     (void)aggregator_.Summary(request.host());
   }
@@ -233,9 +249,28 @@ class IngestFuzz {
     absl::StatusOr<std::vector<Sample>> samples = ReadExposition(exposition);
     FUZZ_CHECK(samples.ok(), "%s", samples.status().ToString().c_str());
     std::map<std::string, double> events_metric;
+    // Per host: the pods (or containers outside Kubernetes) and ports with series of their own.
+    std::map<std::string, std::set<std::string>> pods;
+    std::map<std::string, std::set<std::string>> ports;
     for (const Sample& sample : *samples) {
       auto host = sample.labels.find("host");
       if (host == sample.labels.end()) continue;
+      if (auto pod = sample.labels.find("pod"); pod != sample.labels.end()) {
+        const std::string& ns = sample.labels.at("namespace");
+        const std::string& container = sample.labels.at("container");
+        if (ns.empty() && pod->second == "other") {
+          FUZZ_CHECK(container.empty(), "the other bucket has container %s", container.c_str());
+        } else {
+          FUZZ_CHECK(ns.empty() == pod->second.empty(), "namespace %s with pod %s", ns.c_str(),
+                     pod->second.c_str());
+          FUZZ_CHECK(!container.empty() || !pod->second.empty(), "a workload without a name");
+          pods[host->second].insert(ns + "/" + pod->second + "/" +
+                                    (pod->second.empty() ? container : ""));
+        }
+      }
+      if (auto port = sample.labels.find("port"); port != sample.labels.end()) {
+        if (port->second != "other") ports[host->second].insert(port->second);
+      }
       FUZZ_CHECK(model_.contains(host->second), "series %s of unknown or expired host %s",
                  sample.name.c_str(), host->second.c_str());
       if (sample.name == "tcpscope_agent_events_total") events_metric[host->second] = sample.value;
@@ -243,6 +278,13 @@ class IngestFuzz {
         FUZZ_CHECK(sample.value == (model_[host->second].connected ? 1 : 0), "agent_up of %s",
                    host->second.c_str());
       }
+    }
+
+    for (const auto& [host, set] : pods) {
+      FUZZ_CHECK(set.size() <= kMaxPods, "%zu pods of %s have series", set.size(), host.c_str());
+    }
+    for (const auto& [host, set] : ports) {
+      FUZZ_CHECK(set.size() <= kMaxPorts, "%zu ports of %s have series", set.size(), host.c_str());
     }
 
     const std::vector<v1::Agent> agents = aggregator_.Agents();

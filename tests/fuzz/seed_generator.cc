@@ -142,6 +142,48 @@ v1::AgentMessage Batch(uint64_t seq, bool with_snapshot) {
 
 std::string Bytes(const google::protobuf::Message& message) { return message.SerializeAsString(); }
 
+// Batch(seq) with its events and ends owned by workloads: Kubernetes pods (more than the
+// fuzzer's per-host cap, so some land in pod="other"), a Docker container, a container known
+// by its id only, and the host's own processes; server ports past the port cap.
+v1::AgentMessage WorkloadBatch(uint64_t seq) {
+  v1::AgentMessage message = Batch(seq, /*with_snapshot=*/true);
+  auto own = [](v1::Origin* origin, int i) {
+    switch (i % 6) {
+      case 5:
+        return;  // a host process
+      case 4:
+        origin->set_container_id(
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        origin->set_runtime(v1::CONTAINER_RUNTIME_CONTAINERD);
+        return;
+      case 3:
+        origin->set_container_name("redis");
+        origin->set_container_id(
+            "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210");
+        origin->set_runtime(v1::CONTAINER_RUNTIME_DOCKER);
+        return;
+      default:
+        origin->set_pod_namespace(i % 2 == 0 ? "shop" : "kube-system");
+        origin->set_pod("web-" + std::to_string(i));
+        origin->set_pod_uid("5c1f3a2e-8d4b-4f6a-9e7c-0b1d2e3f4a5b");
+        origin->set_container_name(i == 0 ? "web" : "envoy");
+        origin->set_container_id(
+            "3f2a9c0d1e4b5a6978c0d1e2f3a4b5c6d7e8f90123456789abcdef0123456789");
+        origin->set_runtime(v1::CONTAINER_RUNTIME_CONTAINERD);
+        return;
+    }
+  };
+  v1::Batch* batch = message.mutable_batch();
+  for (int i = 0; i < batch->events_size(); ++i) {
+    own(batch->mutable_events(i)->mutable_origin(), i);
+    batch->mutable_events(i)->mutable_endpoints()->set_remote_port(5432 + static_cast<uint32_t>(i));
+  }
+  for (int i = 0; i < batch->snapshot().connections_size(); ++i) {
+    own(batch->mutable_snapshot()->mutable_connections(i)->mutable_origin(), i + 1);
+  }
+  return message;
+}
+
 void IngestSeeds(const std::filesystem::path& dir) {
   std::string script;
   // An agent connects and sends batches, the second with a snapshot; a query.
@@ -191,6 +233,27 @@ void IngestSeeds(const std::filesystem::path& dir) {
   bad.mutable_hello()->set_host_name("web\"1\n");
   AppendStep(&script, Op::kMessage, 0, Bytes(bad));
   Write(dir / "refusals", script);
+
+  // Workloads: pods past the cap, a Docker container, a container known by id only; a pod
+  // filter; then a hostile pod name, refused; the pods go idle and their slots expire.
+  script.clear();
+  AppendStep(&script, Op::kMessage, 0, Bytes(Hello("node-1", 11)));
+  AppendStep(&script, Op::kMessage, 0, Bytes(WorkloadBatch(1)));
+  AppendStep(&script, Op::kMessage, 1, Bytes(Hello("node-2", 12)));
+  AppendStep(&script, Op::kMessage, 1, Bytes(WorkloadBatch(1)));
+  v1::ListConnectionsRequest by_pod;
+  by_pod.set_pod_namespace("shop");
+  by_pod.set_pod("web-2");
+  by_pod.set_paired(true);
+  AppendStep(&script, Op::kQuery, 0, Bytes(by_pod));
+  v1::AgentMessage hostile = WorkloadBatch(2);
+  hostile.mutable_batch()->mutable_events(0)->mutable_origin()->set_pod("web\"} 1\nfake 2");
+  AppendStep(&script, Op::kMessage, 0, Bytes(hostile));
+  AppendStep(&script, Op::kMessage, 0, Bytes(Hello("node-1", 11)));
+  AppendStep(&script, Op::kMessage, 0, Bytes(WorkloadBatch(2)));
+  AppendStep(&script, Op::kAdvanceClock, 21);
+  AppendStep(&script, Op::kMessage, 0, Bytes(WorkloadBatch(3)));
+  Write(dir / "workloads", script);
 }
 
 // --- sock_diag ---

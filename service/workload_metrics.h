@@ -1,0 +1,152 @@
+// The series of one host by workload (namespace, pod, container) and by server port: connection
+// states, at-risk and half-open ends, handshake failures, keepalive timeouts and closes. Their
+// cardinality is bounded per host: the first --max_pods_per_host pods (a container outside
+// Kubernetes counts as one) and --max_ports_per_host ports get their own series, the rest are
+// summed into pod="other" and port="other"; a pod or port with no end and no event for the
+// expiry loses its slot and its series. Handles are resolved once per label set and cached.
+//
+// Its own lock is a leaf: the aggregator calls it under a host's lock (events, snapshots) and
+// the pairing index under its own (half-open ends).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/service_metrics.h"
+#include "tcpscope/v1/events.pb.h"
+#include "tcpscope/v1/observer.pb.h"
+
+namespace tcpscope::service {
+
+// Containers of one pod with series of their own; more (a pod spec lists a handful) are summed
+// into pod="other", so that the series budget per host is a bound.
+inline constexpr size_t kMaxContainersPerPod = 8;
+
+struct WorkloadLimits {
+  int max_pods_per_host = 100;
+  int max_ports_per_host = 50;
+  // A pod or port without ends and events this long loses its slot (the host expiry).
+  absl::Duration slot_expiry = absl::Minutes(10);
+};
+
+// The workload labels of a socket owner (views into the origin). A Kubernetes container when
+// the pod is known (namespace and pod set): its namespace, pod and container name; a container
+// outside Kubernetes: namespace and pod empty, container its name, else the first 12 characters
+// of its id. Host processes have no workload (nullopt): the host-level families cover them.
+struct WorkloadView {
+  absl::string_view pod_namespace;
+  absl::string_view pod;
+  absl::string_view container;
+};
+std::optional<WorkloadView> WorkloadOf(const v1::Origin& origin);
+
+// The server's listening port of an event's connection: the remote port for a client end (and
+// for a handshake failure, always a connect), the local port for a server end.
+uint32_t ServerPort(const v1::Event& event);
+
+class WorkloadMetrics {
+ public:
+  WorkloadMetrics(ServiceMetrics* families, std::string host, WorkloadLimits limits);
+  ~WorkloadMetrics();  // removes every series
+
+  WorkloadMetrics(const WorkloadMetrics&) = delete;
+  WorkloadMetrics& operator=(const WorkloadMetrics&) = delete;
+
+  // Counts validated events into their workload's and port's counters; any event of a workload
+  // keeps its slot.
+  void CountEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events, absl::Time now);
+  // Replaces the connection-state and at-risk gauges (at_risk: one reason per connection).
+  void SetSnapshot(const v1::Snapshot& snapshot, const std::vector<v1::AtRiskReason>& at_risk,
+                   absl::Time now);
+  // The host's agent disconnected: every gauge goes (counters and half-open counts stay).
+  void ClearGauges();
+  // One more half-open end of `origin`'s workload; returns the series it was counted in (to
+  // give to RemoveHalfOpen), empty for a host process.
+  std::string AddHalfOpen(const v1::Origin& origin, v1::HalfOpenReason reason, absl::Time now);
+  void RemoveHalfOpen(const std::string& series, v1::HalfOpenReason reason);
+  // Frees the slots (and removes the series) of pods and ports idle for the slot expiry. A
+  // series with half-open ends is not idle.
+  void Expire(absl::Time now);
+  // The host expired: every series goes, and nothing comes back (the pairing index may still
+  // hold this object for a moment).
+  void RemoveAll();
+
+  struct Stats {
+    size_t pods = 0;    // pod slots taken (at most max_pods_per_host), "other" not counted
+    size_t series = 0;  // workload label sets, "other" included
+    size_t ports = 0;   // port slots taken
+  };
+  Stats stats() const;
+
+ private:
+  // Indexes of the `state` label's values.
+  static constexpr int kStates = 5;  // established, syn_sent, syn_recv, close_wait, time_wait
+  static constexpr int kFailureReasons = 6;  // by v1::HandshakeFailureReason
+  static constexpr int kCloseReasons = 8;    // by v1::CloseReason
+  static constexpr int kRiskReasons = 4;     // by v1::AtRiskReason and v1::HalfOpenReason
+
+  struct Slot;
+  struct Series {
+    std::string key;  // "namespace/pod/container"; names cannot hold '/'
+    Slot* slot = nullptr;
+    std::string pod_namespace, pod, container;
+    std::array<prometheus::Gauge*, kStates> states{};
+    std::array<prometheus::Gauge*, kRiskReasons> at_risk{};
+    std::array<prometheus::Gauge*, kRiskReasons> half_open{};
+    std::array<uint32_t, kRiskReasons> half_open_count{};
+    std::array<prometheus::Counter*, kFailureReasons> failures{};
+    prometheus::Counter* keepalive_timeouts = nullptr;
+    std::array<prometheus::Counter*, kCloseReasons> closes{};
+    // Counts of the snapshot being applied.
+    uint64_t round = 0;
+    std::array<uint32_t, kStates> state_count{};
+    std::array<uint32_t, kRiskReasons> at_risk_count{};
+  };
+  struct Slot {
+    absl::Time last_active;
+    std::vector<Series*> series;
+  };
+  struct Port {
+    std::string label;
+    absl::Time last_active;
+    std::array<prometheus::Counter*, kFailureReasons> failures{};
+    std::array<prometheus::Counter*, kCloseReasons> closes{};
+  };
+
+  // The series of `origin`'s workload, taking a pod slot (or "other") when `allocate`; null
+  // for a host process, or for an unknown pod when not allocating. Marks the slot active.
+  Series* Resolve(const v1::Origin& origin, absl::Time now, bool allocate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountEvent(const v1::Event& event, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Port& PortOf(uint32_t port, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  prometheus::Labels LabelsOf(const Series& series, const char* name,
+                              absl::string_view value) const;
+  void ShowHalfOpen(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveGauges(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveSeries(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemovePort(Port& port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  ServiceMetrics* const families_;
+  const std::string host_;
+  const WorkloadLimits limits_;
+  mutable absl::Mutex mu_;
+  bool live_ ABSL_GUARDED_BY(mu_) = false;
+  bool removed_ ABSL_GUARDED_BY(mu_) = false;  // gauges shown (connected, with a snapshot)
+  uint64_t round_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string scratch_ ABSL_GUARDED_BY(mu_);  // key buffer, reused
+  // Pod slots by "namespace/pod" (Kubernetes) or "/container"; "" is the "other" slot.
+  absl::flat_hash_map<std::string, std::unique_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, std::unique_ptr<Port>> ports_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Port> other_port_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tcpscope::service
