@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -60,6 +61,19 @@ absl::StatusOr<std::string> FindCgroup2Mount() {
   std::stringstream text;
   text << file.rdbuf();
   return Cgroup2MountFromMountinfo(text.str());
+}
+
+absl::StatusOr<std::string> Cgroup2Root(const std::string& root) {
+  constexpr long kCgroup2SuperMagic = 0x63677270;  // CGROUP2_SUPER_MAGIC, linux/magic.h
+  for (const std::string& candidate : {root, absl::StrCat(root, "/unified")}) {
+    struct statfs info {};
+    if (statfs(candidate.c_str(), &info) == 0 &&
+        static_cast<long>(info.f_type) == kCgroup2SuperMagic) {
+      return candidate;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("--cgroup_root ", root,
+                                          " is not a cgroup2 filesystem (nor is its unified/)"));
 }
 
 CgroupIndex::CgroupIndex(CgroupIndexOptions options) : options_(std::move(options)) {}

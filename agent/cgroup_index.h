@@ -22,10 +22,17 @@ namespace tcpscope::agent {
 absl::StatusOr<std::string> Cgroup2MountFromMountinfo(absl::string_view mountinfo);
 // The same, read from /proc/self/mountinfo.
 absl::StatusOr<std::string> FindCgroup2Mount();
+// `root` itself when it is a cgroup2 filesystem, else its `unified` directory when that is (a
+// hybrid host's /sys/fs/cgroup mounted into a container as --cgroup_root): the walk must never
+// mix in a cgroup v1 hierarchy, whose inode numbers are not cgroup ids.
+absl::StatusOr<std::string> Cgroup2Root(const std::string& root);
 
 struct CgroupIndexOptions {
   std::string root;  // the cgroup2 mount (or a host's mount seen inside a container)
-  absl::Duration min_rescan_interval = absl::Seconds(1);
+  // A new container's cgroup appears between two walks; a short interval names the first
+  // connections of a container started just after a walk (a walk of a node's tree takes
+  // milliseconds), while a storm of unknown ids still costs at most ten walks a second.
+  absl::Duration min_rescan_interval = absl::Milliseconds(100);
   size_t max_cgroups = 200000;  // a walk stops there (and says so once)
   int max_depth = 32;
   std::function<absl::Time()> now = absl::Now;

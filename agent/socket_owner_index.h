@@ -49,7 +49,9 @@ class SocketOwnerIndex {
   void ObserveSnapshot(const v1::Snapshot& snapshot) const;
   void CountEventWithoutOwner() const;
 
-  absl::Duration min_rescan = absl::Seconds(1);
+  // Short, so a second server started just after another's first connection is found too; each
+  // unknown listener rescans once per snapshot, so this bounds only a burst of new ones.
+  absl::Duration min_rescan = absl::Milliseconds(100);
 
  private:
   std::shared_ptr<const OwnerTable> Scan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scan_mu_)

@@ -230,12 +230,11 @@ std::string CgroupWorkloadResolver::Checked(int field, const std::string& name) 
 absl::StatusOr<std::unique_ptr<WorkloadResolver>> NewWorkloadResolver(
     const WorkloadResolverOptions& options, AgentMetrics& metrics) {
   CgroupIndexOptions index_options;
-  index_options.root = options.cgroup_root;
-  if (index_options.root.empty()) {
-    absl::StatusOr<std::string> mount = FindCgroup2Mount();
-    if (!mount.ok()) return mount.status();
-    index_options.root = *mount;
-  }
+  absl::StatusOr<std::string> root = options.cgroup_root.empty()
+                                         ? FindCgroup2Mount()
+                                         : Cgroup2Root(options.cgroup_root);
+  if (!root.ok()) return root.status();
+  index_options.root = *root;
   std::vector<std::unique_ptr<RuntimeClient>> runtimes;
   if (!options.containerd_socket.empty() && !options.containerd_namespaces.empty()) {
     runtimes.push_back(

@@ -94,7 +94,7 @@ TEST_F(CgroupIndexTest, RescansOnAMissAtMostOncePerInterval) {
   EXPECT_EQ(index.walks(), 1u);
   // A cgroup made after the walk: found only once the interval has passed.
   const uint64_t later = MakeDir("/docker/new");
-  now_ += absl::Milliseconds(300);
+  now_ += absl::Milliseconds(50);
   EXPECT_EQ(index.PathOf(later, &path), CgroupIndex::Result::kThrottled);
   EXPECT_EQ(index.PathOf(99, &path), CgroupIndex::Result::kThrottled);
   EXPECT_EQ(index.walks(), 1u);

@@ -75,7 +75,7 @@ TEST(SocketOwnerIndexTest, ListenerFromTheScanOrFromTheDumps) {
   EXPECT_EQ(*f.scanner->scans, 1);  // hits cost no scan
 }
 
-TEST(SocketOwnerIndexTest, MissRescansAtMostOncePerSecondAndOncePerKey) {
+TEST(SocketOwnerIndexTest, MissRescansAtMostOncePerIntervalAndOncePerKey) {
   Fixture f;
   f.index->Refresh();
   ASSERT_EQ(*f.scanner->scans, 1);
@@ -85,8 +85,8 @@ TEST(SocketOwnerIndexTest, MissRescansAtMostOncePerSecondAndOncePerKey) {
   ASSERT_NE(owner, nullptr);
   EXPECT_EQ(owner->pid, 10u);
   EXPECT_EQ(*f.scanner->scans, 2);
-  // Another miss within the second: no rescan, and not remembered as unknown.
-  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Milliseconds(900)), nullptr);
+  // Another miss within the interval (100 ms): no rescan, and not remembered as unknown.
+  EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Milliseconds(90)), nullptr);
   EXPECT_EQ(*f.scanner->scans, 2);
   // A listener no visible process holds: one rescan, then remembered until the next Refresh.
   EXPECT_EQ(f.index->Listener({kNetns, 81}, kNow + absl::Seconds(1)), nullptr);

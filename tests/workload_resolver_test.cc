@@ -234,7 +234,7 @@ TEST_F(WorkloadResolverTest, NewCgroupSeenAfterTheThrottle) {
   Start();
   EXPECT_EQ(resolver_->Resolve(55555), nullptr);  // walks once
   const uint64_t cgroup = Cgroup("/system.slice/docker-" + kId + ".scope");
-  now_ = now_.load() + absl::Milliseconds(100);
+  now_ = now_.load() + absl::Milliseconds(50);
   // Too soon for another walk: not found, and not cached as absent.
   EXPECT_EQ(resolver_->Resolve(cgroup), nullptr);
   now_ = now_.load() + absl::Seconds(1);
