@@ -72,8 +72,8 @@ absl::StatusOr<std::string> Cgroup2Root(const std::string& root) {
       return candidate;
     }
   }
-  return absl::NotFoundError(absl::StrCat("--cgroup_root ", root,
-                                          " is not a cgroup2 filesystem (nor is its unified/)"));
+  return absl::NotFoundError(
+      absl::StrCat("--cgroup_root ", root, " is not a cgroup2 filesystem (nor is its unified/)"));
 }
 
 CgroupIndex::CgroupIndex(CgroupIndexOptions options) : options_(std::move(options)) {}

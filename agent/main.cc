@@ -19,7 +19,6 @@
 #include "agent/socket_owner_index.h"
 #include "agent/source_selection.h"
 #include "agent/workload_resolver.h"
-#include "common/names.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
