@@ -35,7 +35,8 @@ std::string WorkloadName(const v1::Origin& origin) {
     if (!origin.container_name().empty()) absl::StrAppend(&name, "/", origin.container_name());
     return name;
   }
-  if (!origin.container_name().empty()) {
+  // A Kubernetes container's name (it has a pod uid) says little without its pod: the id does.
+  if (!origin.container_name().empty() && origin.pod_uid().empty()) {
     return absl::StrCat(RuntimeName(origin.runtime()), ":", origin.container_name());
   }
   if (!origin.container_id().empty()) {

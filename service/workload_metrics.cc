@@ -38,13 +38,14 @@ int Index(int value, int size) { return value >= 0 && value < size ? value : 0; 
 }  // namespace
 
 std::optional<WorkloadView> WorkloadOf(const v1::Origin& origin) {
+  const bool in_pod = !origin.pod().empty() && !origin.pod_namespace().empty();
   absl::string_view container = origin.container_name();
-  if (container.empty()) {
+  // A Kubernetes container (it has a pod uid) whose pod is not known has a name that is unique
+  // only inside its pod: outside it, its id tells it apart.
+  if (container.empty() || (!in_pod && !origin.pod_uid().empty())) {
     container = absl::string_view(origin.container_id()).substr(0, kContainerIdPrefix);
   }
-  if (!origin.pod().empty() && !origin.pod_namespace().empty()) {
-    return WorkloadView{origin.pod_namespace(), origin.pod(), container};
-  }
+  if (in_pod) return WorkloadView{origin.pod_namespace(), origin.pod(), container};
   if (container.empty()) return std::nullopt;
   return WorkloadView{{}, {}, container};
 }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "service/workload_metrics.h"
 #include "tests/harness/metrics_text.h"
 
 namespace tcpscope::service {
@@ -529,6 +530,32 @@ testing::Labels W(const std::string& ns, const std::string& pod, const std::stri
       {"host", "a"}, {"namespace", ns}, {"pod", pod}, {"container", container}};
   if (!label.empty()) labels[label] = value;
   return labels;
+}
+
+TEST(WorkloadOfTest, PodContainerOrHostProcess) {
+  v1::Origin origin;
+  origin.set_pid(7);
+  EXPECT_FALSE(WorkloadOf(origin).has_value());  // a host process
+  origin.set_container_id("0123456789abcdef0123");
+  origin.set_container_name("redis");
+  std::optional<WorkloadView> view = WorkloadOf(origin);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->container, "redis");
+  EXPECT_TRUE(view->pod.empty());
+  // A Kubernetes container (pod uid) whose pod names are not known: told apart by its id, since
+  // its name ("app") is unique only inside its pod.
+  origin.set_container_name("app");
+  origin.set_pod_uid("2f1c");
+  view = WorkloadOf(origin);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->container, "0123456789ab");
+  origin.set_pod_namespace("shop");
+  origin.set_pod("web-0");
+  view = WorkloadOf(origin);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->pod_namespace, "shop");
+  EXPECT_EQ(view->pod, "web-0");
+  EXPECT_EQ(view->container, "app");
 }
 
 TEST_F(WorkloadSeriesTest, SnapshotGaugesPerWorkloadWithTheRestInOther) {

@@ -908,6 +908,12 @@ TEST(WorkloadFormatTest, PodContainerOrNothing) {
        "container=podman:redis"},
       {R"pb(container_id: "0123456789abcdef" runtime: CONTAINER_RUNTIME_CONTAINERD)pb",
        "containerd:0123456789ab", "container=containerd:0123456789ab"},
+      // A Kubernetes container whose pod names were dropped: its name means little, its id does.
+      {R"pb(container_name: "app"
+            pod_uid: "u-1"
+            container_id: "0123456789abcdef"
+            runtime: CONTAINER_RUNTIME_CONTAINERD)pb",
+       "containerd:0123456789ab", "container=containerd:0123456789ab"},
       {R"pb(container_id: "0123456789")pb", "container:0123456789",
        "container=container:0123456789"},
       {R"pb(pid: 1 command: "systemd" cgroup_id: 7 netns_inode: 4026531840)pb", "", ""},

@@ -41,6 +41,11 @@ timings=()
 log() { echo "workload_identity_test: $*"; }
 fail() {
   echo "workload_identity_test: FAIL: $*" >&2
+  if [[ -n ${metrics_port:-} ]]; then
+    echo "--- the service's workload series" >&2
+    curl -sf --max-time 5 "http://127.0.0.1:$metrics_port/metrics" | grep '^tcpscope_workload' |
+      head -n 40 >&2 || true
+  fi
   for file in "$work"/*.log; do
     [[ -f $file ]] || continue
     echo "--- $file" >&2
@@ -122,7 +127,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 scrape() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" || true; }
-metric() {  # metric PORT NAME LABELS: the sample's value, 0 when absent
+metric() {  # metric PORT NAME LABELS (sorted by name, as exposed): the sample's value, 0 when absent
   scrape "$1" | awk -v name="$2{$3}" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
 }
 metric_is() {  # metric_is PORT NAME LABELS VALUE
@@ -172,8 +177,7 @@ start_agent() {  # start_agent HOST [FLAGS...]: an eBPF agent with 1 s snapshots
 # Expectations over the CLI's JSON: `ends N FIELD=VALUE...` for `connections -o json` and
 # `events N FIELD=VALUE...` for `events -o json` (one event per line): exactly N entries, every one
 # with those origin fields (FIELD=- means absent or empty). Prints what differs.
-check_json() {
-  python3 - "$@" <<'PY'
+cat >"$work/check_json.py" <<'PY'
 import json, sys
 mode, want = sys.argv[1], int(sys.argv[2])
 fields = dict(arg.split("=", 1) for arg in sys.argv[3:])
@@ -193,7 +197,7 @@ if len(entries) != want or bad:
     print(f"{len(entries)} entries (want {want}); " + "; ".join(bad[:3]))
     sys.exit(1)
 PY
-}
+check_json() { python3 "$work/check_json.py" "$@"; }
 expect() {  # expect ends|events N CLI-ARGS... -- FIELD=VALUE...: retried until it holds (15 s)
   local mode=$1 want=$2 args=() checks=()
   shift 2
@@ -322,7 +326,7 @@ PERL
     name=${name%:*}
     wait_for 15 "tcpscope_workload_closes_total of $name = $count" metric_is "$metrics_port" \
       tcpscope_workload_closes_total \
-      "host=\"$host\",namespace=\"\",pod=\"\",container=\"$name\",reason=\"fin\"" "$count"
+      "container=\"$name\",host=\"$host\",namespace=\"\",pod=\"\",reason=\"fin\"" "$count"
   done
   log "events: every handshake and close of the three containers and the host process, with its" \
     "owner; per-container close counters exact"
@@ -413,7 +417,7 @@ PY
   wait_for 20 "B's connections to the pod" test -e "$work/go/pod.ready"
   local pod_fields=(pod=web-0 pod_namespace=shop pod_uid="$uid" container_name=app
     container_id="$id" runtime=CONTAINER_RUNTIME_CONTAINERD pid="$pid" command=perl)
-  local pod_labels="host=\"wl-a\",namespace=\"shop\",pod=\"web-0\",container=\"app\""
+  local pod_labels="container=\"app\",host=\"wl-a\",namespace=\"shop\",pod=\"web-0\""
   expect ends 3 --pod=web-0 -- "${pod_fields[@]}"
   expect ends 3 --namespace=shop --host=wl-a -- "${pod_fields[@]}"
   expect ends 1 --namespace=shop --state=close_wait -- "${pod_fields[@]}"
@@ -465,27 +469,42 @@ hostile_part() {
       io.kubernetes.container.name=c -- /usr/bin/perl /client.pl 198.18.1.1:5432 1 /never
   done
   log "$count containers started in k8s.io ($hostile hostile label values among them)"
-  local workloads
-  workloads() {
-    scrape "$metrics_port" | grep -c '^tcpscope_workload_connections{host="wl-a",.*state="established"}' || true
+  # Every container's connection in a snapshot: the pod's server holds them all.
+  local exposition="$work/exposition.txt" established
+  pod_ends() {
+    [[ $(cli connections --host=wl-a --port=5432 --state=established -o json |
+      python3 -c 'import json, sys; print(len(json.load(sys.stdin).get("connections", [])))') \
+      == $((2 * count + 2)) ]]  # both ends of each, and the pod's 2 with B still established
   }
-  sleep 5  # three snapshots
-  local exposition="$work/exposition.txt"
+  wait_for 30 "the $count containers' connections in wl-a's snapshot" pod_ends
+  sleep 2  # a snapshot after every container is named
   scrape "$metrics_port" >"$exposition"
   promtool check metrics <"$exposition" >"$work/promtool.log" 2>&1 ||
     fail "promtool check metrics: $(head -n 20 "$work/promtool.log")"
   kill -0 "$service_pid" || fail "the service died"
   kill -0 "$(cat "$work/agent-wl-a.pid")" || fail "agent wl-a died"
-  local series
-  series=$(grep -c '^tcpscope_workload_[a-z_]*{host="wl-a"' "$exposition" || true)
-  log "exposition: promtool clean; $series workload series for host wl-a; $(workloads) workloads with an established gauge"
-  grep -q '^tcpscope_workload_connections{host="wl-a",namespace="",pod="other",container="",state="established"}' \
-    "$exposition" || fail "no pod=\"other\" series though $((count + 1)) pods exceed the cap"
+  # The budget (README, "Series budget"): 161 host series + 24 per workload label set (one
+  # container per pod here; at most --max_pods_per_host = 100, plus "other") + 12 per port (at most
+  # 50, plus "other").
+  local series budget=$((161 + 24 * 101 + 12 * 51)) workloads
+  series=$(grep -c '^tcpscope_[a-z_]*{.*host="wl-a"' "$exposition" || true)
+  workloads=$(grep -c '^tcpscope_workload_connections{.*host="wl-a",.*state="established"}' \
+    "$exposition" || true)
+  log "exposition: promtool clean; host wl-a has $series series (budget $budget), $workloads" \
+    "workloads with their own series"
+  ((series <= budget)) || fail "host wl-a has $series series, over the budget of $budget"
+  ((workloads == 101)) || fail "$workloads workloads have series; want 100 pods and \"other\""
+  established=$(metric "$metrics_port" tcpscope_workload_connections \
+    'container="",host="wl-a",namespace="",pod="other",state="established"')
+  # 201 pods (web-0 and the hostile test's) for 100 slots: web-0 and 99 others have theirs.
+  [[ $established == $((count + 1 - 100)) ]] ||
+    fail "pod=\"other\" holds $established established ends; want $((count + 1 - 100))"
   local dropped
   dropped=$(scrape "$(cat "$work/agent-wl-a.port")" |
     awk '/^tcpscope_agent_workload_names_dropped_total/ {sum += $2} END {print sum + 0}')
-  ((dropped >= hostile)) || fail "the agent counted $dropped dropped names; $hostile were hostile"
-  echo "$series" >"$work/hostile_series"
+  [[ $dropped == "$hostile" ]] ||
+    fail "the agent counted $dropped dropped names; $hostile label values were hostile"
+  log "$hostile hostile names dropped and counted; pod=\"other\" sums the $established pods over the cap"
 }
 
 timed "Docker: containers, host process, host network" docker_part
