@@ -230,9 +230,8 @@ std::string CgroupWorkloadResolver::Checked(int field, const std::string& name) 
 absl::StatusOr<std::unique_ptr<WorkloadResolver>> NewWorkloadResolver(
     const WorkloadResolverOptions& options, AgentMetrics& metrics) {
   CgroupIndexOptions index_options;
-  absl::StatusOr<std::string> root = options.cgroup_root.empty()
-                                         ? FindCgroup2Mount()
-                                         : Cgroup2Root(options.cgroup_root);
+  absl::StatusOr<std::string> root =
+      options.cgroup_root.empty() ? FindCgroup2Mount() : Cgroup2Root(options.cgroup_root);
   if (!root.ok()) return root.status();
   index_options.root = *root;
   std::vector<std::unique_ptr<RuntimeClient>> runtimes;

@@ -10,9 +10,8 @@ namespace tcpscope {
 absl::Status ValidateName(absl::string_view kind, absl::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError(absl::StrCat(kind, " is empty"));
   if (name.size() > kMaxNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat(kind, " is ", name.size(),
-                                                   " characters long; at most ", kMaxNameLength,
-                                                   " are allowed"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        kind, " is ", name.size(), " characters long; at most ", kMaxNameLength, " are allowed"));
   }
   for (size_t i = 0; i < name.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(name[i]);

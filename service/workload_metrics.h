@@ -41,7 +41,8 @@ struct WorkloadLimits {
 // the pod is known (namespace and pod set): its namespace, pod and container name; a container
 // outside Kubernetes (or one whose pod names are not known): namespace and pod empty, container
 // its name, else (and for a Kubernetes container, whose name is unique only in its pod) the first
-// 12 characters of its id. Host processes have no workload (nullopt): the host-level families cover them.
+// 12 characters of its id. Host processes have no workload (nullopt): the host-level families cover
+// them.
 struct WorkloadView {
   absl::string_view pod_namespace;
   absl::string_view pod;

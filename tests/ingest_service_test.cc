@@ -268,6 +268,9 @@ std::vector<HostileCase> HostileCases() {
        "command"},
       {"control characters in pod",
        event_with([](v1::Event& e) { e.mutable_origin()->set_pod("pod-\x7f"); }), "pod"},
+      {"label-breaking container name",
+       event_with([](v1::Event& e) { e.mutable_origin()->set_container_name("x\"} 1\nfake 2"); }),
+       "container_name"},
   };
   for (const EventCase& c : events) {
     // The bad event comes after a good one in the same batch: the whole batch is refused.
