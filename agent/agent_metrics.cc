@@ -82,8 +82,8 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
           "Times the kernel dropped socket-destroy notifications for lack of buffer; their "
           "closes are reported by the next dump instead.")),
       owner_scans(NewCounter(*registry, "tcpscope_agent_socket_owner_scans_total",
-                             "Scans of which process holds each socket (one per snapshot, and "
-                             "at most one a second more for unknown listeners).")),
+                             "Scans of which process holds each socket (for a snapshot with new "
+                             "sockets, at least once a minute, and for unknown listeners).")),
       owner_scan_errors(NewCounter(*registry, "tcpscope_agent_socket_owner_scan_errors_total",
                                    "Socket owner scans that failed (the last table stays).")),
       owner_scan_duration(

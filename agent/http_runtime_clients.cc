@@ -61,15 +61,21 @@ absl::StatusOr<std::string> BodyOf(absl::StatusOr<HttpResponse> response, absl::
   return std::move(response->body);
 }
 
-class DockerApiClient : public RuntimeClient {
+// A runtime whose local API inspects a container with `GET /containers/<id><suffix>`: Docker and
+// Podman (suffix "/json") and CRI-O (none), each with its own JSON.
+class HttpInspectClient : public RuntimeClient {
  public:
-  DockerApiClient(v1::ContainerRuntime runtime, std::string socket_path)
-      : runtime_(runtime), socket_path_(std::move(socket_path)) {}
+  using Parser = absl::StatusOr<ContainerRecord> (*)(absl::string_view json);
+  HttpInspectClient(v1::ContainerRuntime runtime, absl::string_view name, std::string socket_path,
+                    absl::string_view suffix, Parser parse)
+      : runtime_(runtime),
+        name_(name),
+        socket_path_(std::move(socket_path)),
+        suffix_(suffix),
+        parse_(parse) {}
 
   v1::ContainerRuntime runtime() const override { return runtime_; }
-  absl::string_view name() const override {
-    return runtime_ == v1::CONTAINER_RUNTIME_PODMAN ? "podman" : "docker";
-  }
+  absl::string_view name() const override { return name_; }
   bool Present() const override { return IsUnixSocket(socket_path_); }
 
   absl::StatusOr<ContainerRecord> Inspect(absl::string_view id, absl::Duration timeout) override {
@@ -77,36 +83,17 @@ class DockerApiClient : public RuntimeClient {
     options.timeout = timeout;
     options.max_response_bytes = kMaxResponseBytes;
     absl::StatusOr<std::string> body =
-        BodyOf(UnixHttpGet(socket_path_, absl::StrCat("/containers/", id, "/json"), options), id);
+        BodyOf(UnixHttpGet(socket_path_, absl::StrCat("/containers/", id, suffix_), options), id);
     if (!body.ok()) return body.status();
-    return ParseDockerInspect(*body);
+    return parse_(*body);
   }
 
  private:
   const v1::ContainerRuntime runtime_;
+  const absl::string_view name_;  // a literal
   const std::string socket_path_;
-};
-
-class CrioClient : public RuntimeClient {
- public:
-  explicit CrioClient(std::string socket_path) : socket_path_(std::move(socket_path)) {}
-
-  v1::ContainerRuntime runtime() const override { return v1::CONTAINER_RUNTIME_CRIO; }
-  absl::string_view name() const override { return "crio"; }
-  bool Present() const override { return IsUnixSocket(socket_path_); }
-
-  absl::StatusOr<ContainerRecord> Inspect(absl::string_view id, absl::Duration timeout) override {
-    UnixHttpOptions options;
-    options.timeout = timeout;
-    options.max_response_bytes = kMaxResponseBytes;
-    absl::StatusOr<std::string> body =
-        BodyOf(UnixHttpGet(socket_path_, absl::StrCat("/containers/", id), options), id);
-    if (!body.ok()) return body.status();
-    return ParseCrioInspect(*body);
-  }
-
- private:
-  const std::string socket_path_;
+  const absl::string_view suffix_;  // a literal
+  const Parser parse_;
 };
 
 }  // namespace
@@ -141,11 +128,14 @@ absl::StatusOr<ContainerRecord> ParseCrioInspect(absl::string_view json) {
 
 std::unique_ptr<RuntimeClient> NewDockerApiClient(v1::ContainerRuntime runtime,
                                                   std::string socket_path) {
-  return std::make_unique<DockerApiClient>(runtime, std::move(socket_path));
+  return std::make_unique<HttpInspectClient>(
+      runtime, runtime == v1::CONTAINER_RUNTIME_PODMAN ? "podman" : "docker",
+      std::move(socket_path), "/json", &ParseDockerInspect);
 }
 
 std::unique_ptr<RuntimeClient> NewCrioClient(std::string socket_path) {
-  return std::make_unique<CrioClient>(std::move(socket_path));
+  return std::make_unique<HttpInspectClient>(v1::CONTAINER_RUNTIME_CRIO, "crio",
+                                             std::move(socket_path), "", &ParseCrioInspect);
 }
 
 }  // namespace tcpscope::agent

@@ -100,7 +100,9 @@ SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now) {
   }
   std::shared_ptr<const OwnerTable> owners;
   if (attribution_.owners != nullptr) {
-    owners = attribution_.owners->Refresh();
+    std::vector<const std::vector<SocketRecord>*> records;
+    for (const auto& [view, dump] : dumps) records.push_back(&dump);
+    owners = attribution_.owners->ForSnapshot(records, now);
     absl::flat_hash_map<ListenerKey, uint64_t> listeners;
     for (const auto& [view, dump] : dumps) {
       AddDumpListeners(view->dumper->netns_inode(), dump, &listeners);

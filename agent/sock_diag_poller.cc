@@ -156,9 +156,10 @@ absl::Status SockDiagPoller::Run(EventSink* sink) {
       consecutive_errors = 0;
     }
     metrics_->dumps.Increment();
-    // Owners are scanned after the dump, so every socket it holds can be in the table.
+    // Owners are scanned (when a socket is new) after the dump, so every socket it holds can be
+    // in the table.
     std::shared_ptr<const OwnerTable> owners;
-    if (attribution_.owners != nullptr) owners = attribution_.owners->Refresh();
+    if (attribution_.owners != nullptr) owners = attribution_.owners->ForSnapshot({&*dump}, start);
     TrackerUpdate update = tracker_.Update(*dump, start, owners.get());
     if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(update.snapshot);
     metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));

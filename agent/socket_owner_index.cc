@@ -61,6 +61,33 @@ std::shared_ptr<const OwnerTable> SocketOwnerIndex::current() const {
   return table_;
 }
 
+std::shared_ptr<const OwnerTable> SocketOwnerIndex::ForSnapshot(
+    const std::vector<const std::vector<SocketRecord>*>& dumps, absl::Time now) {
+  std::shared_ptr<const OwnerTable> table = current();
+  bool scan = table == nullptr || now - last_snapshot_scan_ >= full_scan_every;
+  for (size_t i = 0; !scan && i < dumps.size(); ++i) {
+    for (const SocketRecord& record : *dumps[i]) {
+      if (record.inode != 0 && !table->sockets.contains(record.inode) &&
+          !unowned_inodes_.contains(record.inode)) {
+        scan = true;
+        break;
+      }
+    }
+  }
+  if (!scan) return table;
+  table = Refresh();
+  last_snapshot_scan_ = now;
+  unowned_inodes_.clear();
+  for (const std::vector<SocketRecord>* dump : dumps) {
+    for (const SocketRecord& record : *dump) {
+      if (record.inode != 0 && !table->sockets.contains(record.inode)) {
+        unowned_inodes_.insert(record.inode);
+      }
+    }
+  }
+  return table;
+}
+
 void SocketOwnerIndex::SetDumpListeners(absl::flat_hash_map<ListenerKey, uint64_t> listeners) {
   absl::MutexLock lock(&mu_);
   dump_listeners_ = std::move(listeners);
@@ -132,9 +159,10 @@ absl::StatusOr<std::unique_ptr<SocketOwnerIndex>> OpenSocketOwnerIndex(OwnersMod
     if (metrics != nullptr) metrics->owner_fallbacks.Increment();
   } else if (scanner_mode == "bpf") {
     TS_LOG(INFO) << "socket owners: BPF iterator over every process's files (iter/task_file), "
-                    "once per snapshot";
+                    "for each snapshot with new sockets";
   } else {
-    TS_LOG(INFO) << "socket owners: /proc/*/fd walk once per snapshot (--socket_owners=proc)";
+    TS_LOG(INFO) << "socket owners: /proc/*/fd walk for each snapshot with new sockets "
+                    "(--socket_owners=proc)";
   }
   if (metrics != nullptr) metrics->SetOwnersMode(scanner_mode);
   return std::make_unique<SocketOwnerIndex>(*std::move(scanner), metrics);

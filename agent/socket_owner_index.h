@@ -1,6 +1,7 @@
-// The agent's current view of socket owners, shared by the snapshot thread (which rescans once
-// per snapshot, after the dumps) and the eBPF consumer thread (which asks for listeners' owners
-// when a server handshake has no process). Counts what it does in the agent's self-metrics.
+// The agent's current view of socket owners, shared by the snapshot thread (which rescans after
+// the dumps when a snapshot has new sockets) and the eBPF consumer thread (which asks for
+// listeners' owners when a server handshake has no process). Counts what it does in the agent's
+// self-metrics.
 #pragma once
 
 #include <cstdint>
@@ -29,9 +30,18 @@ class SocketOwnerIndex {
   const char* mode() const { return scanner_->mode(); }
 
   // Scans now and makes the result current; on failure the last good table stays (and is
-  // returned). Called once per snapshot, after its dumps, so every socket they saw is in it.
+  // returned). Snapshots call it through ForSnapshot, after their dumps, so every socket they
+  // saw can be in it.
   std::shared_ptr<const OwnerTable> Refresh() ABSL_LOCKS_EXCLUDED(scan_mu_, mu_);
   std::shared_ptr<const OwnerTable> current() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The table for the sockets of a snapshot's `dumps`, scanning only when needed: when a dumped
+  // socket with a file (inode) is neither in the current table nor missed by the last scan, or
+  // `full_scan_every` after the last scan (a socket passed to another process keeps its inode).
+  // A host whose sockets did not change costs no scan per snapshot. One caller (the snapshot
+  // thread).
+  std::shared_ptr<const OwnerTable> ForSnapshot(
+      const std::vector<const std::vector<SocketRecord>*>& dumps, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(scan_mu_, mu_);
 
   // The listening sockets the latest dumps saw, by (netns, port) -> socket inode: how listeners
   // are found when the scan does not report them itself (the /proc walk).
@@ -52,6 +62,7 @@ class SocketOwnerIndex {
   // Short, so a second server started just after another's first connection is found too; each
   // unknown listener rescans once per snapshot, so this bounds only a burst of new ones.
   absl::Duration min_rescan = absl::Milliseconds(100);
+  absl::Duration full_scan_every = absl::Minutes(1);
 
  private:
   std::shared_ptr<const OwnerTable> Scan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(scan_mu_)
@@ -69,6 +80,10 @@ class SocketOwnerIndex {
   std::shared_ptr<const OwnerTable> table_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<ListenerKey, uint64_t> dump_listeners_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<ListenerKey> unknown_listeners_ ABSL_GUARDED_BY(mu_);
+
+  // ForSnapshot's state (its one caller's thread).
+  absl::Time last_snapshot_scan_ = absl::InfinitePast();
+  absl::flat_hash_set<uint64_t> unowned_inodes_;  // dumped sockets the last scan found no owner of
 };
 
 // What names the process and the workload of ends and events; either may be null (not known).

@@ -91,11 +91,13 @@ TEST_F(DeliveryTest, ConnectionsMadeWhileTheServiceIsDeadAreCountedExactlyAfterI
   constexpr int kWhileDead = 20;
   ASSERT_NO_FATAL_FAILURE(ShortConnections(network_->b_ipv4(), kWhileDead));
   // A waiting agent uses no CPU to speak of: backing off (300 ms cap here) and taking its
-  // snapshots, it spends under 3 % of a core.
+  // snapshots (every 200 ms here, each dumping its namespace), it spends under 5 % of a core; a
+  // reconnect loop that spun would take all of one. (The agent before workload identity measured
+  // 2.8-3.3 % here in an empty namespace, the bound's old 3 % within noise of it.)
   const double before = CpuSeconds(stack_->agent(kA).pid());
   absl::SleepFor(absl::Seconds(3));
   const double waiting = CpuSeconds(stack_->agent(kA).pid()) - before;
-  EXPECT_LT(waiting, 0.09);
+  EXPECT_LT(waiting, 0.15);
   std::cerr << "agent CPU while the service was down: " << waiting << " s in 3 s\n";
   ASSERT_TRUE(stack_->RestartService().ok());
   // The new service process starts from zero: it must count exactly what it did not see.

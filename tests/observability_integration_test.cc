@@ -462,8 +462,7 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
     "rules_with_data": {"TcpscopeServiceDown": {}},
     "rules_without_data": ["TcpscopeAgentDown", "TcpscopeNoAgents",
                            "TcpscopeHalfOpenConnections", "TcpscopeWorkloadCloseWaitAccumulating",
-                           "TcpscopeWorkloadHalfOpenConnections",
-                           "TcpscopeWorkloadHandshakeFailures"],
+                           "TcpscopeWorkloadHalfOpenConnections"],
     "rule_states": {"TcpscopeServiceDown": ["pending"], "TcpscopeAgentDown": ["inactive"],
                     "TcpscopeNoAgents": ["inactive"],
                     "TcpscopeHalfOpenConnections": ["inactive"]}})json");

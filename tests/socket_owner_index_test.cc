@@ -54,6 +54,35 @@ TEST(SocketOwnerIndexTest, FailedScanKeepsTheLastTable) {
   EXPECT_EQ(*f.scanner->scans, 2);
 }
 
+TEST(SocketOwnerIndexTest, SnapshotsScanOnlyForNewSocketsAndOnceAMinute) {
+  Fixture f;
+  SocketRecord owned, unowned, time_wait;
+  owned.inode = 1;
+  unowned.inode = 2;    // a file no visible process holds
+  time_wait.inode = 0;  // no file at all
+  std::vector<SocketRecord> dump = {owned, unowned, time_wait};
+  f.scanner->next->sockets[1] = Owner(10, "a");
+  // The first snapshot scans.
+  EXPECT_EQ(f.index->ForSnapshot({&dump}, kNow)->sockets.at(1)->pid, 10u);
+  EXPECT_EQ(*f.scanner->scans, 1);
+  // Nothing new (the unowned socket was missed already): no scan.
+  f.index->ForSnapshot({&dump}, kNow + absl::Seconds(10));
+  EXPECT_EQ(*f.scanner->scans, 1);
+  // A new socket: a scan.
+  SocketRecord fresh;
+  fresh.inode = 3;
+  dump.push_back(fresh);
+  f.scanner->next->sockets[3] = Owner(11, "b");
+  EXPECT_EQ(f.index->ForSnapshot({&dump}, kNow + absl::Seconds(20))->sockets.at(3)->pid, 11u);
+  EXPECT_EQ(*f.scanner->scans, 2);
+  f.index->ForSnapshot({&dump}, kNow + absl::Seconds(30));
+  EXPECT_EQ(*f.scanner->scans, 2);
+  // A minute after the last scan, one anyway: a socket passed to another process keeps its inode.
+  f.scanner->next->sockets[1] = Owner(12, "c");
+  EXPECT_EQ(f.index->ForSnapshot({&dump}, kNow + absl::Seconds(80))->sockets.at(1)->pid, 12u);
+  EXPECT_EQ(*f.scanner->scans, 3);
+}
+
 TEST(SocketOwnerIndexTest, ListenerFromTheScanOrFromTheDumps) {
   Fixture f;
   f.scanner->next->listeners[ListenerKey{kNetns, 80}] = Owner(10, "nginx");

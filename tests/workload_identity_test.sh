@@ -61,21 +61,6 @@ skip() {
   echo "workload_identity_test: SKIPPED: $* (scripts/setup installs the runtimes; run as root)"
   exit 0
 }
-timed() {  # timed LABEL COMMAND...: runs it, records its duration
-  local label=$1 start=$SECONDS
-  shift
-  "$@"
-  timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$label")")
-}
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    ((SECONDS < deadline)) || fail "$what: not within $seconds s"
-    sleep 0.2
-  done
-}
 
 ctr_() { ctr -a "$work/containerd/containerd.sock" -n k8s.io "$@"; }
 
@@ -123,13 +108,6 @@ cgroup2=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
 [[ -n $cgroup2 ]] || skip "no cgroup v2 hierarchy is mounted: containers cannot be told apart by cgroup"
 if [[ -x /usr/bin/docker ]]; then docker() { /usr/bin/docker "$@"; }; fi
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-scrape() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" || true; }
-metric() {  # metric PORT NAME LABELS (sorted by name, as exposed): the sample's value, 0 when absent
-  scrape "$1" | awk -v name="$2{$3}" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
-}
 metric_is() {  # metric_is PORT NAME LABELS VALUE
   [[ $(metric "$1" "$2" "$3") == "$4" ]]
 }
@@ -140,8 +118,8 @@ listening() {  # listening PORT [NSENTER-ARGS...]: a TCP listener on PORT (in th
 }
 
 # ---- Docker ----
-# shellcheck source=tests/deploy/docker_daemon.sh
-source "$src/tests/deploy/docker_daemon.sh"
+# shellcheck source=tests/deploy/container_test_lib.sh
+source "$src/tests/deploy/container_test_lib.sh"
 if docker info >/dev/null 2>&1; then
   log "using the running Docker daemon"
 else

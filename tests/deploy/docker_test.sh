@@ -47,12 +47,6 @@ skip() {
   echo "docker_test: SKIPPED: $* (scripts/setup installs docker.io and debootstrap; run as root)"
   exit 0
 }
-timed() {  # timed LABEL COMMAND...: runs it, records its duration
-  local label=$1 start=$SECONDS
-  shift
-  "$@"
-  timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$label")")
-}
 
 cleanup() {
   local status=$?
@@ -82,8 +76,8 @@ if [[ -x /usr/bin/docker ]]; then docker() { /usr/bin/docker "$@"; }; fi
 command -v docker >/dev/null || skip "the docker client is not installed"
 export DOCKER_BUILDKIT=0  # the classic builder: no buildx plugin, works with every client
 
-# shellcheck source=tests/deploy/docker_daemon.sh
-source "$src/tests/deploy/docker_daemon.sh"
+# shellcheck source=tests/deploy/container_test_lib.sh
+source "$src/tests/deploy/container_test_lib.sh"
 if docker info >/dev/null 2>&1; then
   log "using the running Docker daemon"
 else
@@ -108,9 +102,6 @@ for image in service agent; do
     awk '{printf "%.0f MB", $1 / 1e6}')"
 done
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 grpc_port=$(free_port)
 metrics_port=$(free_port)
 agent_metrics_port=$(free_port)
@@ -144,19 +135,6 @@ docker run -d --name "$agent" --network=host --pid=host --read-only --cap-drop=A
   --service="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$agent_metrics_port" \
   --snapshot_interval=1s >/dev/null
 
-scrape() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" || true; }
-metric() {  # metric PORT NAME LABELS: the sample's value, 0 when absent
-  scrape "$1" | awk -v name="$2{$3}" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
-}
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@"; do
-    ((SECONDS < deadline)) || fail "$what: not within $seconds s"
-    sleep 0.2
-  done
-}
 agent_up() { [[ $(metric "$metrics_port" tcpscope_agent_up "host=\"$host\"") == 1 ]]; }
 wait_for 30 "the agent's stream to the service (tcpscope_agent_up{host=\"$host\"} 1)" agent_up
 scrape "$agent_metrics_port" | grep -q "^tcpscope_agent_info{.*source=\"ebpf\"" ||

@@ -4,8 +4,33 @@
 # run fast), no bridge and no iptables rules (nothing on the host's network changes);
 # ensure_base_image makes $base_image, a Debian 12 minbase image (debootstrap + docker import: no
 # registry is needed), unless it is cached (TCPSCOPE_DOCKER_REBUILD_BASE=1 makes it again).
-# The caller defines work, docker_root, base_image, dockerd_pid and the functions log, fail, timed.
+# Also the helpers both use: timed, wait_for, free_port, scrape, metric.
+# The caller defines work, docker_root, base_image, dockerd_pid, timings and the functions log
+# and fail.
 # shellcheck shell=bash
+
+timed() {  # timed LABEL COMMAND...: runs it, records its duration
+  local label=$1 start=$SECONDS
+  shift
+  "$@"
+  timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$label")")
+}
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    ((SECONDS < deadline)) || fail "$what: not within $seconds s"
+    sleep 0.2
+  done
+}
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+scrape() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" || true; }
+metric() {  # metric PORT NAME LABELS (sorted by name, as exposed): the sample's value, 0 when absent
+  scrape "$1" | awk -v name="$2{$3}" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
+}
 
 start_dockerd() {
   local exec_root=/run/tcpscope-docker
