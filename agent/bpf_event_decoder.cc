@@ -34,7 +34,10 @@ static_assert(Same(TCPSCOPE_FAILURE_REFUSED, v1::HANDSHAKE_FAILURE_REFUSED) &&
 
 uint64_t Microseconds(uint64_t ns) { return ns / 1000; }
 
-std::string Comm(const char (&comm)[16]) {
+
+}  // namespace
+
+std::string CommandOf(const char (&comm)[16]) {
   size_t length = strnlen(comm, sizeof(comm));
   std::string text(comm, length);
   for (char& c : text) {
@@ -42,8 +45,6 @@ std::string Comm(const char (&comm)[16]) {
   }
   return text;
 }
-
-}  // namespace
 
 int64_t MonotonicToUnixOffsetNs() {
   timespec realtime{}, monotonic{};
@@ -73,7 +74,7 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
   origin->set_netns_inode(raw.netns_ino);
   origin->set_cgroup_id(raw.cgroup_id);
   origin->set_pid(raw.pid);
-  if (raw.pid != 0) origin->set_command(Comm(raw.comm));
+  if (raw.pid != 0) origin->set_command(CommandOf(raw.comm));
   // A dual-stack IPv6 socket talking to an IPv4 peer reports ::ffff:a.b.c.d: reported as IPv4,
   // as the snapshots do, so both ends of a connection look alike.
   static constexpr uint8_t kV4Mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "agent/bpf/tcpscope_event.h"
@@ -17,6 +18,9 @@ namespace tcpscope::agent {
 // the wrong size or with an unknown kind or family are errors.
 absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_unix_ns,
                             v1::Event* event);
+
+// The record's process name as the service accepts it: printable ASCII ('?' for any other byte).
+std::string CommandOf(const char (&comm)[16]);
 
 // CLOCK_REALTIME - CLOCK_MONOTONIC now.
 int64_t MonotonicToUnixOffsetNs();

@@ -143,7 +143,8 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
     source->fin_times_.Note(
         raw->cookie,
         absl::FromUnixNanos(static_cast<int64_t>(raw->time_ns) +
-                            source->monotonic_to_unix_ns_.load(std::memory_order_relaxed)));
+                            source->monotonic_to_unix_ns_.load(std::memory_order_relaxed)),
+        raw->pid, raw->cgroup_id, raw->pid != 0 ? CommandOf(raw->comm) : std::string());
     return 0;
   }
   v1::Event* event = source->pending_.add_events();
@@ -252,7 +253,12 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     }
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
-    fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval);
+    for (int index : fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval)) {
+      // An end named by the process that closed it: its workload too.
+      FillWorkload(attribution_.workloads,
+                   collected.snapshot.mutable_connections(index)->mutable_origin());
+    }
+    if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(collected.snapshot);
     v1::Batch batch;
     *batch.mutable_snapshot() = std::move(collected.snapshot);
     sink->Publish(std::move(batch));

@@ -1,5 +1,6 @@
-// FIN times from the eBPF program date the snapshots' FIN_WAIT1 ends exactly, and are forgotten
-// once their ends are past FIN_WAIT1.
+// FIN times from the eBPF program date the snapshots' FIN_WAIT1 ends exactly, the process that
+// closed an end names it when no file does any more, and notes are forgotten once their ends have
+// left the snapshots.
 #include "agent/fin_times.h"
 
 #include "gtest/gtest.h"
@@ -20,7 +21,7 @@ v1::Snapshot SnapshotOf(uint64_t id, v1::TcpState state, absl::Time since) {
   return snapshot;
 }
 
-TEST(FinTimesTest, DatesFinWait1ByTheFinAndForgetsEndsPastIt) {
+TEST(FinTimesTest, DatesFinWait1ByTheFinAndForgetsEndsGoneFromTheSnapshots) {
   FinTimes fins;
   const absl::Time fin = kNow - absl::Milliseconds(700);
   fins.Note(7, fin);
@@ -30,14 +31,39 @@ TEST(FinTimesTest, DatesFinWait1ByTheFinAndForgetsEndsPastIt) {
   v1::Snapshot snapshot = SnapshotOf(7, v1::TCP_STATE_FIN_WAIT1, kNow);
   fins.Apply(&snapshot, kNow, absl::Seconds(20));
   EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(fin));
-  EXPECT_EQ(fins.size(), 1u);  // 8 is gone; 7 stays while in FIN_WAIT1
+  EXPECT_EQ(fins.size(), 1u);  // 8 is gone; 7 stays while in the snapshots
 
   // Later states keep their own time (entering FIN_WAIT2 is not sending the FIN).
   snapshot = SnapshotOf(7, v1::TCP_STATE_FIN_WAIT2, kNow + absl::Seconds(1));
   fins.Apply(&snapshot, kNow + absl::Seconds(1), absl::Seconds(20));
   EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(kNow + absl::Seconds(1)));
   fins.Apply(&snapshot, kNow + absl::Seconds(21), absl::Seconds(20));
+  EXPECT_EQ(fins.size(), 1u);  // still in the snapshot (FIN_WAIT2, then TIME_WAIT)
+  v1::Snapshot empty;
+  fins.Apply(&empty, kNow + absl::Seconds(22), absl::Seconds(20));
   EXPECT_EQ(fins.size(), 0u);
+}
+
+TEST(FinTimesTest, NamesTheProcessOfEndsNoFileHolds) {
+  FinTimes fins;
+  fins.Note(7, kNow, 4242, 99, "nginx");
+  fins.Note(8, kNow, 4243, 99, "nginx");
+  fins.Note(9, kNow);  // the program did not know the process
+  v1::Snapshot snapshot = SnapshotOf(7, v1::TCP_STATE_TIME_WAIT, kNow);
+  v1::Connection* owned = snapshot.add_connections();  // still held: its scanned owner stays
+  owned->set_connection_id(8);
+  owned->set_state(v1::TCP_STATE_FIN_WAIT2);
+  owned->mutable_origin()->set_pid(17);
+  owned->mutable_origin()->set_command("app");
+  v1::Connection* unknown = snapshot.add_connections();
+  unknown->set_connection_id(9);
+  unknown->set_state(v1::TCP_STATE_TIME_WAIT);
+  EXPECT_EQ(fins.Apply(&snapshot, kNow, absl::Seconds(20)), std::vector<int>{0});
+  EXPECT_EQ(snapshot.connections(0).origin().pid(), 4242u);
+  EXPECT_EQ(snapshot.connections(0).origin().command(), "nginx");
+  EXPECT_EQ(snapshot.connections(0).origin().cgroup_id(), 99u);
+  EXPECT_EQ(snapshot.connections(1).origin().pid(), 17u);
+  EXPECT_EQ(snapshot.connections(2).origin().pid(), 0u);
 }
 
 TEST(FinTimesTest, NeverMovesATimeLater) {

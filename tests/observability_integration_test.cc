@@ -344,12 +344,11 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
   // half-open gauge is 0 for every reason and the half-open alerts have nothing to say.
   //
   // Workloads: every socket of the scenario is the container's ($0 below), so its series carry
-  // A's numbers (TIME_WAIT aside: a short connection's end may be gone before a snapshot saw its
-  // owner) and the host-level CLOSE_WAIT and handshake alerts, which count only what no workload
-  // holds, stay quiet while their TcpscopeWorkload twins name the container. No runtime names
-  // it, so no series has a pod (names are never guessed) and the namespace and pod variables
-  // are empty. Coordinator: if the agent's attribution differs (another label, TIME_WAIT owners
-  // kept), adjust the "container" values and the workload entries here, and nothing else.
+  // A's numbers (the 5 TIME_WAIT ends too, which no file holds: the process that closed them,
+  // from the eBPF program's FIN record, names them) and the host-level CLOSE_WAIT and handshake
+  // alerts, which count only what no workload holds, stay quiet while their TcpscopeWorkload
+  // twins name the container. No runtime names it, so no series has a pod (names are never
+  // guessed) and the namespace and pod variables are empty.
   Check("after the scenario", absl::Substitute(R"json({
     "name": "after the scenario", "timeout_seconds": 20, "every_panel_has_data": true,
     "variables": {"host": "host-a", "namespace": ".*", "pod": ".*"},
@@ -388,6 +387,8 @@ TEST_F(ObservabilityTest, EveryDashboardPanelAndAlertRuleHoldsAgainstARealPromet
        "labels": {"host": "host-a", "container": "$0", "state": "established"}, "value": 1},
       {"dashboard": "tcpscope-fleet-overview.json", "panel": "Connections by pod and state",
        "labels": {"host": "host-a", "container": "$0", "state": "close_wait"}, "value": 1},
+      {"dashboard": "tcpscope-fleet-overview.json", "panel": "Connections by pod and state",
+       "labels": {"host": "host-a", "container": "$0", "state": "time_wait"}, "value": 5},
       {"query": "sum by (reason) (tcpscope_workload_handshake_failures_total{container=\"$0\"})",
        "labels": {"reason": "refused"}, "value": 8},
       {"query": "sum(tcpscope_workload_keepalive_timeouts_total{container=\"$0\"})", "value": 2},

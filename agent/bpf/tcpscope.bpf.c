@@ -145,8 +145,9 @@ static __always_inline void submit(struct tcpscope_event *event) {
   bpf_ringbuf_submit(event, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-/* Tells user space when an end sent its FIN (not an event: no drop is counted when the ring is
- * full; the snapshot then dates the state itself, later). */
+/* Tells user space when an end sent its FIN, and which process closed it (not an event: no drop
+ * is counted when the ring is full; the snapshot then dates the state itself, later, and a
+ * TIME_WAIT end it never saw owned stays without a process). */
 static __always_inline void fin_sent(const struct sock_info *info, __u64 now) {
   struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
   if (!event) return;
@@ -154,6 +155,9 @@ static __always_inline void fin_sent(const struct sock_info *info, __u64 now) {
   event->kind = TCPSCOPE_EVENT_FIN_SENT;
   event->time_ns = now;
   event->cookie = info->cookie;
+  event->pid = info->pid;
+  event->cgroup_id = info->cgroup_id;
+  __builtin_memcpy(event->comm, info->comm, sizeof(event->comm));
   submit(event);
 }
 

@@ -13,8 +13,10 @@ enum tcpscope_event_kind {
   TCPSCOPE_EVENT_KEEPALIVE_PROBE = 4,
   TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT = 5,
   TCPSCOPE_EVENT_KEEPALIVE_ANSWERED = 6,
-  /* Not an event: the moment this end sent its FIN (entered FIN_WAIT1). User space dates the
-   * snapshots' FIN_WAIT1 state by it (agent/fin_times.h). Only time_ns and cookie are set. */
+  /* Not an event: the moment this end sent its FIN (entered FIN_WAIT1), and the process that
+   * closed it. User space dates the snapshots' FIN_WAIT1 state by it and names the process of
+   * ends no file holds any more (agent/fin_times.h). Only time_ns, cookie, pid, cgroup_id and
+   * comm are set. */
   TCPSCOPE_EVENT_FIN_SENT = 7,
 };
 
