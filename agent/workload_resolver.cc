@@ -106,21 +106,31 @@ std::shared_ptr<const Workload> CgroupWorkloadResolver::Resolve(uint64_t cgroup_
   if (cgroup_id == 0) return nullptr;
   {
     absl::MutexLock lock(&mutex_);
-    auto it = cache_.find(cgroup_id);
-    if (it != cache_.end()) {
-      if (it->second.expires > now_()) {
-        ages_.splice(ages_.begin(), ages_, it->second.age);
-        return it->second.workload;
+    while (true) {
+      auto it = cache_.find(cgroup_id);
+      if (it != cache_.end()) {
+        if (it->second.expires > now_()) {
+          ages_.splice(ages_.begin(), ages_, it->second.age);
+          return it->second.workload;
+        }
+        ages_.erase(it->second.age);
+        cache_.erase(it);
       }
-      ages_.erase(it->second.age);
-      cache_.erase(it);
+      if (!in_flight_.contains(cgroup_id)) break;
+      // Another caller is asking about it: wait for its answer, then read it from the cache (or,
+      // if the answer was not cached or is evicted already, ask ourselves).
+      auto answered = [this, cgroup_id]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+        return !in_flight_.contains(cgroup_id);
+      };
+      mutex_.Await(absl::Condition(&answered));
     }
+    in_flight_.insert(cgroup_id);
   }
   // Looked up without the lock: a slow runtime delays only the callers asking for new cgroups.
-  // Two threads asking for one new cgroup at once both look it up; the answers are the same.
   Lookup lookup = LookUp(cgroup_id);
-  if (!lookup.cacheable) return lookup.workload;
   absl::MutexLock lock(&mutex_);
+  in_flight_.erase(cgroup_id);
+  if (!lookup.cacheable) return lookup.workload;
   const absl::Time expires = lookup.final ? absl::InfiniteFuture() : now_() + options_.retry_after;
   auto [it, inserted] = cache_.try_emplace(cgroup_id);
   if (!inserted) ages_.erase(it->second.age);

@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -93,6 +94,9 @@ class CgroupWorkloadResolver final : public WorkloadResolver {
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<uint64_t, Entry> cache_ ABSL_GUARDED_BY(mutex_);
   std::list<uint64_t> ages_ ABSL_GUARDED_BY(mutex_);  // most recently used first
+  // Cgroups being looked up now: a second caller waits for the first's answer instead of asking
+  // the runtimes again (each container is looked up, and each hostile name counted, once).
+  absl::flat_hash_set<uint64_t> in_flight_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace tcpscope::agent

@@ -9,4 +9,5 @@ set_property(TEST
   event_log_test
   aggregator_test
   sock_diag_source_test
+  workload_resolver_test
   APPEND PROPERTY LABELS concurrency)

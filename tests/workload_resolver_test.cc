@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 
@@ -35,6 +36,7 @@ class FakeRuntime : public RuntimeClient {
   bool Present() const override { return present; }
   absl::StatusOr<ContainerRecord> Inspect(absl::string_view id, absl::Duration) override {
     ++calls;
+    absl::SleepFor(delay);
     if (!error.ok()) return error;
     auto it = containers.find(std::string(id));
     if (it == containers.end()) return absl::NotFoundError("no such container");
@@ -43,6 +45,7 @@ class FakeRuntime : public RuntimeClient {
 
   std::atomic<bool> present{true};
   std::atomic<int> calls{0};
+  absl::Duration delay;  // a slow runtime
   absl::Status error;
   std::map<std::string, ContainerRecord> containers;
 
@@ -375,6 +378,27 @@ TEST_F(WorkloadResolverTest, ConcurrentCallers) {
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(wrong, 0);
   EXPECT_LE(resolver_->cached(), 16u);
+}
+
+TEST_F(WorkloadResolverTest, ConcurrentCallersOfOneNewCgroupAskTheRuntimeOnce) {
+  FakeRuntime* docker = AddRuntime(v1::CONTAINER_RUNTIME_DOCKER, "docker");
+  docker->delay = absl::Milliseconds(100);
+  docker->containers[kId] = ContainerRecord{.name = "evil\"name"};  // dropped: counted once
+  const uint64_t cgroup = Cgroup("/docker/" + kId);
+  Start();
+  std::vector<std::thread> threads;
+  std::atomic<int> named{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::shared_ptr<const Workload> workload = resolver_->Resolve(cgroup);
+      if (workload != nullptr && workload->container_id == kId) ++named;
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(named, 4);
+  EXPECT_EQ(docker->calls, 1);
+  EXPECT_EQ(Metric("tcpscope_agent_workload_names_dropped_total", {{"field", "container_name"}}),
+            1);
 }
 
 }  // namespace
