@@ -15,13 +15,14 @@
 namespace tcpscope::agent {
 
 // A container as its runtime describes it; unvalidated (the resolver checks every name).
+// Default member initializers, so designated initializers may name only some fields.
 struct ContainerRecord {
-  std::string name;  // Docker's or Podman's name without the leading "/"; empty if none
+  std::string name{};  // Docker's or Podman's name without the leading "/"; empty if none
   // The labels the kubelet gives the runtime through CRI, empty when absent.
-  std::string pod_name;        // io.kubernetes.pod.name
-  std::string pod_namespace;   // io.kubernetes.pod.namespace
-  std::string pod_uid;         // io.kubernetes.pod.uid
-  std::string container_name;  // io.kubernetes.container.name
+  std::string pod_name{};        // io.kubernetes.pod.name
+  std::string pod_namespace{};   // io.kubernetes.pod.namespace
+  std::string pod_uid{};         // io.kubernetes.pod.uid
+  std::string container_name{};  // io.kubernetes.container.name
 };
 
 inline constexpr absl::string_view kPodNameLabel = "io.kubernetes.pod.name";
