@@ -34,7 +34,6 @@ static_assert(Same(TCPSCOPE_FAILURE_REFUSED, v1::HANDSHAKE_FAILURE_REFUSED) &&
 
 uint64_t Microseconds(uint64_t ns) { return ns / 1000; }
 
-
 }  // namespace
 
 std::string CommandOf(const char (&comm)[16]) {
