@@ -5,8 +5,9 @@
 // per snapshot of N connections:
 // - BM_ParseSnapshot (the peer): v1::Batch::ParseFromString of a batch carrying the snapshot,
 //   as the Ingest service does for every message;
-// - BM_PairSnapshot: ConnectionPairs::Apply of that snapshot in steady state (every end already
-//   paired): re-index the host's ends, judge each pair, find nothing;
+// - BM_PairSnapshot: that snapshot compacted into a host view (HostView::Build) and applied to
+//   the pair index (PairIndex::ApplySnapshot) in steady state (every end already paired):
+//   re-index the host's ends, judge each pair, find nothing;
 // - BM_PairSnapshotChurn: the same with a tenth of the connections replaced by new ones (new
 //   ports and ids) in every snapshot, so ends are lost, pruned and paired anew.
 // The ratio BM_Pair* / BM_ParseSnapshot at the same N is the figure: see BENCHMARKS.md.
@@ -17,9 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "service/connection_pairs.h"
-#include "service/event_log.h"
-#include "service/service_metrics.h"
+#include "service/host_view.h"
+#include "service/pair_index.h"
 #include "tcpscope/v1/ingest.pb.h"
 
 namespace tcpscope::service {
@@ -85,16 +85,26 @@ void PairSnapshots(benchmark::State& state, bool churn) {
     a.push_back(std::make_shared<v1::Snapshot>(MakeSnapshot(1, connections, round, churn)));
     b.push_back(std::make_shared<v1::Snapshot>(MakeSnapshot(2, connections, round, churn)));
   }
-  ServiceMetrics metrics;
-  EventLog log(1000);
-  ConnectionPairs pairs(&metrics, &log, HalfOpenPolicy());
-  const auto host_a = std::make_shared<const std::string>("a");
-  const auto host_b = std::make_shared<const std::string>("b");
-  pairs.Connected(host_a, "boot-a");
-  pairs.Connected(host_b, "boot-b");
-  const v1::Batch empty;
-  pairs.Apply(host_a, empty, a[0], kStart);
-  pairs.Apply(host_b, empty, b[0], kStart);
+  PairIndex pairs{HalfOpenPolicy()};
+  struct Host {
+    std::shared_ptr<PairHost> pair;
+    OriginTable origins;
+    std::shared_ptr<const HostView> view;
+  };
+  Host hosts[2] = {{pairs.Host("a"), {}, nullptr}, {pairs.Host("b"), {}, nullptr}};
+  pairs.Connected(*hosts[0].pair, "boot-a");
+  pairs.Connected(*hosts[1].pair, "boot-b");
+  const std::vector<v1::AtRiskReason> at_risk(static_cast<size_t>(connections));
+  size_t findings = 0;
+  uint64_t views = 0;
+  auto apply = [&](Host& host, const v1::Snapshot& snapshot, absl::Time now) {
+    auto view = HostView::Build(snapshot, at_risk, host.pair, ++views, now, &host.origins);
+    const Findings found = pairs.ApplySnapshot(*host.pair, view, host.view.get());
+    findings += found.half_open.size();
+    host.view = std::move(view);
+  };
+  apply(hosts[0], *a[0], kStart);
+  apply(hosts[1], *b[0], kStart);
   int round = 1;
   int64_t snapshots = 0;
   for (auto _ : state) {
@@ -103,12 +113,12 @@ void PairSnapshots(benchmark::State& state, bool churn) {
     const absl::Time now = kStart + absl::Seconds(round);
     a[i]->set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(now)));
     b[i]->set_time_unix_ns(a[i]->time_unix_ns());
-    pairs.Apply(host_a, empty, a[i], now);
-    pairs.Apply(host_b, empty, b[i], now);
+    apply(hosts[0], *a[i], now);
+    apply(hosts[1], *b[i], now);
     snapshots += 2;
     ++round;
   }
-  if (log.stats().events != 0) state.SkipWithError("found half-open ends where none are");
+  if (findings != 0) state.SkipWithError("found half-open ends where none are");
   state.SetItemsProcessed(snapshots * connections);
   state.counters["pairs"] = static_cast<double>(pairs.stats().pairs);
   // Per snapshot, as BM_ParseSnapshot's iterations are.

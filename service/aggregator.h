@@ -1,7 +1,11 @@
-// Per-host state of the service: which agent is connected, what it has applied (for exactly-once
-// counting across resends), its latest snapshot with at-risk classification, its metric series
-// and summary totals; hosts disconnected longer than the expiry are forgotten. Snapshots and
-// closes also feed the pairing of connection ends across hosts (ConnectionPairs).
+// The write path: agent streams connect, their validated batches are applied once each (exactly
+// once across resends, by sequence number) to their host's state, series and views, close
+// events and snapshots feed the pair index, and what it finds is reported. Hosts disconnected
+// longer than the expiry are forgotten; hosts silent too long are down for their peers.
+//
+// No process-wide lock on a batch's path: the host registry's lock is taken only to connect,
+// expire and list hosts; a batch takes its own host's lock, the pair index's shards it touches
+// and the event log's shard of its host.
 #pragma once
 
 #include <memory>
@@ -13,16 +17,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/at_risk.h"
-#include "service/connection_pairs.h"
 #include "service/event_log.h"
+#include "service/half_open_reporter.h"
+#include "service/host_state.h"
+#include "service/pair_index.h"
 #include "service/service_metrics.h"
-#include "service/workload_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
-#include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope::service {
-
-class HostState;
 
 struct AggregatorOptions {
   AtRiskPolicy at_risk;
@@ -39,8 +41,7 @@ struct AggregatorOptions {
 
 class Aggregator {
  public:
-  Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options = {})
-      : metrics_(metrics), log_(log), options_(options), pairs_(metrics, log, options.half_open) {}
+  Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options = {});
   ~Aggregator();
 
   // Registers an agent stream for hello.host_name(). Fails with ALREADY_EXISTS while another
@@ -48,8 +49,8 @@ class Aggregator {
   absl::StatusOr<std::shared_ptr<HostState>> Connect(const v1::Hello& hello, absl::Time now,
                                                      uint64_t* last_applied_seq);
   // Applies a validated batch once and publishes its events: returns false (and changes
-  // nothing) for a batch at or below the applied sequence number, i.e. a resend. The batch is
-  // shared, not copied, with the host's snapshot and the event history.
+  // nothing) for a batch at or below the applied sequence number, i.e. a resend. The snapshot
+  // is kept as a compact view; the events are shared, not copied, with the event history.
   bool Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::Time now);
   // The stream ended: the host is down, its snapshot gauges go.
   void Disconnect(HostState& host, absl::Time now);
@@ -58,22 +59,19 @@ class Aggregator {
   // Hosts silent for longer than the half-open policy's peer_down_after are down for their
   // peers' ends (called periodically, like ExpireHosts).
   void CheckSilentHosts(absl::Time now);
-  ConnectionPairs::Stats PairIndexSize() const { return pairs_.stats(/*count_pairs=*/false); }
 
-  std::vector<v1::Agent> Agents() const;
-  // The request must have passed ConnectionMatcher::Create.
-  v1::ListConnectionsResponse Connections(const v1::ListConnectionsRequest& request,
-                                          absl::Time now) const;
-  // Empty `host`: every host, and the fleet total.
-  v1::SummaryResponse Summary(const std::string& host) const;
+  // Every host (or only `only`), sorted by name: the queries' starting point.
+  std::vector<std::shared_ptr<HostState>> Hosts(const std::string& only) const;
+  std::shared_ptr<HostState> Find(const std::string& host) const;
+  const PairIndex& pairs() const { return pairs_; }
+  const EventLog& log() const { return *log_; }
 
  private:
-  std::vector<std::shared_ptr<HostState>> Hosts(const std::string& only) const;
-
   ServiceMetrics* const metrics_;
   EventLog* const log_;
   const AggregatorOptions options_;
-  ConnectionPairs pairs_;
+  PairIndex pairs_;
+  HalfOpenReporter reporter_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<HostState>> hosts_ ABSL_GUARDED_BY(mu_);
 };

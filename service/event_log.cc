@@ -2,52 +2,67 @@
 #include "service/event_log.h"
 
 #include <algorithm>
+#include <functional>
 
 namespace tcpscope::service {
 
 void EventLog::Publish(std::shared_ptr<const PublishedBatch> batch) {
   const size_t events = static_cast<size_t>(batch->batch->events_size());
   if (events == 0) return;
-  absl::MutexLock lock(&mu_);
-  for (EventSubscriber* subscriber : subscribers_) subscriber->Offer(batch);
-  history_.push_back(std::move(batch));
-  history_events_ += events;
+  Shard& shard = shards_[std::hash<std::string>()(*batch->host) % kShards];
+  absl::MutexLock lock(&shard.mu);
+  for (EventSubscriber* subscriber : shard.subscribers) subscriber->Offer(batch);
+  shard.history.push_back({next_seq_.fetch_add(1), std::move(batch)});
+  size_t held = events_.fetch_add(events) + events;
   // Evict whole batches while the rest still holds the capacity.
-  while (!history_.empty()) {
-    const size_t front = static_cast<size_t>(history_.front()->batch->events_size());
-    if (history_events_ - front < capacity_) break;
-    history_events_ -= front;
-    history_.pop_front();
+  while (!shard.history.empty()) {
+    const size_t front = static_cast<size_t>(shard.history.front().batch->batch->events_size());
+    if (held - front < capacity_) break;
+    held = events_.fetch_sub(front) - front;
+    shard.history.pop_front();
     evicted_ = true;
   }
 }
 
 EventLog::History EventLog::Subscribe(EventSubscriber* subscriber) {
+  std::vector<Published> merged;
+  // Every shard locked at once (in order), so no batch is both in the history and offered.
+  for (Shard& shard : shards_) shard.mu.Lock();
+  for (Shard& shard : shards_) {
+    merged.insert(merged.end(), shard.history.begin(), shard.history.end());
+    if (subscriber != nullptr) shard.subscribers.push_back(subscriber);
+  }
   History history;
-  absl::MutexLock lock(&mu_);
-  history.batches.assign(history_.begin(), history_.end());
-  history.evicted = evicted_;
-  if (subscriber != nullptr) subscribers_.push_back(subscriber);
+  history.evicted = evicted_.load();
+  for (auto it = shards_.rbegin(); it != shards_.rend(); ++it) it->mu.Unlock();
+  std::sort(merged.begin(), merged.end(),
+            [](const Published& a, const Published& b) { return a.seq < b.seq; });
+  history.batches.reserve(merged.size());
+  for (Published& published : merged) history.batches.push_back(std::move(published.batch));
   return history;
 }
 
 void EventLog::Unsubscribe(EventSubscriber* subscriber) {
-  absl::MutexLock lock(&mu_);
-  subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), subscriber),
-                     subscribers_.end());
+  for (Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    shard.subscribers.erase(
+        std::remove(shard.subscribers.begin(), shard.subscribers.end(), subscriber),
+        shard.subscribers.end());
+  }
 }
 
 EventLog::Stats EventLog::stats() const {
-  absl::MutexLock lock(&mu_);
   Stats stats;
-  stats.events = history_events_;
-  if (!history_.empty()) {
-    uint64_t oldest = UINT64_MAX;
-    for (const v1::Event& event : history_.front()->batch->events()) {
+  stats.events = events_.load();
+  uint64_t oldest = UINT64_MAX;
+  for (const Shard& shard : shards_) {
+    absl::MutexLock lock(&shard.mu);
+    if (shard.history.empty()) continue;
+    for (const v1::Event& event : shard.history.front().batch->batch->events()) {
       oldest = std::min<uint64_t>(oldest, event.time_unix_ns());
     }
-    stats.oldest_unix_ns = oldest;
   }
+  if (oldest != UINT64_MAX) stats.oldest_unix_ns = oldest;
   return stats;
 }
 

@@ -1,8 +1,16 @@
 // The service's record of applied events: a bounded history (the newest events, whole batches,
 // up to a capacity in events) and the live subscribers. Batches are shared, never copied: the
 // history and every subscriber hold the same immutable batch.
+//
+// Sharded by host, so that hosts publishing at once do not wait for each other: each shard has
+// its own lock, history and copy of the subscriber list. A subscription takes every shard's lock
+// at once (rare), so its history and its live batches still meet exactly. The capacity is for
+// the whole log; a publisher evicts from its own shard, so a quiet shard keeps its older
+// events a while longer.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -23,7 +31,8 @@ struct PublishedBatch {
 class EventSubscriber {
  public:
   virtual ~EventSubscriber() = default;
-  // Called for every batch published after the subscription; must not block.
+  // Called for every batch published after the subscription, from the publisher's thread
+  // (several at once); must not block.
   virtual void Offer(const std::shared_ptr<const PublishedBatch>& batch) = 0;
 };
 
@@ -35,7 +44,7 @@ class EventLog {
   void Publish(std::shared_ptr<const PublishedBatch> batch);
 
   struct History {
-    std::vector<std::shared_ptr<const PublishedBatch>> batches;  // oldest first
+    std::vector<std::shared_ptr<const PublishedBatch>> batches;  // in publication order
     bool evicted = false;  // events were dropped from the history since the service started
   };
   // Returns the current history and (when `subscriber` is not null) subscribes it, both under
@@ -51,12 +60,22 @@ class EventLog {
   Stats stats() const;
 
  private:
+  static constexpr size_t kShards = 16;
+  struct Published {
+    uint64_t seq;  // publication order across shards
+    std::shared_ptr<const PublishedBatch> batch;
+  };
+  struct Shard {
+    mutable absl::Mutex mu;
+    std::deque<Published> history ABSL_GUARDED_BY(mu);
+    std::vector<EventSubscriber*> subscribers ABSL_GUARDED_BY(mu);
+  };
+
   const size_t capacity_;
-  mutable absl::Mutex mu_;
-  std::deque<std::shared_ptr<const PublishedBatch>> history_ ABSL_GUARDED_BY(mu_);
-  size_t history_events_ ABSL_GUARDED_BY(mu_) = 0;
-  bool evicted_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<EventSubscriber*> subscribers_ ABSL_GUARDED_BY(mu_);
+  std::array<Shard, kShards> shards_;
+  std::atomic<uint64_t> next_seq_{0};
+  std::atomic<size_t> events_{0};  // held in every shard's history
+  std::atomic<bool> evicted_{false};
 };
 
 }  // namespace tcpscope::service

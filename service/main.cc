@@ -21,6 +21,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "service/aggregator.h"
 #include "service/event_log.h"
+#include "service/fleet_queries.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
 #include "service/service_metrics.h"
@@ -138,7 +139,8 @@ int Main() {
   EventLog event_log(static_cast<size_t>(event_history));
   Aggregator aggregator(&metrics, &event_log, aggregator_options);
   IngestService ingest(&aggregator, &metrics, ingest_limits);
-  ObserverService observer(&aggregator, &event_log, &metrics, observer_options);
+  FleetQueries queries(&aggregator);
+  ObserverService observer(&queries, &event_log, &metrics, observer_options);
 
   MetricsServerOptions metrics_options;
   metrics_options.listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -182,7 +184,7 @@ int Main() {
       }
       aggregator.CheckSilentHosts(absl::Now());
       metrics.history_events.Set(static_cast<double>(event_log.stats().events));
-      const ConnectionPairs::Stats pairs = aggregator.PairIndexSize();
+      const PairIndex::Stats pairs = aggregator.pairs().stats(/*count_pairs=*/false);
       metrics.pair_index_entries.Set(static_cast<double>(pairs.entries));
       metrics.pair_index_ends.Set(static_cast<double>(pairs.ends));
     }

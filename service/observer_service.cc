@@ -190,7 +190,7 @@ grpc::ServerUnaryReactor* ObserverService::ListAgents(grpc::CallbackServerContex
     reactor->Finish(status);
     return reactor;
   }
-  for (v1::Agent& agent : aggregator_->Agents()) *response->add_agents() = std::move(agent);
+  for (v1::Agent& agent : queries_->Agents()) *response->add_agents() = std::move(agent);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -207,7 +207,7 @@ grpc::ServerUnaryReactor* ObserverService::ListConnections(
     reactor->Finish(InvalidArgument(s));
     return reactor;
   }
-  *response = aggregator_->Connections(*request, absl::Now());
+  *response = queries_->Connections(*request, absl::Now());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -245,7 +245,7 @@ grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* 
       return reactor;
     }
   }
-  *response = aggregator_->Summary(request->host());
+  *response = queries_->Summary(request->host());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "service/aggregator.h"
 #include "service/event_log.h"
+#include "service/fleet_queries.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/observer.grpc.pb.h"
 
@@ -21,9 +21,9 @@ struct ObserverOptions {
 
 class ObserverService : public v1::Observer::CallbackService {
  public:
-  ObserverService(Aggregator* aggregator, EventLog* log, ServiceMetrics* metrics,
+  ObserverService(const FleetQueries* queries, EventLog* log, ServiceMetrics* metrics,
                   ObserverOptions options = {})
-      : aggregator_(aggregator), log_(log), metrics_(metrics), options_(options) {}
+      : queries_(queries), log_(log), metrics_(metrics), options_(options) {}
 
   grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
                                        const v1::ListAgentsRequest* request,
@@ -41,7 +41,7 @@ class ObserverService : public v1::Observer::CallbackService {
   class EventStream;
   // UNAUTHENTICATED (counted and logged) when the call lacks the query token.
   grpc::Status Authorize(const grpc::CallbackServerContext& context);
-  Aggregator* const aggregator_;
+  const FleetQueries* const queries_;
   EventLog* const log_;
   ServiceMetrics* const metrics_;
   const ObserverOptions options_;

@@ -178,6 +178,10 @@ HostMetrics::HostMetrics(ServiceMetrics* families, std::string host)
 
 HostMetrics::~HostMetrics() {
   ClearSnapshot();
+  ClearHalfOpen();
+  for (auto* counter : half_open_detected_) {
+    if (counter != nullptr) families_->half_open_detected.Remove(counter);
+  }
   families_->agent_up.Remove(&up_);
   families_->agent_events.Remove(&events_);
   for (auto* counter : lost_) families_->agent_events_lost.Remove(counter);
@@ -358,6 +362,33 @@ void HostMetrics::ClearSnapshot() {
     if (gauge != nullptr) families_->connections_keepalive.Remove(gauge);
     gauge = nullptr;
   }
+}
+
+void HostMetrics::SetHalfOpen(const std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE>& counts) {
+  for (size_t reason = 1; reason < counts.size(); ++reason) {
+    if (half_open_[reason] == nullptr) {
+      half_open_[reason] = &families_->connections_half_open.Add(
+          {{"host", host_},
+           {"reason", std::string(HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason)))}});
+    }
+    half_open_[reason]->Set(counts[reason]);
+  }
+}
+
+void HostMetrics::ClearHalfOpen() {
+  for (auto*& gauge : half_open_) {
+    if (gauge != nullptr) families_->connections_half_open.Remove(gauge);
+    gauge = nullptr;
+  }
+}
+
+void HostMetrics::CountHalfOpenDetected(v1::HalfOpenReason reason) {
+  prometheus::Counter*& counter = half_open_detected_[reason];
+  if (counter == nullptr) {
+    counter = &families_->half_open_detected.Add(
+        {{"host", host_}, {"reason", std::string(HalfOpenReasonName(reason))}});
+  }
+  counter->Increment();
 }
 
 }  // namespace tcpscope::service

@@ -14,6 +14,7 @@
 #include "prometheus/registry.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/ingest.pb.h"
+#include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope::service {
 
@@ -41,6 +42,12 @@ class HostMetrics {
   void SetAtRisk(const std::array<uint32_t, 4>& counts);
   // Drops the snapshot and at-risk gauges (host gone).
   void ClearSnapshot();
+  // Sets tcpscope_connections_half_open, indexed by v1::HalfOpenReason (index 0 unused).
+  void SetHalfOpen(const std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE>& counts);
+  // Drops the half-open gauges (host disconnected).
+  void ClearHalfOpen();
+  // One more half-open end found (tcpscope_half_open_detected_total).
+  void CountHalfOpenDetected(v1::HalfOpenReason reason);
 
  private:
   static constexpr int kRoles = 3;
@@ -72,6 +79,8 @@ class HostMetrics {
   std::array<prometheus::Gauge*, kStates> states_{};
   std::array<prometheus::Gauge*, 2> keepalive_{};  // off, on
   std::array<prometheus::Gauge*, 4> at_risk_{};    // by v1::AtRiskReason
+  std::array<prometheus::Gauge*, v1::HalfOpenReason_ARRAYSIZE> half_open_{};
+  std::array<prometheus::Counter*, v1::HalfOpenReason_ARRAYSIZE> half_open_detected_{};
 };
 
 class ServiceMetrics {

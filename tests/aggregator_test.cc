@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "service/fleet_queries.h"
 #include "service/workload_metrics.h"
 #include "tests/harness/metrics_text.h"
 
@@ -74,12 +75,13 @@ class AggregatorTest : public ::testing::Test {
   }
 
   int ConnectionCount(const v1::ListConnectionsRequest& request) {
-    return aggregator_.Connections(request, kNow).connections_size();
+    return queries_.Connections(request, kNow).connections_size();
   }
 
   ServiceMetrics metrics_;
   EventLog log_{1000};
   Aggregator aggregator_{&metrics_, &log_, Options()};
+  FleetQueries queries_{&aggregator_};
 
  private:
   static AggregatorOptions Options() {
@@ -230,8 +232,8 @@ TEST_F(AggregatorTest, SnapshotGaugesAreReplacedAndRemovedWithTheHost) {
             std::nullopt);
   EXPECT_EQ(MetricValue(m, "tcpscope_agent_up", {{"host", "a"}}), 0);
   EXPECT_EQ(ConnectionCount({}), 0);
-  ASSERT_EQ(aggregator_.Agents().size(), 1u);
-  EXPECT_FALSE(aggregator_.Agents()[0].connected());
+  ASSERT_EQ(queries_.Agents().size(), 1u);
+  EXPECT_FALSE(queries_.Agents()[0].connected());
 }
 
 TEST_F(AggregatorTest, ConnectionsFilterByHostStateAndPort) {
@@ -301,7 +303,7 @@ TEST_F(AggregatorTest, AtRiskGaugesAndFiltersFollowTheSnapshot) {
 
   v1::ListConnectionsRequest request;
   request.set_at_risk(true);
-  const v1::ListConnectionsResponse risky = aggregator_.Connections(request, kNow);
+  const v1::ListConnectionsResponse risky = queries_.Connections(request, kNow);
   ASSERT_EQ(risky.connections_size(), 3);
   EXPECT_EQ(risky.connections(0).at_risk(), v1::AT_RISK_IDLE_NO_KEEPALIVE);
   EXPECT_EQ(risky.connections(1).at_risk(), v1::AT_RISK_KEEPALIVE_PROBING);
@@ -313,8 +315,8 @@ TEST_F(AggregatorTest, AtRiskGaugesAndFiltersFollowTheSnapshot) {
   EXPECT_EQ(ConnectionCount(request), 2);
   request.set_keepalive(v1::KEEPALIVE_FILTER_OFF);
   EXPECT_EQ(ConnectionCount(request), 4);
-  ASSERT_EQ(aggregator_.Agents().size(), 1u);
-  EXPECT_EQ(aggregator_.Agents()[0].at_risk(), 3u);
+  ASSERT_EQ(queries_.Agents().size(), 1u);
+  EXPECT_EQ(queries_.Agents()[0].at_risk(), 3u);
 
   // The next snapshot without them clears the gauges to zero; disconnecting removes them.
   batch.set_seq(2);
@@ -350,7 +352,7 @@ TEST_F(AggregatorTest, SummaryTotalsPerHostAndFleet) {
   ASSERT_TRUE(Apply(*b, batch));
   aggregator_.Disconnect(*b, kNow);
 
-  const v1::SummaryResponse summary = aggregator_.Summary("");
+  const v1::SummaryResponse summary = queries_.Summary("");
   ASSERT_EQ(summary.hosts_size(), 2);
   const v1::HostSummary& host_a = summary.hosts(0);
   EXPECT_EQ(host_a.host(), "a");
@@ -377,8 +379,8 @@ TEST_F(AggregatorTest, SummaryTotalsPerHostAndFleet) {
   EXPECT_EQ(fleet.keepalive_on(), 1u);
   EXPECT_EQ(summary.history_events(), 8u);
 
-  EXPECT_EQ(aggregator_.Summary("b").hosts_size(), 1);
-  EXPECT_EQ(aggregator_.Summary("nobody").hosts_size(), 0);
+  EXPECT_EQ(queries_.Summary("b").hosts_size(), 1);
+  EXPECT_EQ(queries_.Summary("nobody").hosts_size(), 0);
 }
 
 TEST_F(AggregatorTest, DisconnectedHostsExpireWithTheirSeries) {
@@ -406,8 +408,8 @@ TEST_F(AggregatorTest, DisconnectedHostsExpireWithTheirSeries) {
   EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", "b"}, {"role", "client"}}), 1);
   EXPECT_EQ(MetricValue(m, "tcpscope_service_hosts", {}), 1);
   EXPECT_EQ(MetricValue(m, "tcpscope_service_hosts_expired_total", {}), 1);
-  ASSERT_EQ(aggregator_.Agents().size(), 1u);
-  EXPECT_EQ(aggregator_.Agents()[0].host_name(), "b");
+  ASSERT_EQ(queries_.Agents().size(), 1u);
+  EXPECT_EQ(queries_.Agents()[0].host_name(), "b");
 
   // The host comes back as new: counting starts again and a resent batch 1 applies.
   uint64_t resume = 99;
@@ -521,6 +523,7 @@ class WorkloadSeriesTest : public ::testing::Test {
   ServiceMetrics metrics_;
   EventLog log_{1000};
   Aggregator aggregator_{&metrics_, &log_, Options()};
+  FleetQueries queries_{&aggregator_};
   std::map<const HostState*, uint64_t> seq_;
 };
 
@@ -757,7 +760,7 @@ TEST_F(WorkloadSeriesTest, PeersAreNamedAndHalfOpenEndsCountedForTheirPod) {
   Apply(*a, snapshot_a, kNow);
   Apply(*b, snapshot_b, kNow);
 
-  const v1::ListConnectionsResponse all = aggregator_.Connections({}, kNow);
+  const v1::ListConnectionsResponse all = queries_.Connections({}, kNow);
   ASSERT_EQ(all.connections_size(), 2);
   for (const v1::HostConnection& entry : all.connections()) {
     EXPECT_EQ(entry.pairing(), v1::PAIRING_PAIRED);
@@ -772,18 +775,18 @@ TEST_F(WorkloadSeriesTest, PeersAreNamedAndHalfOpenEndsCountedForTheirPod) {
   // Workload filters: one end, or with --paired either end.
   v1::ListConnectionsRequest request;
   request.set_pod("db-0");
-  v1::ListConnectionsResponse listed = aggregator_.Connections(request, kNow);
+  v1::ListConnectionsResponse listed = queries_.Connections(request, kNow);
   ASSERT_EQ(listed.connections_size(), 1);
   EXPECT_EQ(listed.connections(0).host(), "b");
   request.set_paired(true);
-  listed = aggregator_.Connections(request, kNow);
+  listed = queries_.Connections(request, kNow);
   ASSERT_EQ(listed.connections_size(), 1);
   EXPECT_EQ(listed.connections(0).host(), "a");  // the client's end lists the pair
   request.set_pod("");
   request.set_process("88");
-  EXPECT_EQ(aggregator_.Connections(request, kNow).connections_size(), 1);
+  EXPECT_EQ(queries_.Connections(request, kNow).connections_size(), 1);
   request.set_process("89");
-  EXPECT_EQ(aggregator_.Connections(request, kNow).connections_size(), 0);
+  EXPECT_EQ(queries_.Connections(request, kNow).connections_size(), 0);
 
   // b's end resets (its close event), a's end never hears: half-open at a's next snapshot past
   // the grace.
@@ -820,7 +823,7 @@ TEST_F(WorkloadSeriesTest, PeersAreNamedAndHalfOpenEndsCountedForTheirPod) {
   // A lost peer is still named.
   v1::ListConnectionsRequest on_a;
   on_a.set_host("a");
-  const v1::ListConnectionsResponse after = aggregator_.Connections(on_a, kNow);
+  const v1::ListConnectionsResponse after = queries_.Connections(on_a, kNow);
   ASSERT_EQ(after.connections_size(), 1);
   EXPECT_FALSE(after.connections(0).peer().present());
   EXPECT_EQ(after.connections(0).peer().connection().origin().pod(), "db-0");
@@ -902,14 +905,14 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
     while (running > 0) {
       Counter late;
       log_.Subscribe(&late);
-      (void)aggregator_.Summary("");
-      (void)aggregator_.Agents();
+      (void)queries_.Summary("");
+      (void)queries_.Agents();
       v1::ListConnectionsRequest keepalive_on;
       keepalive_on.set_keepalive(v1::KEEPALIVE_FILTER_ON);
-      (void)aggregator_.Connections(keepalive_on, kNow);
+      (void)queries_.Connections(keepalive_on, kNow);
       v1::ListConnectionsRequest paired;
       paired.set_paired(true);
-      (void)aggregator_.Connections(paired, kNow);
+      (void)queries_.Connections(paired, kNow);
       (void)log_.stats();
       log_.Unsubscribe(&late);
     }
@@ -943,10 +946,10 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
     EXPECT_LE(MetricSum(m, "tcpscope_workload_closes_total", {{"host", host}}), kBatches);
     EXPECT_LE(MetricSum(m, "tcpscope_port_closes_total", {{"host", host}}), kBatches);
   }
-  EXPECT_EQ(aggregator_.Summary("").fleet().events(), kAgents * kBatches * 2u);
+  EXPECT_EQ(queries_.Summary("").fleet().events(), kAgents * kBatches * 2u);
   v1::ListConnectionsRequest paired;
   paired.set_paired(true);
-  const v1::ListConnectionsResponse pairs = aggregator_.Connections(paired, kNow);
+  const v1::ListConnectionsResponse pairs = queries_.Connections(paired, kNow);
   ASSERT_EQ(pairs.connections_size(), kAgents / 2);
   for (const v1::HostConnection& pair : pairs.connections()) {
     EXPECT_EQ(pair.pairing(), v1::PAIRING_PAIRED);

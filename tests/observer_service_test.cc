@@ -20,7 +20,7 @@ class ObserverServiceTest : public ::testing::Test {
   void SetUp() override {
     ObserverOptions options;
     options.subscriber_queue_events = 1000;
-    observer_ = std::make_unique<ObserverService>(&aggregator_, &log_, &metrics_, options);
+    observer_ = std::make_unique<ObserverService>(&queries_, &log_, &metrics_, options);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -58,6 +58,7 @@ class ObserverServiceTest : public ::testing::Test {
   ServiceMetrics metrics_;
   EventLog log_{100};
   Aggregator aggregator_{&metrics_, &log_};
+  FleetQueries queries_{&aggregator_};
   std::unique_ptr<ObserverService> observer_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Observer::Stub> stub_;

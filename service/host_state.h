@@ -1,0 +1,62 @@
+// What the service holds of one host: its agent's stream state (hello, applied sequence number
+// for exactly-once counting, losses), its event totals and series, its latest view (compact
+// snapshot) and its record in the pair index. Written by the host's own stream (Aggregator) and,
+// for half-open series, by the reporter; read by the queries (FleetQueries).
+//
+// Locks: `report_mu` (the reporter's, taken first), then `mu`; the pair index's shard locks are
+// never taken under `mu`.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "service/host_summary.h"
+#include "service/host_view.h"
+#include "service/pair_index.h"
+#include "service/service_metrics.h"
+#include "service/workload_metrics.h"
+#include "tcpscope/v1/ingest.pb.h"
+
+namespace tcpscope::service {
+
+struct HostState {
+  HostState(ServiceMetrics* metrics, std::shared_ptr<PairHost> pair_host, WorkloadLimits limits)
+      : pair(std::move(pair_host)),
+        name(std::make_shared<const std::string>(pair->name)),
+        workloads(std::make_shared<WorkloadMetrics>(metrics, pair->name, limits)),
+        metrics(std::make_unique<HostMetrics>(metrics, pair->name)) {}
+
+  const std::string& host() const { return *name; }
+
+  const std::shared_ptr<PairHost> pair;
+  const std::shared_ptr<const std::string> name;     // shared with published batches
+  const std::shared_ptr<WorkloadMetrics> workloads;  // its own lock, a leaf
+
+  mutable absl::Mutex mu;
+  bool connected ABSL_GUARDED_BY(mu) = false;
+  v1::Hello hello ABSL_GUARDED_BY(mu);
+  absl::Time connected_since ABSL_GUARDED_BY(mu);
+  absl::Time last_seen ABSL_GUARDED_BY(mu);
+  uint64_t last_applied_seq ABSL_GUARDED_BY(mu) = 0;
+  v1::LossCounters losses ABSL_GUARDED_BY(mu);
+  EventTotals totals ABSL_GUARDED_BY(mu);
+  // The latest view: kept across a disconnect (the pair index judges the next one against
+  // it), listed only once a snapshot came on the current stream (`view_current`).
+  std::shared_ptr<const HostView> view ABSL_GUARDED_BY(mu);
+  bool view_current ABSL_GUARDED_BY(mu) = false;
+  SnapshotCounts snapshot_counts ABSL_GUARDED_BY(mu);
+  std::unique_ptr<HostMetrics> metrics ABSL_GUARDED_BY(mu);
+  // The stream's own: the origins its views share.
+  OriginTable origins;
+
+  // The reporter's: the workload series each half-open end of the host is counted in.
+  absl::Mutex report_mu ABSL_ACQUIRED_BEFORE(mu);
+  std::vector<std::pair<std::string, v1::HalfOpenReason>> half_open_series
+      ABSL_GUARDED_BY(report_mu);
+};
+
+}  // namespace tcpscope::service
