@@ -106,10 +106,13 @@ struct LostEnd {
   }
 };
 
+// 24 bytes. A present end points into its host's current view without owning it: every pass
+// of a host re-points its present ends at the new view (or loses them, copying their record)
+// while the previous view is still held by the caller, so no end outlives the view it uses.
 struct End {
-  std::shared_ptr<const HostView> view;  // while present
-  std::unique_ptr<LostEnd> lost;         // once lost
-  uint32_t slot = 0;                     // in view->ends
+  const HostView* view = nullptr;  // while present
+  std::unique_ptr<LostEnd> lost;   // once lost
+  uint32_t slot = 0;               // in view->ends
   v1::HalfOpenReason half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
 
   const EndRecord& record() const { return lost != nullptr ? lost->record : view->ends[slot]; }
@@ -120,7 +123,7 @@ struct End {
   }
   bool Established() const { return record().tcp_state() == v1::TCP_STATE_ESTABLISHED; }
 
-  void Lose(absl::Time at, v1::HalfOpenReason as) {
+  void Lose(absl::Time at, v1::HalfOpenReason as) {  // copies the record out of the view
     auto copy = std::make_unique<LostEnd>();
     const EndRecord& end = view->ends[slot];
     copy->host = view->host;
@@ -134,9 +137,11 @@ struct End {
     copy->at = at;
     copy->as = as;
     lost = std::move(copy);
-    view.reset();
+    view = nullptr;
   }
 };
+
+static_assert(sizeof(End) == 24);
 
 struct Entry {
   std::array<absl::InlinedVector<End, 1>, 2> sides;
@@ -473,11 +478,11 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
           }
           if (it == side.end()) {
             End& end = side.emplace_back();
-            end.view = view;
+            end.view = view.get();
             end.slot = work.slot;
             ++hosts_->ends;
           } else if (it->lost == nullptr) {
-            it->view = view;
+            it->view = view.get();
             it->slot = work.slot;
           } else {
             it->lost->round = view->round;  // a close already seen stays seen: the dump predates it

@@ -111,8 +111,9 @@ class PairIndex {
     absl::Time at;
   };
   void ApplyCloses(PairHost& host, const std::vector<Close>& closes);
-  // A new view of the host replaces its previous one (`previous`, null for the first since
-  // connecting); the entries it touches are judged again.
+  // A new view of the host replaces its previous one (`previous`, null for the first); the
+  // entries it touches are judged again. The index keeps pointers into `view` until the host's
+  // next pass: the caller keeps it alive until then, and `previous` until this returns.
   Findings ApplySnapshot(PairHost& host, const std::shared_ptr<const HostView>& view,
                          const HostView* previous);
   // The host's agent disconnected: its ends stay as last seen, unjudged until it is back.
