@@ -19,7 +19,7 @@ class HostState {
   HostState(ServiceMetrics* metrics, std::string host, WorkloadLimits limits)
       : host_(std::make_shared<const std::string>(host)),
         workloads_(std::make_shared<WorkloadMetrics>(metrics, host, limits)),
-        metrics_(std::make_unique<HostMetrics>(metrics, std::move(host))) {}
+        metrics_(std::make_shared<HostMetrics>(metrics, std::move(host))) {}
 
   const std::string& host() const { return *host_; }
 
@@ -35,33 +35,16 @@ class HostState {
   absl::Time last_seen_ ABSL_GUARDED_BY(mu_);
   uint64_t last_applied_seq_ ABSL_GUARDED_BY(mu_) = 0;
   v1::LossCounters losses_ ABSL_GUARDED_BY(mu_);
-  EventTotals totals_ ABSL_GUARDED_BY(mu_);
   // The latest snapshot, its receipt time, and each connection's at-risk reason.
   std::shared_ptr<const v1::Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   absl::Time snapshot_received_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const std::vector<v1::AtRiskReason>> at_risk_ ABSL_GUARDED_BY(mu_);
   SnapshotCounts snapshot_counts_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<HostMetrics> metrics_ ABSL_GUARDED_BY(mu_);
+  // Shared with the pairing index, which reports the host's half-open ends into it.
+  std::shared_ptr<HostMetrics> metrics_ ABSL_GUARDED_BY(mu_);
 };
 
 namespace {
-
-SnapshotCounts CountSnapshot(const v1::Snapshot& snapshot,
-                             const std::vector<v1::AtRiskReason>& at_risk) {
-  SnapshotCounts counts;
-  for (const v1::Connection& connection : snapshot.connections()) {
-    const v1::TcpState state = connection.state() == v1::TCP_STATE_NEW_SYN_RECV
-                                   ? v1::TCP_STATE_SYN_RECV
-                                   : connection.state();
-    ++counts.states[state];
-    if (state == v1::TCP_STATE_ESTABLISHED) {
-      ++(connection.keepalive().enabled() ? counts.keepalive_on : counts.keepalive_off);
-    }
-  }
-  counts.states[v1::TCP_STATE_LISTEN] += snapshot.listeners();
-  for (v1::AtRiskReason reason : at_risk) ++counts.at_risk[reason];
-  return counts;
-}
 
 // Whether a pair is listed from this end: the end whose peer is lost or not listed (its host
 // is disconnected), else the client's end, else the end on the host that sorts first.
@@ -112,7 +95,7 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
   state.connected_since_ = now;
   state.last_seen_ = now;
   state.metrics_->SetUp(true);
-  pairs_.Connected(state.host_, hello.boot_id(), state.workloads_);
+  pairs_.Connected(state.host_, hello.boot_id(), state.workloads_, state.metrics_);
   *last_applied_seq = state.last_applied_seq_;
   return slot;
 }
@@ -140,18 +123,14 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
     // A gap means the agent dropped batches from its full buffer; batch.losses counts them.
     host.last_applied_seq_ = batch->seq();
     HostMetrics& metrics = *host.metrics_;
-    for (const v1::Event& event : batch->events()) {
-      metrics.CountEvent(event);
-      host.totals_.Count(event);
-    }
+    for (const v1::Event& event : batch->events()) metrics.CountEvent(event);
     host.workloads_->CountEvents(batch->events(), now);
     metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
     metrics.SetLosses(batch->losses());
     host.losses_ = batch->losses();
     if (snapshot != nullptr) {
       host.snapshot_counts_ = CountSnapshot(*snapshot, *at_risk);
-      metrics.SetSnapshot(*snapshot);
-      metrics.SetAtRisk(host.snapshot_counts_.at_risk);
+      metrics.SetSnapshot(host.snapshot_counts_);
       host.workloads_->SetSnapshot(*snapshot, *at_risk, now);
       host.snapshot_ = std::move(snapshot);
       host.at_risk_ = std::move(at_risk);
@@ -204,7 +183,7 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
         state->workloads_->Expire(now);  // pods and ports idle for as long
         continue;
       }
-      state->metrics_.reset();  // removes every series of the host
+      state->metrics_.reset();  // its series go once the pairing index forgets it too
       state->workloads_->RemoveAll();
     }
     expired.push_back(current->first);
@@ -246,6 +225,7 @@ std::vector<v1::Agent> Aggregator::Agents() const {
   std::vector<v1::Agent> agents;
   for (const auto& state : Hosts("")) {
     absl::MutexLock lock(&state->mu_);
+    if (state->metrics_ == nullptr) continue;  // expired since listed
     v1::Agent& agent = agents.emplace_back();
     agent.set_host_name(state->host());
     agent.set_connected(state->connected_);
@@ -254,7 +234,7 @@ std::vector<v1::Agent> Aggregator::Agents() const {
     agent.set_agent_version(state->hello_.agent_version());
     agent.set_boot_id(state->hello_.boot_id());
     agent.set_source(state->hello_.source());
-    agent.set_events(state->totals_.events);
+    agent.set_events(state->metrics_->totals().events);
     *agent.mutable_losses() = state->losses_;
     if (state->snapshot_ != nullptr) {
       agent.set_connections(static_cast<uint32_t>(state->snapshot_->connections_size()));
@@ -333,6 +313,7 @@ v1::SummaryResponse Aggregator::Summary(const std::string& host) const {
   v1::LossCounters* fleet_losses = fleet->mutable_losses();
   for (const auto& state : Hosts(host)) {
     absl::MutexLock lock(&state->mu_);
+    if (state->metrics_ == nullptr) continue;  // expired since listed
     v1::HostSummary* summary = response.add_hosts();
     summary->set_host(state->host());
     summary->set_agents(1);
@@ -340,8 +321,9 @@ v1::SummaryResponse Aggregator::Summary(const std::string& host) const {
     *summary->mutable_losses() = state->losses_;
     SnapshotCounts counts = state->snapshot_counts_;
     if (state->snapshot_ != nullptr) counts.half_open = pairs_.HalfOpenCounts(state->host());
-    FillSummary(state->totals_, counts, summary);
-    fleet_totals.Add(state->totals_);
+    const EventTotals totals = state->metrics_->totals();
+    FillSummary(totals, counts, summary);
+    fleet_totals.Add(totals);
     fleet_snapshot.Add(counts);
     fleet->set_agents(fleet->agents() + 1);
     fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());

@@ -76,6 +76,7 @@ struct ConnectionPairs::Entry {
 struct ConnectionPairs::HostRecord {
   std::shared_ptr<const std::string> name;
   std::shared_ptr<WorkloadMetrics> workloads;  // may be null
+  std::shared_ptr<HostMetrics> metrics;        // may be null
   std::string boot_id;
   bool rebooted = false;  // a new boot id, not yet followed by a snapshot
   bool live = false;      // connected, with a snapshot
@@ -84,9 +85,7 @@ struct ConnectionPairs::HostRecord {
   uint64_t round = 0;
   absl::Time snapshot_time;
   std::vector<std::pair<TupleKey, int>> ends;  // of the latest snapshot
-  std::array<uint32_t, 4> half_open{};
-  std::array<prometheus::Gauge*, 4> gauges{};
-  std::array<prometheus::Counter*, 4> detected{};
+  HostMetrics::HalfOpenCounts half_open{};
 };
 
 struct ConnectionPairs::Index {
@@ -95,8 +94,6 @@ struct ConnectionPairs::Index {
 };
 
 namespace {
-
-constexpr int kReasons = 4;
 
 // Ends past the handshake: an end in SYN_SENT or SYN_RECV has no settled peer yet.
 bool Pairable(v1::TcpState state) {
@@ -144,17 +141,7 @@ bool Loopback(const std::string& address) {
 ConnectionPairs::ConnectionPairs(ServiceMetrics* metrics, EventLog* log, HalfOpenPolicy policy)
     : metrics_(metrics), log_(log), policy_(policy), index_(std::make_unique<Index>()) {}
 
-ConnectionPairs::~ConnectionPairs() {
-  absl::MutexLock lock(&mu_);
-  for (auto& [name, host] : index_->hosts) {
-    for (auto* gauge : host->gauges) {
-      if (gauge != nullptr) metrics_->connections_half_open.Remove(gauge);
-    }
-    for (auto* counter : host->detected) {
-      if (counter != nullptr) metrics_->half_open_detected.Remove(counter);
-    }
-  }
-}
+ConnectionPairs::~ConnectionPairs() = default;
 
 std::optional<std::pair<ConnectionPairs::TupleKey, int>> ConnectionPairs::KeyOf(
     const v1::Endpoints& endpoints) {
@@ -193,10 +180,12 @@ ConnectionPairs::HostRecord& ConnectionPairs::RecordOf(
 
 void ConnectionPairs::Connected(const std::shared_ptr<const std::string>& host,
                                 const std::string& boot_id,
-                                std::shared_ptr<WorkloadMetrics> workloads) {
+                                std::shared_ptr<WorkloadMetrics> workloads,
+                                std::shared_ptr<HostMetrics> metrics) {
   absl::MutexLock lock(&mu_);
   HostRecord& record = RecordOf(host);
   if (workloads != nullptr) record.workloads = std::move(workloads);
+  if (metrics != nullptr) record.metrics = std::move(metrics);
   if (!record.boot_id.empty() && record.boot_id != boot_id) {
     record.rebooted = true;
     TS_LOG(INFO) << "host " << *host << " rebooted (boot id " << record.boot_id << " -> " << boot_id
@@ -405,11 +394,7 @@ void ConnectionPairs::SetHalfOpen(End& end, v1::HalfOpenReason reason, const End
   if (host.live) ShowGauges(host);
   if (reason == v1::HALF_OPEN_REASON_UNSPECIFIED || peer == nullptr) return;
   // A finding: once per change of reason.
-  if (host.detected[reason] == nullptr) {
-    host.detected[reason] = &metrics_->half_open_detected.Add(
-        {{"host", *host.name}, {"reason", std::string(HalfOpenReasonName(reason))}});
-  }
-  host.detected[reason]->Increment();
+  if (host.metrics != nullptr) host.metrics->CountHalfOpenDetected(reason);
   const v1::Connection& connection = end.connection();
   v1::Event event;
   event.set_time_unix_ns(UnixNanos(now));
@@ -442,14 +427,7 @@ void ConnectionPairs::SetHalfOpen(End& end, v1::HalfOpenReason reason, const End
 }
 
 void ConnectionPairs::ShowGauges(HostRecord& host) {
-  for (int reason = 1; reason < kReasons; ++reason) {
-    if (host.gauges[reason] == nullptr) {
-      host.gauges[reason] = &metrics_->connections_half_open.Add(
-          {{"host", *host.name},
-           {"reason", std::string(HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason)))}});
-    }
-    host.gauges[reason]->Set(host.half_open[reason]);
-  }
+  if (host.metrics != nullptr) host.metrics->SetHalfOpen(host.half_open);
 }
 
 void ConnectionPairs::Disconnected(const std::string& host) {
@@ -458,10 +436,7 @@ void ConnectionPairs::Disconnected(const std::string& host) {
   if (it == index_->hosts.end()) return;
   HostRecord& record = *it->second;
   record.live = false;
-  for (auto*& gauge : record.gauges) {
-    if (gauge != nullptr) metrics_->connections_half_open.Remove(gauge);
-    gauge = nullptr;
-  }
+  if (record.metrics != nullptr) record.metrics->ClearHalfOpen();
 }
 
 void ConnectionPairs::Forget(const std::string& host) {
@@ -469,13 +444,7 @@ void ConnectionPairs::Forget(const std::string& host) {
   auto it = index_->hosts.find(host);
   if (it == index_->hosts.end()) return;
   std::unique_ptr<HostRecord> record = std::move(it->second);
-  index_->hosts.erase(it);
-  for (auto* gauge : record->gauges) {
-    if (gauge != nullptr) metrics_->connections_half_open.Remove(gauge);
-  }
-  for (auto* counter : record->detected) {
-    if (counter != nullptr) metrics_->half_open_detected.Remove(counter);
-  }
+  index_->hosts.erase(it);  // its series go with its HostMetrics
   // Its open ends are lost with it; its own findings end. Survivors are judged at their next
   // snapshot; entries left without an open end go.
   for (auto entry = index_->entries.begin(); entry != index_->entries.end();) {
@@ -591,11 +560,11 @@ std::vector<EndStatus> ConnectionPairs::Describe(const std::string& host,
   return statuses;
 }
 
-std::array<uint32_t, 4> ConnectionPairs::HalfOpenCounts(const std::string& host) const {
+HostMetrics::HalfOpenCounts ConnectionPairs::HalfOpenCounts(const std::string& host) const {
   absl::MutexLock lock(&mu_);
   auto it = index_->hosts.find(host);
   if (it == index_->hosts.end()) return {};
-  std::array<uint32_t, 4> counts = it->second->half_open;
+  HostMetrics::HalfOpenCounts counts = it->second->half_open;
   counts[0] = 0;
   return counts;
 }

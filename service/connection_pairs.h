@@ -54,9 +54,10 @@ class ConnectionPairs {
 
   // A host's agent greeted the service. A boot id unlike the previous one means the ends the
   // host's next snapshot lacks were lost with a reboot. Half-open ends of the host are counted
-  // by workload into `workloads` (when given).
+  // into `metrics` and by workload into `workloads` (when given; kept until Forget).
   void Connected(const std::shared_ptr<const std::string>& host, const std::string& boot_id,
-                 std::shared_ptr<WorkloadMetrics> workloads = nullptr);
+                 std::shared_ptr<WorkloadMetrics> workloads = nullptr,
+                 std::shared_ptr<HostMetrics> metrics = nullptr);
   // One applied batch of the host: its close events end their ends now; a snapshot replaces
   // the host's ends, and the ends it touches are judged again. Publishes half_open events.
   void Apply(const std::shared_ptr<const std::string>& host, const v1::Batch& batch,
@@ -75,7 +76,7 @@ class ConnectionPairs {
   std::vector<EndStatus> Describe(const std::string& host, const v1::Snapshot& snapshot,
                                   bool with_peers) const;
   // The host's half-open ends, indexed by v1::HalfOpenReason (index 0 unused).
-  std::array<uint32_t, 4> HalfOpenCounts(const std::string& host) const;
+  HostMetrics::HalfOpenCounts HalfOpenCounts(const std::string& host) const;
 
   struct Stats {
     size_t pairs = 0;    // paired connections (both ends, or one end and its lost peer)

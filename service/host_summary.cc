@@ -27,37 +27,6 @@ void AddCounts(const std::array<T, N>& counts, NameOf name_of,
 
 }  // namespace
 
-void EventTotals::Count(const v1::Event& event) {
-  ++events;
-  switch (event.kind_case()) {
-    case v1::Event::kHandshake:
-      ++handshakes;
-      break;
-    case v1::Event::kHandshakeFailed:
-      ++failures[event.handshake_failed().reason()];
-      break;
-    case v1::Event::kClose: {
-      const v1::Close& close = event.close();
-      ++closes_by_initiator[close.initiator()];
-      ++closes_by_reason[close.reason()];
-      if (close.has_lifetime_us()) {
-        ++(close.lifetime_us() < 1000000 ? closes_short : closes_long);
-      }
-      break;
-    }
-    case v1::Event::kKeepaliveProbe:
-      ++keepalive_probes;
-      break;
-    case v1::Event::kKeepaliveTimeout:
-      ++keepalive_timeouts;
-      break;
-    case v1::Event::kKeepaliveAnswered:
-    case v1::Event::kHalfOpen:  // the service's own finding, counted by the pair index
-    case v1::Event::KIND_NOT_SET:
-      break;
-  }
-}
-
 void EventTotals::Add(const EventTotals& other) {
   events += other.events;
   handshakes += other.handshakes;
@@ -68,6 +37,26 @@ void EventTotals::Add(const EventTotals& other) {
   closes_long += other.closes_long;
   keepalive_probes += other.keepalive_probes;
   keepalive_timeouts += other.keepalive_timeouts;
+}
+
+SnapshotCounts CountSnapshot(const v1::Snapshot& snapshot,
+                             const std::vector<v1::AtRiskReason>& at_risk) {
+  SnapshotCounts counts;
+  for (const v1::Connection& connection : snapshot.connections()) {
+    const v1::TcpState state = connection.state() == v1::TCP_STATE_NEW_SYN_RECV
+                                   ? v1::TCP_STATE_SYN_RECV
+                                   : connection.state();
+    if (!v1::TcpState_IsValid(state)) continue;  // validation refuses these; never index by them
+    ++counts.states[state];
+    if (state == v1::TCP_STATE_ESTABLISHED) {
+      ++(connection.keepalive().enabled() ? counts.keepalive_on : counts.keepalive_off);
+    }
+  }
+  counts.states[v1::TCP_STATE_LISTEN] += snapshot.listeners();
+  for (v1::AtRiskReason reason : at_risk) {
+    if (v1::AtRiskReason_IsValid(reason)) ++counts.at_risk[reason];
+  }
+  return counts;
 }
 
 void SnapshotCounts::Add(const SnapshotCounts& other) {

@@ -58,7 +58,7 @@ class AggregatorTest : public ::testing::Test {
  protected:
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 
@@ -459,7 +459,7 @@ class WorkloadSeriesTest : public ::testing::Test {
 
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 

@@ -4,6 +4,8 @@
 // closes, unpaired, local and ambiguous ends never judged.
 #include "service/connection_pairs.h"
 
+#include <map>
+#include <memory>
 #include <sstream>
 
 #include "gtest/gtest.h"
@@ -79,10 +81,18 @@ class ConnectionPairsTest : public ::testing::Test {
     pairs_.Apply(host, batch, nullptr, at);
   }
 
+  // As the aggregator does: the host's half-open series are reported into its HostMetrics.
+  void Connected(const std::shared_ptr<const std::string>& host, const std::string& boot_id,
+                 std::shared_ptr<WorkloadMetrics> workloads = nullptr) {
+    std::shared_ptr<HostMetrics>& metrics = host_metrics_[*host];
+    if (metrics == nullptr) metrics = std::make_shared<HostMetrics>(&metrics_, *host);
+    pairs_.Connected(host, boot_id, std::move(workloads), metrics);
+  }
+
   // Both agents up, the connection seen by both at kStart.
   void Paired() {
-    pairs_.Connected(a_, "boot-a");
-    pairs_.Connected(b_, "boot-b");
+    Connected(a_, "boot-a");
+    Connected(b_, "boot-b");
     Snapshot(a_, kStart, {ClientEnd()});
     Snapshot(b_, kStart, {ServerEnd()});
   }
@@ -101,7 +111,7 @@ class ConnectionPairsTest : public ::testing::Test {
 
   std::optional<double> Gauge(const std::string& host, const std::string& reason) {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return MetricValue(out.str(), "tcpscope_connections_half_open",
                        {{"host", host}, {"reason", reason}});
   }
@@ -115,6 +125,7 @@ class ConnectionPairsTest : public ::testing::Test {
   const std::shared_ptr<const std::string> a_ = std::make_shared<const std::string>("a");
   const std::shared_ptr<const std::string> b_ = std::make_shared<const std::string>("b");
   ServiceMetrics metrics_;
+  std::map<std::string, std::shared_ptr<HostMetrics>> host_metrics_;
   EventLog log_{1000};
   ConnectionPairs pairs_{&metrics_, &log_, {kGrace, absl::Seconds(30)}};
 };
@@ -250,7 +261,7 @@ TEST_F(ConnectionPairsTest, NewConnectionOnATupleIsNotJudgedByThePreviousOnesEnd
 TEST_F(ConnectionPairsTest, PeerRebootedIsFoundFromItsFirstSnapshotAfterANewBootId) {
   Paired();
   pairs_.Disconnected("b");
-  pairs_.Connected(b_, "boot-b-2");
+  Connected(b_, "boot-b-2");
   const absl::Time back = kStart + absl::Seconds(20);
   Snapshot(b_, back, {});
   Snapshot(a_, back + kGrace, {ClientEnd()});
@@ -267,7 +278,7 @@ TEST_F(ConnectionPairsTest, PeerRebootedIsFoundFromItsFirstSnapshotAfterANewBoot
 TEST_F(ConnectionPairsTest, AgentRestartWithTheSameBootIdIsPeerClosed) {
   Paired();
   pairs_.Disconnected("b");
-  pairs_.Connected(b_, "boot-b");
+  Connected(b_, "boot-b");
   Snapshot(b_, kStart + absl::Seconds(5), {});
   Snapshot(a_, kStart + absl::Seconds(5) + kGrace, {ClientEnd()});
   ASSERT_EQ(Findings().size(), 1u);
@@ -291,7 +302,7 @@ TEST_F(ConnectionPairsTest, SilentPeerHostIsDownUntilItComesBackWithTheConnectio
   EXPECT_EQ(Gauge("a", "peer_host_down"), 1);
 
   // B's agent is back and the connection is still there on B: cleared, nothing new found.
-  pairs_.Connected(b_, "boot-b");
+  Connected(b_, "boot-b");
   Snapshot(b_, kStart + absl::Seconds(40), {ServerEnd()});
   EXPECT_EQ(Gauge("a", "peer_host_down"), 0);
   EXPECT_EQ(StatusOf("a", ClientEnd()).half_open, v1::HALF_OPEN_REASON_UNSPECIFIED);
@@ -301,8 +312,8 @@ TEST_F(ConnectionPairsTest, SilentPeerHostIsDownUntilItComesBackWithTheConnectio
 // A half-open end counts for its own workload; the finding names the peer's.
 TEST_F(ConnectionPairsTest, HalfOpenEndsCountForTheirPodAndNameThePeersOrigin) {
   auto workloads = std::make_shared<WorkloadMetrics>(&metrics_, "a", WorkloadLimits());
-  pairs_.Connected(a_, "boot-a", workloads);
-  pairs_.Connected(b_, "boot-b");
+  Connected(a_, "boot-a", workloads);
+  Connected(b_, "boot-b");
   v1::Connection client = ClientEnd();
   client.mutable_origin()->set_pod_namespace("shop");
   client.mutable_origin()->set_pod("web-0");
@@ -327,7 +338,7 @@ TEST_F(ConnectionPairsTest, HalfOpenEndsCountForTheirPodAndNameThePeersOrigin) {
   EXPECT_EQ(found[0].half_open().peer_origin().command(), "postgres");
   auto gauge = [&] {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return MetricValue(out.str(), "tcpscope_workload_connections_half_open",
                        {{"host", "a"},
                         {"namespace", "shop"},
@@ -337,7 +348,7 @@ TEST_F(ConnectionPairsTest, HalfOpenEndsCountForTheirPodAndNameThePeersOrigin) {
   };
   EXPECT_EQ(gauge(), 1);
   // B comes back with the connection: cleared.
-  pairs_.Connected(b_, "boot-b");
+  Connected(b_, "boot-b");
   Snapshot(b_, kStart + absl::Seconds(40), {server});
   EXPECT_EQ(gauge(), 0);
 }
@@ -355,7 +366,7 @@ TEST_F(ConnectionPairsTest, ExpiredPeerHostLeavesItsPeersHalfOpen) {
 }
 
 TEST_F(ConnectionPairsTest, UnpairedLocalAndAmbiguousEndsAreNotGuessed) {
-  pairs_.Connected(a_, "boot-a");
+  Connected(a_, "boot-a");
   Snapshot(a_, kStart,
            {ClientEnd(), LoopbackEnd(),
             End(6, 1, 7000, 3, 8000, v1::TCP_STATE_ESTABLISHED, v1::ROLE_CLIENT),
@@ -377,8 +388,8 @@ TEST_F(ConnectionPairsTest, UnpairedLocalAndAmbiguousEndsAreNotGuessed) {
   // Hosts b and c both claim the server's end (overlapping private addresses): ambiguous, and
   // never half-open even when one of them loses it.
   auto c = std::make_shared<const std::string>("c");
-  pairs_.Connected(b_, "boot-b");
-  pairs_.Connected(c, "boot-c");
+  Connected(b_, "boot-b");
+  Connected(c, "boot-c");
   Snapshot(b_, kStart, {ServerEnd()});
   Snapshot(c, kStart, {End(99, 2, 80, 1, 40000, v1::TCP_STATE_ESTABLISHED, v1::ROLE_SERVER)});
   EXPECT_EQ(StatusOf("a", ClientEnd()).pairing, v1::PAIRING_AMBIGUOUS);
