@@ -18,31 +18,32 @@
 
 namespace tcpscope::service {
 
-// In the order of the exposition.
+// In the order of the exposition: counters, gauges, histograms, as prometheus-cpp's Registry
+// collected them.
 enum class SpecFamily {
   kHandshakes,
   kHandshakeFailures,
-  kHandshakeDuration,
   kCloses,
-  kLifetime,
   kKeepaliveProbes,
   kKeepaliveTimeouts,
-  kConnections,
-  kConnectionsKeepalive,
-  kConnectionsAtRisk,
-  kConnectionsHalfOpen,
   kHalfOpenDetected,
-  kWorkloadConnections,
-  kWorkloadConnectionsAtRisk,
-  kWorkloadConnectionsHalfOpen,
   kWorkloadHandshakeFailures,
   kWorkloadKeepaliveTimeouts,
   kWorkloadCloses,
   kPortHandshakeFailures,
   kPortCloses,
-  kAgentUp,
   kAgentEvents,
   kAgentEventsLost,
+  kConnections,
+  kConnectionsKeepalive,
+  kConnectionsAtRisk,
+  kConnectionsHalfOpen,
+  kWorkloadConnections,
+  kWorkloadConnectionsAtRisk,
+  kWorkloadConnectionsHalfOpen,
+  kAgentUp,
+  kHandshakeDuration,
+  kLifetime,
   kCount,  // not a family
 };
 
