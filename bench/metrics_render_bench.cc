@@ -1,11 +1,13 @@
-// tcpscope-metrics-render-bench: how long one /metrics scrape of the service takes with N hosts'
-// series, prometheus-cpp's TextSerializer against tcpscope's own renderer (common/exposition.h),
-// and how the time splits between collecting (Registry::Collect) and rendering.
+// tcpscope-metrics-render-bench: how long one /metrics scrape of the service's SPEC series takes
+// with N hosts: the service's FleetMetrics (per-host values written straight into text) against
+// the same series on prometheus-cpp (one Counter/Gauge/Histogram per series, as the service had
+// them), collected by Registry::Collect and rendered by TextSerializer or by tcpscope's own
+// renderer (common/exposition.h).
 //
-// The series come from the service's real ServiceMetrics and HostMetrics, fed through
-// CountEvent and SetSnapshot with every role, initiator, close reason, failure reason, keepalive
-// probe and timeout: each host has every series the service can give it (the upper bound of a
-// host's cardinality, about 150 lines).
+// Both are fed the same calls (bench/metrics_fleet.h): every host has every series the service can
+// give it: events of every role, initiator, close reason, failure reason, keepalive probes and
+// timeouts, a snapshot with every TCP state, keepalive and at-risk reason, half-open ends of
+// every reason, and workload and port series (pods and ports beyond their caps in "other").
 //
 //   tcpscope-metrics-render-bench --benchmark_filter=/1000
 #include <benchmark/benchmark.h>
@@ -16,111 +18,31 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_format.h"
+#include "bench/metrics_fleet.h"
 #include "common/exposition.h"
 #include "prometheus/text_serializer.h"
-#include "service/service_metrics.h"
-#include "tcpscope/v1/events.pb.h"
 
 namespace tcpscope::bench {
 namespace {
 
-using service::HostMetrics;
-using service::ServiceMetrics;
-
-// A deterministic spread of small counts, so values differ from series to series.
-int Repeats(uint64_t seed) { return 1 + static_cast<int>((seed * 2654435761u) % 7); }
-
-v1::Event BaseEvent(v1::Role role, uint64_t id) {
-  v1::Event event;
-  event.set_time_unix_ns(1'700'000'000'000'000'000ULL + id);
-  event.set_connection_id(id);
-  event.set_role(role);
-  v1::Endpoints& endpoints = *event.mutable_endpoints();
-  endpoints.set_local_address(std::string("\x0a\x00\x00\x01", 4));
-  endpoints.set_remote_address(std::string("\x0a\x00\x00\x02", 4));
-  endpoints.set_local_port(role == v1::ROLE_SERVER ? 443 : 40000 + id % 20000);
-  endpoints.set_remote_port(role == v1::ROLE_SERVER ? 40000 + id % 20000 : 443);
-  return event;
+// Two pods of two containers, a Docker container and one known by its id, a host process; four
+// server ports.
+service::WorkloadLimits Limits() {
+  service::WorkloadLimits limits;
+  limits.max_pods_per_host = 2;
+  limits.max_ports_per_host = 3;
+  return limits;
 }
 
-// Every kind of event the metrics count, each with all of its label values.
-std::vector<v1::Event> HostEvents(int host) {
-  std::vector<v1::Event> events;
-  uint64_t id = static_cast<uint64_t>(host) << 20;
-  for (v1::Role role : {v1::ROLE_CLIENT, v1::ROLE_SERVER}) {
-    // Handshakes from 50 us to 3 s, spread over the duration buckets.
-    for (uint64_t duration_us : {50, 180, 400, 900, 2'000, 7'000, 30'000, 1'100'000, 3'000'000}) {
-      for (int i = 0; i < Repeats(id); ++i) {
-        v1::Event& event = events.emplace_back(BaseEvent(role, ++id));
-        event.mutable_handshake()->set_duration_us(duration_us + i);
-      }
-    }
-    for (int initiator = v1::CLOSE_INITIATOR_LOCAL; initiator <= v1::CLOSE_INITIATOR_UNKNOWN;
-         ++initiator) {
-      for (int reason = v1::CLOSE_REASON_FIN; reason <= v1::CLOSE_REASON_OTHER; ++reason) {
-        for (int i = 0; i < Repeats(id); ++i) {
-          v1::Event& event = events.emplace_back(BaseEvent(role, ++id));
-          v1::Close& close = *event.mutable_close();
-          close.set_initiator(static_cast<v1::CloseInitiator>(initiator));
-          close.set_reason(static_cast<v1::CloseReason>(reason));
-          // 2 ms to about a day: short HTTP/1.0 exchanges to long keep-alive connections.
-          close.set_lifetime_us(2'000ULL << (2 * ((id + i) % 13)));
-          close.set_bytes_sent(1000 * id);
-        }
-      }
-    }
-    for (int i = 0; i < Repeats(id); ++i) {
-      v1::Event& event = events.emplace_back(BaseEvent(role, ++id));
-      event.mutable_keepalive_timeout()->set_probes_sent(9);
-    }
-  }
-  for (int reason = v1::HANDSHAKE_FAILURE_REFUSED; reason <= v1::HANDSHAKE_FAILURE_OTHER;
-       ++reason) {
-    for (int i = 0; i < Repeats(id); ++i) {
-      v1::Event& event = events.emplace_back(BaseEvent(v1::ROLE_CLIENT, ++id));
-      event.mutable_handshake_failed()->set_reason(static_cast<v1::HandshakeFailureReason>(reason));
-    }
-  }
-  for (int i = 0; i < 3 * Repeats(id); ++i) {
-    v1::Event& event = events.emplace_back(BaseEvent(v1::ROLE_SERVER, ++id));
-    event.mutable_keepalive_probe()->set_probe_number(1 + i % 9);
-  }
-  return events;
-}
-
-// Connections in every TCP state, some established ones with keepalive on.
-v1::Snapshot HostSnapshot(int host) {
-  v1::Snapshot snapshot;
-  snapshot.set_listeners(4);
-  for (int state = v1::TCP_STATE_ESTABLISHED; state <= v1::TCP_STATE_NEW_SYN_RECV; ++state) {
-    if (state == v1::TCP_STATE_LISTEN) continue;
-    const int count = state == v1::TCP_STATE_ESTABLISHED ? 20 + host % 50 : 1 + (host + state) % 5;
-    for (int i = 0; i < count; ++i) {
-      v1::Connection& connection = *snapshot.add_connections();
-      connection.set_state(static_cast<v1::TcpState>(state));
-      connection.mutable_keepalive()->set_enabled(i % 3 == 0);
-    }
-  }
-  return snapshot;
-}
-
-// The service's metrics with `hosts` hosts' series, built once per size.
+// The fleet with `hosts` hosts' series, built once per size.
 struct Fleet {
-  explicit Fleet(int hosts) {
-    for (int host = 0; host < hosts; ++host) {
-      auto& metrics = host_metrics.emplace_back(std::make_unique<HostMetrics>(
-          &service_metrics,
-          absl::StrFormat("node-%04d.rack%02d.dc1.example.net", host, host % 40)));
-      for (const v1::Event& event : HostEvents(host)) metrics->CountEvent(event);
-      metrics->SetSnapshot(HostSnapshot(host));
-    }
-    families = service_metrics.registry()->Collect();
+  explicit Fleet(int hosts) : twins(Limits()) {
+    twins.FillEverySeries(hosts, absl::FromUnixSeconds(1'700'000'000));
+    families = twins.reference.registry()->Collect();
     for (const auto& family : families) series += family.metric.size();
   }
 
-  ServiceMetrics service_metrics;
-  std::vector<std::unique_ptr<HostMetrics>> host_metrics;
+  TwinFleet twins;
   std::vector<prometheus::MetricFamily> families;  // one collection, for the render-only timings
   size_t series = 0;
 };
@@ -142,7 +64,7 @@ void Report(benchmark::State& state, const Fleet& fleet, size_t bytes) {
 void BM_Collect(benchmark::State& state) {
   Fleet& fleet = FleetOf(static_cast<int>(state.range(0)));
   for (auto _ : state) {
-    std::vector<prometheus::MetricFamily> families = fleet.service_metrics.registry()->Collect();
+    std::vector<prometheus::MetricFamily> families = fleet.twins.reference.registry()->Collect();
     benchmark::DoNotOptimize(families.data());
   }
   state.counters["series"] = static_cast<double>(fleet.series);
@@ -171,13 +93,13 @@ void BM_RenderExposition(benchmark::State& state) {
   Report(state, fleet, bytes);
 }
 
-// A whole scrape as /metrics did it before (a) and does it now (b).
+// A whole scrape on prometheus-cpp: as /metrics did it at first (a), then with our renderer (b).
 void BM_ScrapeTextSerializer(benchmark::State& state) {
   Fleet& fleet = FleetOf(static_cast<int>(state.range(0)));
   size_t bytes = 0;
   for (auto _ : state) {
     std::string text =
-        prometheus::TextSerializer().Serialize(fleet.service_metrics.registry()->Collect());
+        prometheus::TextSerializer().Serialize(fleet.twins.reference.registry()->Collect());
     bytes = text.size();
     benchmark::DoNotOptimize(text.data());
   }
@@ -188,7 +110,20 @@ void BM_ScrapeExposition(benchmark::State& state) {
   Fleet& fleet = FleetOf(static_cast<int>(state.range(0)));
   size_t bytes = 0;
   for (auto _ : state) {
-    std::string text = RenderExposition(fleet.service_metrics.registry()->Collect());
+    std::string text = RenderExposition(fleet.twins.reference.registry()->Collect());
+    bytes = text.size();
+    benchmark::DoNotOptimize(text.data());
+  }
+  Report(state, fleet, bytes);
+}
+
+// (c) What /metrics does now: FleetMetrics writes every host's series straight into the text.
+void BM_ScrapeFleetMetrics(benchmark::State& state) {
+  Fleet& fleet = FleetOf(static_cast<int>(state.range(0)));
+  size_t bytes = 0;
+  for (auto _ : state) {
+    std::string text;
+    fleet.twins.service.fleet()->AppendExposition(&text);
     bytes = text.size();
     benchmark::DoNotOptimize(text.data());
   }
@@ -200,6 +135,7 @@ BENCHMARK(BM_RenderTextSerializer)->Arg(100)->Arg(1000)->Unit(benchmark::kMillis
 BENCHMARK(BM_RenderExposition)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ScrapeTextSerializer)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_ScrapeExposition)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ScrapeFleetMetrics)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace tcpscope::bench

@@ -3,6 +3,7 @@
 // line of a histogram or summary.
 #include "common/exposition.h"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -286,6 +287,132 @@ std::string RenderExposition(const std::vector<MetricFamily>& families) {
   std::string out;
   AppendExposition(families, &out);
   return out;
+}
+
+struct TextSampleWriter::Pending {
+  absl::string_view name, help;
+  MetricType type;
+};
+
+TextSampleWriter::TextSampleWriter(std::string* out) : out_(out) {}
+TextSampleWriter::~TextSampleWriter() = default;
+
+void TextSampleWriter::Family(absl::string_view name, absl::string_view help, MetricType type) {
+  pending_ = std::make_unique<Pending>(Pending{name, help, type});
+}
+
+void TextSampleWriter::StartSeries(Labels labels) {
+  if (pending_ != nullptr) {
+    // The header of a family with a series, as FamilyWriter::Write writes it.
+    if (!pending_->help.empty()) {
+      Append(out_, "# HELP ");
+      Append(out_, pending_->name);
+      out_->push_back(' ');
+      AppendEscaped<false>(out_, pending_->help);
+      out_->push_back('\n');
+    }
+    Append(out_, "# TYPE ");
+    Append(out_, pending_->name);
+    out_->push_back(' ');
+    Append(out_, TypeName(pending_->type));
+    out_->push_back('\n');
+    name_ = pending_->name;
+    pending_.reset();
+  }
+  labels_.clear();
+  for (const Label& label : labels) {
+    if (!labels_.empty()) labels_.push_back(',');
+    Append(&labels_, label.first);
+    Append(&labels_, "=\"");
+    AppendEscaped<true>(&labels_, label.second);
+    labels_.push_back('"');
+  }
+}
+
+void TextSampleWriter::Sample(Labels labels, double value) {
+  StartSeries(labels);
+  AppendHead(out_, name_, "", labels_);
+  AppendValue(out_, value);
+  out_->push_back('\n');
+}
+
+void TextSampleWriter::Histogram(Labels labels, absl::Span<const double> bounds,
+                                 absl::Span<const uint64_t> buckets, double sum) {
+  StartSeries(labels);
+  // Bounds are the same for every series of a family: formatted once.
+  if (bound_values_.size() != bounds.size() ||
+      !std::equal(bounds.begin(), bounds.end(), bound_values_.begin(), [](double a, double b) {
+        return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b);
+      })) {
+    bound_values_.assign(bounds.begin(), bounds.end());
+    bounds_.clear();
+    for (double bound : bounds) bounds_.push_back(FormatBound(bound));
+  }
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    cumulative += buckets[i];
+    AppendHead(out_, name_, "_bucket", labels_, "le",
+               i < bounds_.size() ? absl::string_view(bounds_[i]) : absl::string_view("+Inf"));
+    AppendInteger(out_, cumulative);
+    out_->push_back('\n');
+  }
+  AppendHead(out_, name_, "_sum", labels_);
+  AppendValue(out_, sum);
+  out_->push_back('\n');
+  AppendHead(out_, name_, "_count", labels_);
+  AppendInteger(out_, cumulative);
+  out_->push_back('\n');
+}
+
+void FamilyCollector::Family(absl::string_view name, absl::string_view help, MetricType type) {
+  started_ = false;
+  name_ = std::string(name);
+  help_ = std::string(help);
+  type_ = type;
+}
+
+ClientMetric& FamilyCollector::NewMetric(Labels labels) {
+  if (!started_) {
+    started_ = true;
+    MetricFamily& family = families_.emplace_back();
+    family.name = name_;
+    family.help = help_;
+    family.type = type_;
+  }
+  ClientMetric& metric = families_.back().metric.emplace_back();
+  for (const Label& label : labels) {
+    metric.label.push_back({std::string(label.first), std::string(label.second)});
+  }
+  return metric;
+}
+
+void FamilyCollector::Sample(Labels labels, double value) {
+  ClientMetric& metric = NewMetric(labels);
+  switch (type_) {
+    case MetricType::Counter:
+      metric.counter.value = value;
+      break;
+    case MetricType::Gauge:
+      metric.gauge.value = value;
+      break;
+    default:
+      metric.untyped.value = value;
+      break;
+  }
+}
+
+void FamilyCollector::Histogram(Labels labels, absl::Span<const double> bounds,
+                                absl::Span<const uint64_t> buckets, double sum) {
+  ClientMetric::Histogram& histogram = NewMetric(labels).histogram;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    cumulative += buckets[i];
+    ClientMetric::Bucket& bucket = histogram.bucket.emplace_back();
+    bucket.cumulative_count = cumulative;
+    bucket.upper_bound = i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity();
+  }
+  histogram.sample_count = cumulative;
+  histogram.sample_sum = sum;
 }
 
 }  // namespace tcpscope

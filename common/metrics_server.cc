@@ -469,14 +469,23 @@ std::string MetricsServer::Impl::Respond(absl::string_view head) const {
 }
 
 std::string MetricsServer::Impl::Scrape() const {
+  std::string out;
   std::vector<prometheus::MetricFamily> families;
   for (const auto& weak : collectables_) {
     const std::shared_ptr<prometheus::Collectable> collectable = weak.lock();
     if (collectable == nullptr) continue;  // its owner is gone; nothing to report
+    if (const auto* text = dynamic_cast<const ExpositionCollectable*>(collectable.get())) {
+      // Writes its own text; what was collected before it comes first, in order.
+      AppendExposition(families, &out);
+      families.clear();
+      text->AppendExposition(&out);
+      continue;
+    }
     std::vector<prometheus::MetricFamily> collected = collectable->Collect();
     std::move(collected.begin(), collected.end(), std::back_inserter(families));
   }
-  return RenderExposition(families);
+  AppendExposition(families, &out);
+  return out;
 }
 
 void MetricsServer::Impl::StartResponse(uint64_t id, Connection& conn, std::string response) {

@@ -30,7 +30,8 @@ struct MetricsServerOptions {
 class MetricsServer {
  public:
   // Binds, listens and starts the serving thread. GET /metrics answers with the text
-  // exposition (version 0.0.4) of every collectable still alive; GET / with a short page
+  // exposition (version 0.0.4) of every collectable still alive, in order (an
+  // ExpositionCollectable writes its own text, without Collect()); GET / with a short page
   // pointing to /metrics; other paths 404, other methods 405.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const MetricsServerOptions& options,

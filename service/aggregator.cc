@@ -7,25 +7,6 @@
 #include "common/unix_time.h"
 
 namespace tcpscope::service {
-namespace {
-
-SnapshotCounts CountSnapshot(const HostView& view) {
-  SnapshotCounts counts;
-  for (const EndRecord& end : view.ends) {
-    const v1::TcpState state =
-        end.tcp_state() == v1::TCP_STATE_NEW_SYN_RECV ? v1::TCP_STATE_SYN_RECV : end.tcp_state();
-    ++counts.states[state];
-    if (state == v1::TCP_STATE_ESTABLISHED) {
-      ++(end.keepalive_enabled ? counts.keepalive_on : counts.keepalive_off);
-    }
-    ++counts.at_risk[end.at_risk];
-  }
-  counts.states[v1::TCP_STATE_LISTEN] += view.listeners;
-  return counts;
-}
-
-}  // namespace
-
 Aggregator::Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options)
     : metrics_(metrics),
       log_(log),
@@ -99,10 +80,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
     // A gap means the agent dropped batches from its full buffer; batch.losses counts them.
     host.last_applied_seq = batch->seq();
     HostMetrics& metrics = *host.metrics;
-    for (const v1::Event& event : batch->events()) {
-      metrics.CountEvent(event);
-      host.totals.Count(event);
-    }
+    for (const v1::Event& event : batch->events()) metrics.CountEvent(event);
     host.workloads->CountEvents(batch->events(), now);
     metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
     metrics.SetLosses(batch->losses());
@@ -111,8 +89,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
       const uint64_t round = host.view != nullptr ? host.view->round + 1 : 1;
       view = HostView::Build(batch->snapshot(), at_risk, host.pair, round, now, &host.origins);
       host.snapshot_counts = CountSnapshot(*view);
-      metrics.SetSnapshot(batch->snapshot());
-      metrics.SetAtRisk(host.snapshot_counts.at_risk);
+      metrics.SetSnapshot(host.snapshot_counts);
       host.workloads->SetSnapshot(batch->snapshot(), at_risk, now);
       previous = std::exchange(host.view, view);
       first_view = !std::exchange(host.view_current, true);

@@ -55,6 +55,7 @@ std::vector<v1::Agent> FleetQueries::Agents() const {
   std::vector<v1::Agent> agents;
   for (const auto& state : aggregator_->Hosts("")) {
     absl::MutexLock lock(&state->mu);
+    if (state->metrics == nullptr) continue;  // expired since listed
     v1::Agent& agent = agents.emplace_back();
     agent.set_host_name(state->host());
     agent.set_connected(state->connected);
@@ -63,7 +64,7 @@ std::vector<v1::Agent> FleetQueries::Agents() const {
     agent.set_agent_version(state->hello.agent_version());
     agent.set_boot_id(state->hello.boot_id());
     agent.set_source(state->hello.source());
-    agent.set_events(state->totals.events);
+    agent.set_events(state->metrics->totals().events);
     *agent.mutable_losses() = state->losses;
     if (state->connected && state->view_current) {
       agent.set_connections(static_cast<uint32_t>(state->view->ends.size()));
@@ -176,6 +177,7 @@ v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
   v1::LossCounters* fleet_losses = fleet->mutable_losses();
   for (const auto& state : aggregator_->Hosts(host)) {
     absl::MutexLock lock(&state->mu);
+    if (state->metrics == nullptr) continue;  // expired since listed
     v1::HostSummary* summary = response.add_hosts();
     summary->set_host(state->host());
     summary->set_agents(1);
@@ -186,8 +188,9 @@ v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
       const auto half_open = state->pair->HalfOpenCounts();
       std::copy(half_open.begin(), half_open.end(), counts.half_open.begin());
     }
-    FillSummary(state->totals, counts, summary);
-    fleet_totals.Add(state->totals);
+    const EventTotals totals = state->metrics->totals();
+    FillSummary(totals, counts, summary);
+    fleet_totals.Add(totals);
     fleet_snapshot.Add(counts);
     fleet->set_agents(fleet->agents() + 1);
     fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());

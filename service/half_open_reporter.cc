@@ -56,7 +56,7 @@ void HalfOpenReporter::Report(Findings findings, absl::Time now) {
     Log(finding, now);
     {
       absl::MutexLock lock(&host->mu);
-      host->metrics->CountHalfOpenDetected(finding.reason);
+      if (host->metrics != nullptr) host->metrics->CountHalfOpenDetected(finding.reason);
     }
     auto it = std::find_if(batches.begin(), batches.end(),
                            [&](const auto& batch) { return batch.first == host; });
@@ -102,7 +102,9 @@ void HalfOpenReporter::Refresh(HostState& host, absl::Time now) {
     if (!series.empty()) host.half_open_series.emplace_back(std::move(series), reason);
   }
   absl::MutexLock lock(&host.mu);
-  if (listed && host.connected) host.metrics->SetHalfOpen(host.pair->HalfOpenCounts());
+  if (listed && host.connected && host.metrics != nullptr) {
+    host.metrics->SetHalfOpen(host.pair->HalfOpenCounts());
+  }
 }
 
 }  // namespace tcpscope::service

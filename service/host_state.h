@@ -1,5 +1,5 @@
 // What the service holds of one host: its agent's stream state (hello, applied sequence number
-// for exactly-once counting, losses), its event totals and series, its latest view (compact
+// for exactly-once counting, losses), its series (with the event totals), its latest view (compact
 // snapshot) and its record in the pair index. Written by the host's own stream (Aggregator) and,
 // for half-open series, by the reporter; read by the queries (FleetQueries).
 //
@@ -43,12 +43,12 @@ struct HostState {
   absl::Time last_seen ABSL_GUARDED_BY(mu);
   uint64_t last_applied_seq ABSL_GUARDED_BY(mu) = 0;
   v1::LossCounters losses ABSL_GUARDED_BY(mu);
-  EventTotals totals ABSL_GUARDED_BY(mu);
   // The latest view: kept across a disconnect (the pair index judges the next one against
   // it), listed only once a snapshot came on the current stream (`view_current`).
   std::shared_ptr<const HostView> view ABSL_GUARDED_BY(mu);
   bool view_current ABSL_GUARDED_BY(mu) = false;
   SnapshotCounts snapshot_counts ABSL_GUARDED_BY(mu);
+  // Its series and event totals; null once the host expired (a query may still hold it).
   std::unique_ptr<HostMetrics> metrics ABSL_GUARDED_BY(mu);
   // The stream's own: the origins its views share.
   OriginTable origins;

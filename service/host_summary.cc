@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/tcp_names.h"
+#include "service/host_view.h"
 
 namespace tcpscope::service {
 namespace {
@@ -27,37 +28,6 @@ void AddCounts(const std::array<T, N>& counts, NameOf name_of,
 
 }  // namespace
 
-void EventTotals::Count(const v1::Event& event) {
-  ++events;
-  switch (event.kind_case()) {
-    case v1::Event::kHandshake:
-      ++handshakes;
-      break;
-    case v1::Event::kHandshakeFailed:
-      ++failures[event.handshake_failed().reason()];
-      break;
-    case v1::Event::kClose: {
-      const v1::Close& close = event.close();
-      ++closes_by_initiator[close.initiator()];
-      ++closes_by_reason[close.reason()];
-      if (close.has_lifetime_us()) {
-        ++(close.lifetime_us() < 1000000 ? closes_short : closes_long);
-      }
-      break;
-    }
-    case v1::Event::kKeepaliveProbe:
-      ++keepalive_probes;
-      break;
-    case v1::Event::kKeepaliveTimeout:
-      ++keepalive_timeouts;
-      break;
-    case v1::Event::kKeepaliveAnswered:
-    case v1::Event::kHalfOpen:  // the service's own finding, counted by the pair index
-    case v1::Event::KIND_NOT_SET:
-      break;
-  }
-}
-
 void EventTotals::Add(const EventTotals& other) {
   events += other.events;
   handshakes += other.handshakes;
@@ -68,6 +38,22 @@ void EventTotals::Add(const EventTotals& other) {
   closes_long += other.closes_long;
   keepalive_probes += other.keepalive_probes;
   keepalive_timeouts += other.keepalive_timeouts;
+}
+
+SnapshotCounts CountSnapshot(const HostView& view) {
+  SnapshotCounts counts;
+  for (const EndRecord& end : view.ends) {
+    // Validation refused unknown states: every index is in range.
+    const v1::TcpState state =
+        end.tcp_state() == v1::TCP_STATE_NEW_SYN_RECV ? v1::TCP_STATE_SYN_RECV : end.tcp_state();
+    ++counts.states[state];
+    if (state == v1::TCP_STATE_ESTABLISHED) {
+      ++(end.keepalive_enabled ? counts.keepalive_on : counts.keepalive_off);
+    }
+    ++counts.at_risk[end.at_risk];
+  }
+  counts.states[v1::TCP_STATE_LISTEN] += view.listeners;
+  return counts;
 }
 
 void SnapshotCounts::Add(const SnapshotCounts& other) {

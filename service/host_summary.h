@@ -1,38 +1,48 @@
-// What the Summary call reports of a host: cumulative event counts kept beside the metrics, and
-// the counts of its latest snapshot. Totals of several hosts add up field by field.
+// What the Summary call reports of a host: its cumulative event counts (read from its
+// HostMetrics, which counts each event once for both) and the counts of its latest snapshot
+// (computed once per snapshot, for the gauges and the summary alike). Totals of several hosts add
+// up field by field. Tables indexed by an enum are sized from the proto.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
+#include "tcpscope/v1/events.pb.h"
+#include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope::service {
 
+struct HostView;
+
 struct EventTotals {
   uint64_t events = 0;
   uint64_t handshakes = 0;
-  std::array<uint64_t, 6> failures{};             // by HandshakeFailureReason
-  std::array<uint64_t, 5> closes_by_initiator{};  // by CloseInitiator
-  std::array<uint64_t, 8> closes_by_reason{};     // by CloseReason
-  uint64_t closes_short = 0;                      // lifetime under 1 s
+  std::array<uint64_t, v1::HandshakeFailureReason_ARRAYSIZE> failures{};
+  std::array<uint64_t, v1::CloseInitiator_ARRAYSIZE> closes_by_initiator{};
+  std::array<uint64_t, v1::CloseReason_ARRAYSIZE> closes_by_reason{};
+  uint64_t closes_short = 0;  // lifetime under 1 s
   uint64_t closes_long = 0;
   uint64_t keepalive_probes = 0;
   uint64_t keepalive_timeouts = 0;
 
-  void Count(const v1::Event& event);  // a validated event
   void Add(const EventTotals& other);
 };
 
 struct SnapshotCounts {
-  std::array<uint32_t, 13> states{};  // by TcpState; LISTEN from the listener count
-  uint32_t keepalive_on = 0;          // established connections
+  std::array<uint32_t, v1::TcpState_ARRAYSIZE> states{};  // LISTEN from the listener count;
+                                                          // NEW_SYN_RECV counted as SYN_RECV
+  uint32_t keepalive_on = 0;                              // established connections
   uint32_t keepalive_off = 0;
-  std::array<uint32_t, 4> at_risk{};    // by AtRiskReason
-  std::array<uint32_t, 4> half_open{};  // by HalfOpenReason (from ConnectionPairs)
+  std::array<uint32_t, v1::AtRiskReason_ARRAYSIZE> at_risk{};
+  std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE> half_open{};  // from the pair index
 
   void Add(const SnapshotCounts& other);
 };
+
+// The counts of a host's view; half_open left at zero.
+SnapshotCounts CountSnapshot(const HostView& view);
 
 // Fills every field of `summary` but host, agents and losses.
 void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,

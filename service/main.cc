@@ -145,7 +145,7 @@ int Main() {
   MetricsServerOptions metrics_options;
   metrics_options.listen = absl::GetFlag(FLAGS_metrics_listen);
   absl::StatusOr<std::unique_ptr<MetricsServer>> metrics_server =
-      MetricsServer::Start(metrics_options, {metrics.registry()});
+      MetricsServer::Start(metrics_options, metrics.collectables());
   if (!metrics_server.ok()) {
     TS_LOG(ERROR) << "--metrics_listen=" << metrics_options.listen << ": "
                   << metrics_server.status();

@@ -1,27 +1,75 @@
-// Metric families and per-host handles of the service.
+// The host-level SPEC series as plain values, and the service's own series.
 #include "service/service_metrics.h"
+
+#include <algorithm>
+#include <iterator>
 
 #include "common/tcp_names.h"
 
 namespace tcpscope::service {
 namespace {
 
-using prometheus::Histogram;
+using Label = SampleWriter::Label;
 
 // 100 us to 10 s: loopback handshakes to SYN retries.
-const Histogram::BucketBoundaries& HandshakeBuckets() {
-  static const auto* buckets =
-      new Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                      0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
-  return *buckets;
+constexpr std::array<double, 16> kHandshakeBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                     1,      2.5,     5,      10};
+// 1 ms to a week, so HTTP/1.0-style short connections and long keep-alive ones separate.
+constexpr std::array<double, 12> kLifetimeBounds = {0.001, 0.01, 0.1,  1,     10,    60,
+                                                    300,   1800, 3600, 21600, 86400, 604800};
+
+constexpr int kRoles = v1::Role_ARRAYSIZE;
+constexpr int kInitiators = v1::CloseInitiator_ARRAYSIZE;
+constexpr int kCloseReasons = v1::CloseReason_ARRAYSIZE;
+constexpr int kFailureReasons = v1::HandshakeFailureReason_ARRAYSIZE;
+constexpr int kStates = v1::TcpState_ARRAYSIZE;
+constexpr int kAtRiskReasons = v1::AtRiskReason_ARRAYSIZE;
+constexpr int kHalfOpenReasons = v1::HalfOpenReason_ARRAYSIZE;
+constexpr const char* kStages[] = {"kernel", "agent", "transport"};
+constexpr int kStageCount = 3;
+
+// An enum value as a table index; values the proto does not know count as 0 (unspecified).
+int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
+
+void Add(std::atomic<uint64_t>& counter, uint64_t count = 1) {
+  counter.fetch_add(count, std::memory_order_relaxed);
 }
 
-// 1 ms to a week, so HTTP/1.0-style short connections and long keep-alive ones separate.
-const Histogram::BucketBoundaries& LifetimeBuckets() {
-  static const auto* buckets = new Histogram::BucketBoundaries{
-      0.001, 0.01, 0.1, 1, 10, 60, 300, 1800, 3600, 21600, 86400, 604800};
-  return *buckets;
+template <typename T>
+T Load(const std::atomic<T>& value) {
+  return value.load(std::memory_order_relaxed);
 }
+
+template <typename T>
+void Store(std::atomic<T>& value, T to) {
+  value.store(to, std::memory_order_relaxed);
+}
+
+// A histogram as prometheus-cpp's: per-bucket counts (an observation goes to the first bucket
+// whose bound is >= it; the last bucket is +Inf) and the sum of the observations.
+template <size_t N>
+struct HistogramValues {
+  std::array<std::atomic<uint64_t>, N + 1> buckets{};
+  std::atomic<double> sum{0};
+
+  void Observe(double value, const std::array<double, N>& bounds) {
+    const size_t bucket =
+        static_cast<size_t>(std::find_if(bounds.begin(), bounds.end(),
+                                         [value](double bound) { return bound >= value; }) -
+                            bounds.begin());
+    Add(buckets[bucket]);
+    sum.fetch_add(value, std::memory_order_relaxed);
+  }
+
+  // Empty when the histogram has no observation.
+  bool Read(std::array<uint64_t, N + 1>* counts, double* total) const {
+    uint64_t count = 0;
+    for (size_t i = 0; i <= N; ++i) count += (*counts)[i] = Load(buckets[i]);
+    *total = Load(sum);
+    return count > 0;
+  }
+};
 
 template <typename Builder>
 auto& Register(Builder builder, const std::string& name, const std::string& help,
@@ -29,97 +77,277 @@ auto& Register(Builder builder, const std::string& name, const std::string& help
   return builder.Name(name).Help(help).Register(registry);
 }
 
-int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
+}  // namespace
 
-// Snapshot state index for the `state` label: request sockets count as syn_recv.
-int StateIndex(v1::TcpState state) {
-  if (state == v1::TCP_STATE_NEW_SYN_RECV) return v1::TCP_STATE_SYN_RECV;
-  return Index(state, 12);
+class HostMetrics::Series final : public FleetMetrics::Source {
+ public:
+  explicit Series(std::string host) : host_(std::move(host)) {}
+
+  const std::string& host() const override { return host_; }
+  void Write(SpecFamily family, SampleWriter& writer) const override;
+
+  static int CloseIndex(int role, int initiator, int reason) {
+    return (role * kInitiators + initiator) * kCloseReasons + reason;
+  }
+
+  const std::string host_;
+  std::atomic<bool> up{false};
+  std::atomic<uint64_t> events{0};
+  std::array<std::atomic<uint64_t>, kStageCount> lost{};
+  std::atomic<uint64_t> keepalive_probes{0};
+  std::array<std::atomic<uint64_t>, kRoles> handshakes{};
+  std::array<HistogramValues<kHandshakeBounds.size()>, kRoles> handshake_duration{};
+  std::array<std::atomic<uint64_t>, kRoles * kInitiators * kCloseReasons> closes{};
+  std::atomic<uint64_t> closes_short{0};  // for the Summary call: lifetime under 1 s
+  std::atomic<uint64_t> closes_long{0};
+  std::array<HistogramValues<kLifetimeBounds.size()>, kRoles> lifetime{};
+  std::array<std::atomic<uint64_t>, kFailureReasons> failures{};
+  std::array<std::atomic<uint64_t>, kRoles> timeouts{};
+  // Snapshot gauges, shown from SetSnapshot to ClearSnapshot.
+  std::atomic<bool> snapshot_shown{false};
+  std::array<std::atomic<uint32_t>, kStates> states{};
+  std::array<std::atomic<uint32_t>, 2> keepalive{};  // off, on
+  std::atomic<bool> at_risk_shown{false};
+  std::array<std::atomic<uint32_t>, kAtRiskReasons> at_risk{};
+  // Half-open gauges, shown from SetHalfOpen to ClearHalfOpen; findings.
+  std::atomic<bool> half_open_shown{false};
+  std::array<std::atomic<uint32_t>, kHalfOpenReasons> half_open{};
+  std::array<std::atomic<uint64_t>, kHalfOpenReasons> half_open_detected{};
+};
+
+void HostMetrics::Series::Write(SpecFamily family, SampleWriter& writer) const {
+  const Label host{"host", host_};
+  // A counter series exists once it counted something.
+  auto counter = [&writer](std::initializer_list<Label> labels,
+                           const std::atomic<uint64_t>& value) {
+    const uint64_t count = Load(value);
+    if (count > 0) writer.Sample(labels, static_cast<double>(count));
+  };
+  switch (family) {
+    case SpecFamily::kHandshakes:
+      for (int role = 0; role < kRoles; ++role) {
+        counter({host, {"role", RoleName(static_cast<v1::Role>(role))}}, handshakes[role]);
+      }
+      break;
+    case SpecFamily::kHandshakeFailures:
+      for (int reason = 0; reason < kFailureReasons; ++reason) {
+        counter({host,
+                 {"reason",
+                  HandshakeFailureReasonName(static_cast<v1::HandshakeFailureReason>(reason))}},
+                failures[reason]);
+      }
+      break;
+    case SpecFamily::kHandshakeDuration:
+      for (int role = 0; role < kRoles; ++role) {
+        std::array<uint64_t, kHandshakeBounds.size() + 1> buckets;
+        double sum = 0;
+        if (!handshake_duration[role].Read(&buckets, &sum)) continue;
+        writer.Histogram({host, {"role", RoleName(static_cast<v1::Role>(role))}}, kHandshakeBounds,
+                         buckets, sum);
+      }
+      break;
+    case SpecFamily::kCloses:
+      for (int role = 0; role < kRoles; ++role) {
+        const Label role_label{"role", RoleName(static_cast<v1::Role>(role))};
+        for (int initiator = 0; initiator < kInitiators; ++initiator) {
+          const Label initiator_label{
+              "initiator", CloseInitiatorName(static_cast<v1::CloseInitiator>(initiator))};
+          for (int reason = 0; reason < kCloseReasons; ++reason) {
+            counter({host,
+                     initiator_label,
+                     {"reason", CloseReasonName(static_cast<v1::CloseReason>(reason))},
+                     role_label},
+                    closes[CloseIndex(role, initiator, reason)]);
+          }
+        }
+      }
+      break;
+    case SpecFamily::kLifetime:
+      for (int role = 0; role < kRoles; ++role) {
+        std::array<uint64_t, kLifetimeBounds.size() + 1> buckets;
+        double sum = 0;
+        if (!lifetime[role].Read(&buckets, &sum)) continue;
+        writer.Histogram({host, {"role", RoleName(static_cast<v1::Role>(role))}}, kLifetimeBounds,
+                         buckets, sum);
+      }
+      break;
+    case SpecFamily::kKeepaliveProbes:
+      counter({host}, keepalive_probes);
+      break;
+    case SpecFamily::kKeepaliveTimeouts:
+      for (int role = 0; role < kRoles; ++role) {
+        counter({host, {"role", RoleName(static_cast<v1::Role>(role))}}, timeouts[role]);
+      }
+      break;
+    case SpecFamily::kConnections:
+      if (!Load(snapshot_shown)) break;
+      // Request sockets are counted as syn_recv: NEW_SYN_RECV has no series of its own.
+      for (int state = 1; state < kStates; ++state) {
+        if (state == v1::TCP_STATE_NEW_SYN_RECV) continue;
+        writer.Sample({host, {"state", TcpStateName(static_cast<v1::TcpState>(state))}},
+                      Load(states[state]));
+      }
+      break;
+    case SpecFamily::kConnectionsKeepalive:
+      if (!Load(snapshot_shown)) break;
+      writer.Sample({host, {"keepalive", "off"}}, Load(keepalive[0]));
+      writer.Sample({host, {"keepalive", "on"}}, Load(keepalive[1]));
+      break;
+    case SpecFamily::kConnectionsAtRisk:
+      if (!Load(at_risk_shown)) break;
+      for (int reason = 1; reason < kAtRiskReasons; ++reason) {
+        writer.Sample({host, {"reason", AtRiskReasonName(static_cast<v1::AtRiskReason>(reason))}},
+                      Load(at_risk[reason]));
+      }
+      break;
+    case SpecFamily::kConnectionsHalfOpen:
+      if (!Load(half_open_shown)) break;
+      for (int reason = 1; reason < kHalfOpenReasons; ++reason) {
+        writer.Sample(
+            {host, {"reason", HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason))}},
+            Load(half_open[reason]));
+      }
+      break;
+    case SpecFamily::kHalfOpenDetected:
+      for (int reason = 1; reason < kHalfOpenReasons; ++reason) {
+        counter({host, {"reason", HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason))}},
+                half_open_detected[reason]);
+      }
+      break;
+    case SpecFamily::kAgentUp:
+      writer.Sample({host}, Load(up) ? 1 : 0);
+      break;
+    case SpecFamily::kAgentEvents:
+      writer.Sample({host}, static_cast<double>(Load(events)));
+      break;
+    case SpecFamily::kAgentEventsLost:
+      for (int stage = 0; stage < kStageCount; ++stage) {
+        writer.Sample({host, {"stage", kStages[stage]}}, static_cast<double>(Load(lost[stage])));
+      }
+      break;
+    default:  // a workload's family
+      break;
+  }
 }
 
-}  // namespace
+HostMetrics::HostMetrics(ServiceMetrics* metrics, std::string host)
+    : fleet_(metrics->fleet().get()), series_(std::make_shared<Series>(std::move(host))) {
+  fleet_->Register(series_);
+}
+
+HostMetrics::~HostMetrics() { fleet_->Unregister(series_.get()); }
+
+void HostMetrics::CountEvent(const v1::Event& event) {
+  Series& s = *series_;
+  const int role = Index(event.role(), kRoles);
+  switch (event.kind_case()) {
+    case v1::Event::kHandshake:
+      Add(s.handshakes[role]);
+      if (event.handshake().has_duration_us()) {
+        s.handshake_duration[role].Observe(event.handshake().duration_us() / 1e6, kHandshakeBounds);
+      }
+      break;
+    case v1::Event::kHandshakeFailed:
+      Add(s.failures[Index(event.handshake_failed().reason(), kFailureReasons)]);
+      break;
+    case v1::Event::kClose: {
+      const v1::Close& close = event.close();
+      Add(s.closes[Series::CloseIndex(role, Index(close.initiator(), kInitiators),
+                                      Index(close.reason(), kCloseReasons))]);
+      if (close.has_lifetime_us()) {
+        s.lifetime[role].Observe(close.lifetime_us() / 1e6, kLifetimeBounds);
+        Add(close.lifetime_us() < 1000000 ? s.closes_short : s.closes_long);
+      }
+      break;
+    }
+    case v1::Event::kKeepaliveProbe:
+      Add(s.keepalive_probes);
+      break;
+    case v1::Event::kKeepaliveTimeout:
+      Add(s.timeouts[role]);
+      break;
+    case v1::Event::kKeepaliveAnswered:  // an event to watch, not a SPEC series
+    case v1::Event::kHalfOpen:           // never from an agent (refused by validation)
+      break;
+    case v1::Event::KIND_NOT_SET:
+      break;
+  }
+}
+
+void HostMetrics::AddEvents(uint64_t count) { Add(series_->events, count); }
+
+void HostMetrics::SetLosses(const v1::LossCounters& cumulative) {
+  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent(), losses_seen_.transport()};
+  const uint64_t now[] = {cumulative.kernel(), cumulative.agent(), cumulative.transport()};
+  for (int i = 0; i < kStageCount; ++i) {
+    if (now[i] > seen[i]) Add(series_->lost[i], now[i] - seen[i]);
+  }
+  losses_seen_ = cumulative;
+}
+
+void HostMetrics::SetUp(bool up) { Store(series_->up, up); }
+
+void HostMetrics::SetSnapshot(const SnapshotCounts& counts) {
+  Series& s = *series_;
+  for (int state = 0; state < kStates; ++state) Store(s.states[state], counts.states[state]);
+  Store(s.keepalive[0], counts.keepalive_off);
+  Store(s.keepalive[1], counts.keepalive_on);
+  Store(s.snapshot_shown, true);
+  SetAtRisk(counts.at_risk);
+}
+
+void HostMetrics::SetAtRisk(const AtRiskCounts& counts) {
+  for (int reason = 0; reason < kAtRiskReasons; ++reason) {
+    Store(series_->at_risk[reason], counts[reason]);
+  }
+  Store(series_->at_risk_shown, true);
+}
+
+void HostMetrics::ClearSnapshot() {
+  Store(series_->snapshot_shown, false);
+  Store(series_->at_risk_shown, false);
+}
+
+void HostMetrics::SetHalfOpen(const HalfOpenCounts& counts) {
+  for (int reason = 0; reason < kHalfOpenReasons; ++reason) {
+    Store(series_->half_open[reason], counts[reason]);
+  }
+  Store(series_->half_open_shown, true);
+}
+
+void HostMetrics::ClearHalfOpen() { Store(series_->half_open_shown, false); }
+
+void HostMetrics::CountHalfOpenDetected(v1::HalfOpenReason reason) {
+  Add(series_->half_open_detected[Index(reason, kHalfOpenReasons)]);
+}
+
+EventTotals HostMetrics::totals() const {
+  const Series& s = *series_;
+  EventTotals totals;
+  totals.events = Load(s.events);
+  for (int role = 0; role < kRoles; ++role) {
+    totals.handshakes += Load(s.handshakes[role]);
+    totals.keepalive_timeouts += Load(s.timeouts[role]);
+    for (int initiator = 0; initiator < kInitiators; ++initiator) {
+      for (int reason = 0; reason < kCloseReasons; ++reason) {
+        const uint64_t count = Load(s.closes[Series::CloseIndex(role, initiator, reason)]);
+        totals.closes_by_initiator[initiator] += count;
+        totals.closes_by_reason[reason] += count;
+      }
+    }
+  }
+  for (int reason = 0; reason < kFailureReasons; ++reason) {
+    totals.failures[reason] = Load(s.failures[reason]);
+  }
+  totals.closes_short = Load(s.closes_short);
+  totals.closes_long = Load(s.closes_long);
+  totals.keepalive_probes = Load(s.keepalive_probes);
+  return totals;
+}
 
 ServiceMetrics::ServiceMetrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      handshakes(Register(prometheus::BuildCounter(), "tcpscope_handshakes_total",
-                          "Completed three-way handshakes.", *registry_)),
-      handshake_failures(Register(prometheus::BuildCounter(), "tcpscope_handshake_failures_total",
-                                  "Connects that never reached ESTABLISHED, by reason.",
-                                  *registry_)),
-      handshake_duration(Register(prometheus::BuildHistogram(),
-                                  "tcpscope_handshake_duration_seconds",
-                                  "Time from SYN to ESTABLISHED.", *registry_)),
-      closes(Register(prometheus::BuildCounter(), "tcpscope_closes_total",
-                      "Ended connections that had been established, by who closed and why.",
-                      *registry_)),
-      lifetime(Register(prometheus::BuildHistogram(), "tcpscope_connection_lifetime_seconds",
-                        "Time from handshake to close.", *registry_)),
-      keepalive_probes(Register(prometheus::BuildCounter(), "tcpscope_keepalive_probes_total",
-                                "Keepalive probes sent.", *registry_)),
-      keepalive_timeouts(Register(prometheus::BuildCounter(), "tcpscope_keepalive_timeouts_total",
-                                  "Connections killed because keepalive probes went unanswered.",
-                                  *registry_)),
-      connections(Register(prometheus::BuildGauge(), "tcpscope_connections",
-                           "Current connection ends by TCP state, from the latest snapshot.",
-                           *registry_)),
-      connections_keepalive(Register(prometheus::BuildGauge(), "tcpscope_connections_keepalive",
-                                     "Established connection ends with keepalive on or off.",
-                                     *registry_)),
-      connections_at_risk(
-          Register(prometheus::BuildGauge(), "tcpscope_connections_at_risk",
-                   "Connection ends that may be silently dead, by reason (see README: at-risk).",
-                   *registry_)),
-      connections_half_open(Register(
-          prometheus::BuildGauge(), "tcpscope_connections_half_open",
-          "Connection ends ESTABLISHED while their peer's end, seen by another host's agent, is "
-          "gone, by reason (see README: half-open).",
-          *registry_)),
-      half_open_detected(Register(
-          prometheus::BuildCounter(), "tcpscope_half_open_detected_total",
-          "Half-open connection ends found, by reason (once per end and reason).", *registry_)),
-      workload_connections(Register(
-          prometheus::BuildGauge(), "tcpscope_workload_connections",
-          "Current connection ends of a workload (Kubernetes namespace, pod and container, or a "
-          "container outside Kubernetes) by TCP state, from the latest snapshot; pods beyond "
-          "--max_pods_per_host are summed in pod=\"other\".",
-          *registry_)),
-      workload_connections_at_risk(Register(
-          prometheus::BuildGauge(), "tcpscope_workload_connections_at_risk",
-          "Connection ends of a workload that may be silently dead, by reason (see README: "
-          "at-risk).",
-          *registry_)),
-      workload_connections_half_open(Register(
-          prometheus::BuildGauge(), "tcpscope_workload_connections_half_open",
-          "Connection ends of a workload ESTABLISHED while their peer's end is gone, by reason "
-          "(see README: half-open).",
-          *registry_)),
-      workload_handshake_failures(Register(
-          prometheus::BuildCounter(), "tcpscope_workload_handshake_failures_total",
-          "Connects of a workload that never reached ESTABLISHED, by reason.", *registry_)),
-      workload_keepalive_timeouts(
-          Register(prometheus::BuildCounter(), "tcpscope_workload_keepalive_timeouts_total",
-                   "Connections of a workload killed because keepalive probes went unanswered.",
-                   *registry_)),
-      workload_closes(Register(prometheus::BuildCounter(), "tcpscope_workload_closes_total",
-                               "Ended connections of a workload that had been established, by "
-                               "reason.",
-                               *registry_)),
-      port_handshake_failures(Register(
-          prometheus::BuildCounter(), "tcpscope_port_handshake_failures_total",
-          "Connects that never reached ESTABLISHED, by the server's port and reason; ports "
-          "beyond --max_ports_per_host are summed in port=\"other\".",
-          *registry_)),
-      port_closes(Register(prometheus::BuildCounter(), "tcpscope_port_closes_total",
-                           "Ended connections that had been established, by the server's port "
-                           "and reason; ports beyond --max_ports_per_host are summed in "
-                           "port=\"other\".",
-                           *registry_)),
-      agent_up(Register(prometheus::BuildGauge(), "tcpscope_agent_up",
-                        "1 while the host's agent has a stream open.", *registry_)),
-      agent_events(Register(prometheus::BuildCounter(), "tcpscope_agent_events_total",
-                            "Events received from the host's agent and applied.", *registry_)),
-      agent_events_lost(Register(prometheus::BuildCounter(), "tcpscope_agent_events_lost_total",
-                                 "Events lost before reaching the service, by stage.", *registry_)),
+      fleet_(std::make_shared<FleetMetrics>()),
       streams(Register(prometheus::BuildGauge(), "tcpscope_service_ingest_streams",
                        "Agent streams currently open.", *registry_)
                   .Add({})),
@@ -161,234 +389,15 @@ ServiceMetrics::ServiceMetrics()
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 
+std::vector<prometheus::MetricFamily> ServiceMetrics::Collect() const {
+  std::vector<prometheus::MetricFamily> families = fleet_->Collect();
+  std::vector<prometheus::MetricFamily> own = registry_->Collect();
+  std::move(own.begin(), own.end(), std::back_inserter(families));
+  return families;
+}
+
 prometheus::Counter& ServiceMetrics::Rejected(const std::string& reason) {
   return rejected_.Add({{"reason", reason}});
-}
-
-HostMetrics::HostMetrics(ServiceMetrics* families, std::string host)
-    : families_(families),
-      host_(std::move(host)),
-      up_(families->agent_up.Add({{"host", host_}})),
-      events_(families->agent_events.Add({{"host", host_}})) {
-  static constexpr const char* kStages[] = {"kernel", "agent", "transport"};
-  for (int i = 0; i < 3; ++i) {
-    lost_[i] = &families->agent_events_lost.Add({{"host", host_}, {"stage", kStages[i]}});
-  }
-}
-
-HostMetrics::~HostMetrics() {
-  ClearSnapshot();
-  ClearHalfOpen();
-  for (auto* counter : half_open_detected_) {
-    if (counter != nullptr) families_->half_open_detected.Remove(counter);
-  }
-  families_->agent_up.Remove(&up_);
-  families_->agent_events.Remove(&events_);
-  for (auto* counter : lost_) families_->agent_events_lost.Remove(counter);
-  if (keepalive_probes_ != nullptr) families_->keepalive_probes.Remove(keepalive_probes_);
-  for (auto* counter : handshakes_) {
-    if (counter != nullptr) families_->handshakes.Remove(counter);
-  }
-  for (auto* histogram : handshake_duration_) {
-    if (histogram != nullptr) families_->handshake_duration.Remove(histogram);
-  }
-  for (auto* counter : closes_) {
-    if (counter != nullptr) families_->closes.Remove(counter);
-  }
-  for (auto* histogram : lifetime_) {
-    if (histogram != nullptr) families_->lifetime.Remove(histogram);
-  }
-  for (auto* counter : failures_) {
-    if (counter != nullptr) families_->handshake_failures.Remove(counter);
-  }
-  for (auto* counter : timeouts_) {
-    if (counter != nullptr) families_->keepalive_timeouts.Remove(counter);
-  }
-}
-
-prometheus::Counter& HostMetrics::Handshakes(v1::Role role) {
-  auto*& slot = handshakes_[Index(role, kRoles)];
-  if (slot == nullptr) {
-    slot = &families_->handshakes.Add({{"host", host_}, {"role", std::string(RoleName(role))}});
-  }
-  return *slot;
-}
-
-prometheus::Histogram& HostMetrics::HandshakeDuration(v1::Role role) {
-  auto*& slot = handshake_duration_[Index(role, kRoles)];
-  if (slot == nullptr) {
-    slot = &families_->handshake_duration.Add(
-        {{"host", host_}, {"role", std::string(RoleName(role))}}, HandshakeBuckets());
-  }
-  return *slot;
-}
-
-prometheus::Counter& HostMetrics::Closes(v1::Role role, v1::CloseInitiator initiator,
-                                         v1::CloseReason reason) {
-  const int index = (Index(role, kRoles) * kInitiators + Index(initiator, kInitiators)) * kReasons +
-                    Index(reason, kReasons);
-  auto*& slot = closes_[index];
-  if (slot == nullptr) {
-    slot = &families_->closes.Add({{"host", host_},
-                                   {"role", std::string(RoleName(role))},
-                                   {"initiator", std::string(CloseInitiatorName(initiator))},
-                                   {"reason", std::string(CloseReasonName(reason))}});
-  }
-  return *slot;
-}
-
-prometheus::Histogram& HostMetrics::Lifetime(v1::Role role) {
-  auto*& slot = lifetime_[Index(role, kRoles)];
-  if (slot == nullptr) {
-    slot = &families_->lifetime.Add({{"host", host_}, {"role", std::string(RoleName(role))}},
-                                    LifetimeBuckets());
-  }
-  return *slot;
-}
-
-prometheus::Counter& HostMetrics::Failures(v1::HandshakeFailureReason reason) {
-  auto*& slot = failures_[Index(reason, kFailureReasons)];
-  if (slot == nullptr) {
-    slot = &families_->handshake_failures.Add(
-        {{"host", host_}, {"reason", std::string(HandshakeFailureReasonName(reason))}});
-  }
-  return *slot;
-}
-
-prometheus::Counter& HostMetrics::Timeouts(v1::Role role) {
-  auto*& slot = timeouts_[Index(role, kRoles)];
-  if (slot == nullptr) {
-    slot = &families_->keepalive_timeouts.Add(
-        {{"host", host_}, {"role", std::string(RoleName(role))}});
-  }
-  return *slot;
-}
-
-void HostMetrics::CountEvent(const v1::Event& event) {
-  switch (event.kind_case()) {
-    case v1::Event::kHandshake:
-      Handshakes(event.role()).Increment();
-      if (event.handshake().has_duration_us()) {
-        HandshakeDuration(event.role()).Observe(event.handshake().duration_us() / 1e6);
-      }
-      break;
-    case v1::Event::kHandshakeFailed:
-      Failures(event.handshake_failed().reason()).Increment();
-      break;
-    case v1::Event::kClose: {
-      const v1::Close& close = event.close();
-      Closes(event.role(), close.initiator(), close.reason()).Increment();
-      if (close.has_lifetime_us()) Lifetime(event.role()).Observe(close.lifetime_us() / 1e6);
-      break;
-    }
-    case v1::Event::kKeepaliveProbe:
-      if (keepalive_probes_ == nullptr) {
-        keepalive_probes_ = &families_->keepalive_probes.Add({{"host", host_}});
-      }
-      keepalive_probes_->Increment();
-      break;
-    case v1::Event::kKeepaliveTimeout:
-      Timeouts(event.role()).Increment();
-      break;
-    case v1::Event::kKeepaliveAnswered:  // an event to watch, not a SPEC series
-    case v1::Event::kHalfOpen:           // never from an agent (refused by validation)
-      break;
-    case v1::Event::KIND_NOT_SET:
-      break;
-  }
-}
-
-void HostMetrics::AddEvents(uint64_t count) { events_.Increment(static_cast<double>(count)); }
-
-void HostMetrics::SetLosses(const v1::LossCounters& cumulative) {
-  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent(), losses_seen_.transport()};
-  const uint64_t now[] = {cumulative.kernel(), cumulative.agent(), cumulative.transport()};
-  for (int i = 0; i < 3; ++i) {
-    if (now[i] > seen[i]) lost_[i]->Increment(static_cast<double>(now[i] - seen[i]));
-  }
-  losses_seen_ = cumulative;
-}
-
-void HostMetrics::SetUp(bool up) { up_.Set(up ? 1 : 0); }
-
-void HostMetrics::SetSnapshot(const v1::Snapshot& snapshot) {
-  std::array<int, kStates> counts{};
-  std::array<int, 2> keepalive{};
-  for (const v1::Connection& connection : snapshot.connections()) {
-    ++counts[StateIndex(connection.state())];
-    if (connection.state() == v1::TCP_STATE_ESTABLISHED) {
-      ++keepalive[connection.keepalive().enabled() ? 1 : 0];
-    }
-  }
-  counts[v1::TCP_STATE_LISTEN] += static_cast<int>(snapshot.listeners());
-  for (int state = 1; state < kStates; ++state) {
-    if (states_[state] == nullptr) {
-      states_[state] = &families_->connections.Add(
-          {{"host", host_},
-           {"state", std::string(TcpStateName(static_cast<v1::TcpState>(state)))}});
-    }
-    states_[state]->Set(counts[state]);
-  }
-  for (int on = 0; on < 2; ++on) {
-    if (keepalive_[on] == nullptr) {
-      keepalive_[on] = &families_->connections_keepalive.Add(
-          {{"host", host_}, {"keepalive", on ? "on" : "off"}});
-    }
-    keepalive_[on]->Set(keepalive[on]);
-  }
-}
-
-void HostMetrics::SetAtRisk(const std::array<uint32_t, 4>& counts) {
-  for (int reason = 1; reason < 4; ++reason) {
-    if (at_risk_[reason] == nullptr) {
-      at_risk_[reason] = &families_->connections_at_risk.Add(
-          {{"host", host_},
-           {"reason", std::string(AtRiskReasonName(static_cast<v1::AtRiskReason>(reason)))}});
-    }
-    at_risk_[reason]->Set(counts[reason]);
-  }
-}
-
-void HostMetrics::ClearSnapshot() {
-  for (auto*& gauge : at_risk_) {
-    if (gauge != nullptr) families_->connections_at_risk.Remove(gauge);
-    gauge = nullptr;
-  }
-  for (auto*& gauge : states_) {
-    if (gauge != nullptr) families_->connections.Remove(gauge);
-    gauge = nullptr;
-  }
-  for (auto*& gauge : keepalive_) {
-    if (gauge != nullptr) families_->connections_keepalive.Remove(gauge);
-    gauge = nullptr;
-  }
-}
-
-void HostMetrics::SetHalfOpen(const std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE>& counts) {
-  for (size_t reason = 1; reason < counts.size(); ++reason) {
-    if (half_open_[reason] == nullptr) {
-      half_open_[reason] = &families_->connections_half_open.Add(
-          {{"host", host_},
-           {"reason", std::string(HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason)))}});
-    }
-    half_open_[reason]->Set(counts[reason]);
-  }
-}
-
-void HostMetrics::ClearHalfOpen() {
-  for (auto*& gauge : half_open_) {
-    if (gauge != nullptr) families_->connections_half_open.Remove(gauge);
-    gauge = nullptr;
-  }
-}
-
-void HostMetrics::CountHalfOpenDetected(v1::HalfOpenReason reason) {
-  prometheus::Counter*& counter = half_open_detected_[reason];
-  if (counter == nullptr) {
-    counter = &families_->half_open_detected.Add(
-        {{"host", host_}, {"reason", std::string(HalfOpenReasonName(reason))}});
-  }
-  counter->Increment();
 }
 
 }  // namespace tcpscope::service

@@ -1,6 +1,8 @@
 // Workload and port series of one host, with their per-host caps and slot expiry.
 #include "service/workload_metrics.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/tcp_names.h"
 
@@ -33,7 +35,34 @@ constexpr v1::TcpState kStateOfIndex[] = {v1::TCP_STATE_ESTABLISHED, v1::TCP_STA
                                           v1::TCP_STATE_SYN_RECV, v1::TCP_STATE_CLOSE_WAIT,
                                           v1::TCP_STATE_TIME_WAIT};
 
+constexpr int kStates = std::size(kStateOfIndex);
+constexpr int kFailureReasons = v1::HandshakeFailureReason_ARRAYSIZE;
+constexpr int kCloseReasons = v1::CloseReason_ARRAYSIZE;
+constexpr int kAtRiskReasons = v1::AtRiskReason_ARRAYSIZE;
+constexpr int kHalfOpenReasons = v1::HalfOpenReason_ARRAYSIZE;
+
 int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
+
+using Label = SampleWriter::Label;
+
+template <typename T>
+T Load(const std::atomic<T>& value) {
+  return value.load(std::memory_order_relaxed);
+}
+
+template <typename T>
+void Store(std::atomic<T>& value, T to) {
+  value.store(to, std::memory_order_relaxed);
+}
+
+void Add(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
+
+// A counter series exists once it counted something.
+void WriteCounter(SampleWriter& writer, std::initializer_list<Label> labels,
+                  const std::atomic<uint64_t>& value) {
+  const uint64_t count = Load(value);
+  if (count > 0) writer.Sample(labels, static_cast<double>(count));
+}
 
 }  // namespace
 
@@ -58,32 +87,226 @@ uint32_t ServerPort(const v1::Event& event) {
   return endpoints.local_port();
 }
 
-WorkloadMetrics::WorkloadMetrics(ServiceMetrics* families, std::string host, WorkloadLimits limits)
-    : families_(families), host_(std::move(host)), limits_(limits) {}
+// The values of a workload's series. Gauges exist from when first set (states: from the first
+// snapshot that shows the workload; at-risk and half-open: from a first non-zero count) until the
+// agent disconnects or the series expires; counters once they counted something.
+struct WorkloadMetrics::Series {
+  std::string key;  // "namespace/pod/container"; names cannot hold '/'
+  std::string pod_namespace, pod, container;
+  Slot* slot = nullptr;  // the writer's
+  std::atomic<bool> states_shown{false};
+  std::array<std::atomic<uint32_t>, kStates> states{};
+  std::atomic<uint32_t> at_risk_shown{0};  // bit per v1::AtRiskReason
+  std::array<std::atomic<uint32_t>, kAtRiskReasons> at_risk{};
+  std::atomic<uint32_t> half_open_shown{0};  // bit per v1::HalfOpenReason
+  // Half-open ends now (the gauge's value while shown).
+  std::array<std::atomic<uint32_t>, kHalfOpenReasons> half_open{};
+  std::array<std::atomic<uint64_t>, kFailureReasons> failures{};
+  std::atomic<uint64_t> keepalive_timeouts{0};
+  std::array<std::atomic<uint64_t>, kCloseReasons> closes{};
+  // Counts of the snapshot being applied (the writer's).
+  uint64_t round = 0;
+  std::array<uint32_t, kStates> state_count{};
+  std::array<uint32_t, kAtRiskReasons> at_risk_count{};
+
+  void ClearGauges() {
+    Store(states_shown, false);
+    Store(at_risk_shown, 0u);
+    Store(half_open_shown, 0u);
+  }
+};
+
+struct WorkloadMetrics::Port {
+  uint32_t number = 0;  // 0 for "other"
+  std::string label;
+  absl::Time last_active;  // the writer's
+  std::array<std::atomic<uint64_t>, kFailureReasons> failures{};
+  std::array<std::atomic<uint64_t>, kCloseReasons> closes{};
+};
+
+struct WorkloadMetrics::Slot {
+  absl::Time last_active;
+  std::vector<Series*> series;
+};
+
+// What scrapes read: the host's label sets, replaced as a whole when one comes or goes.
+class WorkloadMetrics::Published final : public FleetMetrics::Source {
+ public:
+  struct View {
+    std::vector<std::shared_ptr<const Series>> series;  // by key
+    std::vector<std::shared_ptr<const Port>> ports;     // by number, "other" last
+  };
+
+  explicit Published(std::string host) : host_(std::move(host)) {}
+
+  const std::string& host() const override { return host_; }
+
+  void Set(std::shared_ptr<const View> view) {
+    absl::MutexLock lock(&mu_);
+    view_ = std::move(view);
+  }
+
+  void Write(SpecFamily family, SampleWriter& writer) const override {
+    std::shared_ptr<const View> view;
+    {
+      absl::MutexLock lock(&mu_);
+      view = view_;
+    }
+    if (view == nullptr) return;
+    switch (family) {
+      case SpecFamily::kWorkloadConnections:
+      case SpecFamily::kWorkloadConnectionsAtRisk:
+      case SpecFamily::kWorkloadConnectionsHalfOpen:
+      case SpecFamily::kWorkloadHandshakeFailures:
+      case SpecFamily::kWorkloadKeepaliveTimeouts:
+      case SpecFamily::kWorkloadCloses:
+        for (const auto& series : view->series) WriteSeries(family, *series, writer);
+        break;
+      case SpecFamily::kPortHandshakeFailures:
+      case SpecFamily::kPortCloses:
+        for (const auto& port : view->ports) WritePort(family, *port, writer);
+        break;
+      default:  // a host-level family
+        break;
+    }
+  }
+
+ private:
+  void WriteSeries(SpecFamily family, const Series& series, SampleWriter& writer) const {
+    const Label container{"container", series.container};
+    const Label host{"host", host_};
+    const Label pod_namespace{"namespace", series.pod_namespace};
+    const Label pod{"pod", series.pod};
+    switch (family) {
+      case SpecFamily::kWorkloadConnections:
+        if (!Load(series.states_shown)) break;
+        for (int state = 0; state < kStates; ++state) {
+          writer.Sample(
+              {container, host, pod_namespace, pod, {"state", TcpStateName(kStateOfIndex[state])}},
+              Load(series.states[state]));
+        }
+        break;
+      case SpecFamily::kWorkloadConnectionsAtRisk: {
+        const uint32_t shown = Load(series.at_risk_shown);
+        for (int reason = 1; reason < kAtRiskReasons; ++reason) {
+          if ((shown & (1u << reason)) == 0) continue;
+          writer.Sample({container,
+                         host,
+                         pod_namespace,
+                         pod,
+                         {"reason", AtRiskReasonName(static_cast<v1::AtRiskReason>(reason))}},
+                        Load(series.at_risk[reason]));
+        }
+        break;
+      }
+      case SpecFamily::kWorkloadConnectionsHalfOpen: {
+        const uint32_t shown = Load(series.half_open_shown);
+        for (int reason = 1; reason < kHalfOpenReasons; ++reason) {
+          if ((shown & (1u << reason)) == 0) continue;
+          writer.Sample({container,
+                         host,
+                         pod_namespace,
+                         pod,
+                         {"reason", HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason))}},
+                        Load(series.half_open[reason]));
+        }
+        break;
+      }
+      case SpecFamily::kWorkloadHandshakeFailures:
+        for (int reason = 0; reason < kFailureReasons; ++reason) {
+          WriteCounter(writer,
+                       {container,
+                        host,
+                        pod_namespace,
+                        pod,
+                        {"reason", HandshakeFailureReasonName(
+                                       static_cast<v1::HandshakeFailureReason>(reason))}},
+                       series.failures[reason]);
+        }
+        break;
+      case SpecFamily::kWorkloadKeepaliveTimeouts:
+        WriteCounter(writer, {container, host, pod_namespace, pod}, series.keepalive_timeouts);
+        break;
+      case SpecFamily::kWorkloadCloses:
+        for (int reason = 0; reason < kCloseReasons; ++reason) {
+          WriteCounter(writer,
+                       {container,
+                        host,
+                        pod_namespace,
+                        pod,
+                        {"reason", CloseReasonName(static_cast<v1::CloseReason>(reason))}},
+                       series.closes[reason]);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  void WritePort(SpecFamily family, const Port& port, SampleWriter& writer) const {
+    const Label host{"host", host_};
+    const Label number{"port", port.label};
+    if (family == SpecFamily::kPortHandshakeFailures) {
+      for (int reason = 0; reason < kFailureReasons; ++reason) {
+        WriteCounter(writer,
+                     {host,
+                      number,
+                      {"reason", HandshakeFailureReasonName(
+                                     static_cast<v1::HandshakeFailureReason>(reason))}},
+                     port.failures[reason]);
+      }
+    } else {
+      for (int reason = 0; reason < kCloseReasons; ++reason) {
+        WriteCounter(
+            writer,
+            {host, number, {"reason", CloseReasonName(static_cast<v1::CloseReason>(reason))}},
+            port.closes[reason]);
+      }
+    }
+  }
+
+  const std::string host_;
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const View> view_ ABSL_GUARDED_BY(mu_);
+};
+
+WorkloadMetrics::WorkloadMetrics(ServiceMetrics* metrics, std::string host, WorkloadLimits limits)
+    : fleet_(metrics->fleet().get()),
+      host_(std::move(host)),
+      limits_(limits),
+      published_(std::make_shared<Published>(host_)) {
+  fleet_->Register(published_);
+}
 
 WorkloadMetrics::~WorkloadMetrics() { RemoveAll(); }
 
 void WorkloadMetrics::RemoveAll() {
   absl::MutexLock lock(&mu_);
+  if (removed_) return;
   removed_ = true;
   live_ = false;
-  for (auto& [key, series] : series_) RemoveSeries(*series);
-  for (auto& [number, port] : ports_) RemovePort(*port);
-  if (other_port_ != nullptr) RemovePort(*other_port_);
+  fleet_->Unregister(published_.get());
+  published_->Set(nullptr);
   series_.clear();
   slots_.clear();
   ports_.clear();
   other_port_.reset();
 }
 
-prometheus::Labels WorkloadMetrics::LabelsOf(const Series& series, const char* name,
-                                             absl::string_view value) const {
-  prometheus::Labels labels = {{"host", host_},
-                               {"namespace", series.pod_namespace},
-                               {"pod", series.pod},
-                               {"container", series.container}};
-  if (name != nullptr) labels.emplace(name, std::string(value));
-  return labels;
+void WorkloadMetrics::Publish() {
+  if (!changed_ || removed_) return;
+  changed_ = false;
+  auto view = std::make_shared<Published::View>();
+  view->series.reserve(series_.size());
+  for (const auto& [key, series] : series_) view->series.push_back(series);
+  std::sort(view->series.begin(), view->series.end(),
+            [](const auto& a, const auto& b) { return a->key < b->key; });
+  view->ports.reserve(ports_.size() + 1);
+  for (const auto& [number, port] : ports_) view->ports.push_back(port);
+  std::sort(view->ports.begin(), view->ports.end(),
+            [](const auto& a, const auto& b) { return a->number < b->number; });
+  if (other_port_ != nullptr) view->ports.push_back(other_port_);
+  published_->Set(std::move(view));
 }
 
 WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl::Time now,
@@ -138,7 +361,7 @@ WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl
   slot->last_active = now;
   auto series_it = series_.find(scratch_);
   if (series_it == series_.end()) {
-    auto series = std::make_unique<Series>();
+    auto series = std::make_shared<Series>();
     series->key = scratch_;
     series->slot = slot;
     if (other) {
@@ -150,12 +373,13 @@ WorkloadMetrics::Series* WorkloadMetrics::Resolve(const v1::Origin& origin, absl
     }
     slot->series.push_back(series.get());
     series_it = series_.emplace(scratch_, std::move(series)).first;
+    changed_ = true;
   }
   return series_it->second.get();
 }
 
 WorkloadMetrics::Port& WorkloadMetrics::PortOf(uint32_t number, absl::Time now) {
-  std::unique_ptr<Port>* slot = nullptr;
+  std::shared_ptr<Port>* slot = nullptr;
   if (auto it = ports_.find(number); it != ports_.end()) {
     slot = &it->second;
   } else if (ports_.size() < static_cast<size_t>(limits_.max_ports_per_host)) {
@@ -164,8 +388,14 @@ WorkloadMetrics::Port& WorkloadMetrics::PortOf(uint32_t number, absl::Time now) 
     slot = &other_port_;
   }
   if (*slot == nullptr) {
-    *slot = std::make_unique<Port>();
-    (*slot)->label = slot == &other_port_ ? std::string(kOther) : absl::StrCat(number);
+    *slot = std::make_shared<Port>();
+    if (slot == &other_port_) {
+      (*slot)->label = std::string(kOther);
+    } else {
+      (*slot)->number = number;
+      (*slot)->label = absl::StrCat(number);
+    }
+    changed_ = true;
   }
   (*slot)->last_active = now;
   return **slot;
@@ -176,56 +406,30 @@ void WorkloadMetrics::CountEvents(const google::protobuf::RepeatedPtrField<v1::E
   absl::MutexLock lock(&mu_);
   if (removed_) return;
   for (const v1::Event& event : events) CountEvent(event, now);
+  Publish();
 }
 
 void WorkloadMetrics::CountEvent(const v1::Event& event, absl::Time now) {
   switch (event.kind_case()) {
     case v1::Event::kHandshakeFailed: {
       const int reason = Index(event.handshake_failed().reason(), kFailureReasons);
-      const absl::string_view name =
-          HandshakeFailureReasonName(static_cast<v1::HandshakeFailureReason>(reason));
       if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
-        auto*& counter = series->failures[reason];
-        if (counter == nullptr) {
-          counter = &families_->workload_handshake_failures.Add(LabelsOf(*series, "reason", name));
-        }
-        counter->Increment();
+        Add(series->failures[reason]);
       }
-      Port& port = PortOf(ServerPort(event), now);
-      auto*& counter = port.failures[reason];
-      if (counter == nullptr) {
-        counter = &families_->port_handshake_failures.Add(
-            {{"host", host_}, {"port", port.label}, {"reason", std::string(name)}});
-      }
-      counter->Increment();
+      Add(PortOf(ServerPort(event), now).failures[reason]);
       break;
     }
     case v1::Event::kClose: {
       const int reason = Index(event.close().reason(), kCloseReasons);
-      const absl::string_view name = CloseReasonName(static_cast<v1::CloseReason>(reason));
       if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
-        auto*& counter = series->closes[reason];
-        if (counter == nullptr) {
-          counter = &families_->workload_closes.Add(LabelsOf(*series, "reason", name));
-        }
-        counter->Increment();
+        Add(series->closes[reason]);
       }
-      Port& port = PortOf(ServerPort(event), now);
-      auto*& counter = port.closes[reason];
-      if (counter == nullptr) {
-        counter = &families_->port_closes.Add(
-            {{"host", host_}, {"port", port.label}, {"reason", std::string(name)}});
-      }
-      counter->Increment();
+      Add(PortOf(ServerPort(event), now).closes[reason]);
       break;
     }
     case v1::Event::kKeepaliveTimeout:
       if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
-        if (series->keepalive_timeouts == nullptr) {
-          series->keepalive_timeouts =
-              &families_->workload_keepalive_timeouts.Add(LabelsOf(*series, nullptr, {}));
-        }
-        series->keepalive_timeouts->Increment();
+        Add(series->keepalive_timeouts);
       }
       break;
     default:
@@ -254,50 +458,46 @@ void WorkloadMetrics::SetSnapshot(const v1::Snapshot& snapshot,
       ++series->state_count[state];
     }
     if (static_cast<size_t>(i) < at_risk.size()) {
-      ++series->at_risk_count[Index(at_risk[static_cast<size_t>(i)], kRiskReasons)];
+      ++series->at_risk_count[Index(at_risk[static_cast<size_t>(i)], kAtRiskReasons)];
     }
   }
   for (auto& [key, series_ptr] : series_) {
     Series& series = *series_ptr;
     const bool seen = series.round == round_;
-    for (int state = 0; state < kStates; ++state) {
-      if (series.states[state] == nullptr) {
-        if (!seen) continue;
-        series.states[state] = &families_->workload_connections.Add(
-            LabelsOf(series, "state", TcpStateName(kStateOfIndex[state])));
+    // A workload's state gauges appear with the first snapshot that shows it, then stay (at 0
+    // when it has no ends) until its gauges go.
+    if (seen || Load(series.states_shown)) {
+      for (int state = 0; state < kStates; ++state) {
+        Store(series.states[state], seen ? series.state_count[state] : 0u);
       }
-      series.states[state]->Set(seen ? series.state_count[state] : 0);
+      Store(series.states_shown, true);
     }
-    for (int reason = 1; reason < kRiskReasons; ++reason) {
+    uint32_t at_risk_shown = Load(series.at_risk_shown);
+    for (int reason = 1; reason < kAtRiskReasons; ++reason) {
       const uint32_t count = seen ? series.at_risk_count[reason] : 0;
-      if (series.at_risk[reason] == nullptr) {
-        if (count == 0) continue;
-        series.at_risk[reason] = &families_->workload_connections_at_risk.Add(
-            LabelsOf(series, "reason", AtRiskReasonName(static_cast<v1::AtRiskReason>(reason))));
-      }
-      series.at_risk[reason]->Set(count);
+      if (count == 0 && (at_risk_shown & (1u << reason)) == 0) continue;
+      Store(series.at_risk[reason], count);
+      at_risk_shown |= 1u << reason;
     }
+    Store(series.at_risk_shown, at_risk_shown);
     ShowHalfOpen(series);
   }
+  Publish();
 }
 
 void WorkloadMetrics::ShowHalfOpen(Series& series) {
   if (!live_) return;
-  for (int reason = 1; reason < kRiskReasons; ++reason) {
-    const uint32_t count = series.half_open_count[reason];
-    if (series.half_open[reason] == nullptr) {
-      if (count == 0) continue;
-      series.half_open[reason] = &families_->workload_connections_half_open.Add(
-          LabelsOf(series, "reason", HalfOpenReasonName(static_cast<v1::HalfOpenReason>(reason))));
-    }
-    series.half_open[reason]->Set(count);
+  uint32_t shown = Load(series.half_open_shown);
+  for (int reason = 1; reason < kHalfOpenReasons; ++reason) {
+    if (Load(series.half_open[reason]) > 0) shown |= 1u << reason;
   }
+  Store(series.half_open_shown, shown);
 }
 
 void WorkloadMetrics::ClearGauges() {
   absl::MutexLock lock(&mu_);
   live_ = false;
-  for (auto& [key, series] : series_) RemoveGauges(*series);
+  for (auto& [key, series] : series_) series->ClearGauges();
 }
 
 std::string WorkloadMetrics::AddHalfOpen(const v1::Origin& origin, v1::HalfOpenReason reason,
@@ -306,17 +506,19 @@ std::string WorkloadMetrics::AddHalfOpen(const v1::Origin& origin, v1::HalfOpenR
   if (removed_) return std::string();
   Series* series = Resolve(origin, now, /*allocate=*/true);
   if (series == nullptr) return std::string();
-  ++series->half_open_count[Index(reason, kRiskReasons)];
+  series->half_open[Index(reason, kHalfOpenReasons)].fetch_add(1, std::memory_order_relaxed);
   ShowHalfOpen(*series);
-  return series->key;
+  std::string key = series->key;
+  Publish();
+  return key;
 }
 
 void WorkloadMetrics::RemoveHalfOpen(const std::string& key, v1::HalfOpenReason reason) {
   absl::MutexLock lock(&mu_);
   auto it = series_.find(key);
   if (it == series_.end()) return;
-  uint32_t& count = it->second->half_open_count[Index(reason, kRiskReasons)];
-  if (count > 0) --count;
+  std::atomic<uint32_t>& count = it->second->half_open[Index(reason, kHalfOpenReasons)];
+  if (Load(count) > 0) count.fetch_sub(1, std::memory_order_relaxed);
   ShowHalfOpen(*it->second);
 }
 
@@ -328,68 +530,27 @@ void WorkloadMetrics::Expire(absl::Time now) {
     if (now - slot.last_active < limits_.slot_expiry) continue;
     bool half_open = false;
     for (const Series* series : slot.series) {
-      for (uint32_t count : series->half_open_count) half_open = half_open || count > 0;
+      for (const auto& count : series->half_open) half_open = half_open || Load(count) > 0;
     }
     if (half_open) continue;
     for (Series* series : slot.series) {
-      RemoveSeries(*series);
       const std::string key = series->key;  // erasing destroys the series
       series_.erase(key);
     }
     slots_.erase(current);
+    changed_ = true;
   }
   for (auto it = ports_.begin(); it != ports_.end();) {
     auto current = it++;
     if (now - current->second->last_active < limits_.slot_expiry) continue;
-    RemovePort(*current->second);
     ports_.erase(current);
+    changed_ = true;
   }
   if (other_port_ != nullptr && now - other_port_->last_active >= limits_.slot_expiry) {
-    RemovePort(*other_port_);
     other_port_.reset();
+    changed_ = true;
   }
-}
-
-void WorkloadMetrics::RemoveGauges(Series& series) {
-  for (auto*& gauge : series.states) {
-    if (gauge != nullptr) families_->workload_connections.Remove(gauge);
-    gauge = nullptr;
-  }
-  for (auto*& gauge : series.at_risk) {
-    if (gauge != nullptr) families_->workload_connections_at_risk.Remove(gauge);
-    gauge = nullptr;
-  }
-  for (auto*& gauge : series.half_open) {
-    if (gauge != nullptr) families_->workload_connections_half_open.Remove(gauge);
-    gauge = nullptr;
-  }
-}
-
-void WorkloadMetrics::RemoveSeries(Series& series) {
-  RemoveGauges(series);
-  for (auto*& counter : series.failures) {
-    if (counter != nullptr) families_->workload_handshake_failures.Remove(counter);
-    counter = nullptr;
-  }
-  for (auto*& counter : series.closes) {
-    if (counter != nullptr) families_->workload_closes.Remove(counter);
-    counter = nullptr;
-  }
-  if (series.keepalive_timeouts != nullptr) {
-    families_->workload_keepalive_timeouts.Remove(series.keepalive_timeouts);
-    series.keepalive_timeouts = nullptr;
-  }
-}
-
-void WorkloadMetrics::RemovePort(Port& port) {
-  for (auto*& counter : port.failures) {
-    if (counter != nullptr) families_->port_handshake_failures.Remove(counter);
-    counter = nullptr;
-  }
-  for (auto*& counter : port.closes) {
-    if (counter != nullptr) families_->port_closes.Remove(counter);
-    counter = nullptr;
-  }
+  Publish();
 }
 
 WorkloadMetrics::Stats WorkloadMetrics::stats() const {

@@ -3,13 +3,16 @@
 // cardinality is bounded per host: the first --max_pods_per_host pods (a container outside
 // Kubernetes counts as one) and --max_ports_per_host ports get their own series, the rest are
 // summed into pod="other" and port="other"; a pod or port with no end and no event for the
-// expiry loses its slot and its series. Handles are resolved once per label set and cached.
+// expiry loses its slot and its series.
 //
-// Its own lock is a leaf: the aggregator calls it under a host's lock (events, snapshots) and
-// the pairing index under its own (half-open ends).
+// Values are relaxed atomics read by scrapes (FleetMetrics) without this object's lock; the set
+// of label sets is handed to scrapes as an immutable list, replaced when a workload or port comes
+// or goes. Its own lock is a leaf: the aggregator calls it under a host's lock (events,
+// snapshots) and the pairing index under its own (half-open ends).
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -56,7 +59,7 @@ uint32_t ServerPort(const v1::Event& event);
 
 class WorkloadMetrics {
  public:
-  WorkloadMetrics(ServiceMetrics* families, std::string host, WorkloadLimits limits);
+  WorkloadMetrics(ServiceMetrics* metrics, std::string host, WorkloadLimits limits);
   ~WorkloadMetrics();  // removes every series
 
   WorkloadMetrics(const WorkloadMetrics&) = delete;
@@ -88,40 +91,13 @@ class WorkloadMetrics {
   };
   Stats stats() const;
 
- private:
-  // Indexes of the `state` label's values.
-  static constexpr int kStates = 5;  // established, syn_sent, syn_recv, close_wait, time_wait
-  static constexpr int kFailureReasons = 6;  // by v1::HandshakeFailureReason
-  static constexpr int kCloseReasons = 8;    // by v1::CloseReason
-  static constexpr int kRiskReasons = 4;     // by v1::AtRiskReason and v1::HalfOpenReason
+  // The values of one label set (workload or port), shared with scrapes in progress.
+  struct Series;
+  struct Port;
+  class Published;
 
+ private:
   struct Slot;
-  struct Series {
-    std::string key;  // "namespace/pod/container"; names cannot hold '/'
-    Slot* slot = nullptr;
-    std::string pod_namespace, pod, container;
-    std::array<prometheus::Gauge*, kStates> states{};
-    std::array<prometheus::Gauge*, kRiskReasons> at_risk{};
-    std::array<prometheus::Gauge*, kRiskReasons> half_open{};
-    std::array<uint32_t, kRiskReasons> half_open_count{};
-    std::array<prometheus::Counter*, kFailureReasons> failures{};
-    prometheus::Counter* keepalive_timeouts = nullptr;
-    std::array<prometheus::Counter*, kCloseReasons> closes{};
-    // Counts of the snapshot being applied.
-    uint64_t round = 0;
-    std::array<uint32_t, kStates> state_count{};
-    std::array<uint32_t, kRiskReasons> at_risk_count{};
-  };
-  struct Slot {
-    absl::Time last_active;
-    std::vector<Series*> series;
-  };
-  struct Port {
-    std::string label;
-    absl::Time last_active;
-    std::array<prometheus::Counter*, kFailureReasons> failures{};
-    std::array<prometheus::Counter*, kCloseReasons> closes{};
-  };
 
   // The series of `origin`'s workload, taking a pod slot (or "other") when `allocate`; null
   // for a host process, or for an unknown pod when not allocating. Marks the slot active.
@@ -129,26 +105,25 @@ class WorkloadMetrics {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CountEvent(const v1::Event& event, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Port& PortOf(uint32_t port, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  prometheus::Labels LabelsOf(const Series& series, const char* name,
-                              absl::string_view value) const;
   void ShowHalfOpen(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveGauges(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveSeries(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemovePort(Port& port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands the current set of series and ports to scrapes, if it changed.
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  ServiceMetrics* const families_;
+  FleetMetrics* const fleet_;
   const std::string host_;
   const WorkloadLimits limits_;
+  const std::shared_ptr<Published> published_;
   mutable absl::Mutex mu_;
-  bool live_ ABSL_GUARDED_BY(mu_) = false;
-  bool removed_ ABSL_GUARDED_BY(mu_) = false;  // gauges shown (connected, with a snapshot)
+  bool live_ ABSL_GUARDED_BY(mu_) = false;  // gauges shown (connected, with a snapshot)
+  bool removed_ ABSL_GUARDED_BY(mu_) = false;
+  bool changed_ ABSL_GUARDED_BY(mu_) = false;  // series or ports added or removed
   uint64_t round_ ABSL_GUARDED_BY(mu_) = 0;
   std::string scratch_ ABSL_GUARDED_BY(mu_);  // key buffer, reused
   // Pod slots by "namespace/pod" (Kubernetes) or "/container"; "" is the "other" slot.
   absl::flat_hash_map<std::string, std::unique_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, std::unique_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint32_t, std::unique_ptr<Port>> ports_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<Port> other_port_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<Series>> series_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Port> other_port_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tcpscope::service

@@ -59,7 +59,7 @@ class AggregatorTest : public ::testing::Test {
  protected:
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 
@@ -461,7 +461,7 @@ class WorkloadSeriesTest : public ::testing::Test {
 
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 

@@ -125,7 +125,7 @@ class IngestServiceTest : public ::testing::Test {
 
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 
