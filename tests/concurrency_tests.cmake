@@ -8,6 +8,8 @@ set_property(TEST
   metrics_server_test
   event_log_test
   aggregator_test
+  pair_index_test
+  fleet_metrics_test
   sock_diag_source_test
   workload_resolver_test
   APPEND PROPERTY LABELS concurrency)

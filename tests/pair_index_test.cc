@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <map>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -394,6 +395,84 @@ TEST_F(PairIndexTest, UnpairedLocalAndAmbiguousEndsAreNotGuessed) {
   Snapshot("c", kStart + absl::Seconds(1), {});
   Snapshot("a", kStart + absl::Seconds(10), {ClientEnd()});
   EXPECT_TRUE(Found().empty());
+}
+
+// Hosts apply their snapshots at once, each from its own thread as its stream does, while
+// listings describe them: every connection pairs across the shards, and nothing is found.
+TEST(PairIndexConcurrencyTest, HostsApplyingAtOnceStillPairEveryEnd) {
+  constexpr int kHosts = 8;
+  constexpr int kConnections = 300;  // per host, as the client; the next host is the server
+  constexpr int kRounds = 20;
+  PairIndex pairs({kGrace, absl::Minutes(1)});
+  auto ends_of = [](int self) {
+    std::vector<v1::Connection> ends;
+    const int server = (self + 1) % kHosts;
+    const int client = (self + kHosts - 1) % kHosts;
+    for (int i = 0; i < kConnections; ++i) {
+      const uint32_t port = static_cast<uint32_t>(10000 + i);
+      ends.push_back(End(static_cast<uint64_t>(self * 100000 + i), static_cast<uint8_t>(self + 1),
+                         port, static_cast<uint8_t>(server + 1), 443, v1::TCP_STATE_ESTABLISHED,
+                         v1::ROLE_CLIENT));
+      ends.push_back(End(static_cast<uint64_t>(self * 100000 + 50000 + i),
+                         static_cast<uint8_t>(self + 1), 443, static_cast<uint8_t>(client + 1),
+                         port, v1::TCP_STATE_ESTABLISHED, v1::ROLE_SERVER));
+    }
+    return ends;
+  };
+  std::atomic<size_t> findings{0};
+  std::atomic<int> done{0};
+  absl::Mutex views_mu;
+  std::vector<std::shared_ptr<const HostView>> views(kHosts);
+  std::vector<std::thread> threads;
+  for (int h = 0; h < kHosts; ++h) {
+    threads.emplace_back([&, h] {
+      std::shared_ptr<PairHost> host = pairs.Host("host-" + std::to_string(h));
+      pairs.Connected(*host, "boot");
+      OriginTable origins;
+      v1::Snapshot snapshot;
+      for (const auto& end : ends_of(h)) *snapshot.add_connections() = end;
+      const std::vector<v1::AtRiskReason> at_risk(static_cast<size_t>(2 * kConnections));
+      std::shared_ptr<const HostView> previous;
+      for (int round = 1; round <= kRounds; ++round) {
+        const absl::Time taken = kStart + absl::Seconds(round);
+        snapshot.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(taken)));
+        auto view =
+            HostView::Build(snapshot, at_risk, host, static_cast<uint64_t>(round), taken, &origins);
+        {
+          absl::MutexLock lock(&views_mu);
+          views[static_cast<size_t>(h)] = view;
+        }
+        findings += pairs.ApplySnapshot(*host, view, previous.get()).half_open.size();
+        previous = std::move(view);
+      }
+      absl::MutexLock lock(&views_mu);
+      views[static_cast<size_t>(h)] = previous;  // the index points into it
+      ++done;
+    });
+  }
+  size_t described = 0;
+  while (done.load() < kHosts) {
+    for (int h = 0; h < kHosts; ++h) {
+      std::shared_ptr<const HostView> view;
+      {
+        absl::MutexLock lock(&views_mu);
+        view = views[static_cast<size_t>(h)];
+      }
+      if (view != nullptr) described += pairs.Describe(*view, /*with_peers=*/true).size();
+    }
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_GT(described, 0u);
+  EXPECT_EQ(findings.load(), 0u);
+  const PairIndex::Stats stats = pairs.stats();
+  EXPECT_EQ(stats.pairs, static_cast<size_t>(kHosts * kConnections));
+  EXPECT_EQ(stats.entries, static_cast<size_t>(kHosts * kConnections));
+  EXPECT_EQ(stats.ends, static_cast<size_t>(2 * kHosts * kConnections));
+  for (int h = 0; h < kHosts; ++h) {
+    for (const EndStatus& status : pairs.Describe(*views[static_cast<size_t>(h)], false)) {
+      ASSERT_EQ(status.pairing, v1::PAIRING_PAIRED);
+    }
+  }
 }
 
 }  // namespace
