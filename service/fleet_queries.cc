@@ -107,14 +107,21 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
     return response;
   }
   // Pairs are listed once, from one end. With a host filter, only that host's ends and their
-  // peers can match (the filter takes either end), so only its view is walked.
+  // peers can match (the filter takes either end), so only its view is walked, unless it has
+  // none listed: then its peers list the pairs, and every host is walked.
+  bool walk_all = request.host().empty();
+  if (!walk_all) {
+    const std::shared_ptr<HostState> only = aggregator_->Find(request.host());
+    uint64_t unused = 0;
+    walk_all = only == nullptr || ListedView(*only, now, &unused) == nullptr;
+  }
   struct Listed {
     std::string host;
     size_t order;
     v1::HostConnection entry;
   };
   std::vector<Listed> listed;
-  for (const auto& state : aggregator_->Hosts(request.host())) {
+  for (const auto& state : aggregator_->Hosts(walk_all ? std::string() : request.host())) {
     const std::shared_ptr<const HostView> view = ListedView(*state, now, &oldest_ms);
     if (view == nullptr) continue;
     std::vector<EndStatus> statuses = pairs.Describe(*view, /*with_peers=*/true);
@@ -123,9 +130,10 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
       EndStatus& status = statuses[i];
       if (status.pairing != v1::PAIRING_PAIRED || !status.peer.has_value()) continue;
       const PeerFacts& peer = *status.peer;
+      if (!matcher->MatchesHost(state->host()) && !matcher->MatchesHost(peer.host->name)) continue;
       const bool here = ListsPair(state->host(), end.end_role(), status);
-      // Without a host filter the peer's host lists the pair itself when it is its turn.
-      if (!here && request.host().empty()) continue;
+      // Walking every host, the peer's host lists the pair itself when it is its turn.
+      if (!here && walk_all) continue;
       v1::Connection connection = view->ConnectionOf(end);
       // The listing end's status counts; its peer matches on its connection alone. A lost peer
       // end's last state does not match filters: it is no longer there.

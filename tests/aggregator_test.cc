@@ -787,6 +787,21 @@ TEST_F(WorkloadSeriesTest, PeersAreNamedAndHalfOpenEndsCountedForTheirPod) {
   EXPECT_EQ(queries_.Connections(request, kNow).connections_size(), 1);
   request.set_process("89");
   EXPECT_EQ(queries_.Connections(request, kNow).connections_size(), 0);
+  // --host=b --paired walks b's view only, and still lists the pair from a's end (the
+  // client's), with b's end as its peer.
+  request.set_process("");
+  request.set_host("b");
+  listed = queries_.Connections(request, kNow);
+  ASSERT_EQ(listed.connections_size(), 1);
+  EXPECT_EQ(listed.connections(0).host(), "a");
+  EXPECT_EQ(listed.connections(0).connection().connection_id(), 11u);
+  EXPECT_EQ(listed.connections(0).peer().host(), "b");
+  EXPECT_EQ(listed.connections(0).peer().connection().connection_id(), 22u);
+  EXPECT_TRUE(listed.connections(0).peer().present());
+  request.set_host("a");
+  listed = queries_.Connections(request, kNow);
+  ASSERT_EQ(listed.connections_size(), 1);
+  EXPECT_EQ(listed.connections(0).host(), "a");
 
   // b's end resets (its close event), a's end never hears: half-open at a's next snapshot past
   // the grace.
