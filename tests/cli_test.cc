@@ -40,6 +40,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tcpscope/v1/event_kinds.h"
 #include "tests/fake_observer.h"
 #include "tests/harness/process.h"
 #include "tests/harness/sockets.h"
@@ -627,9 +628,7 @@ TEST(EventsRequestTest, ReasonNamesACloseReasonOrAHandshakeFailureReason) {
 }
 
 TEST(EventsRequestTest, UsageErrors) {
-  const std::string kinds =
-      "handshake, handshake_failed, close, keepalive_probe, keepalive_timeout, "
-      "keepalive_answered, half_open";
+  const std::string kinds = TCPSCOPE_V1_EVENT_KIND_NAMES;  // the oneof's members, from the proto
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--last=-1"}, "--last=-1: outside 0..4294967295"},
       {{"--last=4294967296"}, "--last=4294967296: outside 0..4294967295"},
