@@ -8,11 +8,22 @@
 
 #include "absl/strings/str_cat.h"
 
+// A switch over the kernel's kinds that misses one is a build error, not a dropped record.
+#pragma GCC diagnostic error "-Wswitch"
+
 namespace tcpscope::agent {
 namespace {
 
 // The kernel side writes proto enum numbers; these keep the two in step.
 constexpr bool Same(int kernel, int proto) { return kernel == proto; }
+// Each kind the program emits is the proto's EventKind of that name (a kind the proto does not
+// have does not compile), and FIN_SENT is none of them.
+#define TCPSCOPE_CHECK_KIND(name, number)                           \
+  static_assert(Same(TCPSCOPE_EVENT_##name, v1::EVENT_KIND_##name), \
+                "agent/bpf/tcpscope_event.h: " #name " is not EventKind's number");
+TCPSCOPE_EVENT_KINDS(TCPSCOPE_CHECK_KIND)
+#undef TCPSCOPE_CHECK_KIND
+static_assert(TCPSCOPE_EVENT_FIN_SENT >= v1::EventKind_ARRAYSIZE);
 static_assert(Same(TCPSCOPE_ROLE_CLIENT, v1::ROLE_CLIENT) &&
               Same(TCPSCOPE_ROLE_SERVER, v1::ROLE_SERVER));
 static_assert(Same(TCPSCOPE_INITIATOR_LOCAL, v1::CLOSE_INITIATOR_LOCAL) &&
@@ -94,11 +105,13 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
   if (v1::Role_IsValid(raw.role)) event.set_role(static_cast<v1::Role>(raw.role));
   const bool duration_known = raw.flags & TCPSCOPE_FLAG_DURATION_KNOWN;
 
-  switch (raw.kind) {
+  // Every kind of tcpscope_event.h has its case: a missing one does not compile (-Wswitch is an
+  // error in this file).
+  switch (static_cast<tcpscope_event_kind>(raw.kind)) {
     case TCPSCOPE_EVENT_HANDSHAKE: {
       v1::Handshake* handshake = event.mutable_handshake();
       if (duration_known) handshake->set_duration_us(Microseconds(raw.duration_ns));
-      break;
+      return absl::OkStatus();
     }
     case TCPSCOPE_EVENT_HANDSHAKE_FAILED: {
       v1::HandshakeFailed* failed = event.mutable_handshake_failed();
@@ -108,7 +121,7 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
       failed->set_syn_retransmits(raw.probes);
       failed->set_error(raw.error);
       if (duration_known) failed->set_duration_us(Microseconds(raw.duration_ns));
-      break;
+      return absl::OkStatus();
     }
     case TCPSCOPE_EVENT_CLOSE: {
       v1::Close* close = event.mutable_close();
@@ -129,13 +142,13 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
         close->set_last_state(static_cast<v1::TcpState>(raw.last_state));
       }
       close->set_error(raw.error);
-      break;
+      return absl::OkStatus();
     }
     case TCPSCOPE_EVENT_KEEPALIVE_PROBE: {
       v1::KeepaliveProbe* probe = event.mutable_keepalive_probe();
       probe->set_probe_number(raw.probes);
       probe->set_idle_ms(raw.idle_ms);
-      break;
+      return absl::OkStatus();
     }
     case TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT: {
       v1::KeepaliveTimeout* timeout = event.mutable_keepalive_timeout();
@@ -144,15 +157,15 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
       timeout->set_interval_s(raw.keepalive_intvl_s);
       timeout->set_count(raw.keepalive_count);
       timeout->set_error(raw.error);
-      break;
+      return absl::OkStatus();
     }
     case TCPSCOPE_EVENT_KEEPALIVE_ANSWERED:
       event.mutable_keepalive_answered()->set_probes_outstanding(raw.probes);
+      return absl::OkStatus();
+    case TCPSCOPE_EVENT_FIN_SENT:  // not an event; the source takes it before decoding
       break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
   }
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
 }
 
 }  // namespace tcpscope::agent

@@ -16,6 +16,7 @@
 #include "agent/bpf/tcpscope_event.h"
 #include "agent/bpf_event_decoder.h"
 #include "common/log.h"
+#include "common/tcp_names.h"
 #include "tcpscope.skel.h"
 
 namespace tcpscope::agent {
@@ -103,8 +104,15 @@ EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
 
 std::vector<std::string> EbpfSource::capabilities() const {
-  return {"handshake",         "handshake_failed",   "close",    "keepalive_probe",
-          "keepalive_timeout", "keepalive_answered", "snapshot", "process"};
+  // The kinds the program emits, by their proto names.
+  std::vector<std::string> capabilities;
+#define TCPSCOPE_CAPABILITY(name, number) \
+  capabilities.emplace_back(EventKindName(static_cast<v1::EventKind>(TCPSCOPE_EVENT_##name)));
+  TCPSCOPE_EVENT_KINDS(TCPSCOPE_CAPABILITY)
+#undef TCPSCOPE_CAPABILITY
+  capabilities.push_back("snapshot");
+  capabilities.push_back("process");
+  return capabilities;
 }
 
 void EbpfSource::Stop() {

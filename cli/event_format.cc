@@ -4,11 +4,15 @@
 
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "cli/humanize.h"
 #include "cli/workload_format.h"
 #include "common/tcp_names.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 
 namespace tcpscope::cli {
 namespace {
@@ -26,6 +30,99 @@ void AppendOwner(const v1::Origin& origin, const std::string& prefix,
   }
 }
 
+// An enum value as the CLI prints enums: without the prefix its values share, in lower case
+// (CLOSE_REASON_FIN -> "fin", HANDSHAKE_FAILURE_REFUSED -> "refused").
+std::string EnumLabel(const google::protobuf::EnumDescriptor* type, int number) {
+  const google::protobuf::EnumValueDescriptor* value = type->FindValueByNumber(number);
+  if (value == nullptr || number == 0) return "unknown";
+  absl::string_view prefix = type->value(0)->name();
+  for (int i = 1; i < type->value_count(); ++i) {
+    absl::string_view name = type->value(i)->name();
+    size_t common = 0;
+    while (common < prefix.size() && common < name.size() && prefix[common] == name[common]) {
+      ++common;
+    }
+    prefix = prefix.substr(0, common);
+  }
+  prefix = prefix.substr(0, prefix.rfind('_') + 1);  // whole words only
+  absl::string_view name = value->name();
+  absl::ConsumePrefix(&name, prefix);
+  return absl::AsciiStrToLower(name);
+}
+
+// The details of a kind without a format of its own (a new kind prints without a change here):
+// each set field as name=value; *_us and *_ms as durations, error as an errno name, enums by
+// their lower-case names, an Origin as its owner (prefixed by the field's name: peer_origin ->
+// peer_process=...).
+void AppendFields(const google::protobuf::Message& kind, std::vector<std::string>* parts) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = kind.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(kind, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->is_repeated()) continue;
+    absl::string_view name = field->name();
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_MESSAGE:
+        if (field->message_type() == v1::Origin::descriptor()) {
+          absl::ConsumeSuffix(&name, "origin");
+          AppendOwner(static_cast<const v1::Origin&>(reflection->GetMessage(kind, field)),
+                      std::string(name), parts);
+        }
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        parts->push_back(absl::StrCat(
+            name, "=", EnumLabel(field->enum_type(), reflection->GetEnumValue(kind, field))));
+        break;
+      case FieldDescriptor::CPPTYPE_STRING:
+        parts->push_back(absl::StrCat(name, "=", reflection->GetString(kind, field)));
+        break;
+      case FieldDescriptor::CPPTYPE_BOOL:
+        parts->push_back(absl::StrCat(name, "=", reflection->GetBool(kind, field)));
+        break;
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+      case FieldDescriptor::CPPTYPE_FLOAT:
+        parts->push_back(absl::StrCat(name, "=",
+                                      field->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE
+                                          ? reflection->GetDouble(kind, field)
+                                          : reflection->GetFloat(kind, field)));
+        break;
+      default: {  // integers
+        const bool is_signed = field->cpp_type() == FieldDescriptor::CPPTYPE_INT32 ||
+                               field->cpp_type() == FieldDescriptor::CPPTYPE_INT64;
+        int64_t signed_value = 0;
+        uint64_t value = 0;
+        switch (field->cpp_type()) {
+          case FieldDescriptor::CPPTYPE_INT32:
+            signed_value = reflection->GetInt32(kind, field);
+            break;
+          case FieldDescriptor::CPPTYPE_INT64:
+            signed_value = reflection->GetInt64(kind, field);
+            break;
+          case FieldDescriptor::CPPTYPE_UINT32:
+            value = reflection->GetUInt32(kind, field);
+            break;
+          default:
+            value = reflection->GetUInt64(kind, field);
+            break;
+        }
+        if (name == "error" && is_signed) {
+          parts->push_back(absl::StrCat("error=", ErrnoName(static_cast<int>(signed_value))));
+        } else if (is_signed) {
+          parts->push_back(absl::StrCat(name, "=", signed_value));
+        } else if (absl::ConsumeSuffix(&name, "_us")) {
+          parts->push_back(absl::StrCat(name, "=", Micros(value)));
+        } else if (absl::ConsumeSuffix(&name, "_ms")) {
+          parts->push_back(absl::StrCat(name, "=", ShortDuration(absl::Milliseconds(value))));
+        } else {
+          parts->push_back(absl::StrCat(name, "=", value));
+        }
+        break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> EventHeader() {
@@ -39,6 +136,12 @@ std::string EventKindName(const v1::Event& event) {
   const google::protobuf::FieldDescriptor* field =
       event.GetReflection()->GetOneofFieldDescriptor(event, kind);
   return field != nullptr ? field->name() : "unknown";
+}
+
+std::string FieldDetails(const google::protobuf::Message& kind) {
+  std::vector<std::string> parts;
+  AppendFields(kind, &parts);
+  return absl::StrJoin(parts, " ");
 }
 
 std::string EventDetails(const v1::Event& event) {
@@ -117,6 +220,12 @@ std::string EventDetails(const v1::Event& event) {
       break;
     }
     case v1::Event::KIND_NOT_SET:
+      break;
+    default:
+      AppendFields(event.GetReflection()->GetMessage(
+                       event, event.GetReflection()->GetOneofFieldDescriptor(
+                                  event, v1::Event::descriptor()->FindOneofByName("kind"))),
+                   &parts);
       break;
   }
   AppendOwner(event.origin(), "", &parts);

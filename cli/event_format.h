@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "google/protobuf/message.h"
 #include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope::cli {
@@ -20,5 +21,8 @@ std::vector<std::string> EventRow(const v1::HostEvent& entry, absl::TimeZone zon
 std::string EventKindName(const v1::Event& event);
 // "initiator=remote reason=fin lifetime=2.5s sent=100 received=2000 rtt=0.42ms", ...
 std::string EventDetails(const v1::Event& event);
+// The details of a kind without a format of its own, from its fields by reflection: each set
+// field as name=value ("reason=refused syn_retransmits=2 duration=1.0s error=ECONNREFUSED").
+std::string FieldDetails(const google::protobuf::Message& kind);
 
 }  // namespace tcpscope::cli

@@ -3,6 +3,7 @@
 #include "cli/flags.h"
 
 #include "absl/flags/flag.h"
+#include "tcpscope/v1/event_kinds.h"  // the kinds' names, from the proto
 
 ABSL_FLAG(std::string, service, "127.0.0.1:7700", "tcpscope-service's gRPC address.");
 ABSL_FLAG(std::string, token_file, "",
@@ -55,8 +56,7 @@ ABSL_FLAG(std::string, since, "",
 ABSL_FLAG(bool, follow, false,
           "After the history, print live events until Ctrl-C or SIGTERM (exit 0).");
 ABSL_FLAG(std::string, type, "",
-          "Only these kinds, comma separated: handshake, handshake_failed, close, "
-          "keepalive_probe, keepalive_timeout, keepalive_answered, half_open.");
+          "Only these kinds, comma separated: " TCPSCOPE_V1_EVENT_KIND_NAMES ".");
 ABSL_FLAG(std::string, reason, "",
           "Only closes with this close reason (fin, reset_sent, reset_received, keepalive_timeout, "
           "keepalive_reset, retransmit_timeout) or handshake failures with this reason (refused, "

@@ -8,30 +8,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
+#include "tcpscope/v1/event_kinds.h"
 
 namespace tcpscope::service {
-
-v1::EventKind KindOf(const v1::Event& event) {
-  switch (event.kind_case()) {
-    case v1::Event::kHandshake:
-      return v1::EVENT_KIND_HANDSHAKE;
-    case v1::Event::kHandshakeFailed:
-      return v1::EVENT_KIND_HANDSHAKE_FAILED;
-    case v1::Event::kClose:
-      return v1::EVENT_KIND_CLOSE;
-    case v1::Event::kKeepaliveProbe:
-      return v1::EVENT_KIND_KEEPALIVE_PROBE;
-    case v1::Event::kKeepaliveTimeout:
-      return v1::EVENT_KIND_KEEPALIVE_TIMEOUT;
-    case v1::Event::kKeepaliveAnswered:
-      return v1::EVENT_KIND_KEEPALIVE_ANSWERED;
-    case v1::Event::kHalfOpen:
-      return v1::EVENT_KIND_HALF_OPEN;
-    case v1::Event::KIND_NOT_SET:
-      break;
-  }
-  return v1::EVENT_KIND_UNSPECIFIED;
-}
 
 namespace {
 
@@ -232,7 +211,7 @@ absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter)
 }
 
 bool EventMatcher::Matches(const v1::Event& event) const {
-  if (kinds_.any() && !kinds_.test(static_cast<size_t>(KindOf(event)))) return false;
+  if (kinds_.any() && !kinds_.test(static_cast<size_t>(v1::KindOf(event)))) return false;
   const bool by_reason = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED ||
                          failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED ||
                          half_open_reason_ != v1::HALF_OPEN_REASON_UNSPECIFIED;

@@ -48,7 +48,7 @@ class EventMatcher {
  private:
   EventMatcher() = default;
   std::string host_;
-  std::bitset<8> kinds_;  // by EventKind; none set: every kind
+  std::bitset<v1::EventKind_ARRAYSIZE> kinds_;  // by EventKind; none set: every kind
   v1::CloseReason close_reason_ = v1::CLOSE_REASON_UNSPECIFIED;
   v1::HandshakeFailureReason failure_reason_ = v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED;
   v1::HalfOpenReason half_open_reason_ = v1::HALF_OPEN_REASON_UNSPECIFIED;
@@ -81,8 +81,5 @@ class ConnectionMatcher {
   std::optional<AddressFilter> address_;
   std::optional<WorkloadFilter> workload_;
 };
-
-// The EventKind of an event's oneof case.
-v1::EventKind KindOf(const v1::Event& event);
 
 }  // namespace tcpscope::service

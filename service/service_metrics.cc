@@ -266,10 +266,9 @@ void HostMetrics::CountEvent(const v1::Event& event) {
     case v1::Event::kKeepaliveTimeout:
       Add(s.timeouts[role]);
       break;
-    case v1::Event::kKeepaliveAnswered:  // an event to watch, not a SPEC series
-    case v1::Event::kHalfOpen:           // never from an agent (refused by validation)
-      break;
-    case v1::Event::KIND_NOT_SET:
+    default:
+      // Kinds without a series of their own (keepalive_answered, and any new kind) count only
+      // in tcpscope_agent_events_total; half_open never comes from an agent.
       break;
   }
 }

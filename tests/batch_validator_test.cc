@@ -127,6 +127,28 @@ TEST(BatchValidatorTest, RefusesBadEvents) {
   ExpectRefused(ValidateBatch(BatchOf(event), kNow), "half_open events are the service's");
 }
 
+// A kind without rules of its own (keepalive_answered, or a new one) follows the rules of every
+// kind, checked by reflection: a known role and known enum values.
+TEST(BatchValidatorTest, KindsWithoutOwnRulesFollowTheCommonOnes) {
+  v1::Event event = GoodClose();
+  event.mutable_keepalive_answered()->set_probes_outstanding(2);
+  EXPECT_TRUE(ValidateBatch(BatchOf(event), kNow).ok());
+  event.set_role(static_cast<v1::Role>(9));
+  ExpectRefused(ValidateBatch(BatchOf(event), kNow), "unknown role 9");
+}
+
+// Every member of Event.kind reaches a rule: none is refused as unknown to the service.
+TEST(BatchValidatorTest, EveryKindOfTheProtoIsKnown) {
+  const auto* oneof = v1::Event::descriptor()->FindOneofByName("kind");
+  for (int i = 0; i < oneof->field_count(); ++i) {
+    v1::Event event = GoodClose();
+    event.GetReflection()->MutableMessage(&event, oneof->field(i));
+    const absl::Status status = ValidateBatch(BatchOf(event), kNow);
+    EXPECT_EQ(status.message().find("no kind"), absl::string_view::npos)
+        << oneof->field(i)->name() << ": " << status;
+  }
+}
+
 TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   v1::Batch batch = BatchOf(GoodClose());
   batch.set_seq(0);

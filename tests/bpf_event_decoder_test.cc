@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "gtest/gtest.h"
+#include "tcpscope/v1/event_kinds.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -146,12 +147,22 @@ TEST(BpfEventDecoderTest, V4MappedAddressesBecomeIpv4) {
   EXPECT_EQ(event.endpoints().remote_address(), std::string("\x7f\0\0\x02", 4));
 }
 
+// Each kind the program emits decodes to the oneof member of the EventKind with its number.
+TEST(BpfEventDecoderTest, EveryKernelKindIsItsProtoKind) {
+#define TCPSCOPE_EXPECT_KIND(name, number) \
+  EXPECT_EQ(v1::KindOf(Decode(Record(TCPSCOPE_EVENT_##name))), v1::EVENT_KIND_##name) << #name;
+  TCPSCOPE_EVENT_KINDS(TCPSCOPE_EXPECT_KIND)
+#undef TCPSCOPE_EXPECT_KIND
+}
+
 TEST(BpfEventDecoderTest, RefusesMalformedRecords) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_CLOSE);
   EXPECT_FALSE(Decodes(raw, sizeof(raw) - 1));
   raw.family = 17;
   EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(99);
+  EXPECT_FALSE(Decodes(raw, sizeof(raw)));
+  raw = Record(TCPSCOPE_EVENT_FIN_SENT);  // not an event
   EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
   std::memset(raw.comm, 0x01, sizeof(raw.comm));  // no terminator, unprintable

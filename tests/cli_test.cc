@@ -40,6 +40,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tcpscope/v1/event_kinds.h"
 #include "tests/fake_observer.h"
 #include "tests/harness/process.h"
 #include "tests/harness/sockets.h"
@@ -627,9 +628,7 @@ TEST(EventsRequestTest, ReasonNamesACloseReasonOrAHandshakeFailureReason) {
 }
 
 TEST(EventsRequestTest, UsageErrors) {
-  const std::string kinds =
-      "handshake, handshake_failed, close, keepalive_probe, keepalive_timeout, "
-      "keepalive_answered, half_open";
+  const std::string kinds = TCPSCOPE_V1_EVENT_KIND_NAMES;  // the oneof's members, from the proto
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--last=-1"}, "--last=-1: outside 0..4294967295"},
       {{"--last=4294967296"}, "--last=4294967296: outside 0..4294967295"},
@@ -767,9 +766,14 @@ TEST(EnumNamesTest, SameNamesAsTheMetricLabels) {
     EXPECT_EQ(HandshakeFailureReasonNames().Value(HandshakeFailureReasonName(reason)), value);
   }
   EXPECT_EQ(RoleNames().Names(), (std::vector<std::string>{"client", "server"}));
-  EXPECT_EQ(EventKindNames().Names(),
-            (std::vector<std::string>{"handshake", "handshake_failed", "close", "keepalive_probe",
-                                      "keepalive_timeout", "keepalive_answered", "half_open"}));
+  // The kinds' names are the oneof's member names, in field order (--type and the EVENT column
+  // agree).
+  const google::protobuf::OneofDescriptor* kinds = v1::Event::descriptor()->FindOneofByName("kind");
+  ASSERT_EQ(EventKindNames().Names().size(), static_cast<size_t>(kinds->field_count()));
+  for (int i = 0; i < kinds->field_count(); ++i) {
+    EXPECT_EQ(EventKindNames().Names()[i], kinds->field(i)->name());
+  }
+  EXPECT_EQ(EventKindNames().Value("handshake_failed"), v1::EVENT_KIND_HANDSHAKE_FAILED);
   EXPECT_EQ(HalfOpenReasonNames().Names(),
             (std::vector<std::string>{"peer_closed", "peer_rebooted", "peer_host_down"}));
   for (int value = 1; value <= 3; ++value) {
@@ -927,6 +931,28 @@ TEST(WorkloadFormatTest, PodContainerOrNothing) {
   EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("pid: 4242 command: \"nginx\"")), "nginx[4242]");
   EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("pid: 4242")), "?[4242]");
   EXPECT_EQ(ProcessCell(TextProto<v1::Origin>("cgroup_id: 9")), "-");
+}
+
+// A kind without a format of its own prints its set fields: enums by name, durations, errno
+// names, an origin as its owner.
+TEST(EventFormatTest, FieldDetailsOfAnyKind) {
+  v1::HandshakeFailed failed;
+  failed.set_reason(v1::HANDSHAKE_FAILURE_REFUSED);
+  failed.set_syn_retransmits(2);
+  failed.set_duration_us(1500000);
+  failed.set_error(111);
+  EXPECT_EQ(FieldDetails(failed),
+            "reason=refused syn_retransmits=2 duration=1.5s error=ECONNREFUSED");
+  v1::HalfOpen half_open;
+  half_open.set_reason(v1::HALF_OPEN_PEER_HOST_DOWN);
+  half_open.set_peer_host("db-1");
+  half_open.set_peer_last_state(v1::TCP_STATE_CLOSE_WAIT);
+  half_open.mutable_peer_origin()->set_pid(77);
+  half_open.mutable_peer_origin()->set_command("postgres");
+  EXPECT_EQ(FieldDetails(half_open),
+            "reason=peer_host_down peer_host=db-1 peer_last_state=close_wait "
+            "peer_process=postgres[77]");
+  EXPECT_EQ(FieldDetails(v1::KeepaliveAnswered()), "");
 }
 
 TEST(EventFormatTest, RowsStreamAligned) {

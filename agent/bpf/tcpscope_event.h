@@ -6,19 +6,28 @@
 
 #include <linux/types.h>
 
+/* The event kinds this program emits, as KIND(NAME, NUMBER): tcpscope.v1.EventKind's
+ * EVENT_KIND_<NAME> and its number, so a record's kind is the proto's EventKind. User code
+ * static_asserts each against the proto and must decode each (agent/bpf_event_decoder.cc). */
+#define TCPSCOPE_EVENT_KINDS(KIND) \
+  KIND(HANDSHAKE, 1)               \
+  KIND(HANDSHAKE_FAILED, 2)        \
+  KIND(CLOSE, 3)                   \
+  KIND(KEEPALIVE_PROBE, 4)         \
+  KIND(KEEPALIVE_TIMEOUT, 5)       \
+  KIND(KEEPALIVE_ANSWERED, 6)
+
+#define TCPSCOPE_EVENT_ENUMERATOR(name, number) TCPSCOPE_EVENT_##name = number,
 enum tcpscope_event_kind {
-  TCPSCOPE_EVENT_HANDSHAKE = 1,
-  TCPSCOPE_EVENT_HANDSHAKE_FAILED = 2,
-  TCPSCOPE_EVENT_CLOSE = 3,
-  TCPSCOPE_EVENT_KEEPALIVE_PROBE = 4,
-  TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT = 5,
-  TCPSCOPE_EVENT_KEEPALIVE_ANSWERED = 6,
+  TCPSCOPE_EVENT_KINDS(TCPSCOPE_EVENT_ENUMERATOR)
   /* Not an event: the moment this end sent its FIN (entered FIN_WAIT1), and the process that
    * closed it. User space dates the snapshots' FIN_WAIT1 state by it and names the process of
    * ends no file holds any more (agent/fin_times.h). Only time_ns, cookie, pid, cgroup_id and
-   * comm are set. */
-  TCPSCOPE_EVENT_FIN_SENT = 7,
+   * comm are set. Numbered above every EventKind; 255 also makes every __u8 a value of this
+   * enum, so user code may switch over a record's kind as one. */
+  TCPSCOPE_EVENT_FIN_SENT = 255,
 };
+#undef TCPSCOPE_EVENT_ENUMERATOR
 
 /* The tcpscope.v1 enum numbers (static_asserted against the protos in user code). */
 enum tcpscope_role {
