@@ -84,6 +84,8 @@ ABSL_FLAG(int, scrapes, 3, "Scrapes measured (median).");
 ABSL_FLAG(int, queries, 5, "ListConnections(host, paired) queries measured (median).");
 ABSL_FLAG(int, check_hosts, 200,
           "Hosts whose listings are checked end by end (all when there are fewer).");
+ABSL_FLAG(int, check_paired_hosts, 5,
+          "Of those, hosts whose paired listing is checked too (it walks the whole fleet).");
 ABSL_FLAG(bool, check_pair_index, true,
           "Check tcpscope_service_pair_index_entries/_ends against the fleet (a fresh service).");
 ABSL_FLAG(std::string, host_prefix, "node", "Host names are PREFIX-NNNNN.");
@@ -103,7 +105,12 @@ constexpr const char* kKindNames[] = {
     "keepalive_probe", "keepalive_timeout", "keepalive_answered", "half_open"};
 static_assert(std::size(kKindNames) == v1::EventKind_ARRAYSIZE);
 
-void Log(const std::string& line) { std::fprintf(stderr, "fleet_sim: %s\n", line.c_str()); }
+const absl::Time kProcessStart = absl::Now();
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "fleet_sim [%6.1fs]: %s\n",
+               absl::ToDoubleSeconds(absl::Now() - kProcessStart), line.c_str());
+}
 
 double Median(std::vector<double> values) {
   if (values.empty()) return -1;
@@ -334,7 +341,8 @@ class Run {
   uint64_t backlog_max_ = 0;
   double scrape_median_ = -1, scrape_bytes_ = -1;
   uint64_t scrape_series_ = 0;
-  double query_median_ = -1;
+  double query_median_ = -1, query_max_ = -1;
+  double query_host_median_ = -1;
   int64_t query_rows_ = -1;
   uint64_t snapshot_bytes_ = 0;
   uint64_t ends_last_ = 0;
@@ -425,7 +433,7 @@ void Run::Progress(absl::Time now) {
   const double cpu = SelfCpuSeconds();
   const double seconds = absl::ToDoubleSeconds(now - progress_last_time_);
   std::string line = absl::StrFormat(
-      "%5.0fs: %d events acknowledged (%.0f/s), %d unacknowledged, %d batches queued (%.1f MiB), "
+      "%.0f s: %d events acknowledged (%.0f/s), %d unacknowledged, %d batches queued (%.1f MiB), "
       "simulator %.2f cores, lag max %.0f ms",
       absl::ToDoubleSeconds(now - run_start_), totals.events_acked,
       (totals.events_acked - progress_last_.events_acked) / seconds,
@@ -482,6 +490,7 @@ void Run::Measure() {
     query_rows_ = response.connections_size();
   }
   query_median_ = Median(times);
+  query_max_ = times.empty() ? -1 : *std::max_element(times.begin(), times.end());
 }
 
 void Run::Check() {
@@ -580,6 +589,7 @@ void Run::Check() {
   // 4. Listings: every end of a checked host is paired with the simulated peer, nothing is
   // half-open, and the paired listing has one row per connection of the host.
   const int check_hosts = std::min(hosts, absl::GetFlag(FLAGS_check_hosts));
+  std::vector<double> host_query_times;
   for (int i = 0; i < check_hosts; ++i) {
     const int h = static_cast<int>(static_cast<int64_t>(i) * hosts / check_hosts);
     v1::ListConnectionsRequest request;
@@ -587,7 +597,9 @@ void Run::Check() {
     v1::ListConnectionsResponse response;
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    const absl::Time start = absl::Now();
     grpc::Status status = observer_->ListConnections(&context, request, &response);
+    host_query_times.push_back(absl::ToDoubleSeconds(absl::Now() - start));
     if (!status.ok()) {
       Fail(absl::StrCat("ListConnections(host=", HostName(h), "): ", status.error_message()));
       break;
@@ -609,6 +621,10 @@ void Run::Check() {
                           HostName(h), response.connections_size(), ends, paired, half_open));
       break;
     }
+    if (i >= absl::GetFlag(FLAGS_check_paired_hosts)) {
+      ++checked_hosts_;
+      continue;
+    }
     request.set_paired(true);
     grpc::ClientContext paired_context;
     paired_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
@@ -620,6 +636,7 @@ void Run::Check() {
     }
     ++checked_hosts_;
   }
+  query_host_median_ = Median(host_query_times);
   // 5. No half_open event, live (followed since the start) or in the history.
   if (!follow_ok_.load()) Fail("the half_open follow subscription did not run");
   if (half_open_seen_.load() != 0 || half_open_missed_.load() != 0) {
@@ -833,10 +850,17 @@ int Run::Main() {
   }
   final_ = Sum(streams_);
   if (error_.empty()) {
+    // While checking, hosts go on sending snapshots of the (now still) fleet, as idle agents
+    // would, so that no host looks silent (--peer_down_after) however long the checks take.
+    rates_ = FleetRates{0, 0, 0, 0};
+    stop_.store(false);
+    std::thread idle([this] { SimulationLoop(); });
     // The service's housekeeping publishes the pair index's size once a second.
     absl::SleepFor(absl::Milliseconds(2500));
     Log("checking");
     Check();
+    stop_.store(true);
+    idle.join();
   }
   service_final_ = SampleProcess(service_pid_);
   follow_context.TryCancel();
@@ -869,11 +893,12 @@ int Run::Report() {
       "\"service_cores\":%.3f,\"service_rss_bytes\":%d,\"service_hwm_bytes\":%d,"
       "\"service_rss_bytes_per_end\":%.1f,\"service_hwm_bytes_per_end\":%.1f,"
       "\"scrape_s\":%.4f,\"scrape_bytes\":%.0f,\"scrape_samples\":%d,"
-      "\"query_paired_s\":%.4f,\"query_paired_rows\":%d,"
+      "\"query_paired_s\":%.4f,\"query_paired_max_s\":%.4f,\"query_paired_rows\":%d,"
+      "\"query_host_s\":%.4f,"
       "\"half_open_events\":%d,\"checks_passed\":%s,\"failures\":[%s],\"error\":%s}\n",
       JsonString(absl::GetFlag(FLAGS_label)), JsonString(target_), hosts, shape_.ends_per_host,
       shape_.pods_per_host, absl::ToDoubleSeconds(snapshot_interval_),
-      absl::ToDoubleSeconds(flush_interval_), rates_.new_per_second,
+      absl::ToDoubleSeconds(flush_interval_), absl::GetFlag(FLAGS_new_per_second),
       absl::GetFlag(FLAGS_saturate) ? "true" : "false", window_seconds_, final_.events_sent,
       final_.events_acked, KindsJson(final_.kinds), final_.batches_acked, snapshots_sent_.load(),
       snapshot_bytes_, window_events, window_events * per_s, window_filler * per_s, ends, ends / 2,
@@ -881,9 +906,9 @@ int Run::Report() {
       service_cores_, service_end_.rss_bytes, service_final_.hwm_bytes,
       static_cast<double>(service_end_.rss_bytes) / ends,
       static_cast<double>(service_final_.hwm_bytes) / ends, scrape_median_, scrape_bytes_,
-      scrape_series_, query_median_, query_rows_, half_open_seen_.load(),
-      error_.empty() && failures_.empty() ? "true" : "false", absl::StrJoin(failures, ","),
-      error_.empty() ? "null" : JsonString(error_));
+      scrape_series_, query_median_, query_max_, query_rows_, query_host_median_,
+      half_open_seen_.load(), error_.empty() && failures_.empty() ? "true" : "false",
+      absl::StrJoin(failures, ","), error_.empty() ? "null" : JsonString(error_));
   std::fflush(stdout);
   Log(absl::StrFormat(
       "%d hosts x %d ends: %d events acknowledged of %d sent; in the %.0f s window %.0f events/s "
@@ -897,9 +922,10 @@ int Run::Report() {
                         service_final_.hwm_bytes / 1048576.0));
   }
   Log(absl::StrFormat(
-      "scrape %.3f s (%.1f MB, %d samples); ListConnections(host, paired) %.3f s "
-      "(%d rows)",
-      scrape_median_, scrape_bytes_ / 1e6, scrape_series_, query_median_, query_rows_));
+      "scrape %.3f s (%.1f MB, %d samples); ListConnections(host, paired) %.3f s (max %.3f s, "
+      "%d rows) under load; ListConnections(host) %.4f s after it",
+      scrape_median_, scrape_bytes_ / 1e6, scrape_series_, query_median_, query_max_, query_rows_,
+      query_host_median_));
   if (!error_.empty()) {
     Log(absl::StrCat("ERROR: ", error_));
     return 1;
