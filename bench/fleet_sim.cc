@@ -483,11 +483,12 @@ void Run::Measure() {
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
     const absl::Time start = absl::Now();
     const grpc::Status status = observer_->ListConnections(&context, request, &response);
+    times.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // a timeout counts as its time
     if (!status.ok()) {
-      Fail(absl::StrCat("ListConnections(host, paired): ", status.error_message()));
+      Fail(absl::StrFormat("ListConnections(host, paired): %s after %.1f s",
+                           status.error_message(), times.back()));
       break;
     }
-    times.push_back(absl::ToDoubleSeconds(absl::Now() - start));
     query_rows_ = response.connections_size();
   }
   query_median_ = Median(times);
