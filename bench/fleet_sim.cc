@@ -36,6 +36,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -214,6 +215,20 @@ Scrape HttpGet(const std::string& url) {
     return scrape;
   }
   scrape.body = header_end == std::string::npos ? "" : response.substr(header_end + 4);
+  // A server that gives up mid-response (the metrics server's per-connection deadline) leaves a
+  // body shorter than announced: a broken scrape, as Prometheus would see it.
+  const std::string headers = absl::AsciiStrToLower(response.substr(0, header_end));
+  if (const size_t at = headers.find("content-length:"); at != std::string::npos) {
+    uint64_t length = 0;
+    if (absl::SimpleAtoi(
+            absl::StripAsciiWhitespace(headers.substr(at + 15, headers.find('\r', at) - at - 15)),
+            &length) &&
+        length != scrape.body.size()) {
+      scrape.error = absl::StrFormat("truncated after %.1f s: %d of %d bytes", scrape.seconds,
+                                     scrape.body.size(), length);
+      return scrape;
+    }
+  }
   scrape.ok = true;
   return scrape;
 }
@@ -458,11 +473,11 @@ void Run::Measure() {
     std::vector<double> times;
     for (int i = 0; i < absl::GetFlag(FLAGS_scrapes); ++i) {
       Scrape scrape = HttpGet(metrics_url_);
+      times.push_back(scrape.seconds);
       if (!scrape.ok) {
         Fail(absl::StrCat("scrape of ", metrics_url_, ": ", scrape.error));
         break;
       }
-      times.push_back(scrape.seconds);
       scrape_bytes_ = static_cast<double>(scrape.body.size());
       scrape_series_ = 0;
       for (absl::string_view line : absl::StrSplit(scrape.body, '\n')) {
@@ -485,8 +500,8 @@ void Run::Measure() {
     const grpc::Status status = observer_->ListConnections(&context, request, &response);
     times.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // a timeout counts as its time
     if (!status.ok()) {
-      Fail(absl::StrFormat("ListConnections(host, paired): %s after %.1f s",
-                           status.error_message(), times.back()));
+      Fail(absl::StrFormat("ListConnections(host, paired): %s after %.1f s", status.error_message(),
+                           times.back()));
       break;
     }
     query_rows_ = response.connections_size();
