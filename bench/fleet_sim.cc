@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <fstream>
@@ -343,6 +344,7 @@ class Run {
   // Half-open events followed from the start.
   std::atomic<uint64_t> half_open_seen_{0};
   std::atomic<uint64_t> half_open_missed_{0};
+  std::array<std::atomic<uint64_t>, v1::HalfOpenReason_ARRAYSIZE> half_open_by_reason_{};
   std::atomic<bool> follow_ok_{false};
 
   // Results.
@@ -657,7 +659,13 @@ void Run::Check() {
   // 5. No half_open event, live (followed since the start) or in the history.
   if (!follow_ok_.load()) Fail("the half_open follow subscription did not run");
   if (half_open_seen_.load() != 0 || half_open_missed_.load() != 0) {
-    Fail(absl::StrFormat("%d half_open events (%d missed by the follower)", half_open_seen_.load(),
+    std::vector<std::string> reasons;
+    for (int r = 1; r < v1::HalfOpenReason_ARRAYSIZE; ++r) {
+      reasons.push_back(
+          absl::StrCat(v1::HalfOpenReason_Name(r), " ", half_open_by_reason_[r].load()));
+    }
+    Fail(absl::StrFormat("%d half_open events (%s; %d missed by the follower)",
+                         half_open_seen_.load(), absl::StrJoin(reasons, ", "),
                          half_open_missed_.load()));
   }
   {
@@ -789,6 +797,12 @@ int Run::Main() {
     for (v1::GetEventsResponse response; reader->Read(&response);) {
       half_open_seen_.fetch_add(static_cast<uint64_t>(response.events_size()));
       half_open_missed_.fetch_add(response.missed());
+      for (const v1::HostEvent& event : response.events()) {
+        const int reason = event.event().half_open().reason();
+        if (reason >= 0 && reason < v1::HalfOpenReason_ARRAYSIZE) {
+          half_open_by_reason_[reason].fetch_add(1);
+        }
+      }
     }
     const grpc::Status status = reader->Finish();
     if (status.error_code() != grpc::StatusCode::CANCELLED) follow_ok_.store(false);
