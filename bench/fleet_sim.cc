@@ -476,6 +476,7 @@ void Run::Measure() {
     for (int i = 0; i < absl::GetFlag(FLAGS_scrapes); ++i) {
       Scrape scrape = HttpGet(metrics_url_);
       times.push_back(scrape.seconds);
+      Log(absl::StrFormat("scrape: %.3f s, %d bytes", scrape.seconds, scrape.body.size()));
       if (!scrape.ok) {
         Fail(absl::StrCat("scrape of ", metrics_url_, ": ", scrape.error));
         break;
@@ -501,6 +502,8 @@ void Run::Measure() {
     const absl::Time start = absl::Now();
     const grpc::Status status = observer_->ListConnections(&context, request, &response);
     times.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // a timeout counts as its time
+    Log(absl::StrFormat("ListConnections(host=%s, paired): %.3f s, %d rows", request.host(),
+                        times.back(), response.connections_size()));
     if (!status.ok()) {
       Fail(absl::StrFormat("ListConnections(host, paired): %s after %.1f s", status.error_message(),
                            times.back()));
