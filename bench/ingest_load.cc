@@ -3,14 +3,13 @@
 // Prints one JSON line: events sent, events acknowledged, seconds, acknowledged events/s.
 //
 // Each agent is one Ingest/Stream on its own channel (its own TCP connection) and speaks the
-// agent's protocol (agent/shipper.cc): Hello, wait for HelloAck, then batches numbered 1, 2, 3...
-// with one write in flight and at most --window batches unacknowledged; acks are cumulative.
-// Batches are built and serialized once, up front: a write sends a few header bytes carrying the
-// batch's seq followed by the prebuilt bytes (a static slice, not copied), so the generator
-// costs next to nothing per event and the server's cost dominates.
+// agent's protocol (bench/ingest_stream.h): Hello, wait for HelloAck, then batches numbered 1, 2,
+// 3... with one write in flight and at most --window batches unacknowledged; acks are
+// cumulative. Batches are built and serialized once, up front: a write sends a few header bytes
+// carrying the batch's seq followed by the prebuilt bytes (not copied), so the generator costs
+// next to nothing per event and the server's cost dominates.
 //
 //   tcpscope-ingest-load --target=127.0.0.1:7700 --agents=8 --batch_size=256 --duration=10s
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,9 +27,9 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "bench/ingest_stream.h"
 #include "bench/synthetic_events.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -54,251 +53,8 @@ ABSL_FLAG(std::string, label, "", "Copied into the JSON line.");
 namespace tcpscope::bench {
 namespace {
 
-constexpr char kMethod[] = "/tcpscope.v1.Ingest/Stream";
 // After sending stops, how long the acks of what is in flight may take.
 constexpr absl::Duration kDrainTimeout = absl::Seconds(10);
-
-size_t PutVarint(uint64_t value, uint8_t* out) {
-  size_t n = 0;
-  while (value >= 0x80) {
-    out[n++] = static_cast<uint8_t>(value | 0x80);
-    value >>= 7;
-  }
-  out[n++] = static_cast<uint8_t>(value);
-  return n;
-}
-
-size_t VarintSize(uint64_t value) {
-  uint8_t scratch[10];
-  return PutVarint(value, scratch);
-}
-
-// AgentMessage{batch: Batch{seq, <body>}} where `body` is a serialized Batch without seq (its
-// events and losses): the header is built per write, the body is shared and never copied.
-grpc::ByteBuffer BatchMessage(uint64_t seq, const std::string& body) {
-  uint8_t header[24];
-  size_t n = 0;
-  header[n++] = 0x12;  // AgentMessage.batch = 2, length-delimited
-  n += PutVarint(1 + VarintSize(seq) + body.size(), header + n);
-  header[n++] = 0x08;  // Batch.seq = 1, varint
-  n += PutVarint(seq, header + n);
-  grpc::Slice slices[2] = {grpc::Slice(header, n),
-                           grpc::Slice(body.data(), body.size(), grpc::Slice::STATIC_SLICE)};
-  return grpc::ByteBuffer(slices, 2);
-}
-
-grpc::ByteBuffer Serialize(const v1::AgentMessage& message) {
-  grpc::ByteBuffer buffer;
-  bool own_buffer = false;
-  grpc::SerializationTraits<v1::AgentMessage>::Serialize(message, &buffer, &own_buffer);
-  return buffer;
-}
-
-struct AgentTotals {
-  uint64_t batches_written = 0;
-  uint64_t acked_seq = 0;
-  absl::Time last_ack;
-};
-
-class Agent : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
- public:
-  Agent(grpc::GenericStub* stub, const v1::Hello& hello, const std::vector<std::string>* bodies,
-        uint64_t window, uint64_t max_batches)
-      : bodies_(bodies), window_(window), max_batches_(max_batches) {
-    context_.set_wait_for_ready(true);
-    stub->PrepareBidiStreamingCall(&context_, kMethod, grpc::StubOptions(), this);
-    v1::AgentMessage message;
-    *message.mutable_hello() = hello;
-    out_ = Serialize(message);
-    write_in_flight_ = true;
-    StartWrite(&out_);
-    StartRead(&in_);
-    AddHold();  // released by Close(), or when the stream breaks
-    StartCall();
-  }
-
-  bool greeted() {
-    absl::MutexLock lock(&mu_);
-    return greeted_;
-  }
-  bool done() {
-    absl::MutexLock lock(&mu_);
-    return done_;
-  }
-  grpc::Status status() {
-    absl::MutexLock lock(&mu_);
-    return status_;
-  }
-  AgentTotals totals() {
-    absl::MutexLock lock(&mu_);
-    return {batches_written_, acked_seq_, last_ack_};
-  }
-  // Every batch written so far is acknowledged, or the stream is over.
-  bool drained() {
-    absl::MutexLock lock(&mu_);
-    return done_ || closing_ || acked_seq_ + 1 >= next_seq_;
-  }
-  // All of --events is acknowledged (never true without --events).
-  bool quota_acked() {
-    absl::MutexLock lock(&mu_);
-    return max_batches_ > 0 && acked_seq_ >= max_batches_;
-  }
-
-  // The measurement starts: batches flow from now on.
-  void Go() {
-    {
-      absl::MutexLock lock(&mu_);
-      going_ = true;
-    }
-    MaybeWrite();
-  }
-
-  void StopSending() {
-    absl::MutexLock lock(&mu_);
-    going_ = false;
-  }
-
-  // Half-closes the stream (the service then finishes it) and lets the RPC end.
-  void Close() {
-    bool release = false;
-    {
-      absl::MutexLock lock(&mu_);
-      closing_ = true;
-      release = !write_in_flight_ && !hold_released_;
-      if (release) hold_released_ = true;
-    }
-    if (release) {
-      StartWritesDone();
-      RemoveHold();
-    }
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool release = false;
-    {
-      absl::MutexLock lock(&mu_);
-      write_in_flight_ = false;
-      if (ok && hello_written_) ++batches_written_;
-      hello_written_ = true;
-      if (!ok) closing_ = true;  // broken: the read side sees why
-      release = closing_ && !hold_released_;
-      if (release) hold_released_ = true;
-    }
-    if (release) {
-      StartWritesDone();
-      RemoveHold();
-      return;
-    }
-    MaybeWrite();
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      bool release = false;
-      {
-        absl::MutexLock lock(&mu_);
-        closing_ = true;
-        release = !write_in_flight_ && !hold_released_;
-        if (release) hold_released_ = true;
-      }
-      if (release) RemoveHold();
-      return;
-    }
-    v1::ServiceMessage message;
-    const bool parsed =
-        grpc::SerializationTraits<v1::ServiceMessage>::Deserialize(&in_, &message).ok();
-    {
-      absl::MutexLock lock(&mu_);
-      if (!parsed) {
-        protocol_error_ = "unparsable service message";
-      } else if (message.has_hello_ack()) {
-        greeted_ = true;
-        next_seq_ = message.hello_ack().last_applied_seq() + 1;
-        acked_seq_ = message.hello_ack().last_applied_seq();
-      } else if (message.has_ack()) {
-        if (message.ack().seq() >= next_seq_) protocol_error_ = "ack of a batch never sent";
-        acked_seq_ = std::max(acked_seq_, message.ack().seq());
-        last_ack_ = absl::Now();
-      }
-    }
-    StartRead(&in_);
-    MaybeWrite();
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    status_ = protocol_error_.empty() || !status.ok()
-                  ? status
-                  : grpc::Status(grpc::StatusCode::INTERNAL, protocol_error_);
-    done_ = true;
-  }
-
- private:
-  void MaybeWrite() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (write_in_flight_ || !greeted_ || !going_ || closing_) return;
-      if (next_seq_ - 1 - acked_seq_ >= window_) return;
-      if (max_batches_ > 0 && next_seq_ > max_batches_) return;
-      out_ = BatchMessage(next_seq_, (*bodies_)[next_seq_ % bodies_->size()]);
-      ++next_seq_;
-      write_in_flight_ = true;
-    }
-    StartWrite(&out_);
-  }
-
-  const std::vector<std::string>* const bodies_;
-  const uint64_t window_;
-  const uint64_t max_batches_;
-  grpc::ClientContext context_;
-  grpc::ByteBuffer in_;
-
-  absl::Mutex mu_;
-  grpc::ByteBuffer out_;  // written under mu_ before the one write in flight starts
-  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool hello_written_ ABSL_GUARDED_BY(mu_) = false;
-  bool greeted_ ABSL_GUARDED_BY(mu_) = false;
-  bool going_ ABSL_GUARDED_BY(mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;
-  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
-  bool done_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  uint64_t acked_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t batches_written_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Time last_ack_ ABSL_GUARDED_BY(mu_);
-  std::string protocol_error_ ABSL_GUARDED_BY(mu_);
-  grpc::Status status_ ABSL_GUARDED_BY(mu_);
-};
-
-double CpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-// Polls `condition` every millisecond until it holds or `deadline` passes.
-template <typename Condition>
-bool WaitUntil(absl::Time deadline, Condition condition) {
-  while (!condition()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
-}
-
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += ' ';
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
 
 int Fail(const std::string& label, const std::string& error) {
   std::printf("{\"label\":%s,\"error\":%s}\n", JsonString(label).c_str(),
@@ -328,22 +84,25 @@ int Main() {
 
   // Everything sent is built here, before any connection.
   const absl::Time built = absl::Now();
-  std::vector<std::vector<std::string>> bodies(agents);
+  std::vector<std::vector<OutBatch>> bodies(agents);
   for (int a = 0; a < agents; ++a) {
     for (int d = 0; d < distinct; ++d) {
-      bodies[a].push_back(SyntheticBatch(batch_size, (static_cast<uint64_t>(a) << 32) | d, built)
-                              .SerializeAsString());
+      OutBatch& batch = bodies[a].emplace_back();
+      batch.body = std::make_shared<const std::string>(
+          SyntheticBatch(batch_size, (static_cast<uint64_t>(a) << 32) | d, built)
+              .SerializeAsString());
+      batch.events = static_cast<uint64_t>(batch_size);
     }
   }
   size_t body_bytes = 0;
   for (const auto& agent_bodies : bodies) {
-    for (const std::string& body : agent_bodies) body_bytes += body.size();
+    for (const OutBatch& batch : agent_bodies) body_bytes += batch.body->size();
   }
   const double batch_bytes = static_cast<double>(body_bytes) / (agents * distinct);
   {
     // The hand-built framing must be what protobuf itself would parse.
     v1::AgentMessage check;
-    grpc::ByteBuffer message = BatchMessage(300, bodies[0][0]);
+    grpc::ByteBuffer message = BatchMessage(300, bodies[0][0].body);
     if (!grpc::SerializationTraits<v1::AgentMessage>::Deserialize(&message, &check).ok() ||
         check.batch().seq() != 300 || check.batch().events_size() != batch_size) {
       return Fail(label, "internal: batch framing does not parse back");
@@ -367,12 +126,16 @@ int Main() {
   }
 
   std::mt19937_64 random(static_cast<uint64_t>(absl::ToUnixNanos(built)) ^ getpid());
-  std::vector<std::unique_ptr<Agent>> streams;
+  std::vector<std::unique_ptr<IngestStream>> streams;
   for (int a = 0; a < agents; ++a) {
     const std::string host =
         absl::StrFormat("%s-%d-%02d", absl::GetFlag(FLAGS_host_prefix), getpid(), a);
-    streams.push_back(std::make_unique<Agent>(stubs[a].get(), SyntheticHello(host, random() | 1),
-                                              &bodies[a], window, max_batches));
+    IngestStream::Options options;
+    options.window = static_cast<uint64_t>(window);
+    options.max_batches = max_batches;
+    options.filler = &bodies[a];
+    streams.push_back(std::make_unique<IngestStream>(stubs[a].get(),
+                                                     SyntheticHello(host, random() | 1), options));
   }
   auto first_failure = [&]() -> std::string {
     for (auto& stream : streams) {
@@ -398,15 +161,15 @@ int Main() {
   }
 
   // Measured: from the first batch to the last acknowledgement.
-  const double cpu_start = CpuSeconds();
+  const double cpu_start = SelfCpuSeconds();
   const absl::Time start = absl::Now();
-  for (auto& stream : streams) stream->Go();
+  for (auto& stream : streams) stream->StartFilling();
   WaitUntil(start + (events > 0 ? absl::Hours(24) : duration), [&] {
     if (!first_failure().empty()) return true;
     return events > 0 &&
            std::all_of(streams.begin(), streams.end(), [](auto& s) { return s->quota_acked(); });
   });
-  for (auto& stream : streams) stream->StopSending();
+  for (auto& stream : streams) stream->StopFilling();
   const bool drained = WaitUntil(absl::Now() + kDrainTimeout, [&] {
     return std::all_of(streams.begin(), streams.end(), [](auto& s) { return s->drained(); });
   });
@@ -414,12 +177,12 @@ int Main() {
   uint64_t batches_acked = 0;
   absl::Time end = start;
   for (auto& stream : streams) {
-    const AgentTotals totals = stream->totals();
+    const StreamTotals totals = stream->totals();
     batches_written += totals.batches_written;
-    batches_acked += totals.acked_seq;
+    batches_acked += totals.batches_acked;
     end = std::max(end, totals.last_ack);
   }
-  const double generator_cpu = CpuSeconds() - cpu_start;
+  const double generator_cpu = SelfCpuSeconds() - cpu_start;
 
   for (auto& stream : streams) stream->Close();
   const bool ended = WaitUntil(absl::Now() + absl::Seconds(10), [&] {

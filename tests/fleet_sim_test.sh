@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The fleet simulator (bench/fleet_sim.cc) against the real tcpscope-service, small: 200 hosts x
+# 200 connection ends (every end paired with an end on another simulated host), 20 new
+# connections per host per second with their events on both ends, keepalive probes and timeouts,
+# failed connects, 2 s snapshots, 20 s of churn. The simulator checks, after draining every ack,
+# that the service counted each acknowledged event exactly once (/metrics sums and the Summary
+# RPC's fleet totals, per event kind), that every end of every host is listed PAIRED with its
+# peer on another host (ListConnections per host, and the paired listing of 5 hosts has exactly
+# one row per connection), that the pair index holds exactly 20000 connections and 40000 ends,
+# and that there was no half_open event and every half-open gauge is 0; this script asserts its
+# JSON line's exact numbers too. Run by ctest with TCPSCOPE_BIN_DIR set; about 35 s.
+set -euo pipefail
+
+bin_dir=${TCPSCOPE_BIN_DIR:?TCPSCOPE_BIN_DIR must name the build directory}
+service_bin=$bin_dir/service/tcpscope-service
+sim_bin=$bin_dir/bench/tcpscope-fleet-sim
+work=$(mktemp -d "${TMPDIR:-/tmp}/fleet_sim_test.XXXXXX")
+service_pid=
+hosts=200
+ends=200
+
+fail() {
+  echo "fleet_sim_test: FAIL: $*" >&2
+  for file in "$work/sim.log" "$work/service.log"; do
+    [[ -f $file ]] || continue
+    echo "--- $(basename "$file") (last 30 lines)" >&2
+    tail -n 30 "$file" >&2
+  done
+  exit 1
+}
+
+cleanup() {
+  if [[ -n $service_pid ]] && kill -0 "$service_pid" 2>/dev/null; then
+    kill -KILL "$service_pid" 2>/dev/null || true
+    wait "$service_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+[[ -x $service_bin ]] || fail "$service_bin is not built"
+[[ -x $sim_bin ]] || fail "$sim_bin is not built"
+ulimit -n "$(ulimit -Hn)"
+[[ $(ulimit -n) -gt $((2 * hosts + 100)) ]] || fail "ulimit -n $(ulimit -n) is too low"
+
+read -r grpc_port metrics_port < <(python3 -c '
+import socket
+sockets = [socket.socket() for _ in range(2)]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in sockets))')
+"$service_bin" --grpc_listen="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$metrics_port" \
+  >"$work/service.log" 2>&1 &
+service_pid=$!
+for _ in $(seq 100); do
+  (echo >"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break
+  kill -0 "$service_pid" 2>/dev/null || fail "the service exited at start"
+  sleep 0.1
+done
+
+start=$SECONDS
+status=0
+"$sim_bin" --target="127.0.0.1:$grpc_port" --hosts=$hosts --ends_per_host=$ends \
+  --snapshot_interval=2s --new_per_second=20 --duration=20s --service_pid="$service_pid" \
+  --metrics_url="http://127.0.0.1:$metrics_port/metrics" --check_hosts=$hosts \
+  --label=fleet_sim_test >"$work/result.json" 2>"$work/sim.log" || status=$?
+elapsed=$((SECONDS - start))
+cat "$work/sim.log"
+cat "$work/result.json"
+[[ $status -eq 0 ]] || fail "the simulator's checks failed (exit $status)"
+kill -0 "$service_pid" 2>/dev/null || fail "the service died"
+
+# The JSON line's exact numbers (the simulator compared the service's counters with them).
+python3 - "$work/result.json" "$hosts" "$ends" <<'PY' || fail "the simulator's result is not exact"
+import json, sys
+result = json.loads(open(sys.argv[1]).read())
+hosts, ends = int(sys.argv[2]), int(sys.argv[3])
+kinds = result["events_acked_by_kind"]
+expect = {
+    "checks_passed": True,
+    "error": None,
+    "failures": [],
+    "ends": hosts * ends,
+    "expected_pairs": hosts * ends // 2,
+    "checked_hosts": hosts,
+    "checked_ends": hosts * ends,
+    "half_open_events": 0,
+    "events_sent": result["events_acked"],
+    "events_acked": sum(kinds.values()),
+}
+bad = [f"{key}={result[key]!r}, expected {want!r}" for key, want in expect.items()
+       if result[key] != want]
+# Each churned connection closes one connection and opens one, with an event on both ends.
+if kinds["handshake"] != kinds["close"]:
+    bad.append(f"handshakes {kinds['handshake']} != closes {kinds['close']}")
+for kind in ("handshake", "handshake_failed", "close", "keepalive_probe", "keepalive_timeout",
+             "keepalive_answered"):
+    if kinds[kind] == 0:
+        bad.append(f"no {kind} event was sent")
+if kinds["half_open"] != 0:
+    bad.append("the simulator sent half_open events")
+for problem in bad:
+    print("fleet_sim_test:", problem, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+echo "fleet_sim_test: PASS in ${elapsed}s"
