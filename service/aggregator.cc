@@ -159,6 +159,7 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
     pairs_.Forget(current->first);
     hosts_.erase(current);
   }
+  for (const std::string& host : expired) pairs_.Release(host);
   if (!expired.empty()) {
     metrics_->hosts.Set(static_cast<double>(hosts_.size()));
     metrics_->hosts_expired.Increment(static_cast<double>(expired.size()));

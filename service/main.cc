@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/bearer_token.h"
@@ -68,6 +69,8 @@ ABSL_FLAG(int, max_ports_per_host, 50,
           "are summed into port=\"other\" (0 to 65536).");
 
 namespace tcpscope::service {
+
+constexpr int kMaxReadChunkBytes = 16 * 1024;
 namespace {
 
 int Main() {
@@ -159,6 +162,11 @@ int Main() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(grpc_listen, *credentials, &grpc_port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
+  // gRPC's TCP reader grows its read buffer towards the largest message a connection carried
+  // (a snapshot: hundreds of KiB) and keeps it allocated while the connection waits: ~330 KiB
+  // per agent stream, measured (heaptrack, BENCHMARKS.md "Fleet simulator"). Capped, a large
+  // message takes a few more reads instead.
+  builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kMaxReadChunkBytes);
   builder.RegisterService(&ingest);
   builder.RegisterService(&observer);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -206,6 +214,9 @@ int Main() {
 
 int main(int argc, char** argv) {
   tcpscope::BlockShutdownSignals();
+  // Debian's Abseil checks every Mutex acquisition against a lock graph (a few % of the
+  // service's CPU at thousands of streams); the lock order is kept by design and by TSan.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Aggregates tcpscope agents' streams into metrics and a query API.\n"
       "Usage: tcpscope-service [--grpc_listen=HOST:PORT] [--metrics_listen=HOST:PORT]");

@@ -235,7 +235,9 @@ struct PairIndex::Hosts {
 
 namespace {
 
-bool SameHost(const PairHost& a, const PairHost& b) { return &a == &b || a.name == b.name; }
+// One host is one PairHost object for as long as any end of it is in the index (Forget keeps
+// it while its lost ends remain), so identity is the pointer.
+bool SameHost(const PairHost& a, const PairHost& b) { return &a == &b; }
 
 std::shared_ptr<const PairHost> HostOf(const End& end) {
   return end.lost != nullptr ? end.lost->host : end.view->host;
@@ -542,8 +544,7 @@ void PairIndex::Forget(const std::string& name) {
     absl::MutexLock lock(&hosts_->mu);
     auto it = hosts_->by_name.find(name);
     if (it == hosts_->by_name.end()) return;
-    host = std::move(it->second);
-    hosts_->by_name.erase(it);
+    host = it->second;
   }
   const absl::Time last_seen = absl::FromUnixNanos(host->last_seen_ns.load());
   // Its open ends are lost with it; its own findings end. Survivors are judged at their next
@@ -572,6 +573,12 @@ void PairIndex::Forget(const std::string& name) {
     forget(shard->v4);
     forget(shard->v6);
   }
+}
+
+void PairIndex::Release(const std::string& name) {
+  absl::MutexLock lock(&hosts_->mu);
+  auto it = hosts_->by_name.find(name);
+  if (it != hosts_->by_name.end() && it->second.use_count() == 1) hosts_->by_name.erase(it);
 }
 
 std::vector<EndStatus> PairIndex::Describe(const HostView& view, bool with_peers) const {

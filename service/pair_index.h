@@ -120,6 +120,10 @@ class PairIndex {
   void Disconnected(PairHost& host);
   // The host expired: ends still open on it count as lost with the host (peer_host_down).
   void Forget(const std::string& host);
+  // Drops the host's record once nothing holds it (call after its views are gone). While its
+  // lost ends remain in the index the record stays: a host of that name coming back gets the
+  // same one, so its new ends replace those (and a later Release tries again).
+  void Release(const std::string& host);
   // Marks the host silent (or heard again) for its peers and judges the entries of `view`,
   // its current one.
   Findings SetDown(PairHost& host, bool down, absl::Time last_seen, const HostView* view);
