@@ -1,5 +1,7 @@
 // tcpscope-service: receives agent streams, aggregates them into Prometheus metrics and serves
 // the Observer query API, health and reflection on one gRPC port.
+#include <malloc.h>
+
 #include <memory>
 #include <string>
 #include <thread>
@@ -167,6 +169,7 @@ int Main() {
   // per agent stream, measured (heaptrack, BENCHMARKS.md "Fleet simulator"). Capped, a large
   // message takes a few more reads instead.
   builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kMaxReadChunkBytes);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(&ingest);
   builder.RegisterService(&observer);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -181,10 +184,12 @@ int Main() {
                << "), metrics on http://" << metrics_options.listen << "/metrics";
 
   // Housekeeping once a second: expire hosts, mark silent ones down for their peers, publish the
-  // history size.
+  // history size; every 30 s, give the heap's free pages back (parsing snapshots frees as much
+  // as it keeps, in pieces: glibc held ~20 % of the RSS free at 1000 hosts, measured).
   absl::Notification stopping;
   std::thread housekeeping([&] {
-    while (!stopping.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    for (int tick = 1; !stopping.WaitForNotificationWithTimeout(absl::Seconds(1)); ++tick) {
+      if (tick % 30 == 0) malloc_trim(0);
       for (const std::string& host : aggregator.ExpireHosts(absl::Now())) {
         TS_LOG(INFO) << "host " << host << " expired: disconnected for over "
                      << absl::FormatDuration(aggregator_options.host_expiry)
