@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/tcp_names.h"
@@ -48,8 +49,9 @@ void Log(const HalfOpenFinding& finding, absl::Time now) {
 }  // namespace
 
 void HalfOpenReporter::Report(Findings findings, absl::Time now) {
-  // One published batch per host, in the order found.
+  // One published batch per host, hosts in the order first found.
   std::vector<std::pair<std::shared_ptr<HostState>, std::shared_ptr<v1::Batch>>> batches;
+  absl::flat_hash_map<const HostState*, size_t> batch_of;
   for (const HalfOpenFinding& finding : findings.half_open) {
     std::shared_ptr<HostState> host = lookup_(finding.host->name);
     if (host == nullptr) continue;  // expired meanwhile
@@ -58,13 +60,9 @@ void HalfOpenReporter::Report(Findings findings, absl::Time now) {
       absl::MutexLock lock(&host->mu);
       if (host->metrics != nullptr) host->metrics->CountHalfOpenDetected(finding.reason);
     }
-    auto it = std::find_if(batches.begin(), batches.end(),
-                           [&](const auto& batch) { return batch.first == host; });
-    if (it == batches.end()) {
-      batches.emplace_back(host, std::make_shared<v1::Batch>());
-      it = batches.end() - 1;
-    }
-    *it->second->add_events() = EventOf(finding, now);
+    auto [slot, added] = batch_of.try_emplace(host.get(), batches.size());
+    if (added) batches.emplace_back(host, std::make_shared<v1::Batch>());
+    *batches[slot->second].second->add_events() = EventOf(finding, now);
   }
   for (auto& [host, batch] : batches) {
     auto published = std::make_shared<PublishedBatch>();
