@@ -110,11 +110,16 @@ struct LostEnd {
 // of a host re-points its present ends at the new view (or loses them, copying their record)
 // while the previous view is still held by the caller, so no end outlives the view it uses.
 struct End {
-  const HostView* view = nullptr;  // while present
-  std::unique_ptr<LostEnd> lost;   // once lost
-  uint32_t slot = 0;               // in view->ends
-  v1::HalfOpenReason half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
+  const HostView* view = nullptr;                        // while present
+  std::unique_ptr<LostEnd> lost;                         // once lost
+  uint32_t slot = 0;                                     // in view->ends
+  uint8_t half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;  // v1::HalfOpenReason
+  // Seen ESTABLISHED at once with the other side's one end: only then are the two known to be
+  // ends of one connection, not a new connection on a tuple whose previous one still has an
+  // end (in TIME_WAIT, say) on the other side. A new end (a new connection id) starts false.
+  bool confirmed = false;
 
+  v1::HalfOpenReason reason() const { return static_cast<v1::HalfOpenReason>(half_open); }
   const EndRecord& record() const { return lost != nullptr ? lost->record : view->ends[slot]; }
   const PairHost& host() const { return lost != nullptr ? *lost->host : *view->host; }
   uint64_t round() const { return lost != nullptr ? lost->round : view->round; }
@@ -143,13 +148,11 @@ struct End {
 
 static_assert(sizeof(End) == 24);
 
+// 64 bytes, 76 with its key in the shard's table.
 struct Entry {
   std::array<absl::InlinedVector<End, 1>, 2> sides;
-  // The connection ids of the two ends once both were seen ESTABLISHED at once: only then are
-  // they known to be ends of one connection, not a new connection on a tuple whose previous
-  // one still has an end (in TIME_WAIT, say) on the other side.
-  std::array<uint64_t, 2> confirmed{};
 };
+static_assert(sizeof(Entry) == 64);
 
 }  // namespace
 
@@ -251,7 +254,7 @@ PeerFacts FactsOf(const End& end) {
   facts.present = end.lost == nullptr;
   if (end.lost != nullptr) facts.lost_at = end.lost->at;
   facts.at_risk = end.record().at_risk_reason();
-  facts.half_open = end.half_open;
+  facts.half_open = end.reason();
   return facts;
 }
 
@@ -276,14 +279,12 @@ class PairIndex::Judge {
     bool paired = sides[0].size() == 1 && sides[1].size() == 1 &&
                   !SameHost(sides[0][0].host(), sides[1][0].host());
     if (paired) {
-      const End& low = sides[0][0];
-      const End& high = sides[1][0];
-      const uint64_t low_id = low.record().connection_id;
-      const uint64_t high_id = high.record().connection_id;
+      End& low = sides[0][0];
+      End& high = sides[1][0];
       if (low.lost == nullptr && high.lost == nullptr && low.Established() && high.Established()) {
-        entry.confirmed = {low_id, high_id};
+        low.confirmed = high.confirmed = true;
       }
-      paired = entry.confirmed[0] == low_id && entry.confirmed[1] == high_id;
+      paired = low.confirmed && high.confirmed;
     }
     for (int s = 0; s < 2; ++s) {
       for (End& self : sides[s]) {
@@ -320,7 +321,7 @@ class PairIndex::Judge {
     const PairHost& host = end.host();
     if (end.half_open != v1::HALF_OPEN_REASON_UNSPECIFIED) --host.half_open[end.half_open];
     if (reason != v1::HALF_OPEN_REASON_UNSPECIFIED) ++host.half_open[reason];
-    end.half_open = reason;
+    end.half_open = static_cast<uint8_t>(reason);
     std::shared_ptr<const PairHost> host_ptr = HostOf(end);
     if (findings_->changed.empty() || findings_->changed.back() != host_ptr) {
       findings_->changed.push_back(host_ptr);
@@ -611,7 +612,7 @@ std::vector<EndStatus> PairIndex::Describe(const HostView& view, bool with_peers
         for (const End& end : self_side) {
           if (SameHost(end.host(), *view.host) &&
               end.record().connection_id == work.connection_id) {
-            status.half_open = end.half_open;
+            status.half_open = end.reason();
           }
         }
         if (peer_side.empty()) {
