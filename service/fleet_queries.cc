@@ -30,6 +30,19 @@ std::shared_ptr<const HostView> ListedView(const HostState& host, absl::Time now
   return host.view;
 }
 
+// Calls fn(host, view, end, status) for every end of every listed host of `hosts`, with its
+// status in the pair index (and its peer); raises *oldest_ms to the oldest view's age.
+template <typename Fn>
+void ForEachListedEnd(const PairIndex& pairs, const std::vector<std::shared_ptr<HostState>>& hosts,
+                      absl::Time now, uint64_t* oldest_ms, Fn fn) {
+  for (const auto& state : hosts) {
+    const std::shared_ptr<const HostView> view = ListedView(*state, now, oldest_ms);
+    if (view == nullptr) continue;
+    std::vector<EndStatus> statuses = pairs.Describe(*view, /*with_peers=*/true);
+    for (size_t i = 0; i < view->ends.size(); ++i) fn(*state, *view, view->ends[i], statuses[i]);
+  }
+}
+
 void FillPeer(const PeerFacts& facts, v1::PeerEnd* peer) {
   peer->set_host(facts.host->name);
   *peer->mutable_connection() = facts.connection;
@@ -84,25 +97,22 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
   uint64_t oldest_ms = 0;
   const PairIndex& pairs = aggregator_->pairs();
   if (!matcher->paired()) {
-    for (const auto& state : aggregator_->Hosts(request.host())) {
-      const std::shared_ptr<const HostView> view = ListedView(*state, now, &oldest_ms);
-      if (view == nullptr) continue;
-      // Every paired end names its peer (host, state, process, container, pod).
-      std::vector<EndStatus> statuses = pairs.Describe(*view, /*with_peers=*/true);
-      for (size_t i = 0; i < view->ends.size(); ++i) {
-        const EndRecord& end = view->ends[i];
-        EndStatus& status = statuses[i];
-        v1::Connection connection = view->ConnectionOf(end);
-        if (!matcher->Matches(connection, end.at_risk_reason(), status.half_open)) continue;
-        v1::HostConnection* entry = response.add_connections();
-        entry->set_host(state->host());
-        *entry->mutable_connection() = std::move(connection);
-        entry->set_at_risk(end.at_risk_reason());
-        entry->set_pairing(status.pairing);
-        entry->set_half_open(status.half_open);
-        if (status.peer.has_value()) FillPeer(*status.peer, entry->mutable_peer());
-      }
-    }
+    // Every paired end names its peer (host, state, process, container, pod).
+    ForEachListedEnd(
+        pairs, aggregator_->Hosts(request.host()), now, &oldest_ms,
+        [&](const HostState& state, const HostView& view, const EndRecord& end, EndStatus& status) {
+          v1::Connection connection = view.ConnectionOf(end);
+          if (!matcher->Matches(connection, end.at_risk_reason(), status.half_open)) {
+            return;
+          }
+          v1::HostConnection* entry = response.add_connections();
+          entry->set_host(state.host());
+          *entry->mutable_connection() = std::move(connection);
+          entry->set_at_risk(end.at_risk_reason());
+          entry->set_pairing(status.pairing);
+          entry->set_half_open(status.half_open);
+          if (status.peer.has_value()) FillPeer(*status.peer, entry->mutable_peer());
+        });
     response.set_snapshot_age_ms_max(oldest_ms);
     return response;
   }
@@ -117,59 +127,52 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
   }
   struct Listed {
     std::string host;
-    size_t order;
     v1::HostConnection entry;
   };
   std::vector<Listed> listed;
-  for (const auto& state : aggregator_->Hosts(walk_all ? std::string() : request.host())) {
-    const std::shared_ptr<const HostView> view = ListedView(*state, now, &oldest_ms);
-    if (view == nullptr) continue;
-    std::vector<EndStatus> statuses = pairs.Describe(*view, /*with_peers=*/true);
-    for (size_t i = 0; i < view->ends.size(); ++i) {
-      const EndRecord& end = view->ends[i];
-      EndStatus& status = statuses[i];
-      if (status.pairing != v1::PAIRING_PAIRED || !status.peer.has_value()) continue;
-      const PeerFacts& peer = *status.peer;
-      if (!matcher->MatchesHost(state->host()) && !matcher->MatchesHost(peer.host->name)) continue;
-      const bool here = ListsPair(state->host(), end.end_role(), status);
-      // Walking every host, the peer's host lists the pair itself when it is its turn.
-      if (!here && walk_all) continue;
-      v1::Connection connection = view->ConnectionOf(end);
-      // The listing end's status counts; its peer matches on its connection alone. A lost peer
-      // end's last state does not match filters: it is no longer there.
-      const bool matches =
-          here ? matcher->Matches(connection, end.at_risk_reason(), status.half_open) ||
-                     (peer.present && matcher->Matches(peer.connection, kNoRisk, kNoHalfOpen))
-               : matcher->Matches(peer.connection, peer.at_risk, peer.half_open) ||
-                     matcher->Matches(connection, kNoRisk, kNoHalfOpen);
-      if (!matches) continue;
-      Listed& item = listed.emplace_back();
-      item.order = listed.size();
-      v1::HostConnection& entry = item.entry;
-      if (here) {
-        item.host = state->host();
-        entry.set_host(state->host());
-        *entry.mutable_connection() = std::move(connection);
-        entry.set_at_risk(end.at_risk_reason());
-        entry.set_pairing(status.pairing);
-        entry.set_half_open(status.half_open);
-        FillPeer(peer, entry.mutable_peer());
-      } else {
-        // Listed from the peer's end (present and listed, or it would list here): its status
-        // is its host's, this end is its peer.
-        item.host = peer.host->name;
-        entry.set_host(peer.host->name);
-        *entry.mutable_connection() = peer.connection;
-        entry.set_at_risk(peer.at_risk);
-        entry.set_pairing(v1::PAIRING_PAIRED);
-        entry.set_half_open(peer.half_open);
-        v1::PeerEnd* self = entry.mutable_peer();
-        self->set_host(state->host());
-        *self->mutable_connection() = std::move(connection);
-        self->set_present(true);
-      }
-    }
-  }
+  ForEachListedEnd(
+      pairs, aggregator_->Hosts(walk_all ? std::string() : request.host()), now, &oldest_ms,
+      [&](const HostState& state, const HostView& view, const EndRecord& end, EndStatus& status) {
+        if (status.pairing != v1::PAIRING_PAIRED || !status.peer.has_value()) return;
+        const PeerFacts& peer = *status.peer;
+        if (!matcher->MatchesHost(state.host()) && !matcher->MatchesHost(peer.host->name)) return;
+        const bool here = ListsPair(state.host(), end.end_role(), status);
+        // Walking every host, the peer's host lists the pair itself when it is its turn.
+        if (!here && walk_all) return;
+        v1::Connection connection = view.ConnectionOf(end);
+        // The listing end's status counts; its peer matches on its connection alone. A lost peer
+        // end's last state does not match filters: it is no longer there.
+        const bool matches =
+            here ? matcher->Matches(connection, end.at_risk_reason(), status.half_open) ||
+                       (peer.present && matcher->Matches(peer.connection, kNoRisk, kNoHalfOpen))
+                 : matcher->Matches(peer.connection, peer.at_risk, peer.half_open) ||
+                       matcher->Matches(connection, kNoRisk, kNoHalfOpen);
+        if (!matches) return;
+        Listed& item = listed.emplace_back();
+        v1::HostConnection& entry = item.entry;
+        if (here) {
+          item.host = state.host();
+          entry.set_host(state.host());
+          *entry.mutable_connection() = std::move(connection);
+          entry.set_at_risk(end.at_risk_reason());
+          entry.set_pairing(status.pairing);
+          entry.set_half_open(status.half_open);
+          FillPeer(peer, entry.mutable_peer());
+        } else {
+          // Listed from the peer's end (present and listed, or it would list here): its status
+          // is its host's, this end is its peer.
+          item.host = peer.host->name;
+          entry.set_host(peer.host->name);
+          *entry.mutable_connection() = peer.connection;
+          entry.set_at_risk(peer.at_risk);
+          entry.set_pairing(v1::PAIRING_PAIRED);
+          entry.set_half_open(peer.half_open);
+          v1::PeerEnd* self = entry.mutable_peer();
+          self->set_host(state.host());
+          *self->mutable_connection() = std::move(connection);
+          self->set_present(true);
+        }
+      });
   std::stable_sort(listed.begin(), listed.end(),
                    [](const Listed& a, const Listed& b) { return a.host < b.host; });
   for (Listed& item : listed) *response.add_connections() = std::move(item.entry);

@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "common/tcp_names.h"
+#include "service/relaxed_values.h"
 
 namespace tcpscope::service {
 namespace {
@@ -28,23 +29,6 @@ constexpr int kAtRiskReasons = v1::AtRiskReason_ARRAYSIZE;
 constexpr int kHalfOpenReasons = v1::HalfOpenReason_ARRAYSIZE;
 constexpr const char* kStages[] = {"kernel", "agent", "transport"};
 constexpr int kStageCount = 3;
-
-// An enum value as a table index; values the proto does not know count as 0 (unspecified).
-int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
-
-void Add(std::atomic<uint64_t>& counter, uint64_t count = 1) {
-  counter.fetch_add(count, std::memory_order_relaxed);
-}
-
-template <typename T>
-T Load(const std::atomic<T>& value) {
-  return value.load(std::memory_order_relaxed);
-}
-
-template <typename T>
-void Store(std::atomic<T>& value, T to) {
-  value.store(to, std::memory_order_relaxed);
-}
 
 // A histogram as prometheus-cpp's: per-bucket counts (an observation goes to the first bucket
 // whose bound is >= it; the last bucket is +Inf) and the sum of the observations.

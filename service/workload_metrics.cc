@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/tcp_names.h"
+#include "service/relaxed_values.h"
 
 namespace tcpscope::service {
 namespace {
@@ -41,21 +42,7 @@ constexpr int kCloseReasons = v1::CloseReason_ARRAYSIZE;
 constexpr int kAtRiskReasons = v1::AtRiskReason_ARRAYSIZE;
 constexpr int kHalfOpenReasons = v1::HalfOpenReason_ARRAYSIZE;
 
-int Index(int value, int size) { return value >= 0 && value < size ? value : 0; }
-
 using Label = SampleWriter::Label;
-
-template <typename T>
-T Load(const std::atomic<T>& value) {
-  return value.load(std::memory_order_relaxed);
-}
-
-template <typename T>
-void Store(std::atomic<T>& value, T to) {
-  value.store(to, std::memory_order_relaxed);
-}
-
-void Add(std::atomic<uint64_t>& counter) { counter.fetch_add(1, std::memory_order_relaxed); }
 
 // A counter series exists once it counted something.
 void WriteCounter(SampleWriter& writer, std::initializer_list<Label> labels,
