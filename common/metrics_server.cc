@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -157,12 +158,17 @@ std::string FormatSockaddr(const sockaddr_storage& storage) {
   return absl::StrCat(text, ":", ntohs(sin->sin_port));
 }
 
+std::string HttpHead(int status, absl::string_view reason, absl::string_view content_type,
+                     size_t content_length, absl::string_view extra_headers = "") {
+  return absl::StrCat("HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", content_type,
+                      "\r\nContent-Length: ", content_length, "\r\n", extra_headers,
+                      "Connection: close\r\n\r\n");
+}
+
 std::string HttpResponse(int status, absl::string_view reason, absl::string_view content_type,
                          absl::string_view body, bool include_body,
                          absl::string_view extra_headers = "") {
-  std::string response = absl::StrCat(
-      "HTTP/1.1 ", status, " ", reason, "\r\nContent-Type: ", content_type,
-      "\r\nContent-Length: ", body.size(), "\r\n", extra_headers, "Connection: close\r\n\r\n");
+  std::string response = HttpHead(status, reason, content_type, body.size(), extra_headers);
   if (include_body) response.append(body.data(), body.size());
   return response;
 }
@@ -257,6 +263,7 @@ class MetricsServer::Impl {
   std::string Scrape() const;
 
   const MetricsServerOptions options_;
+  mutable std::atomic<size_t> last_scrape_bytes_{0};
   const std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
   UniqueFd listen_fd_;
   UniqueFd epoll_fd_;
@@ -459,8 +466,14 @@ std::string MetricsServer::Impl::Respond(absl::string_view head) const {
     return ErrorResponse(405, "Method Not Allowed", true, "Allow: GET, HEAD\r\n");
   }
   if (request.path == "/metrics") {
-    return HttpResponse(200, "OK", "text/plain; version=0.0.4; charset=utf-8", Scrape(),
-                        !head_only);
+    // The exposition (tens of MB at thousands of hosts) is the response's buffer: its head is
+    // inserted before it in place, not the body copied after the head.
+    std::string response = Scrape();
+    const std::string head =
+        HttpHead(200, "OK", "text/plain; version=0.0.4; charset=utf-8", response.size());
+    if (head_only) return head;
+    response.insert(0, head);
+    return response;
   }
   if (request.path == "/") {
     return HttpResponse(200, "OK", "text/html; charset=utf-8", kIndexPage, !head_only);
@@ -470,6 +483,8 @@ std::string MetricsServer::Impl::Respond(absl::string_view head) const {
 
 std::string MetricsServer::Impl::Scrape() const {
   std::string out;
+  // Sized from the last scrape (and room for the head), so it is not regrown and copied.
+  out.reserve(last_scrape_bytes_.load() + last_scrape_bytes_.load() / 8 + 4096);
   std::vector<prometheus::MetricFamily> families;
   for (const auto& weak : collectables_) {
     const std::shared_ptr<prometheus::Collectable> collectable = weak.lock();
@@ -485,6 +500,7 @@ std::string MetricsServer::Impl::Scrape() const {
     std::move(collected.begin(), collected.end(), std::back_inserter(families));
   }
   AppendExposition(families, &out);
+  last_scrape_bytes_ = out.size();
   return out;
 }
 
