@@ -1,9 +1,10 @@
 // libFuzzer target for the service's ingest path: raw bytes -> AgentMessage -> ValidateHello /
-// ValidateBatch -> Aggregator (real ServiceMetrics and EventLog), the way IngestService drives
-// them for each stream, then the /metrics exposition and the Observer API's reads. Input format:
-// ingest_input.h. Beyond "no crash, no sanitizer report", it checks the promises the service
-// makes about hostile input: nothing refused or resent changes the metrics, a batch is counted
-// once, every series is well formed with bounded labels, an expired host leaves no series.
+// ValidateBatch -> Aggregator, FleetQueries (real ServiceMetrics and EventLog), the way
+// IngestService drives them for each stream, then the /metrics exposition and the Observer API's
+// reads. Input format: ingest_input.h. Beyond "no crash, no sanitizer report", it checks the
+// promises the service makes about hostile input: nothing refused or resent changes the metrics, a
+// batch is counted once, every series is well formed with bounded labels, an expired host leaves no
+// series.
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -23,6 +24,7 @@
 #include "service/aggregator.h"
 #include "service/batch_validator.h"
 #include "service/event_log.h"
+#include "service/fleet_queries.h"
 #include "service/query_filters.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
@@ -109,7 +111,7 @@ class IngestFuzz {
 
   std::string Exposition() {
     std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, metrics_.registry()->Collect());
+    prometheus::TextSerializer().Serialize(out, metrics_.Collect());
     return out.str();
   }
 
@@ -219,7 +221,7 @@ class IngestFuzz {
     const absl::StatusOr<service::WorkloadFilter> workload = service::WorkloadFilter::Create(
         "", request.pod_namespace(), request.pod(), request.container(), request.process());
     FUZZ_CHECK(workload.ok(), "a valid request has invalid workload filters");
-    const v1::ListConnectionsResponse response = aggregator_.Connections(request, now_);
+    const v1::ListConnectionsResponse response = queries_.Connections(request, now_);
     Trace("query: %d connections", response.connections_size());
     for (const v1::HostConnection& entry : response.connections()) {
       auto it = model_.find(entry.host());
@@ -240,7 +242,7 @@ class IngestFuzz {
                         workload->Matches(entry.peer().connection().origin());
       FUZZ_CHECK(own || peer, "workload filters let an end of %s through", entry.host().c_str());
     }
-    (void)aggregator_.Summary(request.host());
+    (void)queries_.Summary(request.host());
   }
 
   // The service's every view agrees with the model and the exposition follows the rules.
@@ -287,7 +289,7 @@ class IngestFuzz {
       FUZZ_CHECK(set.size() <= kMaxPorts, "%zu ports of %s have series", set.size(), host.c_str());
     }
 
-    const std::vector<v1::Agent> agents = aggregator_.Agents();
+    const std::vector<v1::Agent> agents = queries_.Agents();
     FUZZ_CHECK(agents.size() == model_.size(), "%zu agents listed, %zu known", agents.size(),
                model_.size());
     for (const v1::Agent& agent : agents) {
@@ -302,7 +304,7 @@ class IngestFuzz {
                  "tcpscope_agent_events_total of %s", agent.host_name().c_str());
     }
 
-    const v1::SummaryResponse summary = aggregator_.Summary("");
+    const v1::SummaryResponse summary = queries_.Summary("");
     uint64_t fleet_events = 0;
     for (const auto& [host, model] : model_) fleet_events += model.events;
     FUZZ_CHECK(summary.fleet().events() == fleet_events, "fleet summary has %llu events, not %llu",
@@ -311,7 +313,7 @@ class IngestFuzz {
     FUZZ_CHECK(summary.hosts_size() == static_cast<int>(model_.size()), "summary hosts");
 
     v1::ListConnectionsRequest all;
-    const v1::ListConnectionsResponse connections = aggregator_.Connections(all, now_);
+    const v1::ListConnectionsResponse connections = queries_.Connections(all, now_);
     for (const v1::HostConnection& entry : connections.connections()) {
       auto it = model_.find(entry.host());
       FUZZ_CHECK(it != model_.end() && it->second.connected, "connections of disconnected %s",
@@ -330,6 +332,7 @@ class IngestFuzz {
   ServiceMetrics metrics_;
   EventLog log_;
   Aggregator aggregator_;
+  service::FleetQueries queries_{&aggregator_};
   absl::Time now_ = kStart;
   Stream streams_[2];
   std::map<std::string, HostModel> model_;
