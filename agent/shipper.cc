@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/snapshot_origins.h"
 
 namespace tcpscope::agent {
 
@@ -153,6 +154,7 @@ uint64_t Shipper::events_dropped() const {
 
 void Shipper::Publish(v1::Batch batch) {
   if (batch.events().empty() && !batch.has_snapshot()) return;
+  if (batch.has_snapshot()) ShareSnapshotOrigins(*batch.mutable_snapshot());
   {
     absl::MutexLock lock(&buffer_mu_);
     Buffered buffered;

@@ -402,7 +402,6 @@ void Fleet::WriteConnection(std::string& out, const Conn& conn, bool client, con
   const bool keepalive = client ? conn.client_keepalive : conn.server_keepalive;
   w::Message(out, 2, scratch_[0], [&](std::string& c) {
     w::Varint(c, 1, cookie);
-    w::Bytes(c, 2, pod.origin, /*always=*/true);
     w::Message(c, 3, scratch_[1], [&](std::string& endpoints) {
       if (client) {
         WriteEndpoints(endpoints, local, conn.ephemeral_port, remote, server_port);
@@ -425,6 +424,8 @@ void Fleet::WriteConnection(std::string& out, const Conn& conn, bool client, con
     w::Varint(c, 13, client ? bytes : bytes / 4);
     w::Varint(c, 15, conn.start_ns);
     w::Varint(c, 16, conn.start_ns);
+    // As the agent sends it: the origin is the pod's entry in the snapshot's table.
+    w::Varint(c, 17, static_cast<uint64_t>(&pod - pods_.data()) % shape_.pods_per_host + 1);
   });
 }
 
@@ -432,7 +433,8 @@ OutBatch Fleet::Snapshot(int host, uint64_t now_ns) {
   const HostState& state = host_[host];
   auto body = std::make_shared<std::string>();
   std::string snapshot;
-  snapshot.reserve(static_cast<size_t>(shape_.ends_per_host) * (pods_[0].origin.size() + 96));
+  snapshot.reserve(static_cast<size_t>(shape_.ends_per_host) * 96 +
+                   static_cast<size_t>(shape_.pods_per_host) * pods_[0].origin.size());
   w::Varint(snapshot, 1, now_ns);
   for (int j = 0; j < slots_; ++j) {
     const int server = PeerOfClient(host, j);
@@ -446,6 +448,10 @@ OutBatch Fleet::Snapshot(int host, uint64_t now_ns) {
                     host_[client].address, pod.port, now_ns);
   }
   w::Varint(snapshot, 3, static_cast<uint64_t>(shape_.pods_per_host));  // listeners
+  for (int p = 0; p < shape_.pods_per_host; ++p) {
+    w::Bytes(snapshot, 4, pods_[static_cast<size_t>(host) * shape_.pods_per_host + p].origin,
+             /*always=*/true);
+  }
   body->reserve(snapshot.size() + 16);
   w::Bytes(*body, 3, snapshot, /*always=*/true);
   w::Bytes(*body, 4, "", /*always=*/true);

@@ -1,6 +1,7 @@
 // Field-by-field validation of agent messages.
 #include "service/batch_validator.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -192,7 +193,8 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
   }
 }
 
-absl::Status CheckConnection(const v1::Connection& connection, absl::Time now,
+// `origins`: the size of the snapshot's origin table, which was checked entry by entry.
+absl::Status CheckConnection(const v1::Connection& connection, int origins, absl::Time now,
                              const ValidationLimits& limits) {
   constexpr absl::string_view where = "";
   if (!v1::TcpState_IsValid(connection.state()) ||
@@ -204,7 +206,17 @@ absl::Status CheckConnection(const v1::Connection& connection, absl::Time now,
     return Invalid(where, absl::StrCat("unknown role ", connection.role()));
   }
   if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
-  if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) return s;
+  if (connection.origin_ref() != 0) {
+    if (connection.has_origin()) {
+      return Invalid(where, "an inline origin and an origin_ref: one or the other");
+    }
+    if (connection.origin_ref() > static_cast<uint32_t>(origins)) {
+      return Invalid(where, absl::StrCat("origin_ref ", connection.origin_ref(),
+                                         " beyond the snapshot's ", origins, " origins"));
+    }
+  } else if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) {
+    return s;
+  }
   if (connection.idle_ms() > kMaxLifetimeUs / 1000) {
     return Invalid(where, absl::StrCat("idle time ", connection.idle_ms(), " ms is impossible"));
   }
@@ -225,9 +237,21 @@ absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
   if (absl::Status s = CheckTime("snapshot", snapshot.time_unix_ns(), now, limits); !s.ok()) {
     return s;
   }
+  // Distinct origins are at most one per connection.
+  if (snapshot.origins_size() > std::max(snapshot.connections_size(), 1)) {
+    return Invalid("snapshot", absl::StrCat(snapshot.origins_size(), " origins for ",
+                                            snapshot.connections_size(), " connections"));
+  }
+  for (int i = 0; i < snapshot.origins_size(); ++i) {
+    if (absl::Status s = Located(CheckOrigin("", snapshot.origins(i)), "snapshot origin ", i);
+        !s.ok()) {
+      return s;
+    }
+  }
   for (int i = 0; i < snapshot.connections_size(); ++i) {
-    if (absl::Status s = Located(CheckConnection(snapshot.connections(i), now, limits),
-                                 "snapshot connection ", i);
+    if (absl::Status s =
+            Located(CheckConnection(snapshot.connections(i), snapshot.origins_size(), now, limits),
+                    "snapshot connection ", i);
         !s.ok()) {
       return s;
     }

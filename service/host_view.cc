@@ -3,22 +3,8 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/hash/hash.h"
 
 namespace tcpscope::service {
-
-size_t OriginTable::Hash::operator()(const v1::Origin& o) const {
-  return absl::HashOf(o.netns_inode(), o.cgroup_id(), o.pid(), o.command(), o.container_id(),
-                      o.container_name(), o.pod(), o.pod_namespace(), o.pod_uid(),
-                      static_cast<int>(o.runtime()));
-}
-
-bool OriginTable::Eq::Same(const v1::Origin& a, const v1::Origin& b) {
-  return a.netns_inode() == b.netns_inode() && a.cgroup_id() == b.cgroup_id() &&
-         a.pid() == b.pid() && a.runtime() == b.runtime() && a.command() == b.command() &&
-         a.container_id() == b.container_id() && a.container_name() == b.container_name() &&
-         a.pod() == b.pod() && a.pod_namespace() == b.pod_namespace() && a.pod_uid() == b.pod_uid();
-}
 
 std::shared_ptr<const v1::Origin> OriginTable::Intern(const v1::Origin& origin) {
   auto it = origins_.find(origin);
@@ -58,7 +44,10 @@ std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
   view->received = received;
   view->listeners = snapshot.listeners();
   view->ends.resize(static_cast<size_t>(snapshot.connections_size()));
-  // Consecutive ends mostly share their process: one table lookup per change of origin.
+  // Each entry of the snapshot's origin table is interned once; inline origins (older agents)
+  // once per change of origin, as consecutive ends mostly share their process.
+  constexpr uint32_t kNoSlot = ~uint32_t{0};
+  std::vector<uint32_t> ref_slots(static_cast<size_t>(snapshot.origins_size()), kNoSlot);
   absl::flat_hash_map<const v1::Origin*, uint32_t> slots;
   const v1::Origin* last_origin = nullptr;
   uint32_t last_slot = 0;
@@ -103,7 +92,12 @@ std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
       end.local_address = Inline(e.local_address());
       end.remote_address = Inline(e.remote_address());
     }
-    const v1::Origin* origin = &c.origin();
+    const uint32_t ref = c.origin_ref();  // validated: within the table
+    if (ref != 0 && ref_slots[ref - 1] != kNoSlot) {
+      end.origin = ref_slots[ref - 1];
+      continue;
+    }
+    const v1::Origin* origin = &SnapshotOrigin(snapshot, c);
     if (origin != last_origin) {
       auto shared = origin_table->Intern(*origin);
       auto [it, added] = slots.try_emplace(shared.get(), view->origins.size());
@@ -112,6 +106,7 @@ std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
       last_slot = it->second;
     }
     end.origin = last_slot;
+    if (ref != 0) ref_slots[ref - 1] = last_slot;
   }
   origin_table->Retain(view->origins);
   return view;

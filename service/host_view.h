@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/snapshot_origins.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
@@ -70,17 +71,16 @@ class OriginTable {
  private:
   struct Hash {
     using is_transparent = void;
-    size_t operator()(const v1::Origin& origin) const;
+    size_t operator()(const v1::Origin& origin) const { return OriginHash()(origin); }
     size_t operator()(const std::shared_ptr<const v1::Origin>& origin) const {
-      return (*this)(*origin);
+      return OriginHash()(*origin);
     }
   };
   struct Eq {
     using is_transparent = void;
-    static bool Same(const v1::Origin& a, const v1::Origin& b);
     template <typename A, typename B>
     bool operator()(const A& a, const B& b) const {
-      return Same(Deref(a), Deref(b));
+      return OriginEq()(Deref(a), Deref(b));
     }
     static const v1::Origin& Deref(const v1::Origin& origin) { return origin; }
     static const v1::Origin& Deref(const std::shared_ptr<const v1::Origin>& origin) {

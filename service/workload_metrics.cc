@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/snapshot_origins.h"
 #include "common/tcp_names.h"
 #include "service/relaxed_values.h"
 
@@ -432,9 +433,17 @@ void WorkloadMetrics::SetSnapshot(const v1::Snapshot& snapshot,
   if (removed_) return;
   live_ = true;
   ++round_;
+  // An origin of the snapshot's table is resolved once, for all the ends referring to it.
+  std::vector<std::optional<Series*>> by_ref(static_cast<size_t>(snapshot.origins_size()));
   for (int i = 0; i < snapshot.connections_size(); ++i) {
     const v1::Connection& connection = snapshot.connections(i);
-    Series* series = Resolve(connection.origin(), now, /*allocate=*/true);
+    const uint32_t ref = connection.origin_ref();
+    std::optional<Series*> resolved;
+    std::optional<Series*>& slot = ref != 0 && ref <= by_ref.size() ? by_ref[ref - 1] : resolved;
+    if (!slot.has_value()) {
+      slot = Resolve(SnapshotOrigin(snapshot, connection), now, /*allocate=*/true);
+    }
+    Series* series = *slot;
     if (series == nullptr) continue;
     if (series->round != round_) {
       series->round = round_;

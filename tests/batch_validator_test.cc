@@ -1,6 +1,7 @@
 // Every kind of bad agent message is refused with an error that names the problem.
 #include "service/batch_validator.h"
 
+#include "common/snapshot_origins.h"
 #include "gtest/gtest.h"
 
 namespace tcpscope::service {
@@ -176,6 +177,22 @@ TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   connection->set_state(v1::TCP_STATE_ESTABLISHED);
   connection->mutable_endpoints()->set_remote_port(65536);
   ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+  connection->mutable_endpoints()->set_remote_port(80);
+
+  // Origins sent once in the snapshot's table: a reference must name an entry, and an end has
+  // an inline origin or a reference, not both.
+  connection->mutable_origin()->set_pod("web-0");
+  ShareSnapshotOrigins(*snapshot);
+  EXPECT_TRUE(ValidateBatch(batch, kNow).ok());
+  connection->set_origin_ref(2);
+  ExpectRefused(ValidateBatch(batch, kNow),
+                "snapshot connection 0: origin_ref 2 beyond the snapshot's 1 origins");
+  connection->set_origin_ref(1);
+  connection->mutable_origin()->set_pod("web-0");
+  ExpectRefused(ValidateBatch(batch, kNow), "an inline origin and an origin_ref");
+  connection->clear_origin();
+  *snapshot->add_origins() = snapshot->origins(0);
+  ExpectRefused(ValidateBatch(batch, kNow), "2 origins for 1 connections");
 }
 
 // Every workload name of an Origin, in an event or a snapshot end, is empty or passes the name
@@ -214,6 +231,11 @@ TEST(BatchValidatorTest, RefusesHostileWorkloadNames) {
       set(*connection->mutable_origin(), value);
       ExpectRefused(ValidateBatch(batch, kNow), field);
       ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+      // The same origin in the snapshot's table, referred to by the end.
+      ShareSnapshotOrigins(*batch.mutable_snapshot());
+      ASSERT_EQ(connection->origin_ref(), 1u);
+      ExpectRefused(ValidateBatch(batch, kNow), field);
+      ExpectRefused(ValidateBatch(batch, kNow), "snapshot origin 0");
     }
     // Good names and the longest one pass.
     for (const std::string& value :
