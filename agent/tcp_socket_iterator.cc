@@ -95,8 +95,8 @@ absl::Status DecodeTcpSocketRecords(absl::Span<const uint8_t> bytes,
                                             " bytes is not a whole number of ",
                                             sizeof(tcpscope_tcp_socket), "-byte records"));
   }
+  // No reserve(): called once per read chunk, an exact reserve would copy the vector each time.
   const size_t count = bytes.size() / sizeof(tcpscope_tcp_socket);
-  out->reserve(out->size() + count);
   for (size_t i = 0; i < count; ++i) {
     tcpscope_tcp_socket raw;
     std::memcpy(&raw, bytes.data() + i * sizeof(raw), sizeof(raw));
