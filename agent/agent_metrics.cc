@@ -36,6 +36,17 @@ void AgentMetrics::SetOwnersMode(const std::string& mode) {
       .Set(1);
 }
 
+void AgentMetrics::SetSnapshotDump(const std::string& method) {
+  prometheus::BuildGauge()
+      .Name("tcpscope_agent_snapshot_dump_info")
+      .Help(
+          "Constant 1, labelled with how snapshots dump the sockets: bpf_iter (iter/tcp "
+          "iterator) or sock_diag (netlink).")
+      .Register(*registry)
+      .Add({{"method", method}})
+      .Set(1);
+}
+
 AgentMetrics::AgentMetrics(const std::string& host_name)
     : host_name(host_name),
       registry(std::make_shared<prometheus::Registry>()),

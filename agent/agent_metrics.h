@@ -19,6 +19,9 @@ struct AgentMetrics {
   void SetSource(const std::string& source);
   // tcpscope_agent_socket_owners_info{mode}: how socket owners are found (bpf, proc, off).
   void SetOwnersMode(const std::string& mode);
+  // tcpscope_agent_snapshot_dump_info{method}: how snapshots dump the sockets (bpf_iter,
+  // sock_diag).
+  void SetSnapshotDump(const std::string& method);
 
   const std::string host_name;
   std::shared_ptr<prometheus::Registry> registry;

@@ -36,6 +36,10 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9701",
 ABSL_FLAG(std::string, source, "auto",
           "Event source: ebpf (exact, needs root and BTF), sockdiag (polling), or auto (eBPF, "
           "else sockdiag).");
+ABSL_FLAG(std::string, snapshot_dump, "auto",
+          "How the eBPF source's snapshots read every socket: bpf (an iter/tcp BPF iterator, "
+          "kernel 5.14+), sockdiag (the netlink dump `ss` uses, about 3x slower) or auto (bpf, "
+          "else sockdiag).");
 ABSL_FLAG(std::string, netns, "",
           "Network namespace file (e.g. /run/netns/NAME) to watch only; default: every namespace "
           "(eBPF) or the agent's own (sockdiag). The namespace is then the host: the boot id sent "
@@ -139,6 +143,12 @@ int Main() {
     TS_LOG(ERROR) << choice.status().message();
     return 2;
   }
+  absl::StatusOr<SnapshotDumpChoice> snapshot_dump =
+      ParseSnapshotDumpChoice(absl::GetFlag(FLAGS_snapshot_dump));
+  if (!snapshot_dump.ok()) {
+    TS_LOG(ERROR) << snapshot_dump.status().message();
+    return 2;
+  }
   absl::StatusOr<OwnersMode> owners_mode = ParseOwnersMode(absl::GetFlag(FLAGS_socket_owners));
   if (!owners_mode.ok()) {
     TS_LOG(ERROR) << owners_mode.status().message();
@@ -206,6 +216,7 @@ int Main() {
   source_options.attribution = {owners->get(), workloads.ok() ? workloads->get() : nullptr};
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
+  source_options.snapshot_dump = *snapshot_dump;
   absl::StatusOr<OpenedSource> opened = OpenEventSource(source_options, &metrics);
   if (!opened.ok()) {
     TS_LOG(ERROR) << opened.status().message();

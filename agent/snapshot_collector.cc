@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "agent/sock_diag_source.h"
 #include "common/log.h"
 
 namespace tcpscope::agent {
@@ -53,16 +54,25 @@ std::vector<NamespaceFile> ListNetworkNamespaces(const std::string& proc,
 }
 
 std::unique_ptr<SnapshotCollector> SnapshotCollector::ForNamespace(
-    std::unique_ptr<SockDiagDumper> dumper, Attribution attribution) {
-  std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false, attribution));
+    std::unique_ptr<SocketDumper> dumper, Attribution attribution) {
+  std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false, attribution, nullptr));
   const uint64_t inode = dumper->netns_inode();
   collector->views_[inode] = {std::move(dumper),
                               std::make_unique<ConnectionTracker>(inode, attribution.workloads)};
   return collector;
 }
 
-std::unique_ptr<SnapshotCollector> SnapshotCollector::ForAllNamespaces(Attribution attribution) {
-  return std::unique_ptr<SnapshotCollector>(new SnapshotCollector(true, attribution));
+std::unique_ptr<SnapshotCollector> SnapshotCollector::ForAllNamespaces(Attribution attribution,
+                                                                       SocketDumperOpener open) {
+  if (open == nullptr) {
+    open = [](const std::string& path) -> absl::StatusOr<std::unique_ptr<SocketDumper>> {
+      absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(path);
+      if (!dumper.ok()) return dumper.status();
+      return std::unique_ptr<SocketDumper>(std::move(*dumper));
+    };
+  }
+  return std::unique_ptr<SnapshotCollector>(
+      new SnapshotCollector(true, attribution, std::move(open)));
 }
 
 void SnapshotCollector::Rescan() {
@@ -71,7 +81,7 @@ void SnapshotCollector::Rescan() {
   for (const NamespaceFile& ns : namespaces) {
     present.insert(ns.inode);
     if (views_.contains(ns.inode)) continue;
-    absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(ns.path);
+    absl::StatusOr<std::unique_ptr<SocketDumper>> dumper = open_(ns.path);
     if (!dumper.ok()) continue;  // gone already, or not ours to enter
     views_[ns.inode] = {std::move(*dumper),
                         std::make_unique<ConnectionTracker>(ns.inode, attribution_.workloads)};

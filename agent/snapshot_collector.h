@@ -1,5 +1,6 @@
 // Snapshots of every connection in one network namespace, or in every namespace of the kernel
-// (found through /proc/*/ns/net and /run/netns), each dumped over its own sock_diag socket.
+// (found through /proc/*/ns/net and /run/netns), each dumped by its own SocketDumper (the
+// iter/tcp iterator or a sock_diag socket).
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/connection_tracker.h"
-#include "agent/sock_diag_source.h"
+#include "agent/socket_dumper.h"
 #include "agent/socket_owner_index.h"
 #include "tcpscope/v1/events.pb.h"
 
@@ -29,10 +30,12 @@ std::vector<NamespaceFile> ListNetworkNamespaces(const std::string& proc = "/pro
 class SnapshotCollector {
  public:
   // One namespace: the given dumper's. `attribution` names each end's process and workload.
-  static std::unique_ptr<SnapshotCollector> ForNamespace(std::unique_ptr<SockDiagDumper> dumper,
+  static std::unique_ptr<SnapshotCollector> ForNamespace(std::unique_ptr<SocketDumper> dumper,
                                                          Attribution attribution = {});
-  // Every namespace, rediscovered at each Collect().
-  static std::unique_ptr<SnapshotCollector> ForAllNamespaces(Attribution attribution = {});
+  // Every namespace, rediscovered at each Collect(), each dumped by a dumper `open` makes
+  // (default: a sock_diag socket).
+  static std::unique_ptr<SnapshotCollector> ForAllNamespaces(Attribution attribution = {},
+                                                             SocketDumperOpener open = nullptr);
 
   struct Result {
     v1::Snapshot snapshot;
@@ -49,14 +52,16 @@ class SnapshotCollector {
 
  private:
   struct View {
-    std::unique_ptr<SockDiagDumper> dumper;
+    std::unique_ptr<SocketDumper> dumper;
     std::unique_ptr<ConnectionTracker> tracker;
   };
-  SnapshotCollector(bool all, Attribution attribution) : all_(all), attribution_(attribution) {}
+  SnapshotCollector(bool all, Attribution attribution, SocketDumperOpener open)
+      : all_(all), attribution_(attribution), open_(std::move(open)) {}
   void Rescan();
 
   const bool all_;
   const Attribution attribution_;
+  const SocketDumperOpener open_;
   absl::flat_hash_map<uint64_t, View> views_;  // by namespace inode
 };
 

@@ -11,29 +11,30 @@
 
 #include "absl/status/statusor.h"
 #include "agent/sock_diag_parser.h"
+#include "agent/socket_dumper.h"
 
 namespace tcpscope::agent {
 
-class SockDiagDumper {
+class SockDiagDumper : public SocketDumper {
  public:
   // Opens the netlink socket inside the network namespace at `netns_path` (e.g.
   // /run/netns/NAME or /proc/PID/ns/net); empty means this process's namespace. The socket stays
   // bound to that namespace for its whole life.
   static absl::StatusOr<std::unique_ptr<SockDiagDumper>> Open(const std::string& netns_path);
-  ~SockDiagDumper();
+  ~SockDiagDumper() override;
 
   SockDiagDumper(const SockDiagDumper&) = delete;
   SockDiagDumper& operator=(const SockDiagDumper&) = delete;
 
   // Every TCP socket of the namespace, IPv4 then IPv6.
-  absl::StatusOr<std::vector<SocketRecord>> Dump();
+  absl::StatusOr<std::vector<SocketRecord>> Dump() override;
 
   // The socket with `key`'s family, addresses, ports and cookie, if it exists: e.g. the
   // TIME_WAIT (or orphaned FIN_WAIT2) socket that succeeds a destroyed one under its cookie.
   absl::StatusOr<std::optional<SocketRecord>> Lookup(const SocketRecord& key);
 
   // Inode of the watched namespace (what `ls -L -i /proc/self/ns/net` shows).
-  uint64_t netns_inode() const { return netns_inode_; }
+  uint64_t netns_inode() const override { return netns_inode_; }
   // The watched namespace's SO_NETNS_COOKIE: unlike the inode, never reused while the kernel
   // runs, so a namespace deleted and created again under the same name gets a new one.
   uint64_t netns_cookie() const { return netns_cookie_; }

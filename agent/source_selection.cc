@@ -5,6 +5,7 @@
 #include "agent/ebpf_source.h"
 #include "agent/sock_diag_poller.h"
 #include "agent/sock_diag_source.h"
+#include "agent/tcp_socket_iterator.h"
 #include "common/log.h"
 
 namespace tcpscope::agent {
@@ -36,13 +37,46 @@ absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMet
       cookie};
 }
 
+absl::StatusOr<std::unique_ptr<SocketDumper>> OpenSockDiagDumper(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper = SockDiagDumper::Open(path);
+  if (!dumper.ok()) return dumper.status();
+  return std::unique_ptr<SocketDumper>(std::move(*dumper));
+}
+
+// The snapshots' dumper for each namespace: the iter/tcp iterator unless it is refused or does
+// not load, then sock_diag (logged once, and tcpscope_agent_snapshot_dump_info says which).
+absl::StatusOr<SocketDumperOpener> ChooseSnapshotDump(SnapshotDumpChoice choice,
+                                                      AgentMetrics* metrics) {
+  if (choice != SnapshotDumpChoice::kSockDiag) {
+    absl::StatusOr<std::shared_ptr<TcpSocketIterator>> iterator = TcpSocketIterator::Load();
+    if (iterator.ok()) {
+      TS_LOG(INFO) << "snapshots: every TCP socket dumped by the iter/tcp BPF iterator";
+      metrics->SetSnapshotDump("bpf_iter");
+      return SocketDumperOpener([iterator = *std::move(iterator)](const std::string& path) {
+        return IterSocketDumper::Open(iterator, path);
+      });
+    }
+    if (choice == SnapshotDumpChoice::kBpf) {
+      return absl::Status(iterator.status().code(),
+                          absl::StrCat("--snapshot_dump=bpf: ", iterator.status().message()));
+    }
+    TS_LOG(WARNING) << "the iter/tcp BPF iterator is unavailable (" << iterator.status()
+                    << "); snapshots use the sock_diag netlink dump, about 3x slower";
+  }
+  metrics->SetSnapshotDump("sock_diag");
+  return SocketDumperOpener(OpenSockDiagDumper);
+}
+
 absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics* metrics) {
+  absl::StatusOr<SocketDumperOpener> open_dumper =
+      ChooseSnapshotDump(options.snapshot_dump, metrics);
+  if (!open_dumper.ok()) return open_dumper.status();
   EbpfOptions ebpf;
   ebpf.snapshot_interval = options.snapshot_interval;
   std::unique_ptr<SnapshotCollector> snapshots;
   uint64_t cookie = 0;
   if (options.netns_path.empty()) {
-    snapshots = SnapshotCollector::ForAllNamespaces(options.attribution);
+    snapshots = SnapshotCollector::ForAllNamespaces(options.attribution, *open_dumper);
   } else {
     absl::StatusOr<std::unique_ptr<SockDiagDumper>> dumper =
         SockDiagDumper::Open(options.netns_path);
@@ -52,7 +86,14 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
     }
     ebpf.netns_inode = static_cast<uint32_t>((*dumper)->netns_inode());
     cookie = (*dumper)->netns_cookie();
-    snapshots = SnapshotCollector::ForNamespace(std::move(*dumper), options.attribution);
+    absl::StatusOr<std::unique_ptr<SocketDumper>> snapshot_dumper =
+        (*open_dumper)(options.netns_path);
+    if (!snapshot_dumper.ok()) {
+      return absl::Status(snapshot_dumper.status().code(),
+                          absl::StrCat("cannot dump ", options.netns_path, ": ",
+                                       snapshot_dumper.status().message()));
+    }
+    snapshots = SnapshotCollector::ForNamespace(*std::move(snapshot_dumper), options.attribution);
   }
   absl::StatusOr<std::unique_ptr<EbpfSource>> source =
       EbpfSource::Open(ebpf, std::move(snapshots), metrics, options.attribution);
@@ -69,6 +110,14 @@ absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text) {
   if (text == "sockdiag") return SourceChoice::kSockDiag;
   return absl::InvalidArgumentError(
       absl::StrCat("--source=", text, ": choose auto, ebpf or sockdiag"));
+}
+
+absl::StatusOr<SnapshotDumpChoice> ParseSnapshotDumpChoice(const std::string& text) {
+  if (text == "auto") return SnapshotDumpChoice::kAuto;
+  if (text == "bpf") return SnapshotDumpChoice::kBpf;
+  if (text == "sockdiag") return SnapshotDumpChoice::kSockDiag;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--snapshot_dump=", text, ": choose auto, bpf or sockdiag"));
 }
 
 absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, AgentMetrics* metrics) {

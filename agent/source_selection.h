@@ -19,12 +19,20 @@ enum class SourceChoice { kAuto, kEbpf, kSockDiag };
 // "auto", "ebpf" or "sockdiag".
 absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text);
 
+// How the eBPF source's snapshots dump the sockets: the iter/tcp BPF iterator (bpf), the
+// sock_diag netlink dump (sockdiag), or auto (the iterator where it loads, else sock_diag).
+enum class SnapshotDumpChoice { kAuto, kBpf, kSockDiag };
+
+// "auto", "bpf" or "sockdiag".
+absl::StatusOr<SnapshotDumpChoice> ParseSnapshotDumpChoice(const std::string& text);
+
 struct SourceOptions {
   SourceChoice choice = SourceChoice::kAuto;
   // Namespace file to watch; empty: the eBPF source watches every namespace (snapshots are of
   // the agent's own), the sock_diag source the agent's own.
   std::string netns_path;
   absl::Duration snapshot_interval = absl::Seconds(10);
+  SnapshotDumpChoice snapshot_dump = SnapshotDumpChoice::kAuto;
   // Names the process and workload of ends and events (both may be null); must outlive the
   // source.
   Attribution attribution;

@@ -52,9 +52,18 @@ struct sock_common {
   struct in6_addr skc_v6_rcv_saddr;
 } TCPSCOPE_CORE;
 
+struct hlist_node {
+  struct hlist_node *next;
+  struct hlist_node **pprev; /* NULL: the timer is not pending */
+} TCPSCOPE_CORE;
+
 struct timer_list {
+  struct hlist_node entry;
+  unsigned long expires; /* jiffies */
   void (*function)(struct timer_list *);
 } TCPSCOPE_CORE;
+
+struct socket;
 
 struct sock {
   struct sock_common __sk_common;
@@ -62,11 +71,20 @@ struct sock {
   __u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
   __u16 sk_type;     /* likewise (the socket-owner iterator needs 5.8+: it reads both plainly) */
   struct timer_list sk_timer;
+  __u32 sk_ack_backlog;
+  __u32 sk_max_ack_backlog;
+  struct socket *sk_socket;
 } TCPSCOPE_CORE;
 
 struct inet_connection_sock {
+  struct timer_list icsk_retransmit_timer; /* its expiry is icsk_timeout() since 6.15 */
   __u8 icsk_retransmits;
+  __u8 icsk_pending; /* ICSK_TIME_*: which timer icsk_retransmit_timer runs as */
+  __u8 icsk_backoff;
   __u8 icsk_probes_out;
+  struct {
+    __u32 lrcvtime; /* jiffies of the last received data segment */
+  } icsk_ack;
 } TCPSCOPE_CORE;
 
 struct tcp_sock {
@@ -76,6 +94,12 @@ struct tcp_sock {
   __u32 segs_out;
   __u32 total_retrans;
   __u32 srtt_us;                /* smoothed RTT << 3 */
+  __u32 mdev_us;                /* RTT mean deviation << 2 */
+  __u32 lsndtime;               /* jiffies of the last sent data segment */
+  __u32 rcv_nxt;
+  __u32 copied_seq;
+  __u32 write_seq;
+  __u32 snd_una;
   __u32 rcv_tstamp;             /* jiffies of the last received ACK */
   unsigned int keepalive_time;  /* jiffies; 0: the namespace's sysctl */
   unsigned int keepalive_intvl; /* jiffies; 0: the namespace's sysctl */
@@ -98,6 +122,12 @@ struct inode {
 struct file {
   struct inode *f_inode;
   void *private_data; /* a socket file's struct socket */
+} TCPSCOPE_CORE;
+
+/* A socket's inode follows its struct socket (SOCK_INODE()). */
+struct socket_alloc {
+  struct socket socket;
+  struct inode vfs_inode;
 } TCPSCOPE_CORE;
 
 struct kernfs_node {
@@ -133,6 +163,40 @@ struct bpf_iter__task_file {
   struct task_struct *task;
   __u32 fd;
   struct file *file;
+} TCPSCOPE_CORE;
+
+/* For the TCP socket iterator (tcp_sockets.bpf.c): the two kinds of mini socket a TCP hash
+ * table holds besides full sockets. */
+struct inet_timewait_sock {
+  struct sock_common __tw_common;
+  unsigned char tw_substate; /* TIME_WAIT, or FIN_WAIT2 for an orphan */
+  struct timer_list tw_timer;
+} TCPSCOPE_CORE;
+
+struct tcp_timewait_sock {
+  struct inet_timewait_sock tw_sk;
+} TCPSCOPE_CORE;
+
+struct request_sock {
+  struct sock_common __req_common;
+  __u8 num_retrans;
+  struct timer_list rsk_timer;
+} TCPSCOPE_CORE;
+
+struct inet_request_sock {
+  struct request_sock req;
+} TCPSCOPE_CORE;
+
+struct tcp_request_sock {
+  struct inet_request_sock req;
+} TCPSCOPE_CORE;
+
+/* The context of an iter/tcp program: one call per socket of the TCP hash tables (listening,
+ * then established, TIME_WAIT and request sockets) of the iterator's network namespace. */
+struct bpf_iter__tcp {
+  struct bpf_iter_meta *meta;
+  struct sock_common *sk_common;
+  __u32 uid;
 } TCPSCOPE_CORE;
 
 #endif /* TCPSCOPE_AGENT_BPF_KERNEL_TYPES_H_ */
