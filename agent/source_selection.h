@@ -25,6 +25,10 @@ struct SourceOptions {
   // the agent's own), the sock_diag source the agent's own.
   std::string netns_path;
   absl::Duration snapshot_interval = absl::Seconds(10);
+  // The eBPF source's sizes and test-only faults (EbpfOptions).
+  uint32_t ring_buffer_bytes = 8 << 20;
+  uint32_t max_tracked_sockets = 262144;
+  int forced_ring_failures = 0;
   // Names the process and workload of ends and events (both may be null); must outlive the
   // source.
   Attribution attribution;

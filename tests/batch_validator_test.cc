@@ -176,6 +176,18 @@ TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   connection->set_state(v1::TCP_STATE_ESTABLISHED);
   connection->mutable_endpoints()->set_remote_port(65536);
   ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+
+  batch = BatchOf(GoodClose());
+  batch.mutable_source_health()->set_state(v1::SOURCE_STATE_EVENTS_FAILED);
+  batch.mutable_source_health()->set_problem("eBPF ring buffer poll: Input/output error");
+  EXPECT_TRUE(ValidateBatch(batch, kNow).ok());
+  batch.mutable_source_health()->set_state(static_cast<v1::SourceState>(9));
+  ExpectRefused(ValidateBatch(batch, kNow), "unknown state 9");
+  batch.mutable_source_health()->set_state(v1::SOURCE_STATE_EVENTS_FAILED);
+  batch.mutable_source_health()->set_problem("line\nbreak");
+  ExpectRefused(ValidateBatch(batch, kNow), "problem must be");
+  batch.mutable_source_health()->set_problem(std::string(257, 'x'));
+  ExpectRefused(ValidateBatch(batch, kNow), "problem must be");
 }
 
 // Every workload name of an Origin, in an event or a snapshot end, is empty or passes the name
