@@ -249,7 +249,7 @@ TEST_F(EbpfFaultsTest, ARingThatKeepsFailingEndsTheAgentNonZeroAndTheServiceSays
 }
 
 TEST_F(EbpfFaultsTest, BadFaultSettingsAreRefused) {
-  for (const std::string& value : {"0", "-1", "many", "1000001"}) {
+  for (const char* value : {"0", "-1", "many", "1000001"}) {
     const CommandResult result =
         RunCommand(absl::StrCat("TCPSCOPE_TEST_RING_FAILURES=", value, " ",
                                 BinaryPath("tcpscope-agent"), " --source=ebpf 2>&1"));
