@@ -23,6 +23,7 @@ void AgentMetrics::SetSource(const std::string& source) {
       .Register(*registry)
       .Add({{"version", TCPSCOPE_VERSION}, {"host", host_name}, {"source", source}})
       .Set(1);
+  source_healthy.Set(1);  // an open source is healthy until it reports otherwise
 }
 
 void AgentMetrics::SetOwnersMode(const std::string& mode) {
@@ -58,9 +59,34 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
       events_dropped_agent(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
                                       "Events lost, by the stage that lost them.",
                                       {{"stage", "agent"}})),
-      events_dropped_transport(NewCounter(*registry, "tcpscope_agent_events_dropped_total",
-                                          "Events lost, by the stage that lost them.",
-                                          {{"stage", "transport"}})),
+      kernel_drops_ring_full(NewCounter(
+          *registry, "tcpscope_agent_kernel_drops_total",
+          "Records the kernel side could not deliver, by cause: ring_full (an event, the ring "
+          "buffer full), socket_map_full (an event of a socket the full map could not track), "
+          "fin_record (a FIN record dating snapshots, either way). Their sum is "
+          "tcpscope_agent_events_dropped_total{stage=\"kernel\"}.",
+          {{"cause", "ring_full"}})),
+      kernel_drops_socket_map_full(NewCounter(
+          *registry, "tcpscope_agent_kernel_drops_total",
+          "Records the kernel side could not deliver, by cause: ring_full (an event, the ring "
+          "buffer full), socket_map_full (an event of a socket the full map could not track), "
+          "fin_record (a FIN record dating snapshots, either way). Their sum is "
+          "tcpscope_agent_events_dropped_total{stage=\"kernel\"}.",
+          {{"cause", "socket_map_full"}})),
+      kernel_drops_fin_record(NewCounter(
+          *registry, "tcpscope_agent_kernel_drops_total",
+          "Records the kernel side could not deliver, by cause: ring_full (an event, the ring "
+          "buffer full), socket_map_full (an event of a socket the full map could not track), "
+          "fin_record (a FIN record dating snapshots, either way). Their sum is "
+          "tcpscope_agent_events_dropped_total{stage=\"kernel\"}.",
+          {{"cause", "fin_record"}})),
+      source_healthy(NewGauge(*registry, "tcpscope_agent_source_healthy",
+                              "1 while the event source sees what it claims to (eBPF: its ring "
+                              "buffer is read); 0 while its event feed is broken.")),
+      source_failures(NewCounter(*registry, "tcpscope_agent_source_failures_total",
+                                 "Failures of the event feed (eBPF: the ring buffer could not be "
+                                 "opened or read); each is retried, and the agent exits after "
+                                 "several in a row.")),
       batches_sent(NewCounter(*registry, "tcpscope_agent_batches_sent_total",
                               "Batches written to the service stream, resends included.")),
       batches_acked(NewCounter(*registry, "tcpscope_agent_batches_acked_total",

@@ -28,7 +28,14 @@ struct AgentMetrics {
   prometheus::Counter& events_generated;
   prometheus::Counter& events_dropped_kernel;
   prometheus::Counter& events_dropped_agent;
-  prometheus::Counter& events_dropped_transport;
+  // The kernel side's drops by cause (agent/bpf/tcpscope_event.h's tcpscope_drop), each also
+  // counted in events_dropped_kernel.
+  prometheus::Counter& kernel_drops_ring_full;
+  prometheus::Counter& kernel_drops_socket_map_full;
+  prometheus::Counter& kernel_drops_fin_record;
+  // 1 while the source sees what it claims to (eBPF: its ring buffer is read), 0 while not.
+  prometheus::Gauge& source_healthy;
+  prometheus::Counter& source_failures;
   prometheus::Counter& batches_sent;
   prometheus::Counter& batches_acked;
   prometheus::Gauge& buffered_batches;

@@ -3,17 +3,20 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "agent/bpf/tcpscope_event.h"
 #include "agent/bpf_event_decoder.h"
 #include "common/log.h"
 #include "common/tcp_names.h"
@@ -22,11 +25,29 @@
 namespace tcpscope::agent {
 namespace {
 
+// Reading the ring: the kernel wakes the consumer by the first record written after it had read
+// everything (adaptive notification), so an idle agent sleeps in poll() with no timer but the
+// heartbeat. Once woken it reads what is there, then lets records gather for kReadGap before
+// reading again (one wakeup per gap under load, not one per record), and hands events to the
+// shipper at most kFlushInterval after the previous batch, or at kFlushEvents. An event thus
+// reaches the shipper at most kFlushInterval + kReadGap (60 ms) after the kernel wrote it; a
+// lone event on a quiet host at once.
 constexpr size_t kFlushEvents = 2048;
 constexpr absl::Duration kFlushInterval = absl::Milliseconds(50);
-// The kernel side wakes the consumer only when a lot is waiting (see wakeup_bytes), so the
-// consumer drains on this period: it bounds the delay of a quiet host's events.
-constexpr int kPollTimeoutMs = 25;
+constexpr absl::Duration kReadGap = absl::Milliseconds(10);
+// Idle, the kernel's drop counters are still read this often (a full socket map drops without
+// writing to the ring).
+constexpr absl::Duration kHeartbeat = absl::Seconds(1);
+// A failing ring is re-opened after kRetryDelay, doubled each time; after kMaxFailures in a row
+// the source gives up. A ring read for kHealthyAfter makes the next failure a new incident.
+constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
+constexpr int kMaxFailures = 6;
+constexpr absl::Duration kHealthyAfter = absl::Seconds(60);
+
+int TimeoutMs(absl::Duration wait) {
+  return static_cast<int>(absl::ToInt64Milliseconds(
+      std::clamp(absl::Ceil(wait, absl::Milliseconds(1)), absl::ZeroDuration(), absl::Hours(1))));
+}
 
 // libbpf's warnings and errors go to our log; its debug chatter does not.
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
@@ -72,7 +93,6 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
     return absl::InternalError(absl::StrCat("opening the eBPF object: ", strerror(errno)));
   }
   skeleton->rodata->target_netns = options.netns_inode;
-  skeleton->rodata->wakeup_bytes = options.ring_buffer_bytes / 16;
   bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_bytes);
   bpf_map__set_max_entries(skeleton->maps.socks, options.max_tracked_sockets);
   if (int error = tcpscope_bpf__load(skeleton); error != 0) {
@@ -99,9 +119,14 @@ EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
       attribution_(attribution),
-      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
+      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()),
+      forced_failures_left_(options.forced_ring_failures),
+      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
-EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
+EbpfSource::~EbpfSource() {
+  tcpscope_bpf__destroy(skeleton_);
+  if (stop_fd_ >= 0) close(stop_fd_);
+}
 
 std::vector<std::string> EbpfSource::capabilities() const {
   // The kinds the program emits, by their proto names.
@@ -118,6 +143,10 @@ std::vector<std::string> EbpfSource::capabilities() const {
 void EbpfSource::Stop() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
+  const uint64_t one = 1;
+  if (write(stop_fd_, &one, sizeof(one)) < 0) {
+    TS_LOG(ERROR) << "cannot wake the ring consumer to stop: " << strerror(errno);
+  }
 }
 
 uint64_t EbpfSource::KernelDrops(int index) const {
@@ -184,46 +213,134 @@ void EbpfSource::Flush(EventSink* sink) {
   }
 }
 
-void EbpfSource::ConsumeRing(EventSink* sink) {
+void EbpfSource::ReportKernelDrops(EventSink* sink) {
+  prometheus::Counter* by_cause[TCPSCOPE_DROP_COUNT] = {&metrics_->kernel_drops_ring_full,
+                                                        &metrics_->kernel_drops_socket_map_full,
+                                                        &metrics_->kernel_drops_fin_record};
+  uint64_t total = 0;
+  bool grew = false;
+  for (int index = 0; index < TCPSCOPE_DROP_COUNT; ++index) {
+    const uint64_t drops = std::max(KernelDrops(index), reported_drops_[index]);
+    if (drops > reported_drops_[index]) {
+      const double added = static_cast<double>(drops - reported_drops_[index]);
+      by_cause[index]->Increment(added);
+      metrics_->events_dropped_kernel.Increment(added);
+      if (!grew && total == 0 && reported_drops_[index] == 0) {
+        TS_LOG(WARNING) << "the kernel side is dropping records ("
+                        << (index == TCPSCOPE_DROP_SOCK_MAP ? "the socket map is full: raise "
+                                                              "--ebpf_max_tracked_sockets"
+                                                            : "the ring buffer is full: raise "
+                                                              "--ebpf_ring_buffer_kib")
+                        << "); counted as stage=\"kernel\", first of its cause logged";
+      }
+      grew = true;
+      reported_drops_[index] = drops;
+    }
+    total += reported_drops_[index];
+  }
+  if (grew) sink->SetKernelLosses(total);
+}
+
+void EbpfSource::SetHealth(EventSink* sink, bool healthy, const std::string& problem) {
+  metrics_->source_healthy.Set(healthy ? 1 : 0);
+  v1::SourceHealth health;
+  health.set_state(healthy ? v1::SOURCE_STATE_HEALTHY : v1::SOURCE_STATE_EVENTS_FAILED);
+  health.set_problem(problem);
+  sink->SetSourceHealth(health);
+}
+
+absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* opened) {
   ring_buffer* ring =
       ring_buffer__new(bpf_map__fd(skeleton_->maps.events), &EbpfSource::OnRecord, this, nullptr);
   if (ring == nullptr) {
-    TS_LOG(ERROR) << "cannot read the eBPF ring buffer: " << strerror(errno);
-    return;
+    return absl::UnavailableError(absl::StrCat("opening the eBPF ring buffer: ", strerror(errno)));
   }
-  absl::Time last_flush = absl::Now();
-  uint64_t reported_drops = 0;
+  absl::Cleanup free_ring = [ring] { ring_buffer__free(ring); };
+  if (forced_failures_left_ > 0) {
+    --forced_failures_left_;
+    return absl::UnavailableError(
+        "eBPF ring buffer poll: Input/output error (forced by TCPSCOPE_TEST_RING_FAILURES)");
+  }
+  *opened = absl::Now();
+  if (!*healthy) {
+    // The records written meanwhile waited in the ring (those a full ring refused are counted).
+    TS_LOG(WARNING) << "the eBPF ring buffer is read again: events flow";
+    SetHealth(sink, true, "");
+    *healthy = true;
+  }
+  pollfd ready[2] = {{ring_buffer__epoll_fd(ring), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  absl::Time last_flush = absl::InfinitePast();
+  absl::Time last_drops_read = absl::Now();
   while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) break;
+    const absl::Time before = absl::Now();
+    const absl::Duration wait =
+        pending_.events().empty() ? kHeartbeat : last_flush + kFlushInterval - before;
+    const int polled = poll(ready, 2, TimeoutMs(wait));
+    if (polled < 0 && errno != EINTR) {
+      return absl::UnavailableError(absl::StrCat("eBPF ring buffer poll: ", strerror(errno)));
     }
-    int polled = ring_buffer__poll(ring, kPollTimeoutMs);
-    if (polled >= 0) polled = ring_buffer__consume(ring);  // what arrived without a wakeup
-    if (polled < 0 && polled != -EINTR) {
-      TS_LOG(ERROR) << "eBPF ring buffer poll failed: " << strerror(-polled);
-      break;
+    const bool stopping = polled > 0 && (ready[1].revents & POLLIN) != 0;
+    if (polled > 0 && (ready[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+      return absl::UnavailableError("eBPF ring buffer poll: the ring's descriptor failed");
     }
-    const absl::Time now = absl::Now();
-    if (static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
-        now - last_flush >= kFlushInterval) {
-      Flush(sink);
-      last_flush = now;
-      const uint64_t drops = KernelDrops(TCPSCOPE_DROP_RINGBUF);
-      if (drops > reported_drops) {
-        metrics_->events_dropped_kernel.Increment(static_cast<double>(drops - reported_drops));
-        if (reported_drops == 0) {
-          TS_LOG(WARNING) << "the eBPF ring buffer overflowed: events lost (counted as "
-                             "stage=\"kernel\")";
-        }
-        reported_drops = drops;
-        sink->SetKernelLosses(drops);
+    int consumed = 0;
+    if (stopping || (polled > 0 && (ready[0].revents & POLLIN) != 0)) {
+      consumed = ring_buffer__consume(ring);
+      if (consumed < 0) {
+        return absl::UnavailableError(
+            absl::StrCat("reading the eBPF ring buffer: ", strerror(-consumed)));
       }
     }
+    const absl::Time now = absl::Now();
+    if (stopping || static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
+        (!pending_.events().empty() && now - last_flush >= kFlushInterval)) {
+      Flush(sink);
+      last_flush = now;
+      ReportKernelDrops(sink);
+      last_drops_read = now;
+    } else if (now - last_drops_read >= kHeartbeat) {
+      ReportKernelDrops(sink);
+      last_drops_read = now;
+    }
+    if (stopping) return absl::OkStatus();
+    if (consumed > 0) {
+      // Let records gather (still woken by Stop()), but not past the flush that is due.
+      const absl::Duration gap = std::min(kReadGap, last_flush + kFlushInterval - now);
+      if (gap > absl::ZeroDuration()) poll(&ready[1], 1, TimeoutMs(gap));
+    }
   }
-  ring_buffer__consume(ring);  // what the kernel wrote before the stop
-  Flush(sink);
-  ring_buffer__free(ring);
+}
+
+void EbpfSource::ConsumeRing(EventSink* sink) {
+  bool healthy = true;
+  int failures = 0;  // in a row
+  while (true) {
+    absl::Time opened = absl::InfiniteFuture();
+    const absl::Status status = ReadRing(sink, &healthy, &opened);
+    if (status.ok()) return;  // stopped
+    metrics_->source_failures.Increment();
+    if (absl::Now() - opened >= kHealthyAfter) failures = 0;
+    ++failures;
+    if (healthy) {  // once per incident; retries that fail again are only counted
+      TS_LOG(ERROR) << status.message() << ": no events until it is read again (re-opening it; "
+                    << "snapshots go on)";
+      healthy = false;
+    }
+    SetHealth(sink, false, std::string(status.message()));
+    if (failures >= kMaxFailures) {
+      TS_LOG(ERROR) << "the eBPF ring buffer failed " << failures
+                    << " times in a row; giving up: the agent exits";
+      absl::MutexLock lock(&mu_);
+      failure_ = absl::UnavailableError(absl::StrCat("the eBPF ring buffer failed ", failures,
+                                                     " times in a row; last: ", status.message()));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stopping), kRetryDelay * (1 << (failures - 1)))) {
+      return;
+    }
+  }
 }
 
 absl::Status EbpfSource::Run(EventSink* sink) {
@@ -237,9 +354,9 @@ absl::Status EbpfSource::Run(EventSink* sink) {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !failure_.ok(); };
       mu_.AwaitWithDeadline(absl::Condition(&wake), next);
-      if (stopping_) break;
+      if (stopping_ || !failure_.ok()) break;
     }
     const absl::Time start = absl::Now();
     next = start + options_.snapshot_interval;
@@ -272,7 +389,8 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     sink->Publish(std::move(batch));
   }
   consumer.join();
-  return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return failure_;
 }
 
 }  // namespace tcpscope::agent

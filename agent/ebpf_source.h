@@ -1,8 +1,14 @@
 // The eBPF event source: loads tcpscope.bpf.c (BTF tracepoints, CO-RE), consumes its ring
 // buffer on one thread, and takes sock_diag snapshots on another. Events are exact; the
 // snapshots give TCP and keepalive state of every current connection.
+//
+// Never silent: a ring that cannot be opened or read makes the source unhealthy (logged once,
+// tcpscope_agent_source_healthy 0, told to the service in every batch) while the consumer
+// re-opens it with backoff; after several failures in a row Run() returns the error and the
+// agent exits non-zero, for its supervisor to restart it (and --source=auto to choose again).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -14,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
+#include "agent/bpf/tcpscope_event.h"
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
 #include "agent/snapshot_collector.h"
@@ -30,6 +37,9 @@ struct EbpfOptions {
   absl::Duration snapshot_interval = absl::Seconds(10);
   uint32_t ring_buffer_bytes = 8 << 20;
   uint32_t max_tracked_sockets = 262144;
+  // Test only (TCPSCOPE_TEST_RING_FAILURES): this many ring attempts in a row fail as a poll
+  // error would, right after the ring is opened.
+  int forced_ring_failures = 0;
 };
 
 class EbpfSource : public EventSource {
@@ -53,9 +63,16 @@ class EbpfSource : public EventSource {
              std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
              Attribution attribution);
   static int OnRecord(void* self, void* data, size_t size);
+  // Reads the ring, re-opening it after a failure; ends the source when it keeps failing.
   void ConsumeRing(EventSink* sink);
+  // One attempt: opens the ring and reads it until Stop() (OK) or a failure. Once the ring is
+  // open, sets `opened` and, if not `healthy`, reports the recovery and sets it.
+  absl::Status ReadRing(EventSink* sink, bool* healthy, absl::Time* opened);
   void Flush(EventSink* sink);
   uint64_t KernelDrops(int index) const;
+  // Adds what the kernel side dropped since the last call to the losses.
+  void ReportKernelDrops(EventSink* sink);
+  void SetHealth(EventSink* sink, bool healthy, const std::string& problem);
   v1::Role GuessRole(const v1::Event& event);
 
   const EbpfOptions options_;
@@ -69,6 +86,9 @@ class EbpfSource : public EventSource {
   // Consumer thread only: events decoded straight into the next batch.
   v1::Batch pending_;
   uint64_t decode_errors_ = 0;
+  std::array<uint64_t, TCPSCOPE_DROP_COUNT> reported_drops_{};
+  int forced_failures_left_;
+  const int stop_fd_;  // an eventfd: Stop() wakes the consumer blocked on the ring
 
   absl::Mutex roles_mu_;
   // Roles of connections that existed before the program attached, from the latest dump.
@@ -78,6 +98,7 @@ class EbpfSource : public EventSource {
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // the consumer gave up: Run() returns it
 };
 
 }  // namespace tcpscope::agent

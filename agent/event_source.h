@@ -20,6 +20,9 @@ class EventSink {
   virtual void Publish(v1::Batch batch) = 0;
   // Events the kernel side lost so far (cumulative), to report as stage="kernel".
   virtual void SetKernelLosses(uint64_t cumulative) {}
+  // The source's health from now on (healthy until told otherwise), to report at once and with
+  // every later batch.
+  virtual void SetSourceHealth(const v1::SourceHealth& health) {}
 };
 
 class EventSource {
@@ -28,7 +31,8 @@ class EventSource {
   virtual v1::SourceKind kind() const = 0;
   // What the source can observe, sent in the hello ("handshake", "close", "snapshot", ...).
   virtual std::vector<std::string> capabilities() const = 0;
-  // Produces into `sink` until Stop() is called; an error means the source broke.
+  // Produces into `sink` until Stop() is called; an error means the source broke (and ended on
+  // its own, without Stop()).
   virtual absl::Status Run(EventSink* sink) = 0;
   // Thread-safe; makes Run() return soon.
   virtual void Stop() = 0;

@@ -2,6 +2,8 @@
 // events and snapshots to tcpscope-service.
 #include <sys/stat.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -10,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
@@ -45,6 +48,12 @@ ABSL_FLAG(std::string, netns, "",
           "(eBPF) or the agent's own (sockdiag). The namespace is then the host: the boot id sent "
           "to the service is <kernel boot id>/netns-<namespace cookie>, new when the namespace is "
           "created anew.");
+ABSL_FLAG(int, ebpf_ring_buffer_kib, 8192,
+          "Size of the eBPF ring buffer, in KiB: a power of two from 4 to 1048576. Events that "
+          "find it full are lost (counted, stage=\"kernel\", cause ring_full).");
+ABSL_FLAG(int, ebpf_max_tracked_sockets, 262144,
+          "Connections the eBPF program tracks at once (16 to 16777216); the events of one it "
+          "cannot track are lost (counted, stage=\"kernel\", cause socket_map_full).");
 ABSL_FLAG(int, max_buffered_batches, 4096,
           "Batches kept for resending until the service acknowledges them (1 to 1000000).");
 ABSL_FLAG(int, max_buffered_mib, 64,
@@ -111,7 +120,32 @@ absl::Status CheckFlags() {
   if (absl::GetFlag(FLAGS_service).empty()) {
     return absl::InvalidArgumentError("--service must name the service's address");
   }
+  const int ring_kib = absl::GetFlag(FLAGS_ebpf_ring_buffer_kib);
+  if (ring_kib < 4 || ring_kib > (1 << 20) || (ring_kib & (ring_kib - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--ebpf_ring_buffer_kib=", ring_kib,
+                                                   " must be a power of two from 4 to 1048576"));
+  }
+  const int tracked = absl::GetFlag(FLAGS_ebpf_max_tracked_sockets);
+  if (tracked < 16 || tracked > (1 << 24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ebpf_max_tracked_sockets=", tracked, " is outside 16..16777216"));
+  }
   return absl::OkStatus();
+}
+
+// TCPSCOPE_TEST_RING_FAILURES=N, for fault-injection tests only: the eBPF ring consumer's next
+// N attempts fail as a poll error would (1..1000000; unset or empty: none).
+absl::StatusOr<int> ForcedRingFailures() {
+  const char* text = std::getenv("TCPSCOPE_TEST_RING_FAILURES");
+  if (text == nullptr || *text == '\0') return 0;
+  int count = 0;
+  if (!absl::SimpleAtoi(text, &count) || count < 1 || count > 1000000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TCPSCOPE_TEST_RING_FAILURES=", text, " (test only) must be a count from 1 to 1000000"));
+  }
+  TS_LOG(WARNING) << "TCPSCOPE_TEST_RING_FAILURES=" << count
+                  << ": the eBPF ring consumer will fail on purpose (fault-injection test)";
+  return count;
 }
 
 int Main() {
@@ -138,6 +172,11 @@ int Main() {
     return 1;
   }
 
+  absl::StatusOr<int> forced_ring_failures = ForcedRingFailures();
+  if (!forced_ring_failures.ok()) {
+    TS_LOG(ERROR) << forced_ring_failures.status().message();
+    return 2;
+  }
   absl::StatusOr<SourceChoice> choice = ParseSourceChoice(absl::GetFlag(FLAGS_source));
   if (!choice.ok()) {
     TS_LOG(ERROR) << choice.status().message();
@@ -217,6 +256,11 @@ int Main() {
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);
   source_options.snapshot_dump = *snapshot_dump;
+  source_options.ring_buffer_bytes =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_ebpf_ring_buffer_kib)) << 10;
+  source_options.max_tracked_sockets =
+      static_cast<uint32_t>(absl::GetFlag(FLAGS_ebpf_max_tracked_sockets));
+  source_options.forced_ring_failures = *forced_ring_failures;
   absl::StatusOr<OpenedSource> opened = OpenEventSource(source_options, &metrics);
   if (!opened.ok()) {
     TS_LOG(ERROR) << opened.status().message();
@@ -260,10 +304,19 @@ int Main() {
                << DescribeTls(tls, /*server=*/false) << ")";
   shipper.Start();
   absl::Status source_status;
-  std::thread source_thread([&] { source_status = source.Run(&shipper); });
+  std::atomic<bool> source_failed = false;
+  std::thread source_thread([&] {
+    source_status = source.Run(&shipper);
+    // Not a source that stopped: one that broke. The agent exits non-zero rather than go on
+    // without it.
+    if (!source_status.ok()) {
+      source_failed = true;
+      RequestShutdown();
+    }
+  });
 
   const int signal_number = WaitForShutdownSignal();
-  TS_LOG(INFO) << "signal " << signal_number << ": stopping";
+  if (!source_failed) TS_LOG(INFO) << "signal " << signal_number << ": stopping";
   source.Stop();
   source_thread.join();
   if (!source_status.ok()) TS_LOG(ERROR) << "source failed: " << source_status;

@@ -124,7 +124,9 @@ class Shipper::StreamReactor
 };
 
 Shipper::Shipper(ShipperOptions options, AgentMetrics* metrics)
-    : options_(std::move(options)), metrics_(metrics) {}
+    : options_(std::move(options)), metrics_(metrics) {
+  source_health_.set_state(v1::SOURCE_STATE_HEALTHY);
+}
 
 Shipper::~Shipper() { Stop(); }
 
@@ -154,6 +156,21 @@ uint64_t Shipper::events_dropped() const {
 
 void Shipper::Publish(v1::Batch batch) {
   if (batch.events().empty() && !batch.has_snapshot()) return;
+  Enqueue(std::move(batch));
+}
+
+void Shipper::SetSourceHealth(const v1::SourceHealth& health) {
+  {
+    absl::MutexLock lock(&buffer_mu_);
+    if (health.state() == source_health_.state() && health.problem() == source_health_.problem()) {
+      return;
+    }
+    source_health_ = health;
+  }
+  Enqueue(v1::Batch());  // the service learns it now, not at the next snapshot
+}
+
+void Shipper::Enqueue(v1::Batch batch) {
   if (batch.has_snapshot()) ShareSnapshotOrigins(*batch.mutable_snapshot());
   {
     absl::MutexLock lock(&buffer_mu_);
@@ -163,6 +180,7 @@ void Shipper::Publish(v1::Batch batch) {
     batch.set_seq(buffered.seq);
     // Cumulative, so the latest values as of this batch are as good as any later ones.
     *batch.mutable_losses() = losses_;
+    *batch.mutable_source_health() = source_health_;
     auto message = std::make_shared<v1::AgentMessage>();
     *message->mutable_batch() = std::move(batch);
     buffered.bytes = message->ByteSizeLong();

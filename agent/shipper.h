@@ -48,6 +48,7 @@ class Shipper : public EventSink {
 
   void Publish(v1::Batch batch) override;
   void SetKernelLosses(uint64_t cumulative) override;
+  void SetSourceHealth(const v1::SourceHealth& health) override;
 
   // Events dropped from the full buffer so far.
   uint64_t events_dropped() const;
@@ -62,6 +63,9 @@ class Shipper : public EventSink {
     std::shared_ptr<const v1::AgentMessage> message;
   };
 
+  // Buffers the batch (stamped with its seq, losses and the source's health) and wakes the
+  // stream.
+  void Enqueue(v1::Batch batch);
   void RunConnections();
   // Called by the stream.
   uint64_t OnHelloAck(uint64_t last_applied_seq);
@@ -77,6 +81,7 @@ class Shipper : public EventSink {
   size_t buffered_bytes_ ABSL_GUARDED_BY(buffer_mu_) = 0;
   uint64_t next_seq_ ABSL_GUARDED_BY(buffer_mu_) = 1;
   v1::LossCounters losses_ ABSL_GUARDED_BY(buffer_mu_);
+  v1::SourceHealth source_health_ ABSL_GUARDED_BY(buffer_mu_);
 
   // Order: active_mu_ before a reactor's mutex before buffer_mu_.
   absl::Mutex active_mu_;

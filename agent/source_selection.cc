@@ -73,6 +73,9 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
   if (!open_dumper.ok()) return open_dumper.status();
   EbpfOptions ebpf;
   ebpf.snapshot_interval = options.snapshot_interval;
+  ebpf.ring_buffer_bytes = options.ring_buffer_bytes;
+  ebpf.max_tracked_sockets = options.max_tracked_sockets;
+  ebpf.forced_ring_failures = options.forced_ring_failures;
   std::unique_ptr<SnapshotCollector> snapshots;
   uint64_t cookie = 0;
   if (options.netns_path.empty()) {

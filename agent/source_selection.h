@@ -33,6 +33,10 @@ struct SourceOptions {
   std::string netns_path;
   absl::Duration snapshot_interval = absl::Seconds(10);
   SnapshotDumpChoice snapshot_dump = SnapshotDumpChoice::kAuto;
+  // The eBPF source's sizes and test-only faults (EbpfOptions).
+  uint32_t ring_buffer_bytes = 8 << 20;
+  uint32_t max_tracked_sockets = 262144;
+  int forced_ring_failures = 0;
   // Names the process and workload of ends and events (both may be null); must outlive the
   // source.
   Attribution attribution;

@@ -130,8 +130,8 @@ HostMetrics::HostMetrics(ServiceMetrics* families, std::string host)
       host_(std::move(host)),
       up_(families->agent_up.Add({{"host", host_}})),
       events_(families->agent_events.Add({{"host", host_}})) {
-  static constexpr const char* kStages[] = {"kernel", "agent", "transport"};
-  for (int i = 0; i < 3; ++i) {
+  static constexpr const char* kStages[] = {"kernel", "agent"};
+  for (int i = 0; i < 2; ++i) {
     lost_[i] = &families->agent_events_lost.Add({{"host", host_}, {"stage", kStages[i]}});
   }
 }
@@ -257,9 +257,9 @@ void HostMetrics::CountEvent(const v1::Event& event) {
 void HostMetrics::AddEvents(uint64_t count) { events_.Increment(static_cast<double>(count)); }
 
 void HostMetrics::SetLosses(const v1::LossCounters& cumulative) {
-  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent(), losses_seen_.transport()};
-  const uint64_t now[] = {cumulative.kernel(), cumulative.agent(), cumulative.transport()};
-  for (int i = 0; i < 3; ++i) {
+  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent()};
+  const uint64_t now[] = {cumulative.kernel(), cumulative.agent()};
+  for (int i = 0; i < 2; ++i) {
     if (now[i] > seen[i]) lost_[i]->Increment(static_cast<double>(now[i] - seen[i]));
   }
   losses_seen_ = cumulative;

@@ -68,7 +68,7 @@ class HostMetrics {
   const std::string host_;
   prometheus::Gauge& up_;
   prometheus::Counter& events_;
-  std::array<prometheus::Counter*, 3> lost_{};
+  std::array<prometheus::Counter*, 2> lost_{};
   v1::LossCounters losses_seen_;
   prometheus::Counter* keepalive_probes_ = nullptr;
   std::array<prometheus::Counter*, kRoles> handshakes_{};

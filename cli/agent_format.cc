@@ -1,4 +1,4 @@
-// One row per agent host. Losses keep their three stages apart: they have different causes.
+// One row per agent host. Losses keep their stages apart: they have different causes.
 #include "cli/agent_format.h"
 
 #include <string>
@@ -8,10 +8,25 @@
 #include "common/tcp_names.h"
 
 namespace tcpscope::cli {
+namespace {
+
+// "-" for an agent that does not report it (older than the field, or nothing received yet).
+std::string HealthName(v1::SourceState state) {
+  switch (state) {
+    case v1::SOURCE_STATE_HEALTHY:
+      return "ok";
+    case v1::SOURCE_STATE_EVENTS_FAILED:
+      return "events failed";
+    default:
+      return "-";
+  }
+}
+
+}  // namespace
 
 Table AgentsTable(const v1::ListAgentsResponse& response, absl::Time now) {
-  Table table({"HOST", "STATUS", "UP", "LAST SEEN", "SOURCE", "VERSION", "EVENTS", "LOST KERNEL",
-               "LOST AGENT", "LOST TRANSPORT", "CONNECTIONS", "AT RISK", "HALF-OPEN"});
+  Table table({"HOST", "STATUS", "UP", "LAST SEEN", "SOURCE", "HEALTH", "VERSION", "EVENTS",
+               "LOST KERNEL", "LOST AGENT", "CONNECTIONS", "AT RISK", "HALF-OPEN"});
   for (const v1::Agent& agent : response.agents()) {
     const v1::LossCounters& losses = agent.losses();
     table.AddRow(
@@ -19,11 +34,11 @@ Table AgentsTable(const v1::ListAgentsResponse& response, absl::Time now) {
          agent.connected() ? Age(agent.connected_since_unix_ns(), now) : "-",
          agent.last_seen_unix_ns() == 0 ? "-"
                                         : absl::StrCat(Age(agent.last_seen_unix_ns(), now), " ago"),
-         std::string(SourceKindName(agent.source())),
+         std::string(SourceKindName(agent.source())), HealthName(agent.source_health().state()),
          agent.agent_version().empty() ? "-" : agent.agent_version(), absl::StrCat(agent.events()),
          absl::StrCat(losses.kernel()), absl::StrCat(losses.agent()),
-         absl::StrCat(losses.transport()), absl::StrCat(agent.connections()),
-         absl::StrCat(agent.at_risk()), absl::StrCat(agent.half_open())});
+         absl::StrCat(agent.connections()), absl::StrCat(agent.at_risk()),
+         absl::StrCat(agent.half_open())});
   }
   return table;
 }

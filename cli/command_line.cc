@@ -51,8 +51,9 @@ const std::vector<CommandSpec>& Commands() {
        "agents known to the service: connected, last seen, source, version, events, losses",
        "tcpscope agents [-o table|json]",
        {},
-       "Losses are the agent's own counts by stage (kernel: ring buffer or netlink overrun;\n"
-       "agent: dropped from its resend buffer; transport: could not be sent).\n"},
+       "Losses are the agent's own counts by stage (kernel: ring buffer or socket map full,\n"
+       "netlink overrun; agent: dropped from its resend buffer). HEALTH is its source's:\n"
+       "'events failed' while its event feed is broken (snapshots only).\n"},
       {Command::kConnections,
        "connections",
        "current connections (latest snapshots): keepalive, at risk, half-open, peer",

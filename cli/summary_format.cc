@@ -45,8 +45,7 @@ void PrintBlock(const std::string& title, const v1::HostSummary& summary, std::o
       {"  agents", absl::StrCat(summary.agents(), ", ", summary.agents_connected(), " connected")});
   rows.push_back({"  events", absl::StrCat(summary.events())});
   rows.push_back({"  lost", absl::StrCat("kernel ", summary.losses().kernel(), ", agent ",
-                                         summary.losses().agent(), ", transport ",
-                                         summary.losses().transport())});
+                                         summary.losses().agent())});
   rows.push_back({"  handshakes", absl::StrCat(summary.handshakes())});
   rows.push_back({"  handshake failures", TotalAndBreakdown(summary.handshake_failures())});
   const uint64_t closes = Total(summary.closes_by_reason());

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 namespace tcpscope {
 namespace {
@@ -30,5 +31,8 @@ int WaitForShutdownSignal() {
   }
   return signal_number;
 }
+
+// Process-directed, so the thread waiting in sigwait takes it (every thread blocks it).
+void RequestShutdown() { kill(getpid(), SIGTERM); }
 
 }  // namespace tcpscope

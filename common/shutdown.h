@@ -10,4 +10,8 @@ void BlockShutdownSignals();
 // Blocks until SIGTERM or SIGINT arrives; returns the signal number.
 int WaitForShutdownSignal();
 
+// From any thread: makes WaitForShutdownSignal return (a SIGTERM to this process), for a part
+// that failed and must end the program.
+void RequestShutdown();
+
 }  // namespace tcpscope

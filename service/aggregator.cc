@@ -42,6 +42,7 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
     // A new agent process numbers its batches from 1 again and counts losses from 0.
     state.last_applied_seq = 0;
     state.losses.Clear();
+    state.source_health.Clear();
     state.metrics->SetLosses(v1::LossCounters());
   }
   if (pairs_.Connected(*state.pair, hello.boot_id())) {
@@ -85,6 +86,19 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
     metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
     metrics.SetLosses(batch->losses());
     host.losses = batch->losses();
+    if (batch->has_source_health()) {
+      const v1::SourceHealth& health = batch->source_health();
+      if (health.state() != host.source_health.state()) {
+        if (health.state() == v1::SOURCE_STATE_EVENTS_FAILED) {
+          TS_LOG(WARNING) << "host " << host.host()
+                          << ": its agent's event feed failed (snapshots only): "
+                          << health.problem();
+        } else if (host.source_health.state() == v1::SOURCE_STATE_EVENTS_FAILED) {
+          TS_LOG(INFO) << "host " << host.host() << ": its agent's event feed recovered";
+        }
+      }
+      host.source_health = health;
+    }
     if (batch->has_snapshot()) {
       const uint64_t round = host.view != nullptr ? host.view->round + 1 : 1;
       view = HostView::Build(batch->snapshot(), at_risk, host.pair, round, now, &host.origins);

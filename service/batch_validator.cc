@@ -20,6 +20,7 @@ constexpr size_t kMaxCommandLength = 64;
 constexpr size_t kMaxBootIdLength = 64;
 constexpr size_t kMaxVersionLength = 64;
 constexpr int kMaxCapabilities = 32;
+constexpr size_t kMaxProblemLength = 256;
 
 absl::Status Invalid(absl::string_view where, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
@@ -292,6 +293,16 @@ absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now, const Validat
   if (batch.events_size() > limits.max_events_per_batch) {
     return Invalid("batch", absl::StrCat(batch.events_size(), " events; at most ",
                                          limits.max_events_per_batch));
+  }
+  if (batch.has_source_health()) {
+    const v1::SourceHealth& health = batch.source_health();
+    if (!v1::SourceState_IsValid(health.state())) {
+      return Invalid("source_health", absl::StrCat("unknown state ", health.state()));
+    }
+    // Logged and shown by the service as is.
+    if (health.problem().size() > kMaxProblemLength || !PrintableAscii(health.problem())) {
+      return Invalid("source_health", "problem must be at most 256 printable ASCII characters");
+    }
   }
   for (int i = 0; i < batch.events_size(); ++i) {
     if (absl::Status s = Located(CheckEvent("", batch.events(i), now, limits), " event ", i);

@@ -79,6 +79,7 @@ std::vector<v1::Agent> FleetQueries::Agents() const {
     agent.set_source(state->hello.source());
     agent.set_events(state->metrics->totals().events);
     *agent.mutable_losses() = state->losses;
+    *agent.mutable_source_health() = state->source_health;
     if (state->connected && state->view_current) {
       agent.set_connections(static_cast<uint32_t>(state->view->ends.size()));
       const auto& at_risk = state->snapshot_counts.at_risk;
@@ -207,7 +208,6 @@ v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
     fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());
     fleet_losses->set_kernel(fleet_losses->kernel() + state->losses.kernel());
     fleet_losses->set_agent(fleet_losses->agent() + state->losses.agent());
-    fleet_losses->set_transport(fleet_losses->transport() + state->losses.transport());
   }
   FillSummary(fleet_totals, fleet_snapshot, fleet);
   const EventLog::Stats history = aggregator_->log().stats();

@@ -43,6 +43,7 @@ struct HostState {
   absl::Time last_seen ABSL_GUARDED_BY(mu);
   uint64_t last_applied_seq ABSL_GUARDED_BY(mu) = 0;
   v1::LossCounters losses ABSL_GUARDED_BY(mu);
+  v1::SourceHealth source_health ABSL_GUARDED_BY(mu);  // as the latest batch reported it
   // The latest view: kept across a disconnect (the pair index judges the next one against
   // it), listed only once a snapshot came on the current stream (`view_current`).
   std::shared_ptr<const HostView> view ABSL_GUARDED_BY(mu);

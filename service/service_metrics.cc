@@ -27,8 +27,8 @@ constexpr int kFailureReasons = v1::HandshakeFailureReason_ARRAYSIZE;
 constexpr int kStates = v1::TcpState_ARRAYSIZE;
 constexpr int kAtRiskReasons = v1::AtRiskReason_ARRAYSIZE;
 constexpr int kHalfOpenReasons = v1::HalfOpenReason_ARRAYSIZE;
-constexpr const char* kStages[] = {"kernel", "agent", "transport"};
-constexpr int kStageCount = 3;
+constexpr const char* kStages[] = {"kernel", "agent"};
+constexpr int kStageCount = 2;
 
 // A histogram as prometheus-cpp's: per-bucket counts (an observation goes to the first bucket
 // whose bound is >= it; the last bucket is +Inf) and the sum of the observations.
@@ -260,8 +260,8 @@ void HostMetrics::CountEvent(const v1::Event& event) {
 void HostMetrics::AddEvents(uint64_t count) { Add(series_->events, count); }
 
 void HostMetrics::SetLosses(const v1::LossCounters& cumulative) {
-  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent(), losses_seen_.transport()};
-  const uint64_t now[] = {cumulative.kernel(), cumulative.agent(), cumulative.transport()};
+  const uint64_t seen[] = {losses_seen_.kernel(), losses_seen_.agent()};
+  const uint64_t now[] = {cumulative.kernel(), cumulative.agent()};
   for (int i = 0; i < kStageCount; ++i) {
     if (now[i] > seen[i]) Add(series_->lost[i], now[i] - seen[i]);
   }

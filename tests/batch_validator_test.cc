@@ -193,6 +193,18 @@ TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   connection->clear_origin();
   *snapshot->add_origins() = snapshot->origins(0);
   ExpectRefused(ValidateBatch(batch, kNow), "2 origins for 1 connections");
+
+  batch = BatchOf(GoodClose());
+  batch.mutable_source_health()->set_state(v1::SOURCE_STATE_EVENTS_FAILED);
+  batch.mutable_source_health()->set_problem("eBPF ring buffer poll: Input/output error");
+  EXPECT_TRUE(ValidateBatch(batch, kNow).ok());
+  batch.mutable_source_health()->set_state(static_cast<v1::SourceState>(9));
+  ExpectRefused(ValidateBatch(batch, kNow), "unknown state 9");
+  batch.mutable_source_health()->set_state(v1::SOURCE_STATE_EVENTS_FAILED);
+  batch.mutable_source_health()->set_problem("line\nbreak");
+  ExpectRefused(ValidateBatch(batch, kNow), "problem must be");
+  batch.mutable_source_health()->set_problem(std::string(257, 'x'));
+  ExpectRefused(ValidateBatch(batch, kNow), "problem must be");
 }
 
 // Every workload name of an Origin, in an event or a snapshot end, is empty or passes the name

@@ -1177,7 +1177,8 @@ TEST(AgentFormatTest, EveryColumn) {
       agent_version: "0.1.0"
       source: SOURCE_KIND_EBPF
       events: 12345
-      losses { kernel: 1 agent: 2 transport: 3 }
+      losses { kernel: 1 agent: 2 }
+      source_health { state: SOURCE_STATE_EVENTS_FAILED problem: "eBPF ring buffer poll: EIO" }
       connections: 40
       at_risk: 2
       half_open: 1
@@ -1190,12 +1191,12 @@ TEST(AgentFormatTest, EveryColumn) {
   std::ostringstream out;
   AgentsTable(response, kNow).Print(out);
   EXPECT_EQ(out.str(),
-            "HOST   STATUS        UP     LAST SEEN  SOURCE     VERSION  EVENTS  LOST KERNEL  "
-            "LOST AGENT  LOST TRANSPORT  CONNECTIONS  AT RISK  HALF-OPEN\n"
-            "web-1  connected     2h00m  1.0s ago   ebpf       0.1.0    12345   1            "
-            "2           3               40           2        1\n"
-            "db-1   disconnected  -      3d00h ago  sock_diag  -        0       0            "
-            "0           0               0            0        0\n");
+            "HOST   STATUS        UP     LAST SEEN  SOURCE     HEALTH         VERSION  EVENTS  "
+            "LOST KERNEL  LOST AGENT  CONNECTIONS  AT RISK  HALF-OPEN\n"
+            "web-1  connected     2h00m  1.0s ago   ebpf       events failed  0.1.0    12345   "
+            "1            2           40           2        1\n"
+            "db-1   disconnected  -      3d00h ago  sock_diag  -              -        0       "
+            "0            0           0            0        0\n");
 }
 
 v1::SummaryResponse SampleSummary() {
@@ -1239,7 +1240,7 @@ TEST(SummaryFormatTest, FleetThenEveryHost) {
             "FLEET (1 host)\n"
             "  agents                 2, 1 connected\n"
             "  events                 1000\n"
-            "  lost                   kernel 5, agent 0, transport 0\n"
+            "  lost                   kernel 5, agent 0\n"
             "  handshakes             120\n"
             "  handshake failures     4: refused 3, timeout 1\n"
             "  closes                 100: short (<1s) 50, long 45, lifetime unknown 5\n"
@@ -1256,7 +1257,7 @@ TEST(SummaryFormatTest, FleetThenEveryHost) {
             "HOST web-1\n"
             "  agents                 1, 1 connected\n"
             "  events                 1000\n"
-            "  lost                   kernel 0, agent 0, transport 0\n"
+            "  lost                   kernel 0, agent 0\n"
             "  handshakes             0\n"
             "  handshake failures     0\n"
             "  closes                 0\n"
@@ -1484,7 +1485,8 @@ TEST_F(CliBinaryTest, AgentsTableAndJson) {
       agent_version: "0.1.0"
       source: SOURCE_KIND_EBPF
       events: 7
-      losses { transport: 1 }
+      losses { agent: 1 }
+      source_health { state: SOURCE_STATE_HEALTHY }
       connections: 3
       half_open: 2
     }
@@ -1492,18 +1494,20 @@ TEST_F(CliBinaryTest, AgentsTableAndJson) {
   CliResult result = RunTcpscope({"agents", service()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   // No times were set, so no column depends on the clock.
-  EXPECT_EQ(result.out,
-            "HOST   STATUS     UP  LAST SEEN  SOURCE  VERSION  EVENTS  LOST KERNEL  LOST AGENT  "
-            "LOST TRANSPORT  CONNECTIONS  AT RISK  HALF-OPEN\n"
-            "web-1  connected  -   -          ebpf    0.1.0    7       0            0           "
-            "1               3            0        2\n");
+  EXPECT_EQ(
+      result.out,
+      "HOST   STATUS     UP  LAST SEEN  SOURCE  HEALTH  VERSION  EVENTS  LOST KERNEL  "
+      "LOST AGENT  CONNECTIONS  AT RISK  HALF-OPEN\n"
+      "web-1  connected  -   -          ebpf    ok      0.1.0    7       0            1           "
+      "3            0        2\n");
   EXPECT_EQ(result.err, "");
   result = RunTcpscope({"agents", "-o", "json", service()});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out,
             "{\"agents\":[{\"host_name\":\"web-1\",\"connected\":true,\"agent_version\":\"0.1.0\","
-            "\"source\":\"SOURCE_KIND_EBPF\",\"events\":\"7\",\"losses\":{\"transport\":\"1\"},"
-            "\"connections\":3,\"half_open\":2}]}\n");
+            "\"source\":\"SOURCE_KIND_EBPF\",\"events\":\"7\",\"losses\":{\"agent\":\"1\"},"
+            "\"connections\":3,\"half_open\":2,\"source_health\":{\"state\":"
+            "\"SOURCE_STATE_HEALTHY\"}}]}\n");
 }
 
 TEST_F(CliBinaryTest, ConnectionsSendsEveryFilterAndEmptyResultIsHeaderOnly) {

@@ -173,7 +173,7 @@ TEST(FleetMetricsTest, SeriesComeAndGoAsWithPrometheusCpp) {
     close.mutable_origin()->set_container_name("redis");
     close.mutable_endpoints()->set_remote_port(8080);
     *batch.add_events() = close;
-    batch.mutable_losses()->set_transport(7);
+    batch.mutable_losses()->set_agent(7);
     v1::Connection* end = batch.mutable_snapshot()->add_connections();
     end->set_state(v1::TCP_STATE_CLOSE_WAIT);
     end->mutable_origin()->set_pod_namespace("shop");

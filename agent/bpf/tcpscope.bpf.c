@@ -50,9 +50,6 @@ enum {
 
 /* Set by user space before load. */
 const volatile __u32 target_netns = 0; /* 0: every namespace */
-/* Waking the consumer costs an interrupt per record: it is woken only when this much is waiting,
- * and otherwise drains the ring on its own every few milliseconds. */
-const volatile __u64 wakeup_bytes = 256 << 10;
 
 extern unsigned long CONFIG_HZ __kconfig __weak;
 extern const void tcp_keepalive_timer __ksym __weak;
@@ -110,10 +107,12 @@ struct {
   __type(value, struct keepalive_run);
 } keepalive_runs SEC(".maps");
 
-static __always_inline void count_drop(__u32 index) {
+static __always_inline void count_drops(__u32 index, __u64 count) {
   __u64 *counter = bpf_map_lookup_elem(&drops, &index);
-  if (counter) __sync_fetch_and_add(counter, 1);
+  if (counter) __sync_fetch_and_add(counter, count);
 }
+
+static __always_inline void count_drop(__u32 index) { count_drops(index, 1); }
 
 static __always_inline __u32 netns_of(const struct sock *sk) {
   return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
@@ -140,17 +139,20 @@ static __always_inline void remember_process(struct sock_info *info) {
   bpf_get_current_comm(info->comm, sizeof(info->comm));
 }
 
-static __always_inline void submit(struct tcpscope_event *event) {
-  __u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-  bpf_ringbuf_submit(event, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
-}
+/* The kernel's adaptive notification: the consumer is woken only by a record written after it
+ * had read everything before it, and otherwise reads in batches on its own clock (an idle agent
+ * sleeps until the next record; agent/ebpf_source.cc). */
+static __always_inline void submit(struct tcpscope_event *event) { bpf_ringbuf_submit(event, 0); }
 
-/* Tells user space when an end sent its FIN, and which process closed it (not an event: no drop
- * is counted when the ring is full; the snapshot then dates the state itself, later, and a
- * TIME_WAIT end it never saw owned stays without a process). */
+/* Tells user space when an end sent its FIN, and which process closed it (not an event; lost on a
+ * full ring, counted apart: the snapshot then dates the state itself, later, and a TIME_WAIT end
+ * it never saw owned stays without a process). */
 static __always_inline void fin_sent(const struct sock_info *info, __u64 now) {
   struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-  if (!event) return;
+  if (!event) {
+    count_drop(TCPSCOPE_DROP_FIN_RECORD);
+    return;
+  }
   __builtin_memset(event, 0, sizeof(*event));
   event->kind = TCPSCOPE_EVENT_FIN_SENT;
   event->time_ns = now;
@@ -354,17 +356,15 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   submit(event);
 }
 
-/* State of a socket first seen after it was created (it existed before the agent attached). */
+/* State of a socket first seen after it was created (it existed before the agent attached).
+ * Null when the map is full: the caller counts the events that costs. */
 static __always_inline struct sock_info *adopt(const struct sock *sk, __u64 cookie) {
   __u64 key = (__u64)sk;
   struct sock_info fresh = {};
   fresh.cookie = cookie;
   fresh.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-  if (bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST) != 0) {
-    struct sock_info *existing = bpf_map_lookup_elem(&socks, &key);
-    if (!existing) count_drop(TCPSCOPE_DROP_SOCK_MAP);
-    return existing;
-  }
+  /* Failing, it either exists already or there is no room: the lookup tells. */
+  bpf_map_update_elem(&socks, &key, &fresh, BPF_NOEXIST);
   return bpf_map_lookup_elem(&socks, &key);
 }
 
@@ -386,6 +386,8 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
       fresh.role =
           TCPSCOPE_ROLE_SERVER; /* created in softirq: the owner is known at accept/close */
     }
+    /* Untracked, it yields no handshake or handshake_failed event: exactly one of them is lost.
+     * (Its close is counted at CLOSE, should there be no room then either.) */
     if (bpf_map_update_elem(&socks, &key, &fresh, BPF_ANY) != 0) count_drop(TCPSCOPE_DROP_SOCK_MAP);
     return 0;
   }
@@ -397,7 +399,12 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
         oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
       return 0;
     info = adopt(sk, bpf_get_socket_cookie(sk));
-    if (!info) return 0;
+    if (!info) {
+      /* No room: of the transitions left only CLOSE has an event, FIN_WAIT1 a FIN record. */
+      if (newstate == TCP_CLOSE) count_drop(TCPSCOPE_DROP_SOCK_MAP);
+      if (newstate == TCP_FIN_WAIT1) count_drop(TCPSCOPE_DROP_FIN_RECORD);
+      return 0;
+    }
   }
 
   switch (newstate) {
@@ -517,7 +524,10 @@ int BPF_PROG(on_timer_exit, struct timer_list *timer) {
     /* A keepalive socket idle since before the agent attached: its cookie exists (the
      * start-up dump made it). */
     info = adopt(sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
-    if (!info) return 0;
+    if (!info) {
+      count_drops(TCPSCOPE_DROP_SOCK_MAP, probes < 8 ? probes : 8); /* what report_probes sends */
+      return 0;
+    }
   }
   const struct tcp_sock *tp = (const struct tcp_sock *)sk;
   __u32 idle_jiffies = (__u32)bpf_jiffies64() - BPF_CORE_READ(tp, rcv_tstamp);

@@ -67,9 +67,10 @@ enum tcpscope_failure_reason {
 
 /* Indexes of the per-CPU drop counters. */
 enum tcpscope_drop {
-  TCPSCOPE_DROP_RINGBUF = 0,  /* event lost: ring buffer full */
-  TCPSCOPE_DROP_SOCK_MAP = 1, /* socket state not tracked: map full */
-  TCPSCOPE_DROP_COUNT = 2,
+  TCPSCOPE_DROP_RINGBUF = 0,     /* event lost: ring buffer full */
+  TCPSCOPE_DROP_SOCK_MAP = 1,    /* event lost: its socket untracked, the socket map full */
+  TCPSCOPE_DROP_FIN_RECORD = 2,  /* FIN record (not an event) lost: ring or socket map full */
+  TCPSCOPE_DROP_COUNT = 3,
 };
 
 struct tcpscope_event {

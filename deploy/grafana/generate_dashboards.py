@@ -503,8 +503,8 @@ def agent_panels(s, layout):
                  "{{host}}")), unit="ops"), 8, 7)
     layout.add(timeseries(
         "Events lost by stage",
-        "Events lost per second: kernel (ring buffer full), agent (resend buffer overflowed), "
-        "transport (could not be sent).",
+        "Events lost per second: kernel (ring buffer or socket map full), agent (resend buffer "
+        "overflowed).",
         targets((f"sum by (host, stage) "
                  f"(rate(tcpscope_agent_events_lost_total{s.sel()}[{RATE}]))",
                  "{{host}} {{stage}}")), unit="ops"), 8, 7)
@@ -600,8 +600,8 @@ def health():
         unit="ops"), 8, 9)
     layout.add(timeseries(
         "Events lost by stage",
-        "Events lost per second: kernel (eBPF ring buffer full), agent (resend buffer "
-        "overflowed during an outage), transport (could not be sent).",
+        "Events lost per second: kernel (eBPF ring buffer or socket map full), agent (resend "
+        "buffer overflowed during an outage).",
         targets((f"sum by (stage) (rate(tcpscope_agent_events_lost_total[{RATE}]))",
                  "{{stage}}")), unit="ops", stacked=True), 8, 9)
     layout.add(table("Hosts that lost events",

@@ -41,7 +41,7 @@ const Values kKeepalive = {"on", "off"};
 const Values kAtRisk = {"idle_no_keepalive", "keepalive_probing", "close_wait_stale"};
 const Values kHalfOpen = {"peer_closed", "peer_rebooted", "peer_host_down"};
 const Values kWorkloadStates = {"established", "syn_sent", "syn_recv", "close_wait", "time_wait"};
-const Values kStages = {"kernel", "agent", "transport"};
+const Values kStages = {"kernel", "agent"};
 const Values kBatchResults = {"applied", "duplicate"};
 
 struct Family {
