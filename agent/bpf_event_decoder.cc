@@ -23,7 +23,8 @@ constexpr bool Same(int kernel, int proto) { return kernel == proto; }
                 "agent/bpf/tcpscope_event.h: " #name " is not EventKind's number");
 TCPSCOPE_EVENT_KINDS(TCPSCOPE_CHECK_KIND)
 #undef TCPSCOPE_CHECK_KIND
-static_assert(TCPSCOPE_EVENT_FIN_SENT >= v1::EventKind_ARRAYSIZE);
+static_assert(TCPSCOPE_EVENT_FIN_SENT >= v1::EventKind_ARRAYSIZE &&
+              TCPSCOPE_EVENT_RESET_ANSWERED >= v1::EventKind_ARRAYSIZE);
 static_assert(Same(TCPSCOPE_ROLE_CLIENT, v1::ROLE_CLIENT) &&
               Same(TCPSCOPE_ROLE_SERVER, v1::ROLE_SERVER));
 static_assert(Same(TCPSCOPE_INITIATOR_LOCAL, v1::CLOSE_INITIATOR_LOCAL) &&
@@ -162,7 +163,8 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
     case TCPSCOPE_EVENT_KEEPALIVE_ANSWERED:
       event.mutable_keepalive_answered()->set_probes_outstanding(raw.probes);
       return absl::OkStatus();
-    case TCPSCOPE_EVENT_FIN_SENT:  // not an event; the source takes it before decoding
+    case TCPSCOPE_EVENT_FIN_SENT:  // not events; the source takes them before decoding
+    case TCPSCOPE_EVENT_RESET_ANSWERED:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));

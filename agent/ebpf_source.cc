@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,13 @@ int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
     TS_LOG(INFO) << "libbpf: " << text;
   }
   return 0;
+}
+
+// The ring records' clock.
+uint64_t MonotonicNowNs() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec);
 }
 
 absl::Status CheckSupport() {
@@ -155,6 +163,12 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
         raw->pid, raw->cgroup_id, raw->pid != 0 ? CommandOf(raw->comm) : std::string());
     return 0;
   }
+  if (size >= sizeof(tcpscope_event) &&
+      static_cast<const tcpscope_event*>(data)->kind == TCPSCOPE_EVENT_RESET_ANSWERED) {
+    source->abort_on_data_.ResetAnswered(static_cast<const tcpscope_event*>(data)->cookie,
+                                         source->pending_.mutable_events());
+    return 0;
+  }
   v1::Event* event = source->pending_.add_events();
   const absl::Status status = DecodeBpfEvent(
       data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
@@ -165,6 +179,12 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
     return 0;
   }
   if (event->role() == v1::ROLE_UNSPECIFIED) event->set_role(source->GuessRole(*event));
+  const auto* raw = static_cast<const tcpscope_event*>(data);
+  if (raw->flags & TCPSCOPE_FLAG_RESET_MAYBE_SENT) {
+    v1::Event close = std::move(*event);
+    source->pending_.mutable_events()->RemoveLast();
+    source->abort_on_data_.Hold(std::move(close), raw->time_ns);
+  }
   return 0;
 }
 
@@ -199,7 +219,9 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
       if (stopping_) break;
     }
     int polled = ring_buffer__poll(ring, kPollTimeoutMs);
+    const uint64_t drained_at_ns = MonotonicNowNs();
     if (polled >= 0) polled = ring_buffer__consume(ring);  // what arrived without a wakeup
+    if (!abort_on_data_.empty()) abort_on_data_.Release(drained_at_ns, pending_.mutable_events());
     if (polled < 0 && polled != -EINTR) {
       TS_LOG(ERROR) << "eBPF ring buffer poll failed: " << strerror(-polled);
       break;
@@ -222,6 +244,7 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
     }
   }
   ring_buffer__consume(ring);  // what the kernel wrote before the stop
+  abort_on_data_.ReleaseAll(pending_.mutable_events());
   Flush(sink);
   ring_buffer__free(ring);
 }

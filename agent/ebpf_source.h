@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/abort_on_data.h"
 #include "agent/agent_metrics.h"
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
@@ -68,6 +69,7 @@ class EbpfSource : public EventSource {
 
   // Consumer thread only: events decoded straight into the next batch.
   v1::Batch pending_;
+  AbortOnDataCloses abort_on_data_;
   uint64_t decode_errors_ = 0;
 
   absl::Mutex roles_mu_;
