@@ -153,37 +153,29 @@ v1::Role EbpfSource::GuessRole(const v1::Event& event) {
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
-  if (size >= sizeof(tcpscope_event) &&
-      static_cast<const tcpscope_event*>(data)->kind == TCPSCOPE_EVENT_FIN_SENT) {
-    const auto* raw = static_cast<const tcpscope_event*>(data);
-    source->fin_times_.Note(
-        raw->cookie,
-        absl::FromUnixNanos(static_cast<int64_t>(raw->time_ns) +
-                            source->monotonic_to_unix_ns_.load(std::memory_order_relaxed)),
-        raw->pid, raw->cgroup_id, raw->pid != 0 ? CommandOf(raw->comm) : std::string());
-    return 0;
-  }
-  if (size >= sizeof(tcpscope_event) &&
-      static_cast<const tcpscope_event*>(data)->kind == TCPSCOPE_EVENT_RESET_ANSWERED) {
-    source->abort_on_data_.ResetAnswered(static_cast<const tcpscope_event*>(data)->cookie,
-                                         source->pending_.mutable_events());
-    return 0;
-  }
-  v1::Event* event = source->pending_.add_events();
-  const absl::Status status = DecodeBpfEvent(
-      data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
-  if (!status.ok()) {
-    source->pending_.mutable_events()->RemoveLast();
-    if (source->decode_errors_++ == 0) TS_LOG(ERROR) << "undecodable eBPF record: " << status;
+  absl::StatusOr<BpfRecord> record =
+      DecodeBpfRecord(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
+  if (!record.ok()) {
+    if (source->decode_errors_++ == 0)
+      TS_LOG(ERROR) << "undecodable eBPF record: " << record.status();
     source->metrics_->events_dropped_agent.Increment();
     return 0;
   }
-  if (event->role() == v1::ROLE_UNSPECIFIED) event->set_role(source->GuessRole(*event));
-  const auto* raw = static_cast<const tcpscope_event*>(data);
-  if (raw->flags & TCPSCOPE_FLAG_RESET_MAYBE_SENT) {
-    v1::Event close = std::move(*event);
-    source->pending_.mutable_events()->RemoveLast();
-    source->abort_on_data_.Hold(std::move(close), raw->time_ns);
+  if (auto* fin = std::get_if<FinSent>(&*record)) {
+    source->fin_times_.Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id,
+                            std::move(fin->command));
+  } else if (auto* reset = std::get_if<ResetAnswered>(&*record)) {
+    source->abort_on_data_.ResetAnswered(reset->connection_id, source->pending_.mutable_events());
+  } else {
+    KernelEvent& decoded = std::get<KernelEvent>(*record);
+    if (decoded.event.role() == v1::ROLE_UNSPECIFIED) {
+      decoded.event.set_role(source->GuessRole(decoded.event));
+    }
+    if (decoded.reset_maybe_sent) {
+      source->abort_on_data_.Hold(std::move(decoded.event), decoded.monotonic_ns);
+    } else {
+      source->pending_.add_events()->Swap(&decoded.event);
+    }
   }
   return 0;
 }
