@@ -139,16 +139,10 @@ uint64_t EbpfSource::KernelDrops(int index) const {
   return total;
 }
 
-v1::Role EbpfSource::GuessRole(const v1::Event& event) {
-  {
-    absl::MutexLock lock(&roles_mu_);
-    if (auto it = roles_.find(event.connection_id()); it != roles_.end()) return it->second;
-  }
-  // Not in the start-up dump either: an ephemeral local port facing a well-known one is the
-  // connecting side.
-  const uint32_t local = event.endpoints().local_port();
-  const uint32_t remote = event.endpoints().remote_port();
-  return local >= 32768 && remote < 32768 ? v1::ROLE_CLIENT : v1::ROLE_SERVER;
+v1::Role EbpfSource::SnapshotRole(uint64_t connection_id) {
+  absl::MutexLock lock(&roles_mu_);
+  auto it = roles_.find(connection_id);
+  return it == roles_.end() ? v1::ROLE_UNSPECIFIED : it->second;
 }
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
@@ -168,8 +162,9 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
     source->abort_on_data_.ResetAnswered(reset->connection_id, source->pending_.mutable_events());
   } else {
     KernelEvent& decoded = std::get<KernelEvent>(*record);
+    // The program knows the role of the ends it saw open; for older ones, the dumps may.
     if (decoded.event.role() == v1::ROLE_UNSPECIFIED) {
-      decoded.event.set_role(source->GuessRole(decoded.event));
+      decoded.event.set_role(source->SnapshotRole(decoded.event.connection_id()));
     }
     if (decoded.reset_maybe_sent) {
       source->abort_on_data_.Hold(std::move(decoded.event), decoded.monotonic_ns);
@@ -271,7 +266,9 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       absl::MutexLock lock(&roles_mu_);
       roles_.clear();
       for (const v1::Connection& connection : collected.snapshot.connections()) {
-        roles_[connection.connection_id()] = connection.role();
+        if (connection.role() != v1::ROLE_UNSPECIFIED) {
+          roles_[connection.connection_id()] = connection.role();
+        }
       }
       owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     }

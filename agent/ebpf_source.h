@@ -57,7 +57,8 @@ class EbpfSource : public EventSource {
   void ConsumeRing(EventSink* sink);
   void Flush(EventSink* sink);
   uint64_t KernelDrops(int index) const;
-  v1::Role GuessRole(const v1::Event& event);
+  // The role the latest dump knows for an end the program did not see open.
+  v1::Role SnapshotRole(uint64_t connection_id);
 
   const EbpfOptions options_;
   tcpscope_bpf* skeleton_;
@@ -73,7 +74,7 @@ class EbpfSource : public EventSource {
   uint64_t decode_errors_ = 0;
 
   absl::Mutex roles_mu_;
-  // Roles of connections that existed before the program attached, from the latest dump.
+  // Known roles of connections that existed before the program attached, from the latest dump.
   absl::flat_hash_map<uint64_t, v1::Role> roles_ ABSL_GUARDED_BY(roles_mu_);
   // Owners of the latest snapshot's ends (sticky per cookie), for events without a process.
   std::shared_ptr<const OwnersByCookie> owners_ ABSL_GUARDED_BY(roles_mu_);

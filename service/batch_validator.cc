@@ -79,13 +79,6 @@ absl::Status CheckOrigin(absl::string_view where, const v1::Origin& origin) {
   return absl::OkStatus();
 }
 
-absl::Status CheckRole(absl::string_view where, v1::Role role) {
-  if (role != v1::ROLE_CLIENT && role != v1::ROLE_SERVER) {
-    return Invalid(where, absl::StrCat("role ", role, " is not client or server"));
-  }
-  return absl::OkStatus();
-}
-
 // Checks of items in a list report "<where>: <what>" with an empty `where`; Located() prefixes
 // the item's position only on failure, so the valid path formats nothing.
 absl::Status Located(absl::Status status, absl::string_view list, int index) {
@@ -146,7 +139,7 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
   if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
   switch (event.kind_case()) {
     case v1::Event::kHandshake:
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     case v1::Event::kHandshakeFailed: {
       const auto reason = event.handshake_failed().reason();
       if (!v1::HandshakeFailureReason_IsValid(reason) ||
@@ -171,7 +164,7 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
       if (close.has_lifetime_us() && close.lifetime_us() > kMaxLifetimeUs) {
         return Invalid(where, absl::StrCat("lifetime ", close.lifetime_us(), " us is impossible"));
       }
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     }
     case v1::Event::kKeepaliveProbe:
       if (event.keepalive_probe().probe_number() == 0) {
@@ -179,7 +172,7 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
       }
       return absl::OkStatus();
     case v1::Event::kKeepaliveTimeout:
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     case v1::Event::kHalfOpen:
       return Invalid(where,
                      "half_open events are the service's findings; an agent cannot send them");
