@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/connection_tracker.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/socket_owner_index.h"
 #include "tcpscope/v1/events.pb.h"
 

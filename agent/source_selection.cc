@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/ebpf_source.h"
-#include "agent/sock_diag_poller.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/sock_diag_source.h"
 #include "common/log.h"
 
@@ -31,7 +31,7 @@ absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMet
   metrics->SetSource("sock_diag");
   const uint64_t cookie = options.netns_path.empty() ? 0 : (*dumper)->netns_cookie();
   return OpenedSource{
-      std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
+      std::make_unique<SockDiagSource>(std::move(*dumper), options.snapshot_interval, metrics,
                                        std::move(destroy_listener), options.attribution),
       cookie};
 }

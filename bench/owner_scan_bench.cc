@@ -27,7 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "agent/connection_tracker.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/socket_owners.h"
 
 ABSL_FLAG(int, processes, 6, "Processes holding sockets (each holds at most 20,000 files).");
