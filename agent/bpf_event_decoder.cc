@@ -2,7 +2,6 @@
 #include "agent/bpf_event_decoder.h"
 
 #include <sys/socket.h>
-#include <time.h>
 
 #include <cstring>
 
@@ -153,14 +152,6 @@ std::string CommandOf(const char (&comm)[16]) {
     if (c < 0x20 || c > 0x7e) c = '?';  // the service accepts printable ASCII only
   }
   return text;
-}
-
-int64_t MonotonicToUnixOffsetNs() {
-  timespec realtime{}, monotonic{};
-  clock_gettime(CLOCK_REALTIME, &realtime);
-  clock_gettime(CLOCK_MONOTONIC, &monotonic);
-  return (realtime.tv_sec - monotonic.tv_sec) * 1000000000LL +
-         (realtime.tv_nsec - monotonic.tv_nsec);
 }
 
 absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,

@@ -46,7 +46,4 @@ absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
 // The record's process name as the service accepts it: printable ASCII ('?' for any other byte).
 std::string CommandOf(const char (&comm)[16]);
 
-// CLOCK_REALTIME - CLOCK_MONOTONIC now.
-int64_t MonotonicToUnixOffsetNs();
-
 }  // namespace tcpscope::agent

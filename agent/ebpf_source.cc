@@ -44,13 +44,6 @@ int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
   return 0;
 }
 
-// The ring records' clock.
-uint64_t MonotonicNowNs() {
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec);
-}
-
 absl::Status CheckSupport() {
   if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
     return absl::FailedPreconditionError(
@@ -95,19 +88,33 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
         absl::StrCat("attaching to the TCP tracepoints failed (tp_btf, kernel 5.5 or newer): ",
                      strerror(-error)));
   }
-  return std::unique_ptr<EbpfSource>(
-      new EbpfSource(options, skeleton, std::move(snapshots), metrics, attribution));
+  std::unique_ptr<RingCaptureWriter> capture;
+  if (!options.ring_capture_path.empty()) {
+    absl::StatusOr<std::unique_ptr<RingCaptureWriter>> writer =
+        RingCaptureWriter::Create(options.ring_capture_path, options.clock->MonotonicToUnixNs());
+    if (!writer.ok()) {
+      tcpscope_bpf__destroy(skeleton);
+      return writer.status();
+    }
+    capture = std::move(*writer);
+  }
+  return std::unique_ptr<EbpfSource>(new EbpfSource(options, skeleton, std::move(snapshots),
+                                                    metrics, attribution, std::move(capture)));
 }
 
 EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
                        std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
-                       Attribution attribution)
+                       Attribution attribution, std::unique_ptr<RingCaptureWriter> capture)
     : options_(options),
+      clock_(options.clock),
       skeleton_(skeleton),
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
       attribution_(attribution),
-      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
+      monotonic_to_unix_ns_(clock_->MonotonicToUnixNs()),
+      records_(
+          metrics, &fin_times_, [this](uint64_t id) { return SnapshotRole(id); },
+          std::move(capture)) {}
 
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
 
@@ -147,47 +154,24 @@ v1::Role EbpfSource::SnapshotRole(uint64_t connection_id) {
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
-  absl::StatusOr<BpfRecord> record =
-      DecodeBpfRecord(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
-  if (!record.ok()) {
-    if (source->decode_errors_++ == 0)
-      TS_LOG(ERROR) << "undecodable eBPF record: " << record.status();
-    source->metrics_->events_dropped_agent.Increment();
-    return 0;
-  }
-  if (auto* fin = std::get_if<FinSent>(&*record)) {
-    source->fin_times_.Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id,
-                            std::move(fin->command));
-  } else if (auto* reset = std::get_if<ResetAnswered>(&*record)) {
-    source->abort_on_data_.ResetAnswered(reset->connection_id, source->pending_.mutable_events());
-  } else {
-    KernelEvent& decoded = std::get<KernelEvent>(*record);
-    // The program knows the role of the ends it saw open; for older ones, the dumps may.
-    if (decoded.event.role() == v1::ROLE_UNSPECIFIED) {
-      decoded.event.set_role(source->SnapshotRole(decoded.event.connection_id()));
-    }
-    if (decoded.reset_maybe_sent) {
-      source->abort_on_data_.Hold(std::move(decoded.event), decoded.monotonic_ns);
-    } else {
-      source->pending_.add_events()->Swap(&decoded.event);
-    }
-  }
+  source->records_.Add(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
   return 0;
 }
 
 void EbpfSource::Flush(EventSink* sink) {
-  if (pending_.events_size() > 0) {
+  v1::Batch& pending = records_.pending();
+  if (pending.events_size() > 0) {
     if (attribution_.owners != nullptr || attribution_.workloads != nullptr) {
       std::shared_ptr<const OwnersByCookie> owners;
       {
         absl::MutexLock lock(&roles_mu_);
         owners = owners_;
       }
-      AttributeEvents(pending_.mutable_events(), owners.get(), attribution_, absl::Now());
+      AttributeEvents(pending.mutable_events(), owners.get(), attribution_, clock_->Now());
     }
-    metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
-    sink->Publish(std::move(pending_));
-    pending_.Clear();
+    metrics_->events_generated.Increment(static_cast<double>(pending.events_size()));
+    sink->Publish(std::move(pending));
+    pending.Clear();
   }
 }
 
@@ -198,7 +182,7 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
     TS_LOG(ERROR) << "cannot read the eBPF ring buffer: " << strerror(errno);
     return;
   }
-  absl::Time last_flush = absl::Now();
+  absl::Time last_flush = clock_->Now();
   uint64_t reported_drops = 0;
   while (true) {
     {
@@ -206,15 +190,15 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
       if (stopping_) break;
     }
     int polled = ring_buffer__poll(ring, kPollTimeoutMs);
-    const uint64_t drained_at_ns = MonotonicNowNs();
+    const uint64_t drain_started_ns = clock_->MonotonicNanos();
     if (polled >= 0) polled = ring_buffer__consume(ring);  // what arrived without a wakeup
-    if (!abort_on_data_.empty()) abort_on_data_.Release(drained_at_ns, pending_.mutable_events());
+    records_.Drained(drain_started_ns);
     if (polled < 0 && polled != -EINTR) {
       TS_LOG(ERROR) << "eBPF ring buffer poll failed: " << strerror(-polled);
       break;
     }
-    const absl::Time now = absl::Now();
-    if (static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
+    const absl::Time now = clock_->Now();
+    if (static_cast<size_t>(records_.pending().events_size()) >= kFlushEvents ||
         now - last_flush >= kFlushInterval) {
       Flush(sink);
       last_flush = now;
@@ -231,7 +215,7 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
     }
   }
   ring_buffer__consume(ring);  // what the kernel wrote before the stop
-  abort_on_data_.ReleaseAll(pending_.mutable_events());
+  records_.ReleaseHeld();
   Flush(sink);
   ring_buffer__free(ring);
 }
@@ -243,7 +227,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
                        : absl::StrCat("network namespace ", options_.netns_inode))
                << "; snapshots every " << absl::FormatDuration(options_.snapshot_interval);
   std::thread consumer([this, sink] { ConsumeRing(sink); });
-  absl::Time next = absl::Now();
+  absl::Time next = clock_->Now();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -251,13 +235,13 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       mu_.AwaitWithDeadline(absl::Condition(&wake), next);
       if (stopping_) break;
     }
-    const absl::Time start = absl::Now();
+    const absl::Time start = clock_->Now();
     next = start + options_.snapshot_interval;
-    monotonic_to_unix_ns_.store(MonotonicToUnixOffsetNs(), std::memory_order_relaxed);
+    monotonic_to_unix_ns_.store(clock_->MonotonicToUnixNs(), std::memory_order_relaxed);
     // The program attached before the first dump, so nothing falls between them. The events a
     // dump diff would derive come exactly from the kernel instead; only the snapshot is used.
     SnapshotCollector::Result collected = snapshots_->Collect(start);
-    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
     metrics_->dumps.Increment();
     if (collected.failed_namespaces > 0) {
       metrics_->dump_errors.Increment(static_cast<double>(collected.failed_namespaces));

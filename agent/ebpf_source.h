@@ -13,10 +13,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "agent/abort_on_data.h"
 #include "agent/agent_metrics.h"
+#include "agent/clock.h"
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
+#include "agent/ring_capture.h"
+#include "agent/ring_records.h"
 #include "agent/snapshot_collector.h"
 #include "agent/socket_owner_index.h"
 
@@ -31,6 +33,9 @@ struct EbpfOptions {
   absl::Duration snapshot_interval = absl::Seconds(10);
   uint32_t ring_buffer_bytes = 8 << 20;
   uint32_t max_tracked_sockets = 262144;
+  // Non-empty: every raw ring record is also written to this file (agent/ring_capture.h).
+  std::string ring_capture_path;
+  const Clock* clock = RealClock::Get();
 };
 
 class EbpfSource : public EventSource {
@@ -52,7 +57,7 @@ class EbpfSource : public EventSource {
  private:
   EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
              std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
-             Attribution attribution);
+             Attribution attribution, std::unique_ptr<RingCaptureWriter> capture);
   static int OnRecord(void* self, void* data, size_t size);
   void ConsumeRing(EventSink* sink);
   void Flush(EventSink* sink);
@@ -61,6 +66,7 @@ class EbpfSource : public EventSource {
   v1::Role SnapshotRole(uint64_t connection_id);
 
   const EbpfOptions options_;
+  const Clock* const clock_;
   tcpscope_bpf* skeleton_;
   std::unique_ptr<SnapshotCollector> snapshots_;
   AgentMetrics* metrics_;
@@ -69,9 +75,7 @@ class EbpfSource : public EventSource {
   FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
 
   // Consumer thread only: events decoded straight into the next batch.
-  v1::Batch pending_;
-  AbortOnDataCloses abort_on_data_;
-  uint64_t decode_errors_ = 0;
+  RingRecords records_;
 
   absl::Mutex roles_mu_;
   // Known roles of connections that existed before the program attached, from the latest dump.

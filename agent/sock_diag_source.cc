@@ -26,7 +26,7 @@ constexpr absl::Duration kStopSlice = absl::Milliseconds(100);
 SockDiagSource::SockDiagSource(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
                                AgentMetrics* metrics,
                                std::unique_ptr<SockDiagDestroyListener> destroy_listener,
-                               Attribution attribution)
+                               Attribution attribution, const Clock* clock)
     : dumper_(std::move(dumper)),
       destroy_listener_(std::move(destroy_listener)),
       close_realtime_(destroy_listener_ != nullptr),
@@ -34,6 +34,7 @@ SockDiagSource::SockDiagSource(std::unique_ptr<SockDiagDumper> dumper, absl::Dur
       tracker_(dumper_->netns_inode(), attribution.workloads),
       interval_(interval),
       metrics_(metrics),
+      clock_(clock),
       wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   if (wake_fd_ < 0) {
     TS_LOG(WARNING) << "sock_diag source: eventfd failed (" << strerror(errno)
@@ -63,7 +64,7 @@ void SockDiagSource::Stop() {
 
 bool SockDiagSource::WaitUntil(absl::Time deadline, EventSink* sink) {
   while (!stopping_.load()) {
-    const absl::Duration left = deadline - absl::Now();
+    const absl::Duration left = deadline - clock_->Now();
     if (left <= absl::ZeroDuration()) {
       // Closes already notified get their exact end state from the notification rather than
       // being found missing by the dump about to run.
@@ -121,7 +122,7 @@ void SockDiagSource::PublishDestroyed(EventSink* sink) {
       record.state = (*successor)->state;
     }
   }
-  std::vector<v1::Event> events = tracker_.OnDestroyed(*destroyed, absl::Now());
+  std::vector<v1::Event> events = tracker_.OnDestroyed(*destroyed, clock_->Now());
   metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
   if (events.empty()) return;
   metrics_->events_generated.Increment(static_cast<double>(events.size()));
@@ -134,14 +135,14 @@ absl::Status SockDiagSource::Run(EventSink* sink) {
   TS_LOG(INFO) << "sock_diag source: dumping network namespace " << dumper_->netns_inode()
                << " every " << absl::FormatDuration(interval_)
                << (destroy_listener_ != nullptr ? ", closes reported as they happen" : "");
-  absl::Time next = absl::Now();
+  absl::Time next = clock_->Now();
   int consecutive_errors = 0;
   while (true) {
     if (!WaitUntil(next, sink)) return absl::OkStatus();
-    const absl::Time start = absl::Now();
+    const absl::Time start = clock_->Now();
     next = start + interval_;
     absl::StatusOr<std::vector<SocketRecord>> dump = dumper_->Dump();
-    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
     if (!dump.ok()) {
       metrics_->dump_errors.Increment();
       // Log the first failure and then every 60th, so a persistent fault does not flood.

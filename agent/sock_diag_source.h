@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
+#include "agent/clock.h"
 #include "agent/connection_tracker.h"
 #include "agent/event_source.h"
 #include "agent/sock_diag_netlink.h"
@@ -18,11 +19,12 @@ namespace tcpscope::agent {
 class SockDiagSource : public EventSource {
  public:
   // `destroy_listener` may be null: closes then wait for the next dump. `attribution` names
-  // the process and workload of every end and event (by the tracker's sticky owners).
+  // the process and workload of every end and event (by the tracker's sticky owners). `clock`
+  // dates dumps and events and paces the dumps.
   SockDiagSource(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
                  AgentMetrics* metrics,
                  std::unique_ptr<SockDiagDestroyListener> destroy_listener = nullptr,
-                 Attribution attribution = {});
+                 Attribution attribution = {}, const Clock* clock = RealClock::Get());
   ~SockDiagSource() override;
 
   v1::SourceKind kind() const override { return v1::SOURCE_KIND_SOCK_DIAG; }
@@ -42,6 +44,7 @@ class SockDiagSource : public EventSource {
   ConnectionTracker tracker_;
   absl::Duration interval_;
   AgentMetrics* metrics_;
+  const Clock* const clock_;
   std::atomic<bool> stopping_{false};
   int wake_fd_;  // eventfd that Stop() signals; -1 if none could be made (then poll in slices)
   uint64_t reported_overruns_ = 0;

@@ -1,8 +1,10 @@
 // Source selection and fallback.
 #include "agent/source_selection.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/ebpf_source.h"
+#include "agent/replay_source.h"
 #include "agent/sock_diag_netlink.h"
 #include "agent/sock_diag_source.h"
 #include "common/log.h"
@@ -39,6 +41,7 @@ absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMet
 absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics* metrics) {
   EbpfOptions ebpf;
   ebpf.snapshot_interval = options.snapshot_interval;
+  ebpf.ring_capture_path = options.ring_capture_path;
   std::unique_ptr<SnapshotCollector> snapshots;
   uint64_t cookie = 0;
   if (options.netns_path.empty()) {
@@ -63,12 +66,15 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
 
 }  // namespace
 
-absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text) {
-  if (text == "auto") return SourceChoice::kAuto;
-  if (text == "ebpf") return SourceChoice::kEbpf;
-  if (text == "sockdiag") return SourceChoice::kSockDiag;
+absl::StatusOr<SourceSpec> ParseSourceSpec(const std::string& text) {
+  if (text == "auto") return SourceSpec{SourceChoice::kAuto};
+  if (text == "ebpf") return SourceSpec{SourceChoice::kEbpf};
+  if (text == "sockdiag") return SourceSpec{SourceChoice::kSockDiag};
+  if (absl::StartsWith(text, "replay:") && text.size() > 7) {
+    return SourceSpec{SourceChoice::kReplay, text.substr(7)};
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("--source=", text, ": choose auto, ebpf or sockdiag"));
+      absl::StrCat("--source=", text, ": choose auto, ebpf, sockdiag or replay:FILE"));
 }
 
 absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, AgentMetrics* metrics) {
@@ -77,6 +83,12 @@ absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, Agent
       return OpenSockDiag(options, metrics);
     case SourceChoice::kEbpf:
       return OpenEbpf(options, metrics);
+    case SourceChoice::kReplay: {
+      absl::StatusOr<std::unique_ptr<ReplaySource>> replay =
+          ReplaySource::Open(options.replay_path, metrics);
+      if (!replay.ok()) return replay.status();
+      return OpenedSource{std::move(*replay)};
+    }
     case SourceChoice::kAuto:
       break;
   }
@@ -86,7 +98,8 @@ absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, Agent
                   << ". Falling back to sock_diag polling every "
                   << absl::FormatDuration(options.snapshot_interval)
                   << " (closes as they happen, other events at the next dump; no keepalive "
-                     "probe or failure events).";
+                     "probe or failure events)"
+                  << (options.ring_capture_path.empty() ? "." : "; no ring capture is recorded.");
   return OpenSockDiag(options, metrics);
 }
 

@@ -51,8 +51,7 @@ class EbpfTest : public TwoHostTest {
     // Nothing arrives late or twice.
     absl::SleepFor(absl::Milliseconds(600));
     const std::string m = stack_->Scrape();
-    EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", kA}, {"role", a_role}}),
-              count);
+    EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", kA}, {"role", a_role}}), count);
     EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", kB}, {"role", "server"}}),
               count);
     EXPECT_EQ(MetricSum(m, "tcpscope_handshakes_total", {}), 2.0 * count);
@@ -193,6 +192,43 @@ TEST_F(EbpfTest, DataAfterShutdownIsResetSentByTheEndThatShutDown) {
   const std::string m = stack_->Scrape();
   EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {}), 2);
   if (HasFailure()) std::cerr << m;
+}
+
+// What --record_ring captures of the kernel's records replays (--source=replay:FILE) to the
+// same events as the live agent reported.
+TEST_F(EbpfTest, RecordedRingReplaysToTheSameEvents) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  const std::string capture = absl::StrCat(::testing::TempDir(), "/ebpf_", getpid(), ".ring");
+  ASSERT_TRUE(stack_
+                  ->AddAgent("recorder", network_->b().path(),
+                             {"--source=ebpf", "--record_ring=" + capture})
+                  .ok());
+  ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();
+  const int port = ListenOnB(network_->b_ipv4());
+  auto [client, server] = Connect(network_->b_ipv4(), port);
+  ASSERT_GE(client, 0);
+  ASSERT_EQ(shutdown(server, SHUT_RDWR), 0);
+  AwaitEof(client);
+  ASSERT_EQ(send(client, "x", 1, MSG_NOSIGNAL), 1);
+  const Labels reset_sent = {{"role", "server"}, {"initiator", "local"}, {"reason", "reset_sent"}};
+  auto on = [](const std::string& host, Labels labels) {
+    labels["host"] = host;
+    return labels;
+  };
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", on("recorder", reset_sent), 1), 1);
+  absl::SleepFor(absl::Milliseconds(100));  // the capture is written out at each ring drain
+
+  ASSERT_TRUE(stack_->AddAgent("replayed", "", {"--source=replay:" + capture}).ok());
+  EXPECT_EQ(stack_->WaitForValue("tcpscope_closes_total", on("replayed", reset_sent), 1), 1);
+  absl::SleepFor(absl::Milliseconds(300));
+  const std::string m = stack_->Scrape();
+  for (const char* host : {"recorder", "replayed"}) {
+    EXPECT_EQ(MetricSum(m, "tcpscope_closes_total", {{"host", host}}), 1) << host;
+    EXPECT_EQ(MetricValue(m, "tcpscope_handshakes_total", {{"host", host}, {"role", "server"}}), 1)
+        << host;
+  }
+  if (HasFailure()) std::cerr << m;
+  std::remove(capture.c_str());
 }
 
 // A genuine RST reaching an end that shut reading down stays reset_received: the kernel flags
