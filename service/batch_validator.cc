@@ -121,11 +121,8 @@ absl::Status CheckEnums(absl::string_view where, const google::protobuf::Message
   return absl::OkStatus();
 }
 
-// What every kind must satisfy: a known role (a label) and known enum values in its message.
+// What every kind must satisfy: known enum values in its message.
 absl::Status CheckAnyKind(absl::string_view where, const v1::Event& event) {
-  if (!v1::Role_IsValid(event.role())) {
-    return Invalid(where, absl::StrCat("unknown role ", event.role()));
-  }
   const google::protobuf::FieldDescriptor* kind = event.GetReflection()->GetOneofFieldDescriptor(
       event, v1::Event::descriptor()->FindOneofByName("kind"));
   if (kind == nullptr) return Invalid(where, "event has no kind");
@@ -137,6 +134,10 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
   if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
   if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
   if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
+  // A known role (a label); unspecified is "not known", which agents report rather than guess.
+  if (!v1::Role_IsValid(event.role())) {
+    return Invalid(where, absl::StrCat("unknown role ", event.role()));
+  }
   switch (event.kind_case()) {
     case v1::Event::kHandshake:
       return absl::OkStatus();
