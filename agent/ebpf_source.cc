@@ -113,7 +113,7 @@ EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
       attribution_(attribution),
       monotonic_to_unix_ns_(clock_->MonotonicToUnixNs()),
       records_(
-          metrics, &fin_times_, [this](uint64_t id) { return SnapshotRole(id); },
+          metrics, &fin_times_, [this](uint64_t id) { return SnapshotRole(id); }, &known_roles_,
           std::move(capture)) {}
 
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
@@ -246,6 +246,8 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     if (collected.failed_namespaces > 0) {
       metrics_->dump_errors.Increment(static_cast<double>(collected.failed_namespaces));
     }
+    // The dump knows a role only from a listener on the end's port; the program knew more.
+    known_roles_.Apply(&collected.snapshot);
     {
       absl::MutexLock lock(&roles_mu_);
       roles_.clear();

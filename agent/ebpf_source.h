@@ -17,6 +17,7 @@
 #include "agent/clock.h"
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
+#include "agent/known_roles.h"
 #include "agent/ring_capture.h"
 #include "agent/ring_records.h"
 #include "agent/snapshot_collector.h"
@@ -72,7 +73,8 @@ class EbpfSource : public EventSource {
   AgentMetrics* metrics_;
   const Attribution attribution_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
-  FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
+  FinTimes fin_times_;      // noted by the consumer thread, applied to each snapshot
+  KnownRoles known_roles_;  // likewise
 
   // Consumer thread only: events decoded straight into the next batch.
   RingRecords records_;

@@ -10,10 +10,11 @@
 namespace tcpscope::agent {
 
 RingRecords::RingRecords(AgentMetrics* metrics, FinTimes* fin_times, KnownRole known_role,
-                         std::unique_ptr<RingCaptureWriter> capture)
+                         KnownRoles* roles, std::unique_ptr<RingCaptureWriter> capture)
     : metrics_(metrics),
       fin_times_(fin_times),
       known_role_(std::move(known_role)),
+      roles_(roles),
       capture_(std::move(capture)) {}
 
 void RingRecords::Add(const void* data, size_t size, int64_t monotonic_to_unix_ns) {
@@ -36,6 +37,7 @@ void RingRecords::Add(const void* data, size_t size, int64_t monotonic_to_unix_n
     abort_on_data_.ResetAnswered(reset->connection_id, pending_.mutable_events());
   } else {
     KernelEvent& decoded = std::get<KernelEvent>(*record);
+    if (roles_ != nullptr) roles_->Observe(decoded.event);
     // The program knows the role of the ends it saw open; for older ones, the source may.
     if (decoded.event.role() == v1::ROLE_UNSPECIFIED && known_role_) {
       decoded.event.set_role(known_role_(decoded.event.connection_id()));

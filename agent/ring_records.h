@@ -12,6 +12,7 @@
 #include "agent/abort_on_data.h"
 #include "agent/agent_metrics.h"
 #include "agent/fin_times.h"
+#include "agent/known_roles.h"
 #include "agent/ring_capture.h"
 #include "tcpscope/v1/ingest.pb.h"
 
@@ -22,10 +23,10 @@ class RingRecords {
   // The role a source knows for an end the program did not see open (ROLE_UNSPECIFIED: none).
   using KnownRole = std::function<v1::Role(uint64_t connection_id)>;
 
-  // `fin_times` receives the FIN facts; `known_role` may be empty; `capture` (may be null)
-  // records every raw record.
+  // `fin_times` receives the FIN facts; `known_role` may be empty; `roles` (may be null) learns
+  // the roles of the ends the program saw open; `capture` (may be null) records every raw record.
   RingRecords(AgentMetrics* metrics, FinTimes* fin_times, KnownRole known_role,
-              std::unique_ptr<RingCaptureWriter> capture = nullptr);
+              KnownRoles* roles = nullptr, std::unique_ptr<RingCaptureWriter> capture = nullptr);
 
   // One record as the ring hands it; `monotonic_to_unix_ns` dates it (Clock::MonotonicToUnixNs,
   // or the recording's for a replay).
@@ -43,6 +44,7 @@ class RingRecords {
   AgentMetrics* const metrics_;
   FinTimes* const fin_times_;
   const KnownRole known_role_;
+  KnownRoles* const roles_;
   const std::unique_ptr<RingCaptureWriter> capture_;
   v1::Batch pending_;
   AbortOnDataCloses abort_on_data_;

@@ -99,7 +99,7 @@ TEST(RingRecordsCaptureTest, EveryRawRecordIsCaptured) {
   {
     auto writer = RingCaptureWriter::Create(path, kOffset);
     ASSERT_TRUE(writer.ok()) << writer.status();
-    RingRecords records(&metrics, &fin_times, {}, std::move(*writer));
+    RingRecords records(&metrics, &fin_times, {}, nullptr, std::move(*writer));
     const tcpscope_event handshake = Record(TCPSCOPE_EVENT_HANDSHAKE, 1, kMs);
     const tcpscope_event fin = Record(TCPSCOPE_EVENT_FIN_SENT, 1, 2 * kMs);
     records.Add(&handshake, sizeof(handshake), kOffset);
