@@ -2,7 +2,6 @@
 #include "agent/bpf_event_decoder.h"
 
 #include <sys/socket.h>
-#include <time.h>
 
 #include <cstring>
 
@@ -23,7 +22,8 @@ constexpr bool Same(int kernel, int proto) { return kernel == proto; }
                 "agent/bpf/tcpscope_event.h: " #name " is not EventKind's number");
 TCPSCOPE_EVENT_KINDS(TCPSCOPE_CHECK_KIND)
 #undef TCPSCOPE_CHECK_KIND
-static_assert(TCPSCOPE_EVENT_FIN_SENT >= v1::EventKind_ARRAYSIZE);
+static_assert(TCPSCOPE_EVENT_FIN_SENT >= v1::EventKind_ARRAYSIZE &&
+              TCPSCOPE_EVENT_RESET_ANSWERED >= v1::EventKind_ARRAYSIZE);
 static_assert(Same(TCPSCOPE_ROLE_CLIENT, v1::ROLE_CLIENT) &&
               Same(TCPSCOPE_ROLE_SERVER, v1::ROLE_SERVER));
 static_assert(Same(TCPSCOPE_INITIATOR_LOCAL, v1::CLOSE_INITIATOR_LOCAL) &&
@@ -45,40 +45,14 @@ static_assert(Same(TCPSCOPE_FAILURE_REFUSED, v1::HANDSHAKE_FAILURE_REFUSED) &&
 
 uint64_t Microseconds(uint64_t ns) { return ns / 1000; }
 
-}  // namespace
-
-std::string CommandOf(const char (&comm)[16]) {
-  size_t length = strnlen(comm, sizeof(comm));
-  std::string text(comm, length);
-  for (char& c : text) {
-    if (c < 0x20 || c > 0x7e) c = '?';  // the service accepts printable ASCII only
-  }
-  return text;
+// Unsigned, so a garbage time wraps (and the service refuses it) instead of overflowing.
+uint64_t UnixNanos(uint64_t monotonic_ns, int64_t monotonic_to_unix_ns) {
+  return monotonic_ns + static_cast<uint64_t>(monotonic_to_unix_ns);
 }
 
-int64_t MonotonicToUnixOffsetNs() {
-  timespec realtime{}, monotonic{};
-  clock_gettime(CLOCK_REALTIME, &realtime);
-  clock_gettime(CLOCK_MONOTONIC, &monotonic);
-  return (realtime.tv_sec - monotonic.tv_sec) * 1000000000LL +
-         (realtime.tv_nsec - monotonic.tv_nsec);
-}
-
-absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_unix_ns,
-                            v1::Event* out) {
-  if (size < sizeof(tcpscope_event)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("eBPF record of ", size, " bytes; expected ", sizeof(tcpscope_event)));
-  }
-  tcpscope_event raw;
-  std::memcpy(&raw, data, sizeof(raw));
-  if (raw.family != AF_INET && raw.family != AF_INET6) {
-    return absl::InvalidArgumentError(absl::StrCat("eBPF record with address family ", raw.family));
-  }
-
-  v1::Event& event = *out;
-  // Unsigned, so a garbage time wraps (and the service refuses it) instead of overflowing.
-  event.set_time_unix_ns(raw.time_ns + static_cast<uint64_t>(monotonic_to_unix_ns));
+// Fills `event` from an event record; false for a kind that is no event.
+bool DecodeEvent(const tcpscope_event& raw, int64_t monotonic_to_unix_ns, v1::Event& event) {
+  event.set_time_unix_ns(UnixNanos(raw.time_ns, monotonic_to_unix_ns));
   event.set_connection_id(raw.cookie);
   v1::Origin* origin = event.mutable_origin();
   origin->set_netns_inode(raw.netns_ino);
@@ -111,7 +85,7 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
     case TCPSCOPE_EVENT_HANDSHAKE: {
       v1::Handshake* handshake = event.mutable_handshake();
       if (duration_known) handshake->set_duration_us(Microseconds(raw.duration_ns));
-      return absl::OkStatus();
+      return true;
     }
     case TCPSCOPE_EVENT_HANDSHAKE_FAILED: {
       v1::HandshakeFailed* failed = event.mutable_handshake_failed();
@@ -121,7 +95,7 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
       failed->set_syn_retransmits(raw.probes);
       failed->set_error(raw.error);
       if (duration_known) failed->set_duration_us(Microseconds(raw.duration_ns));
-      return absl::OkStatus();
+      return true;
     }
     case TCPSCOPE_EVENT_CLOSE: {
       v1::Close* close = event.mutable_close();
@@ -142,13 +116,13 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
         close->set_last_state(static_cast<v1::TcpState>(raw.last_state));
       }
       close->set_error(raw.error);
-      return absl::OkStatus();
+      return true;
     }
     case TCPSCOPE_EVENT_KEEPALIVE_PROBE: {
       v1::KeepaliveProbe* probe = event.mutable_keepalive_probe();
       probe->set_probe_number(raw.probes);
       probe->set_idle_ms(raw.idle_ms);
-      return absl::OkStatus();
+      return true;
     }
     case TCPSCOPE_EVENT_KEEPALIVE_TIMEOUT: {
       v1::KeepaliveTimeout* timeout = event.mutable_keepalive_timeout();
@@ -157,15 +131,61 @@ absl::Status DecodeBpfEvent(const void* data, size_t size, int64_t monotonic_to_
       timeout->set_interval_s(raw.keepalive_intvl_s);
       timeout->set_count(raw.keepalive_count);
       timeout->set_error(raw.error);
-      return absl::OkStatus();
+      return true;
     }
     case TCPSCOPE_EVENT_KEEPALIVE_ANSWERED:
       event.mutable_keepalive_answered()->set_probes_outstanding(raw.probes);
-      return absl::OkStatus();
-    case TCPSCOPE_EVENT_FIN_SENT:  // not an event; the source takes it before decoding
+      return true;
+    case TCPSCOPE_EVENT_FIN_SENT:  // not events: decoded by DecodeBpfRecord
+    case TCPSCOPE_EVENT_RESET_ANSWERED:
       break;
   }
-  return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
+  return false;
+}
+
+}  // namespace
+
+std::string CommandOf(const char (&comm)[16]) {
+  size_t length = strnlen(comm, sizeof(comm));
+  std::string text(comm, length);
+  for (char& c : text) {
+    if (c < 0x20 || c > 0x7e) c = '?';  // the service accepts printable ASCII only
+  }
+  return text;
+}
+
+absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
+                                          int64_t monotonic_to_unix_ns) {
+  if (size < sizeof(tcpscope_event)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("eBPF record of ", size, " bytes; expected ", sizeof(tcpscope_event)));
+  }
+  tcpscope_event raw;
+  std::memcpy(&raw, data, sizeof(raw));
+  switch (static_cast<tcpscope_event_kind>(raw.kind)) {
+    case TCPSCOPE_EVENT_FIN_SENT:
+      return FinSent{
+          .connection_id = raw.cookie,
+          .time = absl::FromUnixNanos(
+              static_cast<int64_t>(UnixNanos(raw.time_ns, monotonic_to_unix_ns))),
+          .pid = raw.pid,
+          .cgroup_id = raw.cgroup_id,
+          .command = raw.pid != 0 ? CommandOf(raw.comm) : std::string(),
+      };
+    case TCPSCOPE_EVENT_RESET_ANSWERED:
+      return ResetAnswered{.connection_id = raw.cookie};
+    default:
+      break;
+  }
+  if (raw.family != AF_INET && raw.family != AF_INET6) {
+    return absl::InvalidArgumentError(absl::StrCat("eBPF record with address family ", raw.family));
+  }
+  KernelEvent decoded{.monotonic_ns = raw.time_ns,
+                      .reset_maybe_sent = (raw.flags & TCPSCOPE_FLAG_RESET_MAYBE_SENT) != 0};
+  if (!DecodeEvent(raw, monotonic_to_unix_ns, decoded.event)) {
+    return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
+  }
+  return decoded;
 }
 
 }  // namespace tcpscope::agent

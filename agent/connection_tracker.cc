@@ -46,6 +46,18 @@ v1::Endpoints ToEndpoints(const SocketRecord& record) {
   return endpoints;
 }
 
+// The role the kernel's state shows, for an end first seen in `state`: seen connecting, a
+// client; seen in SYN_RECV, a server; holding a port a listener of its namespace holds, accepted
+// by that listener (a connecting socket cannot bind a listening port, SO_REUSEPORT aside).
+// Otherwise not known: an end without a listener may be a server whose listener is gone.
+v1::Role KnownRole(v1::TcpState state, bool port_listening) {
+  if (state == v1::TCP_STATE_SYN_SENT) return v1::ROLE_CLIENT;
+  if (state == v1::TCP_STATE_SYN_RECV || state == v1::TCP_STATE_NEW_SYN_RECV || port_listening) {
+    return v1::ROLE_SERVER;
+  }
+  return v1::ROLE_UNSPECIFIED;
+}
+
 uint64_t UnixNanos(absl::Time time) { return static_cast<uint64_t>(absl::ToUnixNanos(time)); }
 
 }  // namespace
@@ -160,8 +172,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     tracked.generation = generation_;
     if (inserted) {
       tracked.endpoints = ToEndpoints(record);
-      tracked.role =
-          listening_ports.contains(record.local_port) ? v1::ROLE_SERVER : v1::ROLE_CLIENT;
+      tracked.role = KnownRole(state, listening_ports.contains(record.local_port));
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }

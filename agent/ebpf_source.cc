@@ -107,19 +107,33 @@ absl::StatusOr<std::unique_ptr<EbpfSource>> EbpfSource::Open(
         absl::StrCat("attaching to the TCP tracepoints failed (tp_btf, kernel 5.5 or newer): ",
                      strerror(-error)));
   }
-  return std::unique_ptr<EbpfSource>(
-      new EbpfSource(options, skeleton, std::move(snapshots), metrics, attribution));
+  std::unique_ptr<RingCaptureWriter> capture;
+  if (!options.ring_capture_path.empty()) {
+    absl::StatusOr<std::unique_ptr<RingCaptureWriter>> writer =
+        RingCaptureWriter::Create(options.ring_capture_path, options.clock->MonotonicToUnixNs());
+    if (!writer.ok()) {
+      tcpscope_bpf__destroy(skeleton);
+      return writer.status();
+    }
+    capture = std::move(*writer);
+  }
+  return std::unique_ptr<EbpfSource>(new EbpfSource(options, skeleton, std::move(snapshots),
+                                                    metrics, attribution, std::move(capture)));
 }
 
 EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
                        std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
-                       Attribution attribution)
+                       Attribution attribution, std::unique_ptr<RingCaptureWriter> capture)
     : options_(options),
+      clock_(options.clock),
       skeleton_(skeleton),
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
       attribution_(attribution),
-      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()),
+      monotonic_to_unix_ns_(clock_->MonotonicToUnixNs()),
+      records_(
+          metrics, &fin_times_, [this](uint64_t id) { return SnapshotRole(id); }, &known_roles_,
+          std::move(capture)),
       forced_failures_left_(options.forced_ring_failures),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
@@ -160,56 +174,32 @@ uint64_t EbpfSource::KernelDrops(int index) const {
   return total;
 }
 
-v1::Role EbpfSource::GuessRole(const v1::Event& event) {
-  {
-    absl::MutexLock lock(&roles_mu_);
-    if (auto it = roles_.find(event.connection_id()); it != roles_.end()) return it->second;
-  }
-  // Not in the start-up dump either: an ephemeral local port facing a well-known one is the
-  // connecting side.
-  const uint32_t local = event.endpoints().local_port();
-  const uint32_t remote = event.endpoints().remote_port();
-  return local >= 32768 && remote < 32768 ? v1::ROLE_CLIENT : v1::ROLE_SERVER;
+v1::Role EbpfSource::SnapshotRole(uint64_t connection_id) {
+  absl::MutexLock lock(&roles_mu_);
+  auto it = roles_.find(connection_id);
+  return it == roles_.end() ? v1::ROLE_UNSPECIFIED : it->second;
 }
 
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
-  if (size >= sizeof(tcpscope_event) &&
-      static_cast<const tcpscope_event*>(data)->kind == TCPSCOPE_EVENT_FIN_SENT) {
-    const auto* raw = static_cast<const tcpscope_event*>(data);
-    source->fin_times_.Note(
-        raw->cookie,
-        absl::FromUnixNanos(static_cast<int64_t>(raw->time_ns) +
-                            source->monotonic_to_unix_ns_.load(std::memory_order_relaxed)),
-        raw->pid, raw->cgroup_id, raw->pid != 0 ? CommandOf(raw->comm) : std::string());
-    return 0;
-  }
-  v1::Event* event = source->pending_.add_events();
-  const absl::Status status = DecodeBpfEvent(
-      data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
-  if (!status.ok()) {
-    source->pending_.mutable_events()->RemoveLast();
-    if (source->decode_errors_++ == 0) TS_LOG(ERROR) << "undecodable eBPF record: " << status;
-    source->metrics_->events_dropped_agent.Increment();
-    return 0;
-  }
-  if (event->role() == v1::ROLE_UNSPECIFIED) event->set_role(source->GuessRole(*event));
+  source->records_.Add(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
   return 0;
 }
 
 void EbpfSource::Flush(EventSink* sink) {
-  if (pending_.events_size() > 0) {
+  v1::Batch& pending = records_.pending();
+  if (pending.events_size() > 0) {
     if (attribution_.owners != nullptr || attribution_.workloads != nullptr) {
       std::shared_ptr<const OwnersByCookie> owners;
       {
         absl::MutexLock lock(&roles_mu_);
         owners = owners_;
       }
-      AttributeEvents(pending_.mutable_events(), owners.get(), attribution_, absl::Now());
+      AttributeEvents(pending.mutable_events(), owners.get(), attribution_, clock_->Now());
     }
-    metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
-    sink->Publish(std::move(pending_));
-    pending_.Clear();
+    metrics_->events_generated.Increment(static_cast<double>(pending.events_size()));
+    sink->Publish(std::move(pending));
+    pending.Clear();
   }
 }
 
@@ -273,8 +263,10 @@ absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* op
   absl::Time last_drops_read = absl::Now();
   while (true) {
     const absl::Time before = absl::Now();
-    const absl::Duration wait =
-        pending_.events().empty() ? kHeartbeat : last_flush + kFlushInterval - before;
+    absl::Duration wait =
+        records_.pending().events().empty() ? kHeartbeat : last_flush + kFlushInterval - before;
+    // A held close waits for its answer only as long as it can take to come.
+    if (records_.holding()) wait = std::min(wait, AbortOnDataCloses::kAnswerWithin);
     const int polled = poll(ready, 2, TimeoutMs(wait));
     if (polled < 0 && errno != EINTR) {
       return absl::UnavailableError(absl::StrCat("eBPF ring buffer poll: ", strerror(errno)));
@@ -283,17 +275,20 @@ absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* op
     if (polled > 0 && (ready[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
       return absl::UnavailableError("eBPF ring buffer poll: the ring's descriptor failed");
     }
-    int consumed = 0;
-    if (stopping || (polled > 0 && (ready[0].revents & POLLIN) != 0)) {
-      consumed = ring_buffer__consume(ring);
-      if (consumed < 0) {
-        return absl::UnavailableError(
-            absl::StrCat("reading the eBPF ring buffer: ", strerror(-consumed)));
-      }
+    // Read at every wakeup, the heartbeat's too: a held close is released only after a read
+    // that started late enough to have seen its answer.
+    const uint64_t drain_started_ns = clock_->MonotonicNanos();
+    const int consumed = ring_buffer__consume(ring);
+    if (consumed < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("reading the eBPF ring buffer: ", strerror(-consumed)));
     }
+    records_.Drained(drain_started_ns);
+    if (stopping) records_.ReleaseHeld();
     const absl::Time now = absl::Now();
-    if (stopping || static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
-        (!pending_.events().empty() && now - last_flush >= kFlushInterval)) {
+    const v1::Batch& pending = records_.pending();
+    if (stopping || static_cast<size_t>(pending.events_size()) >= kFlushEvents ||
+        (!pending.events().empty() && now - last_flush >= kFlushInterval)) {
       Flush(sink);
       last_flush = now;
       ReportKernelDrops(sink);
@@ -350,7 +345,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
                        : absl::StrCat("network namespace ", options_.netns_inode))
                << "; snapshots every " << absl::FormatDuration(options_.snapshot_interval);
   std::thread consumer([this, sink] { ConsumeRing(sink); });
-  absl::Time next = absl::Now();
+  absl::Time next = clock_->Now();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -358,22 +353,26 @@ absl::Status EbpfSource::Run(EventSink* sink) {
       mu_.AwaitWithDeadline(absl::Condition(&wake), next);
       if (stopping_ || !failure_.ok()) break;
     }
-    const absl::Time start = absl::Now();
+    const absl::Time start = clock_->Now();
     next = start + options_.snapshot_interval;
-    monotonic_to_unix_ns_.store(MonotonicToUnixOffsetNs(), std::memory_order_relaxed);
+    monotonic_to_unix_ns_.store(clock_->MonotonicToUnixNs(), std::memory_order_relaxed);
     // The program attached before the first dump, so nothing falls between them. The events a
     // dump diff would derive come exactly from the kernel instead; only the snapshot is used.
     SnapshotCollector::Result collected = snapshots_->Collect(start);
-    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
     metrics_->dumps.Increment();
     if (collected.failed_namespaces > 0) {
       metrics_->dump_errors.Increment(static_cast<double>(collected.failed_namespaces));
     }
+    // The dump knows a role only from a listener on the end's port; the program knew more.
+    known_roles_.Apply(&collected.snapshot);
     {
       absl::MutexLock lock(&roles_mu_);
       roles_.clear();
       for (const v1::Connection& connection : collected.snapshot.connections()) {
-        roles_[connection.connection_id()] = connection.role();
+        if (connection.role() != v1::ROLE_UNSPECIFIED) {
+          roles_[connection.connection_id()] = connection.role();
+        }
       }
       owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     }

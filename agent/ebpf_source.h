@@ -21,8 +21,12 @@
 #include "absl/time/time.h"
 #include "agent/agent_metrics.h"
 #include "agent/bpf/tcpscope_event.h"
+#include "agent/clock.h"
 #include "agent/event_source.h"
 #include "agent/fin_times.h"
+#include "agent/known_roles.h"
+#include "agent/ring_capture.h"
+#include "agent/ring_records.h"
 #include "agent/snapshot_collector.h"
 #include "agent/socket_owner_index.h"
 
@@ -40,6 +44,9 @@ struct EbpfOptions {
   // Test only (TCPSCOPE_TEST_RING_FAILURES): this many ring attempts in a row fail as a poll
   // error would, right after the ring is opened.
   int forced_ring_failures = 0;
+  // Non-empty: every raw ring record is also written to this file (agent/ring_capture.h).
+  std::string ring_capture_path;
+  const Clock* clock = RealClock::Get();
 };
 
 class EbpfSource : public EventSource {
@@ -61,7 +68,7 @@ class EbpfSource : public EventSource {
  private:
   EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
              std::unique_ptr<SnapshotCollector> snapshots, AgentMetrics* metrics,
-             Attribution attribution);
+             Attribution attribution, std::unique_ptr<RingCaptureWriter> capture);
   static int OnRecord(void* self, void* data, size_t size);
   // Reads the ring, re-opening it after a failure; ends the source when it keeps failing.
   void ConsumeRing(EventSink* sink);
@@ -73,25 +80,27 @@ class EbpfSource : public EventSource {
   // Adds what the kernel side dropped since the last call to the losses.
   void ReportKernelDrops(EventSink* sink);
   void SetHealth(EventSink* sink, bool healthy, const std::string& problem);
-  v1::Role GuessRole(const v1::Event& event);
+  // The role the latest dump knows for an end the program did not see open.
+  v1::Role SnapshotRole(uint64_t connection_id);
 
   const EbpfOptions options_;
+  const Clock* const clock_;
   tcpscope_bpf* skeleton_;
   std::unique_ptr<SnapshotCollector> snapshots_;
   AgentMetrics* metrics_;
   const Attribution attribution_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
-  FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
+  FinTimes fin_times_;      // noted by the consumer thread, applied to each snapshot
+  KnownRoles known_roles_;  // likewise
 
   // Consumer thread only: events decoded straight into the next batch.
-  v1::Batch pending_;
-  uint64_t decode_errors_ = 0;
+  RingRecords records_;
   std::array<uint64_t, TCPSCOPE_DROP_COUNT> reported_drops_{};
   int forced_failures_left_;
   const int stop_fd_;  // an eventfd: Stop() wakes the consumer blocked on the ring
 
   absl::Mutex roles_mu_;
-  // Roles of connections that existed before the program attached, from the latest dump.
+  // Known roles of connections that existed before the program attached, from the latest dump.
   absl::flat_hash_map<uint64_t, v1::Role> roles_ ABSL_GUARDED_BY(roles_mu_);
   // Owners of the latest snapshot's ends (sticky per cookie), for events without a process.
   std::shared_ptr<const OwnersByCookie> owners_ ABSL_GUARDED_BY(roles_mu_);

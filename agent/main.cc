@@ -37,12 +37,16 @@ ABSL_FLAG(absl::Duration, snapshot_interval, absl::Seconds(10),
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9701",
           "Address of the agent's own Prometheus metrics (/metrics); empty disables.");
 ABSL_FLAG(std::string, source, "auto",
-          "Event source: ebpf (exact, needs root and BTF), sockdiag (polling), or auto (eBPF, "
-          "else sockdiag).");
+          "Event source: ebpf (exact, needs root and BTF), sockdiag (polling), auto (eBPF, else "
+          "sockdiag), or replay:FILE (plays a --record_ring capture through the same record "
+          "handling, without root; events keep their recorded times).");
 ABSL_FLAG(std::string, snapshot_dump, "auto",
           "How the eBPF source's snapshots read every socket: bpf (an iter/tcp BPF iterator, "
           "kernel 5.14+), sockdiag (the netlink dump `ss` uses, about 3x slower) or auto (bpf, "
           "else sockdiag).");
+ABSL_FLAG(std::string, record_ring, "",
+          "File to write every raw eBPF ring record to, for --source=replay:FILE (eBPF source "
+          "only); empty: none.");
 ABSL_FLAG(std::string, netns, "",
           "Network namespace file (e.g. /run/netns/NAME) to watch only; default: every namespace "
           "(eBPF) or the agent's own (sockdiag). The namespace is then the host: the boot id sent "
@@ -177,9 +181,15 @@ int Main() {
     TS_LOG(ERROR) << forced_ring_failures.status().message();
     return 2;
   }
-  absl::StatusOr<SourceChoice> choice = ParseSourceChoice(absl::GetFlag(FLAGS_source));
-  if (!choice.ok()) {
-    TS_LOG(ERROR) << choice.status().message();
+  absl::StatusOr<SourceSpec> source_spec = ParseSourceSpec(absl::GetFlag(FLAGS_source));
+  if (!source_spec.ok()) {
+    TS_LOG(ERROR) << source_spec.status().message();
+    return 2;
+  }
+  const SourceChoice choice = source_spec->choice;
+  const std::string record_ring = absl::GetFlag(FLAGS_record_ring);
+  if (!record_ring.empty() && choice != SourceChoice::kEbpf && choice != SourceChoice::kAuto) {
+    TS_LOG(ERROR) << "--record_ring records the eBPF ring: it needs --source=ebpf or auto";
     return 2;
   }
   absl::StatusOr<SnapshotDumpChoice> snapshot_dump =
@@ -196,7 +206,7 @@ int Main() {
 
   // Capabilities: checked, and all but the needed ones dropped before any thread starts.
   const uint64_t effective = EffectiveCapabilities();
-  if (*choice == SourceChoice::kEbpf && !CanLoadBpf(effective)) {
+  if (choice == SourceChoice::kEbpf && !CanLoadBpf(effective)) {
     TS_LOG(ERROR) << "--source=ebpf needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); run as "
                      "root or grant them, or use --source=auto to fall back to sock_diag";
     return 1;
@@ -251,7 +261,9 @@ int Main() {
   }
 
   SourceOptions source_options;
-  source_options.choice = *choice;
+  source_options.choice = choice;
+  source_options.replay_path = source_spec->replay_path;
+  source_options.ring_capture_path = record_ring;
   source_options.attribution = {owners->get(), workloads.ok() ? workloads->get() : nullptr};
   source_options.netns_path = absl::GetFlag(FLAGS_netns);
   source_options.snapshot_interval = absl::GetFlag(FLAGS_snapshot_interval);

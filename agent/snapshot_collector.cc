@@ -8,7 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "common/log.h"
 
 namespace tcpscope::agent {

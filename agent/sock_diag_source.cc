@@ -1,457 +1,175 @@
-// NETLINK_SOCK_DIAG socket handling: opens the socket inside a chosen network namespace, runs
-// one inet_diag dump per address family and receives destroy notifications, leaving the byte
-// decoding to sock_diag_parser.
+// Polling loop of the sock_diag source.
 #include "agent/sock_diag_source.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
-#include <netinet/in.h>
-#include <sched.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/time.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
-#include <system_error>
-#include <thread>
-#include <utility>
+#include <limits>
+#include <optional>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/log.h"
 
 namespace tcpscope::agent {
 namespace {
 
-// Large enough for any dump skb: the kernel caps dump chunks at 32 KiB.
-constexpr size_t kReceiveBufferSize = 64 * 1024;
-// Socket buffer: lets the kernel queue a few chunks ahead while we parse.
-constexpr int kSocketReceiveBuffer = 1 << 20;
-// Destroy notifications are not paced to the reader: a burst of closes while the agent is busy
-// with a dump must fit (each message costs about 1 KiB of buffer).
-constexpr int kDestroyReceiveBuffer = 4 << 20;
-// Bounds one ReadAvailable() so a close storm cannot keep the poller from its dumps; whatever
-// is left keeps the descriptor readable.
-constexpr int kMaxDestroyDatagramsPerRead = 8192;
-// A dump normally answers in milliseconds; this only bounds a stuck kernel.
-constexpr int kReceiveTimeoutSeconds = 5;
-// Bounds on reading replies that belong to an abandoned dump, so neither loop can spin forever.
-constexpr int kMaxStaleBuffers = 4096;
-constexpr int kMaxDrainBuffers = 4096;
-
-absl::Status ErrnoError(int error, absl::string_view what) {
-  return absl::ErrnoToStatus(error, what);
-}
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&&) = delete;
-
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
-int OpenSockDiagSocket(int type_flags) {
-  return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | type_flags, NETLINK_SOCK_DIAG);
-}
-
-// setns() moves only the calling thread, and a socket stays in the namespace it was created in,
-// so a throwaway thread can create the socket without disturbing the rest of the process.
-absl::StatusOr<int> OpenSockDiagSocketInNamespace(int netns_fd, const std::string& netns_path,
-                                                  int type_flags) {
-  int socket_fd = -1;
-  int error = 0;
-  const char* failed_call = nullptr;
-  try {
-    std::thread([&] {
-      if (setns(netns_fd, CLONE_NEWNET) != 0) {
-        error = errno;
-        failed_call = "setns";
-        return;
-      }
-      socket_fd = OpenSockDiagSocket(type_flags);
-      if (socket_fd < 0) {
-        error = errno;
-        failed_call = "socket(NETLINK_SOCK_DIAG)";
-      }
-    }).join();
-  } catch (const std::system_error& e) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot start thread to enter network namespace ", netns_path, ": ", e.what()));
-  }
-  if (failed_call != nullptr) {
-    return ErrnoError(error, absl::StrCat(failed_call, " in network namespace ", netns_path));
-  }
-  return socket_fd;
-}
-
-struct NamespaceSocket {
-  UniqueFd fd;
-  uint64_t netns_inode = 0;
-};
-
-// A NETLINK_SOCK_DIAG socket that belongs to the namespace at `netns_path` (empty: ours).
-absl::StatusOr<NamespaceSocket> OpenSockDiagSocketFor(const std::string& netns_path,
-                                                      int type_flags) {
-  if (netns_path.empty()) {
-    struct stat st;
-    if (stat("/proc/self/ns/net", &st) != 0) return ErrnoError(errno, "stat /proc/self/ns/net");
-    UniqueFd fd(OpenSockDiagSocket(type_flags));
-    if (fd.get() < 0) return ErrnoError(errno, "socket(NETLINK_SOCK_DIAG)");
-    return NamespaceSocket{std::move(fd), st.st_ino};
-  }
-  const UniqueFd netns_fd(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (netns_fd.get() < 0) {
-    return ErrnoError(errno, absl::StrCat("open network namespace ", netns_path));
-  }
-  struct stat st;
-  if (fstat(netns_fd.get(), &st) != 0) {
-    return ErrnoError(errno, absl::StrCat("fstat network namespace ", netns_path));
-  }
-  absl::StatusOr<int> fd = OpenSockDiagSocketInNamespace(netns_fd.get(), netns_path, type_flags);
-  if (!fd.ok()) return fd.status();
-  return NamespaceSocket{UniqueFd(*fd), st.st_ino};
-}
-
-// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; the plain option is capped
-// by rmem_max, which callers must be able to live with.
-void SetReceiveBuffer(int fd, int size) {
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)) != 0) {
-    TS_LOG(WARNING) << "sock_diag: cannot set SO_RCVBUF: " << strerror(errno);
-  }
-}
-
-absl::Status ConfigureSocket(int fd) {
-  // A capped buffer is still enough here because the kernel paces dumps to the reader.
-  SetReceiveBuffer(fd, kSocketReceiveBuffer);
-  const timeval timeout{.tv_sec = kReceiveTimeoutSeconds, .tv_usec = 0};
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) != 0) {
-    return ErrnoError(errno, "setsockopt(SO_RCVTIMEO) on sock_diag socket");
-  }
-  return absl::OkStatus();
-}
-
-absl::Status SendRequest(int fd, const inet_diag_req_v2& request, uint16_t flags, uint32_t seq) {
-  struct {
-    nlmsghdr header;
-    inet_diag_req_v2 request;
-  } message;
-  std::memset(&message, 0, sizeof(message));
-  message.header.nlmsg_len = sizeof(message);
-  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  message.header.nlmsg_flags = flags;
-  message.header.nlmsg_seq = seq;
-  message.request = request;
-
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  ssize_t sent;
-  do {
-    sent = sendto(fd, &message, sizeof(message), 0, reinterpret_cast<const sockaddr*>(&kernel),
-                  sizeof(kernel));
-  } while (sent < 0 && errno == EINTR);
-  if (sent < 0) return ErrnoError(errno, "sending sock_diag request");
-  if (static_cast<size_t>(sent) != sizeof(message)) {
-    return absl::InternalError(
-        absl::StrCat("sock_diag request: sent ", sent, " of ", sizeof(message), " bytes"));
-  }
-  return absl::OkStatus();
-}
-
-inet_diag_req_v2 TcpRequest(uint8_t family) {
-  inet_diag_req_v2 request;
-  std::memset(&request, 0, sizeof(request));
-  request.sdiag_family = family;
-  request.sdiag_protocol = IPPROTO_TCP;
-  request.idiag_states = ~0u;
-  request.idiag_ext = 1 << (INET_DIAG_INFO - 1);
-  return request;
-}
-
-absl::Status SendDumpRequest(int fd, uint8_t family, uint32_t seq) {
-  return SendRequest(fd, TcpRequest(family), NLM_F_REQUEST | NLM_F_DUMP, seq);
-}
-
-// One datagram from a netlink socket into `buffer`: its length (or -1 with errno), the sender's
-// port and whether it was truncated.
-struct Datagram {
-  ssize_t length;
-  uint32_t sender_port;
-  bool truncated;
-};
-
-Datagram ReceiveDatagram(int fd, std::vector<uint8_t>& buffer, int flags) {
-  sockaddr_nl sender{};
-  iovec iov{.iov_base = buffer.data(), .iov_len = buffer.size()};
-  msghdr msg{};
-  msg.msg_name = &sender;
-  msg.msg_namelen = sizeof(sender);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  const ssize_t length = recvmsg(fd, &msg, flags);
-  return {length, sender.nl_pid, (msg.msg_flags & MSG_TRUNC) != 0};
-}
-
-// Receives one datagram from the kernel into `buffer`; returns its length.
-absl::StatusOr<size_t> ReceiveFromKernel(int fd, std::vector<uint8_t>& buffer) {
-  while (true) {
-    const Datagram datagram = ReceiveDatagram(fd, buffer, 0);
-    const ssize_t received = datagram.length;
-    if (received < 0) {
-      const int error = errno;
-      if (error == EINTR) continue;
-      if (error == EAGAIN || error == EWOULDBLOCK) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "no sock_diag reply from the kernel within ", kReceiveTimeoutSeconds, " s"));
-      }
-      if (error == ENOBUFS) {
-        return absl::ResourceExhaustedError(
-            "sock_diag socket receive buffer overflowed (ENOBUFS): dump replies were lost");
-      }
-      return ErrnoError(error, "receiving sock_diag reply");
-    }
-    if (received == 0) return absl::UnavailableError("sock_diag socket returned end of file");
-    if (datagram.truncated) {
-      return absl::InternalError(absl::StrCat("sock_diag reply larger than the ", buffer.size(),
-                                              "-byte receive buffer (MSG_TRUNC)"));
-    }
-    // Only the kernel (port 0) answers dumps; anything else is not ours to parse.
-    if (datagram.sender_port != 0) {
-      TS_LOG(WARNING) << "sock_diag: ignoring datagram from netlink port " << datagram.sender_port;
-      continue;
-    }
-    return static_cast<size_t>(received);
-  }
-}
-
-struct BufferSummary {
-  bool has_header = false;
-  uint32_t seq = 0;       // of the first message; a dump chunk carries a single sequence
-  bool terminal = false;  // NLMSG_DONE or NLMSG_ERROR: the kernel has finished this request
-};
-
-// A cheap header walk that tolerates garbage, used only to decide whether a buffer belongs to
-// the current request and whether the kernel still has more to send.
-BufferSummary Summarize(absl::Span<const uint8_t> buffer) {
-  BufferSummary summary;
-  size_t offset = 0;
-  while (buffer.size() - offset >= sizeof(nlmsghdr)) {
-    nlmsghdr header;
-    std::memcpy(&header, buffer.data() + offset, sizeof(header));
-    if (!summary.has_header) {
-      summary.has_header = true;
-      summary.seq = header.nlmsg_seq;
-    }
-    if (header.nlmsg_type == NLMSG_DONE || header.nlmsg_type == NLMSG_ERROR) {
-      summary.terminal = true;
-    }
-    if (header.nlmsg_len < sizeof(nlmsghdr)) break;
-    const size_t step = NLMSG_ALIGN(header.nlmsg_len);
-    if (step > buffer.size() - offset) break;
-    offset += step;
-  }
-  return summary;
-}
-
-// After giving up on a dump the kernel keeps it open and would answer the next request with
-// EBUSY; reading it to its end releases it.
-void DrainDump(int fd, uint32_t seq, std::vector<uint8_t>& buffer) {
-  for (int i = 0; i < kMaxDrainBuffers; ++i) {
-    auto received = ReceiveFromKernel(fd, buffer);
-    if (!received.ok()) {
-      TS_LOG(WARNING) << "sock_diag: stopped draining abandoned dump " << seq << ": "
-                      << received.status();
-      return;
-    }
-    const BufferSummary summary = Summarize(absl::MakeConstSpan(buffer.data(), *received));
-    if (summary.terminal && summary.seq == seq) return;
-  }
-  TS_LOG(WARNING) << "sock_diag: abandoned dump " << seq << " did not end after "
-                  << kMaxDrainBuffers << " buffers";
-}
+// Without an eventfd, Stop() is noticed at the end of the current slice.
+constexpr absl::Duration kStopSlice = absl::Milliseconds(100);
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SockDiagDumper>> SockDiagDumper::Open(
-    const std::string& netns_path) {
-  absl::StatusOr<NamespaceSocket> opened = OpenSockDiagSocketFor(netns_path, 0);
-  if (!opened.ok()) return opened.status();
-  if (absl::Status status = ConfigureSocket(opened->fd.get()); !status.ok()) return status;
-  // Any socket reports the cookie of the namespace it was created in (Linux 5.14 and later).
-  uint64_t cookie = 0;
-  socklen_t length = sizeof(cookie);
-  if (getsockopt(opened->fd.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) != 0) {
-    return ErrnoError(errno, "getsockopt(SO_NETNS_COOKIE) on sock_diag socket");
+SockDiagSource::SockDiagSource(std::unique_ptr<SockDiagDumper> dumper, absl::Duration interval,
+                               AgentMetrics* metrics,
+                               std::unique_ptr<SockDiagDestroyListener> destroy_listener,
+                               Attribution attribution, const Clock* clock)
+    : dumper_(std::move(dumper)),
+      destroy_listener_(std::move(destroy_listener)),
+      close_realtime_(destroy_listener_ != nullptr),
+      attribution_(attribution),
+      tracker_(dumper_->netns_inode(), attribution.workloads),
+      interval_(interval),
+      metrics_(metrics),
+      clock_(clock),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  if (wake_fd_ < 0) {
+    TS_LOG(WARNING) << "sock_diag source: eventfd failed (" << strerror(errno)
+                    << "); stopping may take up to " << absl::FormatDuration(kStopSlice);
   }
-  return std::unique_ptr<SockDiagDumper>(
-      new SockDiagDumper(opened->fd.release(), opened->netns_inode, cookie));
 }
 
-SockDiagDumper::~SockDiagDumper() {
-  if (fd_ >= 0) close(fd_);
+SockDiagSource::~SockDiagSource() {
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
-absl::StatusOr<std::vector<SocketRecord>> SockDiagDumper::Dump() {
-  std::vector<SocketRecord> records;
-  for (const uint8_t family : {AF_INET, AF_INET6}) {
-    if (absl::Status status = DumpFamily(family, &records); !status.ok()) {
-      return absl::Status(status.code(), absl::StrCat(family == AF_INET ? "IPv4" : "IPv6",
-                                                      " TCP socket dump: ", status.message()));
+std::vector<std::string> SockDiagSource::capabilities() const {
+  std::vector<std::string> capabilities = {"snapshot", "handshake", "close", "keepalive_state"};
+  if (close_realtime_) capabilities.push_back("close_realtime");
+  if (attribution_.owners != nullptr) capabilities.push_back("process");
+  return capabilities;
+}
+
+void SockDiagSource::Stop() {
+  stopping_.store(true);
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    // Can only fail if the counter is about to overflow, which already means "wake up".
+    (void)!write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+bool SockDiagSource::WaitUntil(absl::Time deadline, EventSink* sink) {
+  while (!stopping_.load()) {
+    const absl::Duration left = deadline - clock_->Now();
+    if (left <= absl::ZeroDuration()) {
+      // Closes already notified get their exact end state from the notification rather than
+      // being found missing by the dump about to run.
+      if (destroy_listener_ != nullptr) PublishDestroyed(sink);
+      return true;
+    }
+    const absl::Duration slice = wake_fd_ >= 0 ? left : std::min(left, kStopSlice);
+    // Rounded up so the loop does not spin through the last fraction of a millisecond.
+    const int timeout_ms = static_cast<int>(std::min<double>(
+        std::ceil(absl::ToDoubleMilliseconds(slice)), std::numeric_limits<int>::max()));
+    pollfd fds[2];
+    nfds_t count = 0;
+    if (wake_fd_ >= 0) fds[count++] = {.fd = wake_fd_, .events = POLLIN, .revents = 0};
+    const bool listening = destroy_listener_ != nullptr;
+    if (listening) {
+      fds[count++] = {.fd = destroy_listener_->fd(), .events = POLLIN, .revents = 0};
+    }
+    const int ready = poll(fds, count, timeout_ms);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      // Never expected for valid descriptors; fall back to sleeping so the loop cannot spin.
+      TS_LOG(WARNING) << "sock_diag source: poll failed: " << strerror(errno);
+      absl::SleepFor(std::min(left, kStopSlice));
+      continue;
+    }
+    // POLLERR is how an overrun (ENOBUFS) shows; ReadAvailable() counts it.
+    if (listening && fds[count - 1].revents != 0) PublishDestroyed(sink);
+  }
+  return false;
+}
+
+void SockDiagSource::PublishDestroyed(EventSink* sink) {
+  absl::StatusOr<std::vector<SocketRecord>> destroyed = destroy_listener_->ReadAvailable();
+  if (const uint64_t overruns = destroy_listener_->overruns(); overruns > reported_overruns_) {
+    // The lost notifications' closes are not lost: the next dump reports them, only later.
+    metrics_->destroy_overruns.Increment(static_cast<double>(overruns - reported_overruns_));
+    if (reported_overruns_ == 0 || overruns / 100 > reported_overruns_ / 100) {
+      TS_LOG(WARNING) << "sock_diag: kernel dropped socket-destroy notifications (" << overruns
+                      << " overruns so far); those closes are reported at the next dump";
+    }
+    reported_overruns_ = overruns;
+  }
+  if (!destroyed.ok()) {
+    TS_LOG(WARNING) << "sock_diag: socket-destroy notifications stopped working: "
+                    << destroyed.status() << "; closes are seen at the next dump from now on";
+    destroy_listener_.reset();
+    return;
+  }
+  // A destroy notification always says CLOSE. The side that closed first leaves a TIME_WAIT
+  // (or orphaned FIN_WAIT2) socket under the same cookie: its state tells the initiator.
+  for (SocketRecord& record : *destroyed) {
+    if (!tracker_.IsOpen(record.cookie)) continue;
+    absl::StatusOr<std::optional<SocketRecord>> successor = dumper_->Lookup(record);
+    if (successor.ok() && successor->has_value() && (*successor)->cookie == record.cookie) {
+      record.state = (*successor)->state;
     }
   }
-  return records;
+  std::vector<v1::Event> events = tracker_.OnDestroyed(*destroyed, clock_->Now());
+  metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
+  if (events.empty()) return;
+  metrics_->events_generated.Increment(static_cast<double>(events.size()));
+  v1::Batch batch;
+  for (v1::Event& event : events) *batch.add_events() = std::move(event);
+  sink->Publish(std::move(batch));
 }
 
-absl::Status SockDiagDumper::DumpFamily(uint8_t family, std::vector<SocketRecord>* out) {
-  const uint32_t seq = next_seq_++;
-  if (next_seq_ == 0) next_seq_ = 1;  // 0 would match replies that carry no sequence
-  if (absl::Status status = SendDumpRequest(fd_, family, seq); !status.ok()) return status;
-
-  std::vector<uint8_t> buffer(kReceiveBufferSize);
-  int stale_buffers = 0;
+absl::Status SockDiagSource::Run(EventSink* sink) {
+  TS_LOG(INFO) << "sock_diag source: dumping network namespace " << dumper_->netns_inode()
+               << " every " << absl::FormatDuration(interval_)
+               << (destroy_listener_ != nullptr ? ", closes reported as they happen" : "");
+  absl::Time next = clock_->Now();
+  int consecutive_errors = 0;
   while (true) {
-    auto received = ReceiveFromKernel(fd_, buffer);
-    if (!received.ok()) {
-      // After a timeout the kernel is not sending; otherwise the dump may still be open.
-      if (!absl::IsDeadlineExceeded(received.status())) DrainDump(fd_, seq, buffer);
-      return received.status();
-    }
-    const auto bytes = absl::MakeConstSpan(buffer.data(), *received);
-    const BufferSummary summary = Summarize(bytes);
-    if (summary.has_header && summary.seq != seq) {
-      // Left over from a dump abandoned before it could be drained.
-      if (++stale_buffers > kMaxStaleBuffers) {
-        return absl::InternalError(
-            absl::StrCat("sock_diag: more than ", kMaxStaleBuffers, " buffers of stale replies"));
+    if (!WaitUntil(next, sink)) return absl::OkStatus();
+    const absl::Time start = clock_->Now();
+    next = start + interval_;
+    absl::StatusOr<std::vector<SocketRecord>> dump = dumper_->Dump();
+    metrics_->dump_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
+    if (!dump.ok()) {
+      metrics_->dump_errors.Increment();
+      // Log the first failure and then every 60th, so a persistent fault does not flood.
+      if (consecutive_errors++ % 60 == 0) {
+        TS_LOG(WARNING) << "sock_diag dump failed (" << consecutive_errors
+                        << " in a row): " << dump.status();
       }
       continue;
     }
-    auto progress = ParseDumpBuffer(bytes, out);
-    if (!progress.ok()) {
-      if (!summary.terminal) DrainDump(fd_, seq, buffer);
-      return progress.status();
+    if (consecutive_errors > 0) {
+      TS_LOG(INFO) << "sock_diag dumps work again after " << consecutive_errors << " failures";
+      consecutive_errors = 0;
     }
-    if (progress->done) return absl::OkStatus();
+    metrics_->dumps.Increment();
+    // Owners are scanned (when a socket is new) after the dump, so every socket it holds can be
+    // in the table.
+    std::shared_ptr<const OwnerTable> owners;
+    if (attribution_.owners != nullptr) owners = attribution_.owners->ForSnapshot({&*dump}, start);
+    TrackerUpdate update = tracker_.Update(*dump, start, owners.get());
+    if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(update.snapshot);
+    metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
+    metrics_->events_generated.Increment(static_cast<double>(update.events.size()));
+    v1::Batch batch;
+    for (v1::Event& event : update.events) *batch.add_events() = std::move(event);
+    *batch.mutable_snapshot() = std::move(update.snapshot);
+    sink->Publish(std::move(batch));
   }
-}
-
-absl::StatusOr<std::optional<SocketRecord>> SockDiagDumper::Lookup(const SocketRecord& key) {
-  inet_diag_req_v2 request = TcpRequest(key.family);
-  request.id.idiag_sport = htons(key.local_port);
-  request.id.idiag_dport = htons(key.remote_port);
-  std::memcpy(request.id.idiag_src, key.local_address.data(), key.address_length());
-  std::memcpy(request.id.idiag_dst, key.remote_address.data(), key.address_length());
-  request.id.idiag_cookie[0] = static_cast<uint32_t>(key.cookie);
-  request.id.idiag_cookie[1] = static_cast<uint32_t>(key.cookie >> 32);
-  const uint32_t seq = next_seq_++;
-  if (next_seq_ == 0) next_seq_ = 1;
-  if (absl::Status status = SendRequest(fd_, request, NLM_F_REQUEST, seq); !status.ok()) {
-    return status;
-  }
-  std::vector<uint8_t> buffer(kReceiveBufferSize);
-  for (int stale = 0; stale <= kMaxStaleBuffers; ++stale) {
-    auto received = ReceiveFromKernel(fd_, buffer);
-    if (!received.ok()) return received.status();
-    const auto bytes = absl::MakeConstSpan(buffer.data(), *received);
-    const BufferSummary summary = Summarize(bytes);
-    if (summary.has_header && summary.seq != seq) continue;
-    std::vector<SocketRecord> records;
-    auto parsed = ParseDumpBuffer(bytes, &records);
-    // ENOENT: no such socket; ESTALE: the 4-tuple is reused by another socket.
-    if (!parsed.ok() && (absl::IsNotFound(parsed.status()) ||
-                         parsed.status().message().find("Stale") != absl::string_view::npos)) {
-      return std::nullopt;
-    }
-    if (!parsed.ok()) return parsed.status();
-    if (records.empty()) return std::nullopt;
-    return records.front();
-  }
-  return absl::InternalError("sock_diag lookup: no reply");
-}
-
-absl::StatusOr<std::unique_ptr<SockDiagDestroyListener>> SockDiagDestroyListener::Open(
-    const std::string& netns_path) {
-  absl::StatusOr<NamespaceSocket> opened = OpenSockDiagSocketFor(netns_path, SOCK_NONBLOCK);
-  if (!opened.ok()) return opened.status();
-  const int fd = opened->fd.get();
-  // Multicast delivery skips the sender's port, and both the kernel and an unbound socket have
-  // port 0: without this bind the memberships below succeed but nothing ever arrives.
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof(local)) != 0) {
-    return ErrnoError(errno, "bind(NETLINK_SOCK_DIAG)");
-  }
-  struct Group {
-    int number;
-    const char* name;
-  };
-  for (const Group group : {Group{SKNLGRP_INET_TCP_DESTROY, "SKNLGRP_INET_TCP_DESTROY"},
-                            Group{SKNLGRP_INET6_TCP_DESTROY, "SKNLGRP_INET6_TCP_DESTROY"}}) {
-    if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group.number, sizeof(group.number)) !=
-        0) {
-      return ErrnoError(errno, absl::StrCat("joining sock_diag group ", group.name));
-    }
-  }
-  SetReceiveBuffer(fd, kDestroyReceiveBuffer);
-  return std::unique_ptr<SockDiagDestroyListener>(
-      new SockDiagDestroyListener(opened->fd.release(), opened->netns_inode));
-}
-
-SockDiagDestroyListener::SockDiagDestroyListener(int fd, uint64_t netns_inode)
-    : fd_(fd), netns_inode_(netns_inode), buffer_(kReceiveBufferSize) {}
-
-SockDiagDestroyListener::~SockDiagDestroyListener() {
-  if (fd_ >= 0) close(fd_);
-}
-
-absl::StatusOr<std::vector<SocketRecord>> SockDiagDestroyListener::ReadAvailable() {
-  std::vector<SocketRecord> records;
-  for (int i = 0; i < kMaxDestroyDatagramsPerRead; ++i) {
-    const Datagram datagram = ReceiveDatagram(fd_, buffer_, MSG_DONTWAIT);
-    const ssize_t received = datagram.length;
-    if (received < 0) {
-      const int error = errno;
-      if (error == EINTR) continue;
-      if (error == EAGAIN || error == EWOULDBLOCK) break;
-      if (error == ENOBUFS) {
-        // Reported once per overflow, after which the socket works normally again.
-        ++overruns_;
-        continue;
-      }
-      // Hand over what was read; a lasting fault shows up again on the next call.
-      if (!records.empty()) break;
-      return ErrnoError(error, "receiving sock_diag destroy notification");
-    }
-    if (datagram.sender_port != 0) continue;  // only the kernel speaks for the destroy groups
-    absl::Status parsed;
-    if (datagram.truncated) {
-      parsed = absl::InternalError(absl::StrCat("notification larger than the ", buffer_.size(),
-                                                "-byte receive buffer (MSG_TRUNC)"));
-    } else {
-      // Records parsed before a fault stay: one bad message must not stop the stream.
-      parsed = ParseDumpBuffer(absl::MakeConstSpan(buffer_.data(), received), &records).status();
-    }
-    if (!parsed.ok() && malformed_++ % 1000 == 0) {
-      TS_LOG(WARNING) << "sock_diag: skipping malformed destroy notification (" << malformed_
-                      << " so far): " << parsed;
-    }
-  }
-  return records;
 }
 
 }  // namespace tcpscope::agent

@@ -1,9 +1,11 @@
 // Source selection and fallback.
 #include "agent/source_selection.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/ebpf_source.h"
-#include "agent/sock_diag_poller.h"
+#include "agent/replay_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/sock_diag_source.h"
 #include "agent/tcp_socket_iterator.h"
 #include "common/log.h"
@@ -32,7 +34,7 @@ absl::StatusOr<OpenedSource> OpenSockDiag(const SourceOptions& options, AgentMet
   metrics->SetSource("sock_diag");
   const uint64_t cookie = options.netns_path.empty() ? 0 : (*dumper)->netns_cookie();
   return OpenedSource{
-      std::make_unique<SockDiagPoller>(std::move(*dumper), options.snapshot_interval, metrics,
+      std::make_unique<SockDiagSource>(std::move(*dumper), options.snapshot_interval, metrics,
                                        std::move(destroy_listener), options.attribution),
       cookie};
 }
@@ -76,6 +78,7 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
   ebpf.ring_buffer_bytes = options.ring_buffer_bytes;
   ebpf.max_tracked_sockets = options.max_tracked_sockets;
   ebpf.forced_ring_failures = options.forced_ring_failures;
+  ebpf.ring_capture_path = options.ring_capture_path;
   std::unique_ptr<SnapshotCollector> snapshots;
   uint64_t cookie = 0;
   if (options.netns_path.empty()) {
@@ -107,12 +110,15 @@ absl::StatusOr<OpenedSource> OpenEbpf(const SourceOptions& options, AgentMetrics
 
 }  // namespace
 
-absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text) {
-  if (text == "auto") return SourceChoice::kAuto;
-  if (text == "ebpf") return SourceChoice::kEbpf;
-  if (text == "sockdiag") return SourceChoice::kSockDiag;
+absl::StatusOr<SourceSpec> ParseSourceSpec(const std::string& text) {
+  if (text == "auto") return SourceSpec{SourceChoice::kAuto};
+  if (text == "ebpf") return SourceSpec{SourceChoice::kEbpf};
+  if (text == "sockdiag") return SourceSpec{SourceChoice::kSockDiag};
+  if (absl::StartsWith(text, "replay:") && text.size() > 7) {
+    return SourceSpec{SourceChoice::kReplay, text.substr(7)};
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("--source=", text, ": choose auto, ebpf or sockdiag"));
+      absl::StrCat("--source=", text, ": choose auto, ebpf, sockdiag or replay:FILE"));
 }
 
 absl::StatusOr<SnapshotDumpChoice> ParseSnapshotDumpChoice(const std::string& text) {
@@ -129,6 +135,12 @@ absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, Agent
       return OpenSockDiag(options, metrics);
     case SourceChoice::kEbpf:
       return OpenEbpf(options, metrics);
+    case SourceChoice::kReplay: {
+      absl::StatusOr<std::unique_ptr<ReplaySource>> replay =
+          ReplaySource::Open(options.replay_path, metrics);
+      if (!replay.ok()) return replay.status();
+      return OpenedSource{std::move(*replay)};
+    }
     case SourceChoice::kAuto:
       break;
   }
@@ -138,7 +150,8 @@ absl::StatusOr<OpenedSource> OpenEventSource(const SourceOptions& options, Agent
                   << ". Falling back to sock_diag polling every "
                   << absl::FormatDuration(options.snapshot_interval)
                   << " (closes as they happen, other events at the next dump; no keepalive "
-                     "probe or failure events).";
+                     "probe or failure events)"
+                  << (options.ring_capture_path.empty() ? "." : "; no ring capture is recorded.");
   return OpenSockDiag(options, metrics);
 }
 

@@ -1,5 +1,6 @@
 // Chooses the agent's event source: eBPF where it loads, else sock_diag polling with
-// socket-destroy notifications. The fallback is logged once, with the reason.
+// socket-destroy notifications (the fallback is logged once, with the reason); or the replay of
+// a ring capture.
 #pragma once
 
 #include <cstdint>
@@ -14,10 +15,15 @@
 
 namespace tcpscope::agent {
 
-enum class SourceChoice { kAuto, kEbpf, kSockDiag };
+enum class SourceChoice { kAuto, kEbpf, kSockDiag, kReplay };
 
-// "auto", "ebpf" or "sockdiag".
-absl::StatusOr<SourceChoice> ParseSourceChoice(const std::string& text);
+struct SourceSpec {
+  SourceChoice choice = SourceChoice::kAuto;
+  std::string replay_path;  // kReplay: the capture to play
+};
+
+// "auto", "ebpf", "sockdiag" or "replay:FILE".
+absl::StatusOr<SourceSpec> ParseSourceSpec(const std::string& text);
 
 // How the eBPF source's snapshots dump the sockets: the iter/tcp BPF iterator (bpf), the
 // sock_diag netlink dump (sockdiag), or auto (the iterator where it loads, else sock_diag).
@@ -28,6 +34,9 @@ absl::StatusOr<SnapshotDumpChoice> ParseSnapshotDumpChoice(const std::string& te
 
 struct SourceOptions {
   SourceChoice choice = SourceChoice::kAuto;
+  std::string replay_path;
+  // Non-empty: the eBPF source also writes every raw ring record here (agent/ring_capture.h).
+  std::string ring_capture_path;
   // Namespace file to watch; empty: the eBPF source watches every namespace (snapshots are of
   // the agent's own), the sock_diag source the agent's own.
   std::string netns_path;

@@ -31,7 +31,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "agent/connection_tracker.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/socket_owners.h"
 #include "agent/tcp_socket_iterator.h"
 

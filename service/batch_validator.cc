@@ -81,13 +81,6 @@ absl::Status CheckOrigin(absl::string_view where, const v1::Origin& origin) {
   return absl::OkStatus();
 }
 
-absl::Status CheckRole(absl::string_view where, v1::Role role) {
-  if (role != v1::ROLE_CLIENT && role != v1::ROLE_SERVER) {
-    return Invalid(where, absl::StrCat("role ", role, " is not client or server"));
-  }
-  return absl::OkStatus();
-}
-
 // Checks of items in a list report "<where>: <what>" with an empty `where`; Located() prefixes
 // the item's position only on failure, so the valid path formats nothing.
 absl::Status Located(absl::Status status, absl::string_view list, int index) {
@@ -130,11 +123,8 @@ absl::Status CheckEnums(absl::string_view where, const google::protobuf::Message
   return absl::OkStatus();
 }
 
-// What every kind must satisfy: a known role (a label) and known enum values in its message.
+// What every kind must satisfy: known enum values in its message.
 absl::Status CheckAnyKind(absl::string_view where, const v1::Event& event) {
-  if (!v1::Role_IsValid(event.role())) {
-    return Invalid(where, absl::StrCat("unknown role ", event.role()));
-  }
   const google::protobuf::FieldDescriptor* kind = event.GetReflection()->GetOneofFieldDescriptor(
       event, v1::Event::descriptor()->FindOneofByName("kind"));
   if (kind == nullptr) return Invalid(where, "event has no kind");
@@ -146,9 +136,13 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
   if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
   if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
   if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
+  // A known role (a label); unspecified is "not known", which agents report rather than guess.
+  if (!v1::Role_IsValid(event.role())) {
+    return Invalid(where, absl::StrCat("unknown role ", event.role()));
+  }
   switch (event.kind_case()) {
     case v1::Event::kHandshake:
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     case v1::Event::kHandshakeFailed: {
       const auto reason = event.handshake_failed().reason();
       if (!v1::HandshakeFailureReason_IsValid(reason) ||
@@ -173,7 +167,7 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
       if (close.has_lifetime_us() && close.lifetime_us() > kMaxLifetimeUs) {
         return Invalid(where, absl::StrCat("lifetime ", close.lifetime_us(), " us is impossible"));
       }
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     }
     case v1::Event::kKeepaliveProbe:
       if (event.keepalive_probe().probe_number() == 0) {
@@ -181,7 +175,7 @@ absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::T
       }
       return absl::OkStatus();
     case v1::Event::kKeepaliveTimeout:
-      return CheckRole(where, event.role());
+      return absl::OkStatus();
     case v1::Event::kHalfOpen:
       return Invalid(where,
                      "half_open events are the service's findings; an agent cannot send them");

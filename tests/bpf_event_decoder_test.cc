@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <variant>
 
 #include "gtest/gtest.h"
 #include "tcpscope/v1/event_kinds.h"
@@ -30,17 +31,19 @@ tcpscope_event Record(uint8_t kind) {
   return raw;
 }
 
-v1::Event Decode(const tcpscope_event& raw) {
-  v1::Event event;
-  const absl::Status status = DecodeBpfEvent(&raw, sizeof(raw), kOffset, &event);
-  EXPECT_TRUE(status.ok()) << status;
-  return event;
+KernelEvent DecodeKernelEvent(const tcpscope_event& raw) {
+  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+  EXPECT_TRUE(record.ok()) << record.status();
+  if (!record.ok() || !std::holds_alternative<KernelEvent>(*record)) {
+    ADD_FAILURE() << "not an event";
+    return {};
+  }
+  return std::get<KernelEvent>(std::move(*record));
 }
 
-bool Decodes(const tcpscope_event& raw, size_t size) {
-  v1::Event event;
-  return DecodeBpfEvent(&raw, size, 0, &event).ok();
-}
+v1::Event Decode(const tcpscope_event& raw) { return DecodeKernelEvent(raw).event; }
+
+bool Decodes(const tcpscope_event& raw, size_t size) { return DecodeBpfRecord(&raw, size, 0).ok(); }
 
 TEST(BpfEventDecoderTest, Handshake) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
@@ -162,12 +165,48 @@ TEST(BpfEventDecoderTest, RefusesMalformedRecords) {
   EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(99);
   EXPECT_FALSE(Decodes(raw, sizeof(raw)));
-  raw = Record(TCPSCOPE_EVENT_FIN_SENT);  // not an event
-  EXPECT_FALSE(Decodes(raw, sizeof(raw)));
   raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
   std::memset(raw.comm, 0x01, sizeof(raw.comm));  // no terminator, unprintable
   raw.pid = 1;
   EXPECT_EQ(Decode(raw).origin().command(), std::string(16, '?'));
+}
+
+// The records that are not events decode to their facts, whatever their address family.
+TEST(BpfEventDecoderTest, FactsThatAreNotEvents) {
+  tcpscope_event raw = Record(TCPSCOPE_EVENT_FIN_SENT);
+  raw.family = 0;
+  raw.pid = 42;
+  raw.cgroup_id = 9;
+  std::memcpy(raw.comm, "nginx", 6);
+  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+  ASSERT_TRUE(record.ok()) << record.status();
+  const FinSent* fin = std::get_if<FinSent>(&*record);
+  ASSERT_NE(fin, nullptr);
+  EXPECT_EQ(fin->connection_id, 77u);
+  EXPECT_EQ(fin->time, absl::FromUnixNanos(kOffset + 5000));
+  EXPECT_EQ(fin->pid, 42u);
+  EXPECT_EQ(fin->cgroup_id, 9u);
+  EXPECT_EQ(fin->command, "nginx");
+
+  raw = Record(TCPSCOPE_EVENT_RESET_ANSWERED);
+  raw.family = 0;
+  record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+  ASSERT_TRUE(record.ok()) << record.status();
+  ASSERT_TRUE(std::holds_alternative<ResetAnswered>(*record));
+  EXPECT_EQ(std::get<ResetAnswered>(*record).connection_id, 77u);
+  EXPECT_FALSE(Decodes(raw, sizeof(raw) - 1));
+}
+
+// A close whose RST came while reading was shut down says so, for the source to hold it.
+TEST(BpfEventDecoderTest, CloseThatMayBeTheKernelsOwnReset) {
+  tcpscope_event raw = Record(TCPSCOPE_EVENT_CLOSE);
+  raw.reason = TCPSCOPE_REASON_RESET_RECEIVED;
+  EXPECT_FALSE(DecodeKernelEvent(raw).reset_maybe_sent);
+  raw.flags = TCPSCOPE_FLAG_RESET_MAYBE_SENT;
+  const KernelEvent decoded = DecodeKernelEvent(raw);
+  EXPECT_TRUE(decoded.reset_maybe_sent);
+  EXPECT_EQ(decoded.monotonic_ns, 5000u);
+  EXPECT_EQ(decoded.event.close().reason(), v1::CLOSE_REASON_RESET_RECEIVED);
 }
 
 // Found by bpf_event_decoder_fuzzer: a garbage time plus the clock offset overflowed int64

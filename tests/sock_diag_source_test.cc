@@ -1,6 +1,6 @@
-// SockDiagDumper and SockDiagDestroyListener against the running kernel: real loopback
-// connections in the current network namespace must come back with the right states, ports,
-// timers and cookies.
+// The sock_diag source and its netlink parts (SockDiagDumper, SockDiagDestroyListener) against
+// the running kernel: real loopback connections in the current network namespace must come back
+// with the right states, ports, timers and cookies.
 #include "agent/sock_diag_source.h"
 
 #include <arpa/inet.h>
@@ -27,7 +27,7 @@
 #include "absl/time/clock.h"
 #include "agent/agent_metrics.h"
 #include "agent/host_identity.h"
-#include "agent/sock_diag_poller.h"
+#include "agent/sock_diag_netlink.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/harness/netns.h"
@@ -237,7 +237,7 @@ void ExpectConnectionRecords(const std::vector<SocketRecord>& all, int family, c
   EXPECT_GT(client->tcp_info->segs_out, 0u);
 }
 
-TEST(SockDiagSourceTest, DumpsLoopbackConnectionsInCurrentNamespace) {
+TEST(SockDiagDumperTest, DumpsLoopbackConnectionsInCurrentNamespace) {
   std::optional<Connection> v4 = MakeConnection(AF_INET, /*keepalive=*/true);
   ASSERT_TRUE(v4.has_value()) << "cannot listen on 127.0.0.1";
   std::optional<Connection> v6 = MakeConnection(AF_INET6, /*keepalive=*/false);
@@ -268,7 +268,7 @@ TEST(SockDiagSourceTest, DumpsLoopbackConnectionsInCurrentNamespace) {
 }
 
 // The connection tracker follows a connection from ESTABLISHED into TIME_WAIT by cookie.
-TEST(SockDiagSourceTest, TimeWaitKeepsCookie) {
+TEST(SockDiagDumperTest, TimeWaitKeepsCookie) {
   std::optional<Connection> c = MakeConnection(AF_INET, /*keepalive=*/false);
   ASSERT_TRUE(c.has_value());
   auto dumper = SockDiagDumper::Open("");
@@ -300,7 +300,7 @@ TEST(SockDiagSourceTest, TimeWaitKeepsCookie) {
   EXPECT_FALSE(time_wait->tcp_info.has_value());
 }
 
-TEST(SockDiagSourceTest, OpenByNamespacePath) {
+TEST(SockDiagDumperTest, OpenByNamespacePath) {
   if (geteuid() != 0) {
     GTEST_SKIP() << "entering a network namespace with setns() needs root (CAP_SYS_ADMIN)";
   }
@@ -324,7 +324,7 @@ TEST(SockDiagSourceTest, OpenByNamespacePath) {
 // The cookie is the namespace's identity for the boot id of a --netns agent: one per namespace,
 // and new for a namespace deleted and created again under the same name (a "rebooted" host),
 // where the inode may be reused.
-TEST(SockDiagSourceTest, NamespaceCookieIdentifiesTheNamespaceAcrossRecreation) {
+TEST(SockDiagDumperTest, NamespaceCookieIdentifiesTheNamespaceAcrossRecreation) {
   TCPSCOPE_REQUIRE_ROOT();
   auto cookie_of = [](const std::string& path) -> uint64_t {
     auto dumper = SockDiagDumper::Open(path);
@@ -367,7 +367,7 @@ TEST(SockDiagSourceTest, NamespaceCookieIdentifiesTheNamespaceAcrossRecreation) 
   EXPECT_NE(cookie_b_again, cookie_a);
 }
 
-TEST(SockDiagSourceTest, OpenMissingNamespaceFails) {
+TEST(SockDiagDumperTest, OpenMissingNamespaceFails) {
   auto dumper = SockDiagDumper::Open("/nonexistent");
   ASSERT_FALSE(dumper.ok());
   EXPECT_EQ(dumper.status().code(), absl::StatusCode::kNotFound);
@@ -375,7 +375,7 @@ TEST(SockDiagSourceTest, OpenMissingNamespaceFails) {
   EXPECT_THAT(dumper.status().message(), HasSubstr("No such file or directory"));
 }
 
-TEST(SockDiagSourceTest, OpenNonNamespaceFileFails) {
+TEST(SockDiagDumperTest, OpenNonNamespaceFileFails) {
   auto dumper = SockDiagDumper::Open("/dev/null");
   ASSERT_FALSE(dumper.ok());
   EXPECT_THAT(dumper.status().message(), HasSubstr("setns"));
@@ -532,7 +532,7 @@ TEST(SockDiagDestroyListenerTest, OpenMissingNamespaceFails) {
   EXPECT_THAT(listener.status().message(), HasSubstr("/nonexistent"));
 }
 
-// Records what the poller publishes.
+// Records what the source publishes.
 class RecordingSink : public EventSink {
  public:
   void Publish(v1::Batch batch) override {
@@ -578,18 +578,18 @@ const RecordingSink::Close* FindClose(const std::vector<RecordingSink::Close>& c
 
 // End to end: a close between two dumps is published at once, without a snapshot, and the
 // next dump does not publish it again. Stop() takes effect mid-wait.
-TEST(SockDiagPollerTest, PublishesCloseBetweenDumps) {
+TEST(SockDiagSourceTest, PublishesCloseBetweenDumps) {
   auto dumper = SockDiagDumper::Open("");
   ASSERT_TRUE(dumper.ok()) << dumper.status();
   auto listener = SockDiagDestroyListener::Open("");
   ASSERT_TRUE(listener.ok()) << listener.status();
   AgentMetrics metrics("test-host");
   constexpr absl::Duration kInterval = absl::Seconds(1);
-  SockDiagPoller poller(std::move(*dumper), kInterval, &metrics, std::move(*listener));
-  EXPECT_THAT(poller.capabilities(), ::testing::Contains("close_realtime"));
+  SockDiagSource source(std::move(*dumper), kInterval, &metrics, std::move(*listener));
+  EXPECT_THAT(source.capabilities(), ::testing::Contains("close_realtime"));
   RecordingSink sink;
   absl::Status status;
-  std::thread thread([&] { status = poller.Run(&sink); });
+  std::thread thread([&] { status = source.Run(&sink); });
 
   // After the baseline, so that the connection is new to the tracker.
   absl::SleepFor(absl::Milliseconds(200));
@@ -628,7 +628,7 @@ TEST(SockDiagPollerTest, PublishesCloseBetweenDumps) {
   });
 
   const absl::Time stop_at = absl::Now();
-  poller.Stop();
+  source.Stop();
   thread.join();
   EXPECT_LT(absl::Now() - stop_at, absl::Milliseconds(100));
   EXPECT_TRUE(status.ok()) << status;

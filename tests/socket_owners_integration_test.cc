@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/connection_tracker.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "agent/socket_owners.h"
 #include "gtest/gtest.h"
 #include "tests/harness/netns.h"

@@ -26,7 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/snapshot_collector.h"
-#include "agent/sock_diag_source.h"
+#include "agent/sock_diag_netlink.h"
 #include "gtest/gtest.h"
 #include "tests/harness/netns.h"
 

@@ -70,6 +70,7 @@ struct sock {
   int sk_err;
   __u16 sk_protocol; /* a bitfield before 5.6: read with BPF_CORE_READ_BITFIELD_PROBED */
   __u16 sk_type;     /* likewise (the socket-owner iterator needs 5.8+: it reads both plainly) */
+  __u8 sk_shutdown;  /* a bitfield before 6.5: read with BPF_CORE_READ_BITFIELD */
   struct timer_list sk_timer;
   __u32 sk_ack_backlog;
   __u32 sk_max_ack_backlog;

@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define EHOSTUNREACH 113
 
 #define SOCK_KEEPOPEN 3 /* bit in sk_flags */
+#define RCV_SHUTDOWN 1  /* bit in sk_shutdown */
 
 enum {
   TCP_ESTABLISHED = 1,
@@ -57,6 +58,9 @@ extern const void tcp_keepalive_timer __ksym __weak;
 #define SOCK_FLAG_RST_SENT 0x1
 #define SOCK_FLAG_RST_RECEIVED 0x2
 #define SOCK_FLAG_RST_IN_PROBE 0x4
+/* The "received" RST came while this end's reading was shut down: Linux resets such an end
+ * itself through tcp_reset when data arrives (TcpExtTCPAbortOnData), and sends the RST after. */
+#define SOCK_FLAG_RST_AFTER_RCV_SHUTDOWN 0x8
 
 struct sock_info {
   __u64 cookie;
@@ -306,6 +310,7 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   }
 
   __u8 reason;
+  __u8 flags = 0;
   __u8 initiator = info->initiator;
   bool keepalive_timeout = false;
   if (is_timeout_error(err) && in_keepalive_run(sk)) {
@@ -316,6 +321,8 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
     reason = info->flags & SOCK_FLAG_RST_IN_PROBE ? TCPSCOPE_REASON_KEEPALIVE_RESET
                                                   : TCPSCOPE_REASON_RESET_RECEIVED;
     if (!initiator) initiator = TCPSCOPE_INITIATOR_REMOTE;
+    if (reason == TCPSCOPE_REASON_RESET_RECEIVED && info->flags & SOCK_FLAG_RST_AFTER_RCV_SHUTDOWN)
+      flags |= TCPSCOPE_FLAG_RESET_MAYBE_SENT;
   } else if (is_timeout_error(err)) {
     reason = TCPSCOPE_REASON_RETRANSMIT_TIMEOUT;
     if (!initiator) initiator = TCPSCOPE_INITIATOR_LOCAL;
@@ -345,6 +352,7 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   if (!event) return;
   event->initiator = initiator;
   event->reason = reason;
+  event->flags = flags;
   event->error = err;
   event->last_state = oldstate;
   event->probes = probes_out(sk);
@@ -458,12 +466,35 @@ int BPF_PROG(on_receive_reset, struct sock *sk) {
   /* Probes outstanding on a keepalive socket: the RST answers a probe. */
   unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
   if (probes_out(sk) > 0 && (flags & (1UL << SOCK_KEEPOPEN))) info->flags |= SOCK_FLAG_RST_IN_PROBE;
+  if (BPF_CORE_READ_BITFIELD(sk, sk_shutdown) & RCV_SHUTDOWN)
+    info->flags |= SOCK_FLAG_RST_AFTER_RCV_SHUTDOWN;
   return 0;
 }
 
+/* An end already closed that answers the segment it was handling with an RST reset itself on
+ * that segment: tcp_rcv_state_process ran tcp_reset (data after the application shut reading
+ * down), then tcp_v4/v6_do_rcv sends the RST. Order on this CPU: tcp_receive_reset, the CLOSE
+ * transition (its close record flagged RESET_MAYBE_SENT), then this. */
+static __always_inline void reset_answered(const struct sock *sk) {
+  struct tcpscope_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+  if (!event) {
+    count_drop(TCPSCOPE_DROP_RINGBUF); /* the close it would correct stays reset_received */
+    return;
+  }
+  __builtin_memset(event, 0, sizeof(*event));
+  event->kind = TCPSCOPE_EVENT_RESET_ANSWERED;
+  event->time_ns = bpf_ktime_get_ns();
+  event->cookie = bpf_get_socket_cookie((struct sock *)sk);
+  submit(event);
+}
+
 SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(on_send_reset, const struct sock *sk) {
+int BPF_PROG(on_send_reset, const struct sock *sk, const struct sk_buff *skb) {
   if (!sk || !wanted_arg(sk)) return 0;
+  if (sk->__sk_common.skc_state == TCP_CLOSE) {
+    if (skb) reset_answered(sk);
+    return 0;
+  }
   __u64 key = (__u64)sk;
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (info) info->flags |= SOCK_FLAG_RST_SENT;

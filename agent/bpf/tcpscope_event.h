@@ -26,6 +26,11 @@ enum tcpscope_event_kind {
    * comm are set. Numbered above every EventKind; 255 also makes every __u8 a value of this
    * enum, so user code may switch over a record's kind as one. */
   TCPSCOPE_EVENT_FIN_SENT = 255,
+  /* Not an event: this end, already closed, answered the segment it was handling with an RST
+   * (cookie and time_ns only). It follows the end's close record when the kernel reset the end
+   * itself on data that arrived after the application shut reading down (TcpExtTCPAbortOnData):
+   * tcp_reset fired tcp_receive_reset although this end is the one that sent the RST. */
+  TCPSCOPE_EVENT_RESET_ANSWERED = 254,
 };
 #undef TCPSCOPE_EVENT_ENUMERATOR
 
@@ -64,6 +69,9 @@ enum tcpscope_failure_reason {
 
 /* flags */
 #define TCPSCOPE_FLAG_DURATION_KNOWN 0x1 /* duration_ns is meaningful */
+/* A close with reason RESET_RECEIVED whose RST came while reading was shut down: if a
+ * RESET_ANSWERED record for its cookie follows, this end sent the RST (reason RESET_SENT). */
+#define TCPSCOPE_FLAG_RESET_MAYBE_SENT 0x2
 
 /* Indexes of the per-CPU drop counters. */
 enum tcpscope_drop {

@@ -1,10 +1,11 @@
 // libFuzzer target for the eBPF ring-buffer record decoder: raw bytes as a record of any size
-// into DecodeBpfEvent. Besides no crash or undefined behaviour, it checks what the decoder
+// into DecodeBpfRecord. Besides no crash or undefined behaviour, it checks what the decoder
 // promises the service: a decoded event has a kind, matching 4- or 16-byte addresses, only
 // known non-zero enum values where the service requires them, and a printable command.
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <variant>
 
 #include "agent/bpf_event_decoder.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -25,8 +26,15 @@ bool Printable(const std::string& text) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace v1 = tcpscope::v1;
-  v1::Event event;
-  if (!tcpscope::agent::DecodeBpfEvent(data, size, kMonotonicToUnixNs, &event).ok()) return 0;
+  absl::StatusOr<tcpscope::agent::BpfRecord> record =
+      tcpscope::agent::DecodeBpfRecord(data, size, kMonotonicToUnixNs);
+  if (!record.ok()) return 0;
+  if (const auto* fin = std::get_if<tcpscope::agent::FinSent>(&*record)) {
+    FUZZ_CHECK(fin->command.size() <= 16 && Printable(fin->command), "command not printable");
+  }
+  const auto* decoded = std::get_if<tcpscope::agent::KernelEvent>(&*record);
+  if (decoded == nullptr) return 0;
+  const v1::Event& event = decoded->event;
 
   FUZZ_CHECK(event.kind_case() != v1::Event::KIND_NOT_SET, "decoded event without a kind");
   const size_t local = event.endpoints().local_address().size();

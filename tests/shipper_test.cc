@@ -1,0 +1,214 @@
+// The shipper's resend and drop logic against an in-process Ingest service on port 0 whose
+// answers the test controls: what the service has applied decides what is resent after a
+// broken stream, nothing applied is sent twice, and a full buffer drops the oldest batches and
+// counts their events in the losses of the batches that follow.
+#include "agent/shipper.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+
+namespace tcpscope::agent {
+namespace {
+
+constexpr absl::Duration kWait = absl::Seconds(10);
+
+struct Received {
+  uint64_t seq;
+  int events;
+  uint64_t agent_losses;
+  int stream;  // 1: the first stream
+};
+
+// Greets each stream with what it has applied, then applies each newer batch and acks it, as
+// the service does, unless told otherwise.
+class FakeIngest final : public v1::Ingest::Service {
+ public:
+  grpc::Status Stream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::ServiceMessage, v1::AgentMessage>* stream) override {
+    v1::AgentMessage in;
+    if (!stream->Read(&in) || !in.has_hello()) return {grpc::INVALID_ARGUMENT, "no hello"};
+    v1::ServiceMessage greeting;
+    int stream_number;
+    {
+      absl::MutexLock lock(&mu_);
+      auto may_greet = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return greet_; };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&may_greet), kWait)) {
+        return {grpc::DEADLINE_EXCEEDED, "never greeted"};
+      }
+      stream_number = ++streams_;
+      greeting.mutable_hello_ack()->set_last_applied_seq(applied_);
+    }
+    stream->Write(greeting);
+    while (stream->Read(&in)) {
+      v1::ServiceMessage ack;
+      {
+        absl::MutexLock lock(&mu_);
+        const v1::Batch& batch = in.batch();
+        received_.push_back(
+            {batch.seq(), batch.events_size(), batch.losses().agent(), stream_number});
+        if (cut_at_seq_ == batch.seq()) {
+          cut_at_seq_ = 0;
+          return {grpc::UNAVAILABLE, "cut by the test"};
+        }
+        if (batch.seq() > applied_) applied_ = batch.seq();  // a gap is batches the agent dropped
+        if (!send_acks_) continue;
+        ack.mutable_ack()->set_seq(applied_);
+      }
+      stream->Write(ack);
+    }
+    return grpc::Status::OK;
+  }
+
+  void set_greet(bool greet) {
+    absl::MutexLock lock(&mu_);
+    greet_ = greet;
+  }
+  // The stream that receives batch `seq` breaks before applying it.
+  void CutAt(uint64_t seq) {
+    absl::MutexLock lock(&mu_);
+    cut_at_seq_ = seq;
+  }
+  void set_send_acks(bool send) {
+    absl::MutexLock lock(&mu_);
+    send_acks_ = send;
+  }
+  std::vector<Received> AwaitReceived(size_t count) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return received_.size() >= count; };
+    mu_.AwaitWithTimeout(absl::Condition(&enough), kWait);
+    return received_;
+  }
+  std::vector<Received> received() {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  uint64_t applied() {
+    absl::MutexLock lock(&mu_);
+    return applied_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool greet_ ABSL_GUARDED_BY(mu_) = true;
+  bool send_acks_ ABSL_GUARDED_BY(mu_) = true;
+  uint64_t cut_at_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Received> received_ ABSL_GUARDED_BY(mu_);
+};
+
+v1::Batch BatchOf(int events) {
+  v1::Batch batch;
+  for (int i = 0; i < events; ++i) batch.add_events()->mutable_handshake();
+  return batch;
+}
+
+std::vector<uint64_t> Seqs(const std::vector<Received>& received) {
+  std::vector<uint64_t> seqs;
+  for (const Received& r : received) seqs.push_back(r.seq);
+  return seqs;
+}
+
+class ShipperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&ingest_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    options_.service_address = absl::StrCat("127.0.0.1:", port);
+    options_.credentials = grpc::InsecureChannelCredentials();
+    options_.hello.set_host_name("test-host");
+    options_.hello.set_instance_id(7);
+    options_.initial_backoff = absl::Milliseconds(10);
+    options_.max_backoff = absl::Milliseconds(50);
+  }
+
+  void TearDown() override {
+    if (shipper_ != nullptr) shipper_->Stop();
+    server_->Shutdown(std::chrono::system_clock::now());
+  }
+
+  void StartShipper() {
+    shipper_ = std::make_unique<Shipper>(options_, &metrics_);
+    shipper_->Start();
+  }
+
+  FakeIngest ingest_;
+  std::unique_ptr<grpc::Server> server_;
+  ShipperOptions options_;
+  AgentMetrics metrics_{"test-host"};
+  std::unique_ptr<Shipper> shipper_;
+};
+
+TEST_F(ShipperTest, BrokenStreamResendsWhatTheServiceHasNotApplied) {
+  ingest_.set_greet(false);  // everything is buffered before the first stream opens
+  ingest_.CutAt(2);
+  StartShipper();
+  for (int i = 0; i < 3; ++i) shipper_->Publish(BatchOf(1));
+  ingest_.set_greet(true);
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  const std::vector<Received> received = ingest_.received();
+  // 1 applied; 2 cut the first stream; the second stream greets with 1 and gets 2 and 3 once.
+  EXPECT_EQ(Seqs(received), (std::vector<uint64_t>{1, 2, 2, 3}));
+  EXPECT_EQ(received[1].stream, 1);
+  EXPECT_EQ(received[2].stream, 2);
+  EXPECT_EQ(ingest_.applied(), 3u);
+  EXPECT_EQ(shipper_->events_dropped(), 0u);
+  EXPECT_EQ(metrics_.stream_failures.Value(), 1);
+}
+
+TEST_F(ShipperTest, BatchesAppliedWithoutAnAckAreNotSentTwice) {
+  ingest_.set_send_acks(false);  // applied, but the acks are lost with the stream
+  ingest_.CutAt(3);
+  StartShipper();
+  shipper_->Publish(BatchOf(1));
+  shipper_->Publish(BatchOf(1));
+  ASSERT_EQ(ingest_.AwaitReceived(2).size(), 2u);
+  EXPECT_FALSE(shipper_->Drain(absl::Milliseconds(100)));  // kept: never acknowledged
+  ingest_.set_send_acks(true);
+  shipper_->Publish(BatchOf(1));  // cuts the stream
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  // The second stream's greeting says 2 were applied: only 3 is sent again.
+  EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1, 2, 3, 3}));
+  EXPECT_EQ(ingest_.applied(), 3u);
+}
+
+TEST_F(ShipperTest, FullBufferDropsTheOldestAndCountsTheirEvents) {
+  options_.max_buffered_batches = 2;
+  ingest_.set_greet(false);
+  StartShipper();
+  for (int i = 0; i < 5; ++i) shipper_->Publish(BatchOf(3));
+  // 1, 2 and 3 were dropped as 3, 4 and 5 came: 9 events lost.
+  EXPECT_EQ(shipper_->events_dropped(), 9u);
+  EXPECT_EQ(metrics_.events_dropped_agent.Value(), 9);
+  ingest_.set_greet(true);
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  const std::vector<Received> received = ingest_.received();
+  ASSERT_EQ(Seqs(received), (std::vector<uint64_t>{4, 5}));
+  // Each batch carries the losses as of its publication (cumulative): batch 4 after 1 was
+  // dropped, batch 5 after 2.
+  EXPECT_EQ(received[0].agent_losses, 3u);
+  EXPECT_EQ(received[1].agent_losses, 6u);
+  EXPECT_EQ(received[0].events + received[1].events, 6);
+}
+
+TEST_F(ShipperTest, EmptyBatchesAreNotSent) {
+  StartShipper();
+  shipper_->Publish(v1::Batch());
+  shipper_->Publish(BatchOf(2));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1}));
+}
+
+}  // namespace
+}  // namespace tcpscope::agent
