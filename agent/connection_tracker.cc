@@ -3,6 +3,7 @@
 #include "agent/connection_tracker.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/container/flat_hash_set.h"
 #include "agent/socket_owner_index.h"
@@ -157,6 +158,16 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
       if (!inserted && PreferOwner(*owner, *it->second)) it->second = std::move(owner);
     }
   }
+  // The peers of the ends those listeners accepted, when the peer is in this namespace too
+  // (loopback, or two addresses of one namespace): the connecting side, known from its peer.
+  using Tuple = std::tuple<std::array<uint8_t, 16>, uint16_t, std::array<uint8_t, 16>, uint16_t>;
+  absl::flat_hash_set<Tuple> accepted_peers;
+  for (const SocketRecord& record : dump) {
+    if (record.state != kListen && listening_ports.contains(record.local_port)) {
+      accepted_peers.insert(
+          {record.remote_address, record.remote_port, record.local_address, record.local_port});
+    }
+  }
   update.snapshot.set_listeners(static_cast<uint32_t>(
       std::count_if(dump.begin(), dump.end(), [](const auto& r) { return r.state == kListen; })));
 
@@ -173,6 +184,11 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     if (inserted) {
       tracked.endpoints = ToEndpoints(record);
       tracked.role = KnownRole(state, listening_ports.contains(record.local_port));
+      if (tracked.role == v1::ROLE_UNSPECIFIED &&
+          accepted_peers.contains(Tuple{record.local_address, record.local_port,
+                                        record.remote_address, record.remote_port})) {
+        tracked.role = v1::ROLE_CLIENT;
+      }
       tracked.first_seen = now;
       tracked.start_observed = !baseline;
     }

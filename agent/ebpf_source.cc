@@ -183,6 +183,11 @@ v1::Role EbpfSource::SnapshotRole(uint64_t connection_id) {
 int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   auto* source = static_cast<EbpfSource*>(self);
   source->records_.Add(data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed));
+  // One read can hand over a whole ring (an 8 MiB ring holds over 100k records): batches stay
+  // within kFlushEvents, well under what the service accepts in one.
+  if (static_cast<size_t>(source->records_.pending().events_size()) >= kFlushEvents) {
+    source->Flush(source->reading_for_);
+  }
   return 0;
 }
 
@@ -240,6 +245,7 @@ void EbpfSource::SetHealth(EventSink* sink, bool healthy, const std::string& pro
 }
 
 absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* opened) {
+  reading_for_ = sink;
   ring_buffer* ring =
       ring_buffer__new(bpf_map__fd(skeleton_->maps.events), &EbpfSource::OnRecord, this, nullptr);
   if (ring == nullptr) {

@@ -95,6 +95,7 @@ class EbpfSource : public EventSource {
 
   // Consumer thread only: events decoded straight into the next batch.
   RingRecords records_;
+  EventSink* reading_for_ = nullptr;  // where OnRecord flushes a full batch
   std::array<uint64_t, TCPSCOPE_DROP_COUNT> reported_drops_{};
   int forced_failures_left_;
   const int stop_fd_;  // an eventfd: Stop() wakes the consumer blocked on the ring

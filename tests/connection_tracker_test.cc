@@ -67,14 +67,19 @@ TEST(ConnectionTrackerTest, StateSinceIsTheFirstDumpShowingTheState) {
 
 TEST(ConnectionTrackerTest, BaselineYieldsSnapshotButNoEvents) {
   ConnectionTracker tracker(4026531840);
-  TrackerUpdate update = tracker.Update(
-      {Listener(), End(10, kEstablished, false), End(11, kEstablished, true)}, kStart);
+  TrackerUpdate update =
+      tracker.Update({Listener(), End(10, kEstablished, false), End(11, kEstablished, true),
+                      End(12, kEstablished, false, /*client_port=*/40001)},
+                     kStart);
   EXPECT_TRUE(update.events.empty());
-  ASSERT_EQ(update.snapshot.connections_size(), 2);
+  ASSERT_EQ(update.snapshot.connections_size(), 3);
   EXPECT_EQ(update.snapshot.listeners(), 1u);
-  // No listener holds the client end's port: it may be a server whose listener closed.
-  EXPECT_EQ(update.snapshot.connections(0).role(), v1::ROLE_UNSPECIFIED);
+  // Its peer, in the same namespace, was accepted by the listener: this end connected.
+  EXPECT_EQ(update.snapshot.connections(0).role(), v1::ROLE_CLIENT);
   EXPECT_EQ(update.snapshot.connections(1).role(), v1::ROLE_SERVER);
+  // No listener holds this end's port and its peer is elsewhere: it may be a server whose
+  // listener closed, so its role is not known.
+  EXPECT_EQ(update.snapshot.connections(2).role(), v1::ROLE_UNSPECIFIED);
   EXPECT_EQ(update.snapshot.connections(0).origin().netns_inode(), 4026531840u);
   EXPECT_EQ(update.snapshot.connections(0).srtt_us(), 42u);
 }
@@ -87,7 +92,7 @@ TEST(ConnectionTrackerTest, NewConnectionIsOneHandshakePerEnd) {
                      kStart + absl::Seconds(1));
   ASSERT_EQ(update.events.size(), 2u);
   EXPECT_TRUE(update.events[0].has_handshake());
-  EXPECT_EQ(update.events[0].role(), v1::ROLE_UNSPECIFIED);
+  EXPECT_EQ(update.events[0].role(), v1::ROLE_CLIENT);  // from its peer, accepted here
   EXPECT_EQ(update.events[0].connection_id(), 10u);
   EXPECT_EQ(update.events[0].endpoints().local_port(), 40000u);
   EXPECT_EQ(update.events[0].endpoints().local_address(), std::string("\x7f\0\0\x01", 4));
