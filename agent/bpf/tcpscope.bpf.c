@@ -1,13 +1,14 @@
 /* tcpscope's kernel side: turns TCP tracepoints into exact lifecycle events.
  *
  * sock:inet_sock_set_state drives everything: per socket it records when the handshake
- * started, which side left ESTABLISHED first (FIN_WAIT1: local, CLOSE_WAIT: remote) and who
- * owns it; at CLOSE it classifies the end from sk_err, resets seen and whether the keepalive
- * timer is running on this CPU. tcp:tcp_receive_reset/tcp_send_reset mark resets (an RST
- * received while keepalive probes are out means the peer forgot the connection: it rebooted).
- * timer:timer_expire_entry/exit around tcp_keepalive_timer show each probe (icsk_probes_out
- * grows) and answered probes (it fell back to 0 since the last run).
- * All attach as BTF tracepoints (tp_btf): no kprobes or fentry. */
+ * started and who owns it; at CLOSE it classifies the end from sk_err, resets seen and whether
+ * the keepalive timer is running on this CPU, and which side left ESTABLISHED first from the
+ * state it closes from. Of the ~10 transitions of a connection, those that need nothing
+ * (FIN_WAIT2, CLOSE_WAIT, CLOSING, ...) return before any map operation.
+ * tcp:tcp_receive_reset/tcp_send_reset mark resets (an RST received while keepalive probes are out
+ * means the peer forgot the connection: it rebooted). timer:timer_expire_entry/exit around
+ * tcp_keepalive_timer show each probe (icsk_probes_out grows) and answered probes (it fell back to
+ * 0 since the last run). All attach as BTF tracepoints (tp_btf): no kprobes or fentry. */
 // clang-format off: the kernel types must come before libbpf's headers, which use them.
 #include "kernel_types.h"
 // clang-format on
@@ -68,7 +69,6 @@ struct sock_info {
   __u64 cgroup_id;
   __u32 pid;
   __u8 role;
-  __u8 initiator;
   __u8 flags;
   __u8 last_probes; /* icsk_probes_out after the last keepalive timer run */
   __u16 sport;      /* the port is released before the CLOSE transition is traced */
@@ -140,9 +140,14 @@ static __always_inline void remember_process(struct sock_info *info) {
   bpf_get_current_comm(info->comm, sizeof(info->comm));
 }
 
+/* Wakes the consumer once each time another wakeup_bytes (a power of two) are waiting, not at
+ * every record past the mark: each wakeup is a self-IPI, which a VM pays for with an exit, and
+ * one is enough to make the consumer drain. A crossing missed by two CPUs submitting at once
+ * only delays the wakeup to the next mark or the consumer's own drain. */
 static __always_inline void submit(struct tcpscope_event *event) {
   __u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-  bpf_ringbuf_submit(event, waiting >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+  bool crossed = waiting >= wakeup_bytes && (waiting & (wakeup_bytes - 1)) < sizeof(*event);
+  bpf_ringbuf_submit(event, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* Tells user space when an end sent its FIN, and which process closed it (not an event: no drop
@@ -284,6 +289,24 @@ static __always_inline void report_probes(const struct sock *sk, bool trusted,
   info->last_probes = probes;
 }
 
+/* Which side left ESTABLISHED first, from the state a socket closes from: each closing path
+ * passes through its own last state (FIN_WAIT1/2: our FIN first, CLOSE_WAIT/LAST_ACK: the peer's,
+ * CLOSING: both at once), so no earlier transition needs to be recorded. */
+static __always_inline __u8 initiator_of(int oldstate) {
+  switch (oldstate) {
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+      return TCPSCOPE_INITIATOR_LOCAL;
+    case TCP_CLOSE_WAIT:
+    case TCP_LAST_ACK:
+      return TCPSCOPE_INITIATOR_REMOTE;
+    case TCP_CLOSING:
+      return TCPSCOPE_INITIATOR_SIMULTANEOUS;
+    default:
+      return TCPSCOPE_INITIATOR_NONE;
+  }
+}
+
 static __always_inline void on_close(const struct sock *sk, struct sock_info *info, int oldstate,
                                      __u64 now) {
   int err = sk->sk_err;
@@ -304,7 +327,7 @@ static __always_inline void on_close(const struct sock *sk, struct sock_info *in
   }
 
   __u8 reason;
-  __u8 initiator = info->initiator;
+  __u8 initiator = initiator_of(oldstate);
   bool keepalive_timeout = false;
   if (is_timeout_error(err) && in_keepalive_run(sk)) {
     reason = TCPSCOPE_REASON_KEEPALIVE_TIMEOUT;
@@ -370,14 +393,28 @@ static __always_inline struct sock_info *adopt(const struct sock *sk, __u64 cook
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
+  /* Only these transitions do anything; the others return before reading the socket. */
+  switch (newstate) {
+    case TCP_SYN_SENT:
+    case TCP_SYN_RECV:
+    case TCP_ESTABLISHED:
+    case TCP_FIN_WAIT1:
+    case TCP_LAST_ACK:
+      break;
+    case TCP_CLOSE:
+      if (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE) return 0;
+      break;
+    default:
+      return 0;
+  }
   if (!wanted_arg(sk)) return 0;
   __u64 key = (__u64)sk;
-  __u64 now = bpf_ktime_get_ns();
 
-  if (newstate == TCP_SYN_SENT || (newstate == TCP_SYN_RECV && oldstate == TCP_LISTEN)) {
+  if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
+    if (newstate == TCP_SYN_RECV && oldstate != TCP_LISTEN) return 0;
     struct sock_info fresh = {};
     fresh.cookie = bpf_get_socket_cookie(sk);
-    fresh.start_ns = now;
+    fresh.start_ns = bpf_ktime_get_ns();
     fresh.sport = sk->__sk_common.skc_num;
     if (newstate == TCP_SYN_SENT) {
       fresh.role = TCPSCOPE_ROLE_CLIENT;
@@ -393,8 +430,8 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
   struct sock_info *info = bpf_map_lookup_elem(&socks, &key);
   if (!info) {
     /* Listeners and never-connected sockets are not connections. */
-    if (oldstate == TCP_LISTEN || newstate == TCP_LISTEN || oldstate == TCP_CLOSE ||
-        oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)
+    if (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE || oldstate == TCP_SYN_SENT ||
+        oldstate == TCP_SYN_RECV)
       return 0;
     info = adopt(sk, bpf_get_socket_cookie(sk));
     if (!info) return 0;
@@ -402,6 +439,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
 
   switch (newstate) {
     case TCP_ESTABLISHED: {
+      __u64 now = bpf_ktime_get_ns();
       info->established_ns = now;
       /* connect() picks the local port after entering SYN_SENT. */
       info->sport = sk->__sk_common.skc_num;
@@ -419,24 +457,15 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
       return 0;
     }
     case TCP_FIN_WAIT1:
-      if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_LOCAL;
       if (!info->pid) remember_process(info); /* close() or shutdown() */
-      fin_sent(info, now);
-      return 0;
-    case TCP_CLOSE_WAIT:
-      if (!info->initiator) info->initiator = TCPSCOPE_INITIATOR_REMOTE;
-      return 0;
-    case TCP_CLOSING:
-      info->initiator = TCPSCOPE_INITIATOR_SIMULTANEOUS;
+      fin_sent(info, bpf_ktime_get_ns());
       return 0;
     case TCP_LAST_ACK:
       if (!info->pid) remember_process(info); /* close() after the peer's FIN */
       return 0;
-    case TCP_CLOSE:
-      if (oldstate != TCP_LISTEN && oldstate != TCP_CLOSE) on_close(sk, info, oldstate, now);
+    default: /* TCP_CLOSE */
+      on_close(sk, info, oldstate, bpf_ktime_get_ns());
       bpf_map_delete_elem(&socks, &key);
-      return 0;
-    default:
       return 0;
   }
 }
