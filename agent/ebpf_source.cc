@@ -23,6 +23,9 @@ namespace tcpscope::agent {
 namespace {
 
 constexpr size_t kFlushEvents = 2048;
+// A flushed batch of kFlushEvents takes about 1 MiB of arena: a few blocks, growing to this.
+constexpr size_t kArenaStartBlockBytes = 64 << 10;
+constexpr size_t kArenaMaxBlockBytes = 512 << 10;
 constexpr absl::Duration kFlushInterval = absl::Milliseconds(50);
 // The kernel side wakes the consumer only when a lot is waiting (see wakeup_bytes), so the
 // consumer drains on this period: it bounds the delay of a quiet host's events.
@@ -99,7 +102,9 @@ EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
       snapshots_(std::move(snapshots)),
       metrics_(metrics),
       attribution_(attribution),
-      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {}
+      monotonic_to_unix_ns_(MonotonicToUnixOffsetNs()) {
+  StartBatch();
+}
 
 EbpfSource::~EbpfSource() { tcpscope_bpf__destroy(skeleton_); }
 
@@ -155,11 +160,11 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
         raw->pid, raw->cgroup_id, raw->pid != 0 ? CommandOf(raw->comm) : std::string());
     return 0;
   }
-  v1::Event* event = source->pending_.add_events();
+  v1::Event* event = source->pending_batch_->add_events();
   const absl::Status status = DecodeBpfEvent(
       data, size, source->monotonic_to_unix_ns_.load(std::memory_order_relaxed), event);
   if (!status.ok()) {
-    source->pending_.mutable_events()->RemoveLast();
+    source->pending_batch_->mutable_events()->RemoveLast();
     if (source->decode_errors_++ == 0) TS_LOG(ERROR) << "undecodable eBPF record: " << status;
     source->metrics_->events_dropped_agent.Increment();
     return 0;
@@ -168,19 +173,28 @@ int EbpfSource::OnRecord(void* self, void* data, size_t size) {
   return 0;
 }
 
+void EbpfSource::StartBatch() {
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = kArenaStartBlockBytes;
+  options.max_block_size = kArenaMaxBlockBytes;
+  pending_.arena = std::make_unique<google::protobuf::Arena>(options);
+  pending_.message = google::protobuf::Arena::CreateMessage<v1::AgentMessage>(pending_.arena.get());
+  pending_batch_ = pending_.message->mutable_batch();
+}
+
 void EbpfSource::Flush(EventSink* sink) {
-  if (pending_.events_size() > 0) {
+  if (pending_batch_->events_size() > 0) {
     if (attribution_.owners != nullptr || attribution_.workloads != nullptr) {
       std::shared_ptr<const OwnersByCookie> owners;
       {
         absl::MutexLock lock(&roles_mu_);
         owners = owners_;
       }
-      AttributeEvents(pending_.mutable_events(), owners.get(), attribution_, absl::Now());
+      AttributeEvents(pending_batch_->mutable_events(), owners.get(), attribution_, absl::Now());
     }
-    metrics_->events_generated.Increment(static_cast<double>(pending_.events_size()));
-    sink->Publish(std::move(pending_));
-    pending_.Clear();
+    metrics_->events_generated.Increment(static_cast<double>(pending_batch_->events_size()));
+    sink->PublishOnArena(std::move(pending_));
+    StartBatch();
   }
 }
 
@@ -205,7 +219,7 @@ void EbpfSource::ConsumeRing(EventSink* sink) {
       break;
     }
     const absl::Time now = absl::Now();
-    if (static_cast<size_t>(pending_.events_size()) >= kFlushEvents ||
+    if (static_cast<size_t>(pending_batch_->events_size()) >= kFlushEvents ||
         now - last_flush >= kFlushInterval) {
       Flush(sink);
       last_flush = now;

@@ -54,6 +54,8 @@ class EbpfSource : public EventSource {
              Attribution attribution);
   static int OnRecord(void* self, void* data, size_t size);
   void ConsumeRing(EventSink* sink);
+  // Starts the next batch on a new arena.
+  void StartBatch();
   void Flush(EventSink* sink);
   uint64_t KernelDrops(int index) const;
   v1::Role GuessRole(const v1::Event& event);
@@ -66,8 +68,9 @@ class EbpfSource : public EventSource {
   std::atomic<int64_t> monotonic_to_unix_ns_;
   FinTimes fin_times_;  // noted by the consumer thread, applied to each snapshot
 
-  // Consumer thread only: events decoded straight into the next batch.
-  v1::Batch pending_;
+  // Consumer thread only: events decoded straight into the next batch, on its own arena.
+  ArenaBatch pending_;
+  v1::Batch* pending_batch_ = nullptr;  // pending_.message's
   uint64_t decode_errors_ = 0;
 
   absl::Mutex roles_mu_;

@@ -153,16 +153,28 @@ uint64_t Shipper::events_dropped() const {
 
 void Shipper::Publish(v1::Batch batch) {
   if (batch.events().empty() && !batch.has_snapshot()) return;
+  auto message = std::make_shared<v1::AgentMessage>();
+  *message->mutable_batch() = std::move(batch);
+  Buffer(std::move(message));
+}
+
+void Shipper::PublishOnArena(ArenaBatch batch) {
+  if (batch.message->batch().events().empty() && !batch.message->batch().has_snapshot()) return;
+  // Shares ownership of the arena, pointing at its message.
+  std::shared_ptr<google::protobuf::Arena> arena(std::move(batch.arena));
+  Buffer(std::shared_ptr<v1::AgentMessage>(std::move(arena), batch.message));
+}
+
+void Shipper::Buffer(std::shared_ptr<v1::AgentMessage> message) {
   {
     absl::MutexLock lock(&buffer_mu_);
+    v1::Batch& batch = *message->mutable_batch();
     Buffered buffered;
     buffered.seq = next_seq_++;
     buffered.events = batch.events_size();
     batch.set_seq(buffered.seq);
     // Cumulative, so the latest values as of this batch are as good as any later ones.
     *batch.mutable_losses() = losses_;
-    auto message = std::make_shared<v1::AgentMessage>();
-    *message->mutable_batch() = std::move(batch);
     buffered.bytes = message->ByteSizeLong();
     buffered.message = std::move(message);
     buffered_bytes_ += buffered.bytes;

@@ -47,6 +47,8 @@ class Shipper : public EventSink {
   void Stop();
 
   void Publish(v1::Batch batch) override;
+  // Buffers the arena's message itself: no copy, and the arena lives until the batch is acked.
+  void PublishOnArena(ArenaBatch batch) override;
   void SetKernelLosses(uint64_t cumulative) override;
 
   // Events dropped from the full buffer so far.
@@ -62,6 +64,8 @@ class Shipper : public EventSink {
     std::shared_ptr<const v1::AgentMessage> message;
   };
 
+  // Numbers `message` (a batch), buffers it and starts its write if the stream is idle.
+  void Buffer(std::shared_ptr<v1::AgentMessage> message);
   void RunConnections();
   // Called by the stream.
   uint64_t OnHelloAck(uint64_t last_applied_seq);
