@@ -155,17 +155,19 @@ void Shipper::Publish(v1::Batch batch) {
   if (batch.events().empty() && !batch.has_snapshot()) return;
   auto message = std::make_shared<v1::AgentMessage>();
   *message->mutable_batch() = std::move(batch);
-  Buffer(std::move(message));
+  Buffer(std::move(message), nullptr);
 }
 
 void Shipper::PublishOnArena(ArenaBatch batch) {
   if (batch.message->batch().events().empty() && !batch.message->batch().has_snapshot()) return;
   // Shares ownership of the arena, pointing at its message.
   std::shared_ptr<google::protobuf::Arena> arena(std::move(batch.arena));
-  Buffer(std::shared_ptr<v1::AgentMessage>(std::move(arena), batch.message));
+  const google::protobuf::Arena* memory = arena.get();
+  Buffer(std::shared_ptr<v1::AgentMessage>(std::move(arena), batch.message), memory);
 }
 
-void Shipper::Buffer(std::shared_ptr<v1::AgentMessage> message) {
+void Shipper::Buffer(std::shared_ptr<v1::AgentMessage> message,
+                     const google::protobuf::Arena* arena) {
   {
     absl::MutexLock lock(&buffer_mu_);
     v1::Batch& batch = *message->mutable_batch();
@@ -175,7 +177,9 @@ void Shipper::Buffer(std::shared_ptr<v1::AgentMessage> message) {
     batch.set_seq(buffered.seq);
     // Cumulative, so the latest values as of this batch are as good as any later ones.
     *batch.mutable_losses() = losses_;
-    buffered.bytes = message->ByteSizeLong();
+    // An arena's size is known without a pass over the events (gRPC makes its own to encode).
+    buffered.bytes =
+        arena != nullptr ? static_cast<size_t>(arena->SpaceAllocated()) : message->ByteSizeLong();
     buffered.message = std::move(message);
     buffered_bytes_ += buffered.bytes;
     buffer_.push_back(std::move(buffered));

@@ -64,8 +64,9 @@ class Shipper : public EventSink {
     std::shared_ptr<const v1::AgentMessage> message;
   };
 
-  // Numbers `message` (a batch), buffers it and starts its write if the stream is idle.
-  void Buffer(std::shared_ptr<v1::AgentMessage> message);
+  // Numbers `message` (a batch), buffers it and starts its write if the stream is idle. Its
+  // memory is counted as what `arena` (if it is on one) allocated, else as its encoded size.
+  void Buffer(std::shared_ptr<v1::AgentMessage> message, const google::protobuf::Arena* arena);
   void RunConnections();
   // Called by the stream.
   uint64_t OnHelloAck(uint64_t last_applied_seq);
