@@ -8,14 +8,21 @@ namespace tcpscope::agent {
 void FinTimes::Note(uint64_t connection_id, absl::Time sent, uint32_t pid, uint64_t cgroup_id,
                     std::string command) {
   absl::MutexLock lock(&mu_);
-  if (sent_.size() >= kMaxNotes) return;
-  sent_[connection_id] = Fin{sent, pid, cgroup_id, std::move(command)};
+  if (sent_.size() + pending_.size() >= kMaxNotes) return;
+  pending_.emplace_back(connection_id, Fin{sent, pid, cgroup_id, std::move(command)});
+}
+
+void FinTimes::MergePending() {
+  sent_.reserve(sent_.size() + pending_.size());
+  for (auto& [connection_id, fin] : pending_) sent_[connection_id] = std::move(fin);
+  std::vector<std::pair<uint64_t, Fin>>().swap(pending_);  // a burst's capacity is not kept
 }
 
 std::vector<int> FinTimes::Apply(v1::Snapshot* snapshot, absl::Time now, absl::Duration keep) {
   std::vector<int> named;
   absl::flat_hash_set<uint64_t> present;
   absl::MutexLock lock(&mu_);
+  MergePending();
   if (sent_.empty()) return named;
   for (int i = 0; i < snapshot->connections_size(); ++i) {
     v1::Connection& connection = *snapshot->mutable_connections(i);
@@ -48,7 +55,7 @@ std::vector<int> FinTimes::Apply(v1::Snapshot* snapshot, absl::Time now, absl::D
 
 size_t FinTimes::size() const {
   absl::MutexLock lock(&mu_);
-  return sent_.size();
+  return sent_.size() + pending_.size();
 }
 
 }  // namespace tcpscope::agent

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -35,6 +36,7 @@ class FinTimes {
   // (a note may arrive before the dump that shows the end).
   std::vector<int> Apply(v1::Snapshot* snapshot, absl::Time now, absl::Duration keep);
 
+  // Notes held (an end noted twice, after a reconnect, counts twice until the next Apply).
   size_t size() const;
 
  private:
@@ -44,7 +46,14 @@ class FinTimes {
     uint64_t cgroup_id = 0;
     std::string command;
   };
+  // Moves the notes taken since the last snapshot into sent_.
+  void MergePending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
+  // A note is appended here (one per closing end, on the ring consumer's hot path) and hashed
+  // in bulk at the next snapshot, which needs the lookups: inserting each into a table of
+  // hundreds of thousands at once cost a cache miss or two per note, and its growth.
+  std::vector<std::pair<uint64_t, Fin>> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Fin> sent_ ABSL_GUARDED_BY(mu_);
 };
 

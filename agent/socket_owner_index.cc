@@ -205,7 +205,19 @@ void AttributeEvents(google::protobuf::RepeatedPtrField<v1::Event>* events,
     }
   }
   if (attribution.workloads != nullptr) {
-    for (v1::Event& event : *events) FillWorkload(attribution.workloads, event.mutable_origin());
+    // A batch's events mostly come from a few cgroups: each run of one is resolved once (the
+    // resolver takes a lock and reads the clock per call).
+    uint64_t cgroup_id = 0;
+    std::shared_ptr<const Workload> workload;
+    for (v1::Event& event : *events) {
+      v1::Origin* origin = event.mutable_origin();
+      if (origin->cgroup_id() == 0) continue;
+      if (origin->cgroup_id() != cgroup_id) {
+        cgroup_id = origin->cgroup_id();
+        workload = attribution.workloads->Resolve(cgroup_id);
+      }
+      if (workload != nullptr) workload->FillOrigin(origin);
+    }
   }
 }
 

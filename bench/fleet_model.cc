@@ -425,8 +425,18 @@ void Fleet::WriteConnection(std::string& out, const Conn& conn, bool client, con
     w::Varint(c, 15, conn.start_ns);
     w::Varint(c, 16, conn.start_ns);
     // As the agent sends it: the origin is the pod's entry in the snapshot's table.
-    w::Varint(c, 17, static_cast<uint64_t>(&pod - pods_.data()) % shape_.pods_per_host + 1);
+    w::Varint(c, 17, OriginRef(pod));
   });
+}
+
+uint32_t Fleet::OriginRef(const Pod& pod) {
+  uint32_t& ref = pod_refs_[static_cast<size_t>(&pod - pods_.data()) %
+                            static_cast<size_t>(shape_.pods_per_host)];
+  if (ref == 0) {
+    snapshot_pods_.push_back(&pod);
+    ref = static_cast<uint32_t>(snapshot_pods_.size());
+  }
+  return ref;
 }
 
 OutBatch Fleet::Snapshot(int host, uint64_t now_ns) {
@@ -436,6 +446,8 @@ OutBatch Fleet::Snapshot(int host, uint64_t now_ns) {
   snapshot.reserve(static_cast<size_t>(shape_.ends_per_host) * 96 +
                    static_cast<size_t>(shape_.pods_per_host) * pods_[0].origin.size());
   w::Varint(snapshot, 1, now_ns);
+  snapshot_pods_.clear();
+  pod_refs_.assign(static_cast<size_t>(shape_.pods_per_host), 0);
   for (int j = 0; j < slots_; ++j) {
     const int server = PeerOfClient(host, j);
     WriteConnection(snapshot, ClientConn(host, j), true, ClientPod(host, j), state.address,
@@ -448,10 +460,7 @@ OutBatch Fleet::Snapshot(int host, uint64_t now_ns) {
                     host_[client].address, pod.port, now_ns);
   }
   w::Varint(snapshot, 3, static_cast<uint64_t>(shape_.pods_per_host));  // listeners
-  for (int p = 0; p < shape_.pods_per_host; ++p) {
-    w::Bytes(snapshot, 4, pods_[static_cast<size_t>(host) * shape_.pods_per_host + p].origin,
-             /*always=*/true);
-  }
+  for (const Pod* pod : snapshot_pods_) w::Bytes(snapshot, 4, pod->origin, /*always=*/true);
   body->reserve(snapshot.size() + 16);
   w::Bytes(*body, 3, snapshot, /*always=*/true);
   w::Bytes(*body, 4, "", /*always=*/true);

@@ -109,15 +109,20 @@ class Fleet {
                 uint16_t remote_port, v1::Role role, WriteKind write_kind);
   void WriteEndpoints(std::string& out, uint32_t local, uint16_t local_port, uint32_t remote,
                       uint16_t remote_port);
+  // The pod's position, from 1, in the origin table of the snapshot being written (added at
+  // its first end).
+  uint32_t OriginRef(const Pod& pod);
   void WriteConnection(std::string& out, const Conn& conn, bool client, const Pod& pod,
                        uint32_t local, uint32_t remote, uint16_t server_port, uint64_t now_ns);
 
   const FleetShape shape_;
   const int slots_;
   std::mt19937_64 random_;
-  std::vector<int> distance_;    // by slot
-  std::vector<int> server_pod_;  // by slot: which of the server host's pods serves it
-  std::vector<Pod> pods_;        // host * pods_per_host + pod
+  std::vector<int> distance_;              // by slot
+  std::vector<int> server_pod_;            // by slot: which of the server host's pods serves it
+  std::vector<Pod> pods_;                  // host * pods_per_host + pod
+  std::vector<const Pod*> snapshot_pods_;  // the snapshot being written: its origin table
+  std::vector<uint32_t> pod_refs_;         // and each of the host's pods' position in it
   std::vector<HostState> host_;
   std::vector<Conn> conns_;  // host * slots + slot: client slot `slot` of `host`
   std::string scratch_[3];   // nesting levels of hand-written messages
