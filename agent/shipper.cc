@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
-#include "common/snapshot_origins.h"
+#include "common/shared_origins.h"
 
 namespace tcpscope::agent {
 
@@ -171,6 +171,8 @@ void Shipper::SetSourceHealth(const v1::SourceHealth& health) {
 }
 
 void Shipper::Enqueue(v1::Batch batch) {
+  // Each distinct origin once per batch and per snapshot: most of what they would weigh.
+  ShareBatchOrigins(batch);
   if (batch.has_snapshot()) ShareSnapshotOrigins(*batch.mutable_snapshot());
   {
     absl::MutexLock lock(&buffer_mu_);

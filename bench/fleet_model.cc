@@ -165,11 +165,16 @@ void Fleet::AddEvent(int host, v1::EventKind kind, uint64_t time_ns, uint64_t co
   w::Message(state.pending, 2, scratch_[0], [&](std::string& event) {
     w::Varint(event, 1, time_ns);
     w::Varint(event, 2, cookie);
-    w::Bytes(event, 3, origin, /*always=*/true);
     w::Message(event, 4, scratch_[1], [&](std::string& endpoints) {
       WriteEndpoints(endpoints, local, local_port, remote, remote_port);
     });
     w::Varint(event, 5, role);
+    // As the agent sends it: the origin is an entry of the batch's table (a few per batch).
+    auto it = std::find(state.pending_origins.begin(), state.pending_origins.end(), &origin);
+    if (it == state.pending_origins.end()) {
+      it = state.pending_origins.insert(state.pending_origins.end(), &origin);
+    }
+    w::Varint(event, 6, static_cast<uint64_t>(it - state.pending_origins.begin()) + 1);
     write_kind(event, scratch_[1]);
   });
   ++state.pending_events;
@@ -385,6 +390,8 @@ OutBatch Fleet::TakeEvents(int host) {
   auto body = std::make_shared<std::string>(std::move(state.pending));
   state.pending.clear();
   w::Bytes(*body, 4, "", /*always=*/true);  // losses: none (the shipper always sets them)
+  for (const std::string* origin : state.pending_origins) w::Bytes(*body, 6, *origin, true);
+  state.pending_origins.clear();
   batch.body = std::move(body);
   batch.events = std::exchange(state.pending_events, 0);
   batch.kinds = std::exchange(state.pending_kinds, KindCounts{});

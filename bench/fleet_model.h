@@ -81,6 +81,7 @@ class Fleet {
     double churn_credit = 0, probe_credit = 0, timeout_credit = 0, failure_credit = 0;
     std::string pending;  // Batch.events fields
     uint64_t pending_events = 0;
+    std::vector<const std::string*> pending_origins;  // their table: pods' origins
     KindCounts pending_kinds{};
   };
   enum class CloseKind { kNormal, kKeepaliveTimeout };

@@ -145,7 +145,7 @@ void TwinFleet::Apply(Host& host, const v1::Batch& batch,
     host.metrics->CountEvent(event);
     host.reference->CountEvent(event);
   }
-  host.workloads->CountEvents(batch.events(), now);
+  host.workloads->CountEvents(batch, now);
   host.reference_workloads->CountEvents(batch.events(), now);
   host.metrics->AddEvents(static_cast<uint64_t>(batch.events_size()));
   host.reference->AddEvents(static_cast<uint64_t>(batch.events_size()));

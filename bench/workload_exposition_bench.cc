@@ -240,7 +240,7 @@ void BM_WorkloadSeries(benchmark::State& state) {
   ServiceMetrics metrics;
   service::WorkloadMetrics workloads(&metrics, "node-0000", service::WorkloadLimits());
   for (auto _ : state) {
-    workloads.CountEvents(batch.events(), kNow);
+    workloads.CountEvents(batch, kNow);
     workloads.SetSnapshot(batch.snapshot(), at_risk, kNow);
   }
   state.counters["items"] = benchmark::Counter(

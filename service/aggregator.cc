@@ -82,7 +82,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
     host.last_applied_seq = batch->seq();
     HostMetrics& metrics = *host.metrics;
     for (const v1::Event& event : batch->events()) metrics.CountEvent(event);
-    host.workloads->CountEvents(batch->events(), now);
+    host.workloads->CountEvents(*batch, now);
     metrics.AddEvents(static_cast<uint64_t>(batch->events_size()));
     metrics.SetLosses(batch->losses());
     host.losses = batch->losses();

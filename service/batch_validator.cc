@@ -88,6 +88,39 @@ absl::Status Located(absl::Status status, absl::string_view list, int index) {
   return absl::InvalidArgumentError(absl::StrCat(list, index, status.message()));
 }
 
+// An end's or event's origin: inline (checked here), or a reference to one of the `origins`
+// entries of its `table` ("snapshot" or "batch"), which were checked once each.
+template <typename Item>
+absl::Status CheckOriginOf(absl::string_view where, const Item& item, int origins,
+                           absl::string_view table) {
+  if (item.origin_ref() == 0) return CheckOrigin(where, item.origin());
+  if (item.has_origin()) {
+    return Invalid(where, "an inline origin and an origin_ref: one or the other");
+  }
+  if (item.origin_ref() > static_cast<uint32_t>(origins)) {
+    return Invalid(where, absl::StrCat("origin_ref ", item.origin_ref(), " beyond the ", table,
+                                       "'s ", origins, " origins"));
+  }
+  return absl::OkStatus();
+}
+
+// A table of distinct origins: at most one per item referring to it, each checked.
+absl::Status CheckOriginTable(absl::string_view table,
+                              const google::protobuf::RepeatedPtrField<v1::Origin>& origins,
+                              int items, absl::string_view item_kind) {
+  if (origins.size() > std::max(items, 1)) {
+    return Invalid(table, absl::StrCat(origins.size(), " origins for ", items, " ", item_kind));
+  }
+  for (int i = 0; i < origins.size(); ++i) {
+    if (absl::Status s =
+            Located(CheckOrigin("", origins.Get(i)), absl::StrCat(table, " origin "), i);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Enum fields become labels, table cells and filter targets: each must hold a value this build
 // knows. Reflection, so a new kind is validated without a case of its own; the kinds above have
 // their own cases (faster, and stricter where UNSPECIFIED makes no sense).
@@ -131,11 +164,12 @@ absl::Status CheckAnyKind(absl::string_view where, const v1::Event& event) {
   return CheckEnums(where, event.GetReflection()->GetMessage(event, kind));
 }
 
-absl::Status CheckEvent(absl::string_view where, const v1::Event& event, absl::Time now,
-                        const ValidationLimits& limits) {
+// `origins`: the size of the batch's origin table, which was checked entry by entry.
+absl::Status CheckEvent(absl::string_view where, const v1::Event& event, int origins,
+                        absl::Time now, const ValidationLimits& limits) {
   if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
   if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
-  if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
+  if (absl::Status s = CheckOriginOf(where, event, origins, "batch"); !s.ok()) return s;
   // A known role (a label); unspecified is "not known", which agents report rather than guess.
   if (!v1::Role_IsValid(event.role())) {
     return Invalid(where, absl::StrCat("unknown role ", event.role()));
@@ -201,17 +235,7 @@ absl::Status CheckConnection(const v1::Connection& connection, int origins, absl
     return Invalid(where, absl::StrCat("unknown role ", connection.role()));
   }
   if (absl::Status s = CheckEndpoints(where, connection.endpoints()); !s.ok()) return s;
-  if (connection.origin_ref() != 0) {
-    if (connection.has_origin()) {
-      return Invalid(where, "an inline origin and an origin_ref: one or the other");
-    }
-    if (connection.origin_ref() > static_cast<uint32_t>(origins)) {
-      return Invalid(where, absl::StrCat("origin_ref ", connection.origin_ref(),
-                                         " beyond the snapshot's ", origins, " origins"));
-    }
-  } else if (absl::Status s = CheckOrigin(where, connection.origin()); !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = CheckOriginOf(where, connection, origins, "snapshot"); !s.ok()) return s;
   if (connection.idle_ms() > kMaxLifetimeUs / 1000) {
     return Invalid(where, absl::StrCat("idle time ", connection.idle_ms(), " ms is impossible"));
   }
@@ -232,16 +256,10 @@ absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
   if (absl::Status s = CheckTime("snapshot", snapshot.time_unix_ns(), now, limits); !s.ok()) {
     return s;
   }
-  // Distinct origins are at most one per connection.
-  if (snapshot.origins_size() > std::max(snapshot.connections_size(), 1)) {
-    return Invalid("snapshot", absl::StrCat(snapshot.origins_size(), " origins for ",
-                                            snapshot.connections_size(), " connections"));
-  }
-  for (int i = 0; i < snapshot.origins_size(); ++i) {
-    if (absl::Status s = Located(CheckOrigin("", snapshot.origins(i)), "snapshot origin ", i);
-        !s.ok()) {
-      return s;
-    }
+  if (absl::Status s = CheckOriginTable("snapshot", snapshot.origins(), snapshot.connections_size(),
+                                        "connections");
+      !s.ok()) {
+    return s;
   }
   for (int i = 0; i < snapshot.connections_size(); ++i) {
     if (absl::Status s =
@@ -298,8 +316,13 @@ absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now, const Validat
       return Invalid("source_health", "problem must be at most 256 printable ASCII characters");
     }
   }
+  if (absl::Status s = CheckOriginTable("batch", batch.origins(), batch.events_size(), "events");
+      !s.ok()) {
+    return s;
+  }
   for (int i = 0; i < batch.events_size(); ++i) {
-    if (absl::Status s = Located(CheckEvent("", batch.events(i), now, limits), " event ", i);
+    if (absl::Status s = Located(CheckEvent("", batch.events(i), batch.origins_size(), now, limits),
+                                 " event ", i);
         !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("batch ", batch.seq(), s.message()));
     }

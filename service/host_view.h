@@ -14,7 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "common/snapshot_origins.h"
+#include "common/shared_origins.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/log.h"
 #include "common/names.h"
+#include "common/shared_origins.h"
 #include "service/query_filters.h"
 #include "service/query_token.h"
 
@@ -44,7 +45,7 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
       if (finished_) return;
       const auto& events = batch->batch->events();
       for (int i = 0; i < events.size(); ++i) {
-        if (!matcher_.Matches(events[i])) continue;
+        if (!matcher_.Matches(events[i], EventOrigin(*batch->batch, events[i]))) continue;
         if (queue_.size() >= limit_) {
           ++missed_;
           service_->metrics_->watch_events_missed.Increment();
@@ -121,7 +122,10 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
         oldest = std::min<uint64_t>(oldest, events[i].time_unix_ns());
         if (last != 0 && picked.size() >= last) continue;
         if (events[i].time_unix_ns() < since) continue;
-        if (!matcher_.MatchesHost(*(*batch)->host) || !matcher_.Matches(events[i])) continue;
+        if (!matcher_.MatchesHost(*(*batch)->host) ||
+            !matcher_.Matches(events[i], EventOrigin(*(*batch)->batch, events[i]))) {
+          continue;
+        }
         picked.push_back({*batch, i});
       }
     }
@@ -139,7 +143,12 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
       const EventRef& ref = queue_.front();
       v1::HostEvent* entry = out_.add_events();
       entry->set_host(*ref.batch->host);
-      *entry->mutable_event() = ref.batch->batch->events(ref.index);
+      const v1::Event& event = ref.batch->batch->events(ref.index);
+      *entry->mutable_event() = event;
+      if (event.origin_ref() != 0) {  // served with its origin inline
+        *entry->mutable_event()->mutable_origin() = EventOrigin(*ref.batch->batch, event);
+        entry->mutable_event()->clear_origin_ref();
+      }
       queue_.pop_front();
     }
     out_.set_missed(missed_);

@@ -210,7 +210,7 @@ absl::StatusOr<EventMatcher> EventMatcher::Create(const v1::EventFilter& filter)
   return matcher;
 }
 
-bool EventMatcher::Matches(const v1::Event& event) const {
+bool EventMatcher::Matches(const v1::Event& event, const v1::Origin& origin) const {
   if (kinds_.any() && !kinds_.test(static_cast<size_t>(v1::KindOf(event)))) return false;
   const bool by_reason = close_reason_ != v1::CLOSE_REASON_UNSPECIFIED ||
                          failure_reason_ != v1::HANDSHAKE_FAILURE_REASON_UNSPECIFIED ||
@@ -227,7 +227,7 @@ bool EventMatcher::Matches(const v1::Event& event) const {
     if (!close_match && !failure_match && !half_open_match) return false;
   }
   if (role_ != v1::ROLE_UNSPECIFIED && event.role() != role_) return false;
-  if (workload_.has_value() && !workload_->Matches(event.origin())) return false;
+  if (workload_.has_value() && !workload_->Matches(origin)) return false;
   return MatchesEndpoints(event.endpoints(), port_, address_);
 }
 

@@ -43,7 +43,9 @@ class EventMatcher {
   static absl::StatusOr<EventMatcher> Create(const v1::EventFilter& filter);
 
   bool MatchesHost(const std::string& host) const { return host_.empty() || host == host_; }
-  bool Matches(const v1::Event& event) const;
+  // `origin`: the event's, resolved from its batch's table (common/shared_origins.h).
+  bool Matches(const v1::Event& event, const v1::Origin& origin) const;
+  bool Matches(const v1::Event& event) const { return Matches(event, event.origin()); }
 
  private:
   EventMatcher() = default;

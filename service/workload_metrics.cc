@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "common/snapshot_origins.h"
+#include "common/shared_origins.h"
 #include "common/tcp_names.h"
 #include "service/relaxed_values.h"
 
@@ -389,19 +389,18 @@ WorkloadMetrics::Port& WorkloadMetrics::PortOf(uint32_t number, absl::Time now) 
   return **slot;
 }
 
-void WorkloadMetrics::CountEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events,
-                                  absl::Time now) {
+void WorkloadMetrics::CountEvents(const v1::Batch& batch, absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (removed_) return;
-  for (const v1::Event& event : events) CountEvent(event, now);
+  for (const v1::Event& event : batch.events()) CountEvent(event, EventOrigin(batch, event), now);
   Publish();
 }
 
-void WorkloadMetrics::CountEvent(const v1::Event& event, absl::Time now) {
+void WorkloadMetrics::CountEvent(const v1::Event& event, const v1::Origin& origin, absl::Time now) {
   switch (event.kind_case()) {
     case v1::Event::kHandshakeFailed: {
       const int reason = Index(event.handshake_failed().reason(), kFailureReasons);
-      if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
+      if (Series* series = Resolve(origin, now, /*allocate=*/true); series != nullptr) {
         Add(series->failures[reason]);
       }
       Add(PortOf(ServerPort(event), now).failures[reason]);
@@ -409,20 +408,20 @@ void WorkloadMetrics::CountEvent(const v1::Event& event, absl::Time now) {
     }
     case v1::Event::kClose: {
       const int reason = Index(event.close().reason(), kCloseReasons);
-      if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
+      if (Series* series = Resolve(origin, now, /*allocate=*/true); series != nullptr) {
         Add(series->closes[reason]);
       }
       Add(PortOf(ServerPort(event), now).closes[reason]);
       break;
     }
     case v1::Event::kKeepaliveTimeout:
-      if (Series* series = Resolve(event.origin(), now, /*allocate=*/true); series != nullptr) {
+      if (Series* series = Resolve(origin, now, /*allocate=*/true); series != nullptr) {
         Add(series->keepalive_timeouts);
       }
       break;
     default:
       // No series of its own, but the workload is alive.
-      Resolve(event.origin(), now, /*allocate=*/false);
+      Resolve(origin, now, /*allocate=*/false);
       break;
   }
 }

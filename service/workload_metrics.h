@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/events.pb.h"
+#include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
 namespace tcpscope::service {
@@ -65,9 +66,9 @@ class WorkloadMetrics {
   WorkloadMetrics(const WorkloadMetrics&) = delete;
   WorkloadMetrics& operator=(const WorkloadMetrics&) = delete;
 
-  // Counts validated events into their workload's and port's counters; any event of a workload
-  // keeps its slot.
-  void CountEvents(const google::protobuf::RepeatedPtrField<v1::Event>& events, absl::Time now);
+  // Counts a validated batch's events into their workload's and port's counters; any event of a
+  // workload keeps its slot.
+  void CountEvents(const v1::Batch& batch, absl::Time now);
   // Replaces the connection-state and at-risk gauges (at_risk: one reason per connection).
   void SetSnapshot(const v1::Snapshot& snapshot, const std::vector<v1::AtRiskReason>& at_risk,
                    absl::Time now);
@@ -103,7 +104,8 @@ class WorkloadMetrics {
   // for a host process, or for an unknown pod when not allocating. Marks the slot active.
   Series* Resolve(const v1::Origin& origin, absl::Time now, bool allocate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CountEvent(const v1::Event& event, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountEvent(const v1::Event& event, const v1::Origin& origin, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Port& PortOf(uint32_t port, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ShowHalfOpen(Series& series) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands the current set of series and ports to scrapes, if it changed.

@@ -1,7 +1,7 @@
 // Every kind of bad agent message is refused with an error that names the problem.
 #include "service/batch_validator.h"
 
-#include "common/snapshot_origins.h"
+#include "common/shared_origins.h"
 #include "gtest/gtest.h"
 
 namespace tcpscope::service {
@@ -194,6 +194,20 @@ TEST(BatchValidatorTest, RefusesBadBatchesAndSnapshots) {
   *snapshot->add_origins() = snapshot->origins(0);
   ExpectRefused(ValidateBatch(batch, kNow), "2 origins for 1 connections");
 
+  // Likewise for events and their batch's table.
+  batch = BatchOf(GoodClose());
+  batch.mutable_events(0)->mutable_origin()->set_pod("web-0");
+  ShareBatchOrigins(batch);
+  EXPECT_TRUE(ValidateBatch(batch, kNow).ok());
+  batch.mutable_events(0)->set_origin_ref(3);
+  ExpectRefused(ValidateBatch(batch, kNow), "event 0: origin_ref 3 beyond the batch's 1 origins");
+  batch.mutable_events(0)->set_origin_ref(1);
+  batch.mutable_events(0)->mutable_origin()->set_pod("web-0");
+  ExpectRefused(ValidateBatch(batch, kNow), "an inline origin and an origin_ref");
+  batch.mutable_events(0)->clear_origin();
+  *batch.add_origins() = batch.origins(0);
+  ExpectRefused(ValidateBatch(batch, kNow), "2 origins for 1 events");
+
   batch = BatchOf(GoodClose());
   batch.mutable_source_health()->set_state(v1::SOURCE_STATE_EVENTS_FAILED);
   batch.mutable_source_health()->set_problem("eBPF ring buffer poll: Input/output error");
@@ -243,6 +257,12 @@ TEST(BatchValidatorTest, RefusesHostileWorkloadNames) {
       set(*connection->mutable_origin(), value);
       ExpectRefused(ValidateBatch(batch, kNow), field);
       ExpectRefused(ValidateBatch(batch, kNow), "snapshot connection 0");
+      // The same origin in the batch's table, referred to by the event.
+      v1::Batch shared = BatchOf(event);
+      ShareBatchOrigins(shared);
+      ASSERT_EQ(shared.events(0).origin_ref(), 1u);
+      ExpectRefused(ValidateBatch(shared, kNow), field);
+      ExpectRefused(ValidateBatch(shared, kNow), "batch origin 0");
       // The same origin in the snapshot's table, referred to by the end.
       ShareSnapshotOrigins(*batch.mutable_snapshot());
       ASSERT_EQ(connection->origin_ref(), 1u);

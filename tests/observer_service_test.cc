@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "common/shared_origins.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
@@ -89,6 +90,43 @@ TEST_F(ObserverServiceTest, LastNThenLiveWithoutGapOrRepeat) {
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// Agents send each batch's distinct origins once (Batch.origins, Event.origin_ref): filters see
+// every event's origin, and served events carry it inline.
+TEST_F(ObserverServiceTest, EventsOfSharedOriginsAreFilteredAndServedInline) {
+  auto batch = std::make_shared<v1::Batch>();
+  batch->set_seq(++seq_);
+  for (int i = 0; i < 6; ++i) {
+    v1::Event* event = batch->add_events();
+    event->set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow)) + i);
+    event->set_role(v1::ROLE_CLIENT);
+    event->mutable_endpoints()->set_local_port(static_cast<uint32_t>(100 + i));
+    event->mutable_handshake();
+    event->mutable_origin()->set_pod(i % 3 == 0 ? "db-0" : "web-0");
+    event->mutable_origin()->set_pod_namespace("shop");
+  }
+  ShareBatchOrigins(*batch);
+  ASSERT_EQ(batch->origins_size(), 2);
+  ASSERT_TRUE(aggregator_.Apply(*host_, std::move(batch), kNow));
+
+  grpc::ClientContext context;
+  v1::GetEventsRequest request;
+  request.set_last(10);
+  request.mutable_filter()->set_pod("db-0");
+  auto reader = stub_->GetEvents(&context, request);
+  std::vector<uint32_t> ports;
+  v1::GetEventsResponse response;
+  while (reader->Read(&response)) {
+    for (const auto& entry : response.events()) {
+      ports.push_back(entry.event().endpoints().local_port());
+      EXPECT_EQ(entry.event().origin_ref(), 0u);
+      EXPECT_EQ(entry.event().origin().pod(), "db-0");
+      EXPECT_EQ(entry.event().origin().pod_namespace(), "shop");
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(ports, (std::vector<uint32_t>{100, 103}));
 }
 
 TEST_F(ObserverServiceTest, HistoryOnlyEndsAndReportsTruncation) {

@@ -1,6 +1,6 @@
-// A snapshot's origins sent once each: the agent's sharing keeps every end's origin, and the
-// service reads the same views, listings and workload series from either form.
-#include "common/snapshot_origins.h"
+// Origins sent once per snapshot and per batch: the agent's sharing keeps every end's and
+// event's origin, and the service reads the same views and listings from either form.
+#include "common/shared_origins.h"
 
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -40,7 +40,7 @@ v1::Snapshot InlineSnapshot() {
   return snapshot;
 }
 
-TEST(SnapshotOriginsTest, SharingSendsEachOriginOnceAndKeepsEveryEndsOrigin) {
+TEST(SharedOriginsTest, SharingSendsEachOriginOnceAndKeepsEveryEndsOrigin) {
   const v1::Snapshot original = InlineSnapshot();
   v1::Snapshot shared = original;
   ShareSnapshotOrigins(shared);
@@ -67,7 +67,28 @@ TEST(SnapshotOriginsTest, SharingSendsEachOriginOnceAndKeepsEveryEndsOrigin) {
   EXPECT_TRUE(OriginEq()(SnapshotOrigin(shared, shared.connections(0)), v1::Origin()));
 }
 
-TEST(SnapshotOriginsTest, ViewsOfBothFormsListTheSameEnds) {
+TEST(SharedOriginsTest, BatchesSendEachEventOriginOnce) {
+  v1::Batch original;
+  original.set_seq(1);
+  for (int i = 0; i < 9; ++i) {
+    v1::Event* event = original.add_events();
+    event->set_connection_id(static_cast<uint64_t>(i));
+    event->mutable_handshake();
+    if (i < 8) *event->mutable_origin() = OriginOf(static_cast<uint32_t>(10 + i % 2), "web-0");
+  }
+  v1::Batch shared = original;
+  ShareBatchOrigins(shared);
+  ASSERT_EQ(shared.origins_size(), 2);
+  for (int i = 0; i < shared.events_size(); ++i) {
+    EXPECT_FALSE(shared.events(i).has_origin()) << i;
+    EXPECT_EQ(shared.events(i).origin_ref(), i < 8 ? static_cast<uint32_t>(i % 2 + 1) : 0u) << i;
+    EXPECT_TRUE(OriginEq()(EventOrigin(shared, shared.events(i)), original.events(i).origin()))
+        << i;
+  }
+  EXPECT_LT(shared.ByteSizeLong(), original.ByteSizeLong() / 2);
+}
+
+TEST(SharedOriginsTest, ViewsOfBothFormsListTheSameEnds) {
   const v1::Snapshot original = InlineSnapshot();
   v1::Snapshot shared = original;
   ShareSnapshotOrigins(shared);
