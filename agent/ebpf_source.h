@@ -39,7 +39,7 @@ struct EbpfOptions {
   // Network namespace inode to watch; 0: every namespace of the kernel.
   uint32_t netns_inode = 0;
   absl::Duration snapshot_interval = absl::Seconds(10);
-  uint32_t ring_buffer_bytes = 8 << 20;
+  uint32_t ring_buffer_bytes = 2 << 20;
   uint32_t max_tracked_sockets = 262144;
   // Test only (TCPSCOPE_TEST_RING_FAILURES): this many ring attempts in a row fail as a poll
   // error would, right after the ring is opened.

@@ -43,7 +43,7 @@ struct SourceOptions {
   absl::Duration snapshot_interval = absl::Seconds(10);
   SnapshotDumpChoice snapshot_dump = SnapshotDumpChoice::kAuto;
   // The eBPF source's sizes and test-only faults (EbpfOptions).
-  uint32_t ring_buffer_bytes = 8 << 20;
+  uint32_t ring_buffer_bytes = 2 << 20;
   uint32_t max_tracked_sockets = 262144;
   int forced_ring_failures = 0;
   // Names the process and workload of ends and events (both may be null); must outlive the
