@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/tcp_names.h"
 
 // A switch over the kernel's kinds that misses one is a build error, not a dropped record.
 #pragma GCC diagnostic error "-Wswitch"
@@ -186,6 +187,15 @@ absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
     return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
   }
   return decoded;
+}
+
+std::vector<std::string> KernelEventKindNames() {
+  std::vector<std::string> names;
+#define TCPSCOPE_KIND_NAME(name, number) \
+  names.emplace_back(EventKindName(static_cast<v1::EventKind>(TCPSCOPE_EVENT_##name)));
+  TCPSCOPE_EVENT_KINDS(TCPSCOPE_KIND_NAME)
+#undef TCPSCOPE_KIND_NAME
+  return names;
 }
 
 }  // namespace tcpscope::agent

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -45,5 +46,8 @@ absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
 
 // The record's process name as the service accepts it: printable ASCII ('?' for any other byte).
 std::string CommandOf(const char (&comm)[16]);
+
+// The event kinds the kernel side emits, by their proto names (a source's capabilities).
+std::vector<std::string> KernelEventKindNames();
 
 }  // namespace tcpscope::agent

@@ -143,12 +143,7 @@ EbpfSource::~EbpfSource() {
 }
 
 std::vector<std::string> EbpfSource::capabilities() const {
-  // The kinds the program emits, by their proto names.
-  std::vector<std::string> capabilities;
-#define TCPSCOPE_CAPABILITY(name, number) \
-  capabilities.emplace_back(EventKindName(static_cast<v1::EventKind>(TCPSCOPE_EVENT_##name)));
-  TCPSCOPE_EVENT_KINDS(TCPSCOPE_CAPABILITY)
-#undef TCPSCOPE_CAPABILITY
+  std::vector<std::string> capabilities = KernelEventKindNames();
   capabilities.push_back("snapshot");
   capabilities.push_back("process");
   return capabilities;

@@ -3,12 +3,11 @@
 
 #include <cstring>
 
-#include "agent/bpf/tcpscope_event.h"
+#include "agent/bpf_event_decoder.h"
 #include "agent/clock.h"
 #include "agent/fin_times.h"
 #include "agent/ring_records.h"
 #include "common/log.h"
-#include "common/tcp_names.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -34,11 +33,7 @@ absl::StatusOr<std::unique_ptr<ReplaySource>> ReplaySource::Open(const std::stri
 
 std::vector<std::string> ReplaySource::capabilities() const {
   // What the recording eBPF source emitted, without its snapshots.
-  std::vector<std::string> capabilities;
-#define TCPSCOPE_CAPABILITY(name, number) \
-  capabilities.emplace_back(EventKindName(static_cast<v1::EventKind>(TCPSCOPE_EVENT_##name)));
-  TCPSCOPE_EVENT_KINDS(TCPSCOPE_CAPABILITY)
-#undef TCPSCOPE_CAPABILITY
+  std::vector<std::string> capabilities = KernelEventKindNames();
   capabilities.push_back("process");
   return capabilities;
 }
