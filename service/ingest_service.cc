@@ -69,11 +69,10 @@ class IngestService::StreamReactor
         pending_ack_.reset();
         pending_hello_ack_.reset();
       }
-      if (finish_status_.has_value()) {
-        finish = finish_status_;
-      } else if (ok) {
-        write = PrepareWriteLocked();
-      }
+      // Acks still owed go out before the finish: the agent then knows those batches were applied
+      // (a half-close right after a batch must not lose its ack).
+      if (ok) write = PrepareWriteLocked();
+      if (!write && finish_status_.has_value()) finish = finish_status_;
     }
     if (finish.has_value()) Finish(*finish);
     if (write) StartWrite(&out_);
@@ -181,7 +180,7 @@ class IngestService::StreamReactor
   // Fills out_ with the next message to send, if any; the caller starts the write after
   // unlocking, so a reaction that runs inline cannot deadlock on mu_.
   bool PrepareWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (write_in_flight_ || finish_status_.has_value()) return false;
+    if (write_in_flight_) return false;
     v1::ServiceMessage reply;
     if (pending_hello_ack_.has_value()) {
       reply.mutable_hello_ack()->set_last_applied_seq(*pending_hello_ack_);
@@ -201,7 +200,7 @@ class IngestService::StreamReactor
     return true;
   }
 
-  // Finish must wait for a write in flight; OnWriteDone finishes then.
+  // Finish must wait for a write in flight (and the acks still owed); OnWriteDone finishes then.
   void FinishOnce(const grpc::Status& status) {
     bool finish_now = false;
     {
