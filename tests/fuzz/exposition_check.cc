@@ -24,7 +24,8 @@ const Values kAnyValue = {};  // marker: checked for characters only
 const Values kWorkloadName = {};
 const Values kPort = {};
 
-const Values kRoles = {"client", "server"};
+// "unknown": an end whose role no source knows (events.proto: reported, never guessed).
+const Values kRoles = {"client", "server", "unknown"};
 const Values kFailureReasons = {"refused", "timeout", "reset", "unreachable", "other"};
 const Values kInitiators = {"local", "remote", "simultaneous", "unknown"};
 const Values kCloseReasons = {"fin",
