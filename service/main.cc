@@ -27,6 +27,8 @@
 #include "service/fleet_queries.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
+#include "service/replica_service.h"
+#include "service/replica_set.h"
 #include "service/service_metrics.h"
 
 ABSL_FLAG(std::string, grpc_listen, "127.0.0.1:7700",
@@ -69,6 +71,15 @@ ABSL_FLAG(int, max_pods_per_host, 100,
 ABSL_FLAG(int, max_ports_per_host, 50,
           "Per host, the server ports whose tcpscope_port_* series are their own; further ports "
           "are summed into port=\"other\" (0 to 65536).");
+
+ABSL_FLAG(std::string, peers, "",
+          "Every replica of the service, this one included, as HOST:PORT,... or "
+          "dns:///NAME:PORT (a headless Service); empty: this is the only replica.");
+ABSL_FLAG(std::string, advertise, "",
+          "With --peers: the HOST:PORT the other replicas reach this one at (one of --peers).");
+ABSL_FLAG(absl::Duration, replica_down_after, absl::Seconds(3),
+          "With --peers: a replica not answering pings for this long is out of the ring "
+          "(1s to 1m).");
 
 namespace tcpscope::service {
 
@@ -141,6 +152,39 @@ int Main() {
   }
 
   ServiceMetrics metrics;
+  std::unique_ptr<ReplicaSet> replicas;
+  if (const std::string peers = absl::GetFlag(FLAGS_peers); !peers.empty()) {
+    ReplicaSetOptions replica_options;
+    absl::StatusOr<ReplicaAddresses> addresses = ReplicaAddresses::Parse("--peers", peers);
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> peer_credentials =
+        MakeChannelCredentials(tls);
+    if (!addresses.ok() || !peer_credentials.ok()) {
+      TS_LOG(ERROR) << (addresses.ok() ? peer_credentials.status() : addresses.status()).message();
+      return 2;
+    }
+    replica_options.peers = *std::move(addresses);
+    replica_options.advertise = absl::GetFlag(FLAGS_advertise);
+    replica_options.down_after = absl::GetFlag(FLAGS_replica_down_after);
+    replica_options.ping_interval = std::min(absl::Seconds(1), replica_options.down_after / 3);
+    replica_options.credentials = *std::move(peer_credentials);
+    replica_options.token = observer_options.query_token;
+    if (replica_options.down_after < absl::Seconds(1) ||
+        replica_options.down_after > absl::Minutes(1)) {
+      TS_LOG(ERROR) << "--replica_down_after=" << absl::FormatDuration(replica_options.down_after)
+                    << " is outside 1s..1m";
+      return 2;
+    }
+    absl::StatusOr<std::unique_ptr<ReplicaSet>> created =
+        ReplicaSet::Create(std::move(replica_options), *metrics.registry());
+    if (!created.ok()) {
+      TS_LOG(ERROR) << created.status().message();
+      return 2;
+    }
+    replicas = *std::move(created);
+  } else if (!absl::GetFlag(FLAGS_advertise).empty()) {
+    TS_LOG(ERROR) << "--advertise needs --peers (the replicas of the tier)";
+    return 2;
+  }
   EventLog event_log(static_cast<size_t>(event_history));
   Aggregator aggregator(&metrics, &event_log, aggregator_options);
   IngestService ingest(&aggregator, &metrics, ingest_limits);
@@ -172,6 +216,13 @@ int Main() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   builder.RegisterService(&ingest);
   builder.RegisterService(&observer);
+  std::unique_ptr<ReplicaService> replica_service;
+  if (replicas != nullptr) {
+    replica_service = std::make_unique<ReplicaService>(
+        replicas.get(), [](const std::string&, v1::ReplicaMessage&) { return absl::OkStatus(); },
+        &metrics, observer_options.query_token);
+    builder.RegisterService(replica_service.get());
+  }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || grpc_port == 0) {
     TS_LOG(ERROR) << "--grpc_listen=" << grpc_listen
@@ -182,6 +233,11 @@ int Main() {
                << " (port " << grpc_port << ", " << DescribeTls(tls, /*server=*/true)
                << (observer_options.query_token.empty() ? "" : ", query token required")
                << "), metrics on http://" << metrics_options.listen << "/metrics";
+
+  if (replicas != nullptr) {
+    TS_LOG(INFO) << "replica " << replicas->self() << " of --peers=" << absl::GetFlag(FLAGS_peers);
+    replicas->Start([](std::shared_ptr<const Ring>) {});
+  }
 
   // Housekeeping once a second: expire hosts, mark silent ones down for their peers, publish the
   // history size; every 30 s, give the heap's free pages back (parsing snapshots frees as much
@@ -210,6 +266,7 @@ int Main() {
   // Streams get a moment to finish, then are cancelled.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
+  replicas.reset();
   TS_LOG(INFO) << "stopped";
   return 0;
 }
