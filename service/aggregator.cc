@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/unix_time.h"
+#include "service/batch_validator.h"
+#include "service/fragment_split.h"
 
 namespace tcpscope::service {
 Aggregator::Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options)
@@ -12,14 +14,47 @@ Aggregator::Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions
       log_(log),
       options_(options),
       pairs_(options.half_open),
-      reporter_(&pairs_, log, [this](const std::string& host) { return Find(host); }) {}
+      reporter_(&pairs_, log,
+                {.local = [this](const std::string& host) { return Find(host); },
+                 .remote = [this](const std::string& host) { return FindRemote(host); },
+                 .send =
+                     [this](const std::string& replica, v1::ReplicaMessage message) {
+                       if (sender_ != nullptr) sender_->Send(replica, std::move(message));
+                     }}) {}
 
 Aggregator::~Aggregator() = default;
 
 absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& hello,
                                                                absl::Time now,
                                                                uint64_t* last_applied_seq) {
-  absl::MutexLock lock(&mu_);  // held, so expiry cannot remove the host while it connects
+  std::shared_ptr<HostState> connected;
+  std::shared_ptr<RemoteHost> moved;  // the host was another replica's: its record here
+  {
+    absl::MutexLock lock(&mu_);  // held, so expiry cannot remove the host while it connects
+    absl::StatusOr<std::shared_ptr<HostState>> slot = ConnectLocked(hello, now, last_applied_seq);
+    if (!slot.ok()) return slot.status();
+    connected = *std::move(slot);
+    if (auto node = remote_.extract(hello.host_name()); !node.empty()) moved = node.mapped();
+  }
+  if (moved != nullptr) {
+    // The index's ends of the host point into the view its former home sent last: the host's
+    // next snapshot here is judged against it.
+    absl::MutexLock pass_lock(&connected->pair->pass_mu);
+    std::shared_ptr<const HostView> view;
+    {
+      absl::MutexLock lock(&moved->mu);
+      view = moved->view;
+    }
+    absl::MutexLock lock(&connected->mu);
+    if (view != nullptr) connected->view = std::move(view);
+    metrics_->replica_remote_hosts.Decrement();
+  }
+  return connected;
+}
+
+absl::StatusOr<std::shared_ptr<HostState>> Aggregator::ConnectLocked(const v1::Hello& hello,
+                                                                     absl::Time now,
+                                                                     uint64_t* last_applied_seq) {
   auto& slot = hosts_[hello.host_name()];
   if (slot == nullptr) {
     WorkloadLimits limits;
@@ -74,8 +109,10 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
   }
   std::shared_ptr<const HostView> previous;
   bool first_view = false;
+  std::string boot_id;
   {
     absl::MutexLock lock(&host.mu);
+    boot_id = host.hello.boot_id();
     host.last_seen = now;
     if (batch->seq() <= host.last_applied_seq) return false;
     // A gap means the agent dropped batches from its full buffer; batch.losses counts them.
@@ -116,10 +153,16 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
           {event.connection_id(), &event.endpoints(), TimeFromUnixNanos(event.time_unix_ns())});
     }
   }
-  if (!closes.empty()) pairs_.ApplyCloses(*host.pair, closes);
-  if (view != nullptr) {
-    reporter_.Report(pairs_.ApplySnapshot(*host.pair, view, previous.get()), now);
-    if (first_view) reporter_.Refresh(host, now);  // its half-open gauges show again
+  {
+    absl::MutexLock pass_lock(&host.pair->pass_mu);
+    if (!closes.empty()) pairs_.ApplyCloses(*host.pair, closes);
+    if (view != nullptr) {
+      reporter_.Report(pairs_.ApplySnapshot(*host.pair, view, previous.get()), now);
+    }
+  }
+  if (first_view) reporter_.Refresh(host, now);  // its half-open gauges show again
+  if (sender_ != nullptr && (view != nullptr || !closes.empty())) {
+    Forward(host.host(), boot_id, *batch);
   }
   if (batch->events_size() == 0) return true;
   auto published = std::make_shared<PublishedBatch>();
@@ -150,7 +193,11 @@ void Aggregator::Disconnect(HostState& host, absl::Time now) {
     host.metrics->ClearHalfOpen();
     host.workloads->ClearGauges();
   }
-  pairs_.Disconnected(*host.pair);
+  {
+    absl::MutexLock pass_lock(&host.pair->pass_mu);
+    pairs_.Disconnected(*host.pair);
+  }
+  ForwardStatus(host.host(), v1::HostStatus::CHANGE_DISCONNECTED, now);
 }
 
 std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
@@ -170,10 +217,14 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
       state->workloads->RemoveAll();
     }
     expired.push_back(current->first);
-    pairs_.Forget(current->first);
+    // A host now homed on another replica is not lost: its record here carries on.
+    if (!remote_.contains(current->first)) pairs_.Forget(current->first);
     hosts_.erase(current);
   }
-  for (const std::string& host : expired) pairs_.Release(host);
+  for (const std::string& host : expired) {
+    pairs_.Release(host);
+    ForwardStatus(host, v1::HostStatus::CHANGE_EXPIRED, now);
+  }
   if (!expired.empty()) {
     metrics_->hosts.Set(static_cast<double>(hosts_.size()));
     metrics_->hosts_expired.Increment(static_cast<double>(expired.size()));
@@ -183,6 +234,7 @@ std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
 
 void Aggregator::CheckSilentHosts(absl::Time now) {
   for (const auto& state : Hosts("")) {
+    if (FindRemote(state->host()) != nullptr) continue;  // homed on another replica now
     absl::Time last_seen;
     std::shared_ptr<const HostView> view;
     {
@@ -199,7 +251,12 @@ void Aggregator::CheckSilentHosts(absl::Time now) {
                       << (view != nullptr ? view->ends.size() : 0)
                       << " connections are judged peer_host_down";
     }
-    reporter_.Report(pairs_.SetDown(*state->pair, down, last_seen, view.get()), now);
+    {
+      absl::MutexLock pass_lock(&state->pair->pass_mu);
+      reporter_.Report(pairs_.SetDown(*state->pair, down, last_seen, view.get()), now);
+    }
+    ForwardStatus(state->host(), down ? v1::HostStatus::CHANGE_DOWN : v1::HostStatus::CHANGE_UP,
+                  last_seen);
   }
 }
 
@@ -221,6 +278,286 @@ std::vector<std::shared_ptr<HostState>> Aggregator::Hosts(const std::string& onl
   }
   std::sort(hosts.begin(), hosts.end(),
             [](const auto& a, const auto& b) { return a->host() < b->host(); });
+  return hosts;
+}
+
+namespace {
+
+// A view as the snapshot it was made from (origins inline), to be split again by owner.
+v1::Batch BatchOf(const HostView& view) {
+  v1::Batch batch;
+  v1::Snapshot& snapshot = *batch.mutable_snapshot();
+  snapshot.set_time_unix_ns(UnixNanos(view.taken));
+  snapshot.mutable_connections()->Reserve(static_cast<int>(view.ends.size()));
+  for (const EndRecord& end : view.ends) *snapshot.add_connections() = view.ConnectionOf(end);
+  return batch;
+}
+
+}  // namespace
+
+void Aggregator::SetReplicaSender(ReplicaSender* sender) { sender_ = sender; }
+
+void Aggregator::Forward(const std::string& host, const std::string& boot_id,
+                         const v1::Batch& batch) {
+  const std::shared_ptr<const Ring> ring = pairs_.ring();
+  if (ring == nullptr || ring->size() < 2) return;
+  uint64_t forwarded = 0;
+  std::vector<v1::HostFragment> fragments = SplitByOwner(batch, *ring, &forwarded);
+  for (size_t i = 0; i < fragments.size(); ++i) {
+    v1::HostFragment& fragment = fragments[i];
+    if (i == ring->self || (!fragment.has_snapshot() && fragment.closes_size() == 0)) continue;
+    fragment.set_host(host);
+    fragment.set_boot_id(boot_id);
+    v1::ReplicaMessage message;
+    message.set_ring(ring->id);
+    *message.mutable_fragment() = std::move(fragment);
+    sender_->Send(ring->member(i), std::move(message));
+  }
+  metrics_->replica_forwarded_ends.Increment(static_cast<double>(forwarded));
+}
+
+void Aggregator::ForwardStatus(const std::string& host, v1::HostStatus::Change change,
+                               absl::Time last_seen) {
+  if (sender_ == nullptr) return;
+  const std::shared_ptr<const Ring> ring = pairs_.ring();
+  if (ring == nullptr) return;
+  for (size_t i = 0; i < ring->size(); ++i) {
+    if (i == ring->self) continue;
+    v1::ReplicaMessage message;
+    v1::HostStatus& status = *message.mutable_status();
+    status.set_host(host);
+    status.set_change(change);
+    status.set_last_seen_unix_ns(UnixNanos(last_seen));
+    sender_->Send(ring->member(i), std::move(message));
+  }
+}
+
+void Aggregator::OnRing(std::shared_ptr<const Ring> ring, absl::Time now) {
+  std::vector<std::string> dropped;
+  {
+    absl::WriterMutexLock apply_lock(&remote_apply_mu_);
+    pairs_.SetRing(ring, now + options_.ring_quiet);
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, remote] : remote_) dropped.push_back(name);
+    remote_.clear();
+  }
+  metrics_->replica_remote_hosts.Set(0);
+  for (const std::string& name : dropped) pairs_.Release(name);
+  TS_LOG(INFO) << "ring " << ring->epoch << " (" << ring->size()
+               << " replicas): pairing rebuilt from the hosts' views; nothing is judged "
+                  "half-open for "
+               << absl::FormatDuration(options_.ring_quiet);
+  for (const auto& state : Hosts("")) {
+    reporter_.ForgetReplicaReports(*state, now);
+    {
+      absl::MutexLock pass_lock(&state->pair->pass_mu);
+      std::shared_ptr<const HostView> view;
+      {
+        absl::MutexLock lock(&state->mu);
+        if (state->connected && state->view_current) view = state->view;
+      }
+      // A host that rebooted keeps its flag for its next snapshot.
+      if (view == nullptr || state->pair->rebooted) continue;
+      reporter_.Report(pairs_.ApplySnapshot(*state->pair, view, nullptr), now);
+    }
+    reporter_.Refresh(*state, now);
+  }
+  if (sender_ == nullptr) return;
+  for (size_t i = 0; i < ring->size(); ++i) {
+    if (i != ring->self) OnAgreement(ring->member(i));
+  }
+}
+
+void Aggregator::OnAgreement(const std::string& replica) {
+  if (sender_ == nullptr) return;
+  const std::shared_ptr<const Ring> ring = pairs_.ring();
+  if (ring == nullptr) return;
+  size_t index = ring->size();
+  for (size_t i = 0; i < ring->size(); ++i) {
+    if (ring->member(i) == replica) index = i;
+  }
+  if (index == ring->size() || index == ring->self) return;
+  uint64_t forwarded_total = 0;
+  for (const auto& state : Hosts("")) {
+    std::shared_ptr<const HostView> view;
+    std::string boot_id;
+    {
+      absl::MutexLock lock(&state->mu);
+      if (!state->connected || !state->view_current) continue;
+      view = state->view;
+      boot_id = state->hello.boot_id();
+    }
+    uint64_t forwarded = 0;
+    std::vector<v1::HostFragment> fragments = SplitByOwner(BatchOf(*view), *ring, &forwarded);
+    v1::HostFragment& fragment = fragments[index];
+    forwarded_total += static_cast<uint64_t>(fragment.snapshot().connections_size());
+    fragment.set_host(state->host());
+    fragment.set_boot_id(boot_id);
+    v1::ReplicaMessage message;
+    message.set_ring(ring->id);
+    *message.mutable_fragment() = std::move(fragment);
+    sender_->Send(replica, std::move(message));
+  }
+  metrics_->replica_forwarded_ends.Increment(static_cast<double>(forwarded_total));
+}
+
+absl::Status Aggregator::ApplyReplicaMessage(const std::string& from, v1::ReplicaMessage& message,
+                                             absl::Time now) {
+  switch (message.kind_case()) {
+    case v1::ReplicaMessage::kFragment:
+      return ApplyFragment(from, message.ring(), *message.mutable_fragment(), now);
+    case v1::ReplicaMessage::kStatus:
+      return ApplyStatus(from, message.status(), now);
+    case v1::ReplicaMessage::kFindings: {
+      v1::HostFindings& findings = *message.mutable_findings();
+      if (absl::Status status = ValidateFindings(findings, now); !status.ok()) return status;
+      if (std::shared_ptr<HostState> host = Find(findings.host()); host != nullptr) {
+        reporter_.ReportFromReplica(*host, from, findings, now);
+      }
+      return absl::OkStatus();
+    }
+    case v1::ReplicaMessage::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("replica message without a kind");
+}
+
+absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id,
+                                       v1::HostFragment& fragment, absl::Time now) {
+  if (absl::Status status = ValidateFragment(fragment, now); !status.ok()) return status;
+  absl::ReaderMutexLock apply_lock(&remote_apply_mu_);
+  const std::shared_ptr<const Ring> ring = pairs_.ring();
+  if (ring == nullptr || ring->id != ring_id) {
+    metrics_->replica_fragments_ignored.Add({{"reason", "other_ring"}}).Increment();
+    return absl::OkStatus();
+  }
+  std::shared_ptr<RemoteHost> remote;
+  std::shared_ptr<const HostView> local_view;  // the view the index last had of the host
+  {
+    absl::MutexLock lock(&mu_);
+    auto local = hosts_.find(fragment.host());
+    if (local != hosts_.end()) {
+      absl::MutexLock host_lock(&local->second->mu);
+      if (local->second->connected) {
+        metrics_->replica_fragments_ignored.Add({{"reason", "homed_here"}}).Increment();
+        return absl::OkStatus();
+      }
+      local_view = local->second->view;
+    }
+    std::shared_ptr<RemoteHost>& slot = remote_[fragment.host()];
+    if (slot == nullptr) {
+      slot = std::make_shared<RemoteHost>(pairs_.Host(fragment.host()), from);
+      metrics_->replica_remote_hosts.Increment();
+    }
+    remote = slot;
+  }
+  absl::MutexLock apply(&remote->apply_mu);
+  absl::MutexLock pass_lock(&remote->pair->pass_mu);
+  std::shared_ptr<const HostView> previous;
+  uint64_t round = 0;
+  {
+    absl::MutexLock lock(&remote->mu);
+    remote->home = from;
+    previous = remote->view != nullptr ? remote->view : local_view;
+    round = std::max(remote->round, previous != nullptr ? previous->round : 0) + 1;
+  }
+  if (pairs_.Connected(*remote->pair, fragment.boot_id())) {
+    TS_LOG(INFO) << "host " << fragment.host() << " (homed on replica " << from
+                 << ") rebooted: its ends in this replica's tuples that its next view lacks are "
+                    "lost with the reboot";
+  }
+  std::vector<PairIndex::Close> closes;
+  closes.reserve(static_cast<size_t>(fragment.closes_size()));
+  for (const v1::FragmentClose& close : fragment.closes()) {
+    closes.push_back(
+        {close.connection_id(), &close.endpoints(), TimeFromUnixNanos(close.time_unix_ns())});
+  }
+  if (!closes.empty()) pairs_.ApplyCloses(*remote->pair, closes);
+  if (!fragment.has_snapshot()) return absl::OkStatus();
+  const v1::Snapshot& snapshot = fragment.snapshot();
+  std::vector<v1::AtRiskReason> at_risk;
+  at_risk.reserve(static_cast<size_t>(snapshot.connections_size()));
+  const absl::Time taken = TimeFromUnixNanos(snapshot.time_unix_ns());
+  for (const v1::Connection& connection : snapshot.connections()) {
+    at_risk.push_back(AtRiskReasonOf(connection, taken, options_.at_risk));
+  }
+  std::shared_ptr<const HostView> view =
+      HostView::Build(snapshot, at_risk, remote->pair, round, now, &remote->origins);
+  metrics_->replica_received_ends.Increment(static_cast<double>(snapshot.connections_size()));
+  {
+    absl::MutexLock lock(&remote->mu);
+    remote->view = view;
+    remote->round = round;
+  }
+  reporter_.Report(pairs_.ApplySnapshot(*remote->pair, view, previous.get()), now);
+  return absl::OkStatus();
+}
+
+absl::Status Aggregator::ApplyStatus(const std::string& from, const v1::HostStatus& status,
+                                     absl::Time now) {
+  if (absl::Status valid = ValidateHostStatus(status); !valid.ok()) return valid;
+  absl::ReaderMutexLock apply_lock(&remote_apply_mu_);
+  std::shared_ptr<RemoteHost> remote = FindRemote(status.host());
+  if (remote == nullptr) return absl::OkStatus();  // no ends here
+  {
+    absl::MutexLock lock(&remote->mu);
+    if (remote->home != from) return absl::OkStatus();  // the host moved on since
+  }
+  absl::MutexLock apply(&remote->apply_mu);
+  switch (status.change()) {
+    case v1::HostStatus::CHANGE_DISCONNECTED: {
+      absl::MutexLock pass_lock(&remote->pair->pass_mu);
+      pairs_.Disconnected(*remote->pair);
+      break;
+    }
+    case v1::HostStatus::CHANGE_DOWN:
+    case v1::HostStatus::CHANGE_UP: {
+      std::shared_ptr<const HostView> view;
+      {
+        absl::MutexLock lock(&remote->mu);
+        view = remote->view;
+      }
+      absl::MutexLock pass_lock(&remote->pair->pass_mu);
+      reporter_.Report(pairs_.SetDown(*remote->pair, status.change() == v1::HostStatus::CHANGE_DOWN,
+                                      TimeFromUnixNanos(status.last_seen_unix_ns()), view.get()),
+                       now);
+      break;
+    }
+    case v1::HostStatus::CHANGE_EXPIRED: {
+      bool homed_here = false;
+      {
+        absl::MutexLock lock(&mu_);
+        remote_.erase(status.host());
+        homed_here = hosts_.contains(status.host());
+      }
+      metrics_->replica_remote_hosts.Decrement();
+      if (!homed_here) pairs_.Forget(status.host());
+      pairs_.Release(status.host());
+      break;
+    }
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<RemoteHost> Aggregator::FindRemote(const std::string& host) const {
+  absl::MutexLock lock(&mu_);
+  auto it = remote_.find(host);
+  return it == remote_.end() ? nullptr : it->second;
+}
+
+std::vector<std::shared_ptr<RemoteHost>> Aggregator::RemoteHosts() const {
+  std::vector<std::pair<std::string, std::shared_ptr<RemoteHost>>> named;
+  {
+    absl::MutexLock lock(&mu_);
+    named.assign(remote_.begin(), remote_.end());
+  }
+  std::sort(named.begin(), named.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::shared_ptr<RemoteHost>> hosts;
+  hosts.reserve(named.size());
+  for (auto& [name, host] : named) hosts.push_back(std::move(host));
   return hosts;
 }
 

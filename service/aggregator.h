@@ -21,8 +21,10 @@
 #include "service/half_open_reporter.h"
 #include "service/host_state.h"
 #include "service/pair_index.h"
+#include "service/ring.h"
 #include "service/service_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
+#include "tcpscope/v1/replica.pb.h"
 
 namespace tcpscope::service {
 
@@ -37,6 +39,16 @@ struct AggregatorOptions {
   // without ends and events for host_expiry frees its slot.
   int max_pods_per_host = 100;
   int max_ports_per_host = 50;
+  // With replicas: after the ring changes, no end is judged half-open for this long (the other
+  // replicas see the change and send their hosts' views within it).
+  absl::Duration ring_quiet = absl::Seconds(5);
+};
+
+// With replicas: what the aggregator sends to the other replicas.
+class ReplicaSender {
+ public:
+  virtual ~ReplicaSender() = default;
+  virtual void Send(const std::string& replica, v1::ReplicaMessage message) = 0;
 };
 
 class Aggregator {
@@ -60,6 +72,20 @@ class Aggregator {
   // peers' ends (called periodically, like ExpireHosts).
   void CheckSilentHosts(absl::Time now);
 
+  // With replicas (not called with one): sends go through `sender` from now on.
+  void SetReplicaSender(ReplicaSender* sender);
+  // The ring changed: the pair index starts again over the tuples this replica now owns, the
+  // other replicas' hosts are dropped, and this replica's hosts' current views are indexed
+  // again and sent to their new owners.
+  void OnRing(std::shared_ptr<const Ring> ring, absl::Time now);
+  // `replica` now agrees on the ring: it gets this replica's hosts' current views.
+  void OnAgreement(const std::string& replica);
+  // A message of another replica's Exchange stream (validated here; an error ends the stream).
+  absl::Status ApplyReplicaMessage(const std::string& from, v1::ReplicaMessage& message,
+                                   absl::Time now);
+  // The hosts of other replicas with ends in this replica's tuples, sorted by name.
+  std::vector<std::shared_ptr<RemoteHost>> RemoteHosts() const;
+
   // Every host (or only `only`), sorted by name: the queries' starting point.
   std::vector<std::shared_ptr<HostState>> Hosts(const std::string& only) const;
   std::shared_ptr<HostState> Find(const std::string& host) const;
@@ -67,13 +93,30 @@ class Aggregator {
   const EventLog& log() const { return *log_; }
 
  private:
+  absl::StatusOr<std::shared_ptr<HostState>> ConnectLocked(const v1::Hello& hello, absl::Time now,
+                                                           uint64_t* last_applied_seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends a host's pairing input to the replicas owning its tuples, and a change of the host to
+  // every replica of the ring.
+  void Forward(const std::string& host, const std::string& boot_id, const v1::Batch& batch);
+  void ForwardStatus(const std::string& host, v1::HostStatus::Change change, absl::Time last_seen);
+  absl::Status ApplyFragment(const std::string& from, uint64_t ring_id, v1::HostFragment& fragment,
+                             absl::Time now);
+  absl::Status ApplyStatus(const std::string& from, const v1::HostStatus& status, absl::Time now);
+  std::shared_ptr<RemoteHost> FindRemote(const std::string& host) const;
+
   ServiceMetrics* const metrics_;
   EventLog* const log_;
   const AggregatorOptions options_;
   PairIndex pairs_;
   HalfOpenReporter reporter_;
+  ReplicaSender* sender_ = nullptr;
+  // Fragments and statuses of other replicas' hosts are applied under it shared, a ring change
+  // exclusively: no fragment is half applied across the rebuild.
+  absl::Mutex remote_apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<HostState>> hosts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<RemoteHost>> remote_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tcpscope::service

@@ -331,4 +331,81 @@ absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now, const Validat
   return absl::OkStatus();
 }
 
+absl::Status ValidateFragment(const v1::HostFragment& fragment, absl::Time now,
+                              const ValidationLimits& limits) {
+  if (absl::Status s = ValidateHostName(fragment.host()); !s.ok()) {
+    return Invalid("fragment", s.message());
+  }
+  if (fragment.boot_id().empty() || fragment.boot_id().size() > kMaxBootIdLength ||
+      !PrintableAscii(fragment.boot_id())) {
+    return Invalid("fragment", "boot_id must be 1 to 64 printable ASCII characters");
+  }
+  if (fragment.closes_size() > limits.max_events_per_batch) {
+    return Invalid("fragment", absl::StrCat(fragment.closes_size(), " closes; at most ",
+                                            limits.max_events_per_batch));
+  }
+  for (int i = 0; i < fragment.closes_size(); ++i) {
+    const v1::FragmentClose& close = fragment.closes(i);
+    const std::string where = absl::StrCat("fragment close ", i);
+    if (absl::Status s = CheckEndpoints(where, close.endpoints()); !s.ok()) return s;
+    if (absl::Status s = CheckTime(where, close.time_unix_ns(), now, limits); !s.ok()) return s;
+  }
+  if (fragment.has_snapshot()) return CheckSnapshot(fragment.snapshot(), now, limits);
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHostStatus(const v1::HostStatus& status) {
+  if (absl::Status s = ValidateHostName(status.host()); !s.ok()) {
+    return Invalid("host status", s.message());
+  }
+  if (!v1::HostStatus::Change_IsValid(status.change()) ||
+      status.change() == v1::HostStatus::CHANGE_UNSPECIFIED) {
+    return Invalid("host status", absl::StrCat("unknown change ", status.change()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFindings(const v1::HostFindings& findings, absl::Time now,
+                              const ValidationLimits& limits) {
+  if (absl::Status s = ValidateHostName(findings.host()); !s.ok()) {
+    return Invalid("findings", s.message());
+  }
+  if (findings.half_open_size() > limits.max_events_per_batch ||
+      findings.half_open_now().ends_size() > limits.max_snapshot_connections) {
+    return Invalid("findings", "too many findings");
+  }
+  for (int i = 0; i < findings.half_open_size(); ++i) {
+    const v1::Event& event = findings.half_open(i);
+    const std::string where = absl::StrCat("findings event ", i);
+    if (!event.has_half_open()) return Invalid(where, "is not a half_open event");
+    if (event.origin_ref() != 0) return Invalid(where, "must carry its origin inline");
+    if (absl::Status s = CheckTime(where, event.time_unix_ns(), now, limits); !s.ok()) return s;
+    if (absl::Status s = CheckEndpoints(where, event.endpoints()); !s.ok()) return s;
+    if (absl::Status s = CheckOrigin(where, event.origin()); !s.ok()) return s;
+    if (!v1::Role_IsValid(event.role())) {
+      return Invalid(where, absl::StrCat("unknown role ", event.role()));
+    }
+    const v1::HalfOpen& half_open = event.half_open();
+    if (!v1::HalfOpenReason_IsValid(half_open.reason()) ||
+        half_open.reason() == v1::HALF_OPEN_REASON_UNSPECIFIED) {
+      return Invalid(where, absl::StrCat("unknown reason ", half_open.reason()));
+    }
+    if (absl::Status s = CheckEnums(where, half_open); !s.ok()) return s;
+    if (absl::Status s = ValidateHostName(half_open.peer_host()); !s.ok()) {
+      return Invalid(where, s.message());
+    }
+    if (absl::Status s = CheckOrigin(where, half_open.peer_origin()); !s.ok()) return s;
+  }
+  for (int i = 0; i < findings.half_open_now().ends_size(); ++i) {
+    const v1::HalfOpenEnd& end = findings.half_open_now().ends(i);
+    const std::string where = absl::StrCat("findings half-open end ", i);
+    if (!v1::HalfOpenReason_IsValid(end.reason()) ||
+        end.reason() == v1::HALF_OPEN_REASON_UNSPECIFIED) {
+      return Invalid(where, absl::StrCat("unknown reason ", end.reason()));
+    }
+    if (absl::Status s = CheckOrigin(where, end.origin()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tcpscope::service

@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "tcpscope/v1/ingest.pb.h"
+#include "tcpscope/v1/replica.pb.h"
 
 namespace tcpscope::service {
 
@@ -18,5 +19,11 @@ struct ValidationLimits {
 absl::Status ValidateHello(const v1::Hello& hello);
 absl::Status ValidateBatch(const v1::Batch& batch, absl::Time now,
                            const ValidationLimits& limits = {});
+// A peer replica's messages (replica.proto), checked as strictly as an agent's.
+absl::Status ValidateFragment(const v1::HostFragment& fragment, absl::Time now,
+                              const ValidationLimits& limits = {});
+absl::Status ValidateHostStatus(const v1::HostStatus& status);
+absl::Status ValidateFindings(const v1::HostFindings& findings, absl::Time now,
+                              const ValidationLimits& limits = {});
 
 }  // namespace tcpscope::service

@@ -19,27 +19,65 @@ uint32_t Sum(const std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE>& counts) {
   return sum;
 }
 
+void RaiseAge(const HostView& view, absl::Time now, uint64_t* oldest_ms) {
+  *oldest_ms = std::max<uint64_t>(
+      *oldest_ms,
+      static_cast<uint64_t>(std::max<int64_t>(0, absl::ToInt64Milliseconds(now - view.received))));
+}
+
 // A host's view, when it is listed (connected, with a snapshot on the current stream).
 std::shared_ptr<const HostView> ListedView(const HostState& host, absl::Time now,
                                            uint64_t* oldest_ms) {
   absl::MutexLock lock(&host.mu);
   if (!host.connected || !host.view_current) return nullptr;
-  *oldest_ms =
-      std::max<uint64_t>(*oldest_ms, static_cast<uint64_t>(std::max<int64_t>(
-                                         0, absl::ToInt64Milliseconds(now - host.view->received))));
+  RaiseAge(*host.view, now, oldest_ms);
   return host.view;
 }
 
-// Calls fn(host, view, end, status) for every end of every listed host of `hosts`, with its
-// status in the pair index (and its peer); raises *oldest_ms to the oldest view's age.
-template <typename Fn>
-void ForEachListedEnd(const PairIndex& pairs, const std::vector<std::shared_ptr<HostState>>& hosts,
-                      absl::Time now, uint64_t* oldest_ms, Fn fn) {
+// With replicas: another replica's host's view of this replica's tuples, while its agent is
+// connected there.
+std::shared_ptr<const HostView> ListedView(const RemoteHost& host, absl::Time now,
+                                           uint64_t* oldest_ms) {
+  absl::MutexLock lock(&host.mu);
+  if (host.view == nullptr || !host.pair->live.load()) return nullptr;
+  RaiseAge(*host.view, now, oldest_ms);
+  return host.view;
+}
+
+struct ListedHost {
+  const std::string* name;
+  std::shared_ptr<const HostView> view;
+};
+
+// The listed views of `hosts` here and of `remote` hosts, by host name.
+std::vector<ListedHost> ListedHosts(const std::vector<std::shared_ptr<HostState>>& hosts,
+                                    const std::vector<std::shared_ptr<RemoteHost>>& remote,
+                                    absl::Time now, uint64_t* oldest_ms) {
+  std::vector<ListedHost> listed;
   for (const auto& state : hosts) {
-    const std::shared_ptr<const HostView> view = ListedView(*state, now, oldest_ms);
-    if (view == nullptr) continue;
-    std::vector<EndStatus> statuses = pairs.Describe(*view, /*with_peers=*/true);
-    for (size_t i = 0; i < view->ends.size(); ++i) fn(*state, *view, view->ends[i], statuses[i]);
+    if (auto view = ListedView(*state, now, oldest_ms); view != nullptr) {
+      listed.push_back({&state->host(), std::move(view)});
+    }
+  }
+  for (const auto& host : remote) {
+    if (auto view = ListedView(*host, now, oldest_ms); view != nullptr) {
+      listed.push_back({&host->pair->name, std::move(view)});
+    }
+  }
+  std::stable_sort(listed.begin(), listed.end(),
+                   [](const ListedHost& a, const ListedHost& b) { return *a.name < *b.name; });
+  return listed;
+}
+
+// Calls fn(host name, view, end, status) for every end in this replica's tuples of every listed
+// host, with its status in the pair index (and its peer).
+template <typename Fn>
+void ForEachListedEnd(const PairIndex& pairs, const std::vector<ListedHost>& hosts, Fn fn) {
+  for (const ListedHost& host : hosts) {
+    std::vector<EndStatus> statuses = pairs.Describe(*host.view, /*with_peers=*/true);
+    for (size_t i = 0; i < host.view->ends.size(); ++i) {
+      if (statuses[i].owned) fn(*host.name, *host.view, host.view->ends[i], statuses[i]);
+    }
   }
 }
 
@@ -84,7 +122,7 @@ std::vector<v1::Agent> FleetQueries::Agents() const {
       agent.set_connections(static_cast<uint32_t>(state->view->ends.size()));
       const auto& at_risk = state->snapshot_counts.at_risk;
       agent.set_at_risk(at_risk[1] + at_risk[2] + at_risk[3]);
-      agent.set_half_open(Sum(state->pair->HalfOpenCounts()));
+      agent.set_half_open(Sum(state->HalfOpenCounts()));
     }
   }
   return agents;
@@ -100,14 +138,16 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
   if (!matcher->paired()) {
     // Every paired end names its peer (host, state, process, container, pod).
     ForEachListedEnd(
-        pairs, aggregator_->Hosts(request.host()), now, &oldest_ms,
-        [&](const HostState& state, const HostView& view, const EndRecord& end, EndStatus& status) {
+        pairs,
+        ListedHosts(aggregator_->Hosts(request.host()), Remote(request.host()), now, &oldest_ms),
+        [&](const std::string& host, const HostView& view, const EndRecord& end,
+            EndStatus& status) {
           v1::Connection connection = view.ConnectionOf(end);
           if (!matcher->Matches(connection, end.at_risk_reason(), status.half_open)) {
             return;
           }
           v1::HostConnection* entry = response.add_connections();
-          entry->set_host(state.host());
+          entry->set_host(host);
           *entry->mutable_connection() = std::move(connection);
           entry->set_at_risk(end.at_risk_reason());
           entry->set_pairing(status.pairing);
@@ -122,22 +162,23 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
   // none listed: then its peers list the pairs, and every host is walked.
   bool walk_all = request.host().empty();
   if (!walk_all) {
-    const std::shared_ptr<HostState> only = aggregator_->Find(request.host());
     uint64_t unused = 0;
-    walk_all = only == nullptr || ListedView(*only, now, &unused) == nullptr;
+    walk_all = ListedHosts(aggregator_->Hosts(request.host()), Remote(request.host()), now, &unused)
+                   .empty();
   }
   struct Listed {
     std::string host;
     v1::HostConnection entry;
   };
   std::vector<Listed> listed;
+  const std::string& walked = walk_all ? std::string() : request.host();
   ForEachListedEnd(
-      pairs, aggregator_->Hosts(walk_all ? std::string() : request.host()), now, &oldest_ms,
-      [&](const HostState& state, const HostView& view, const EndRecord& end, EndStatus& status) {
+      pairs, ListedHosts(aggregator_->Hosts(walked), Remote(walked), now, &oldest_ms),
+      [&](const std::string& host, const HostView& view, const EndRecord& end, EndStatus& status) {
         if (status.pairing != v1::PAIRING_PAIRED || !status.peer.has_value()) return;
         const PeerFacts& peer = *status.peer;
-        if (!matcher->MatchesHost(state.host()) && !matcher->MatchesHost(peer.host->name)) return;
-        const bool here = ListsPair(state.host(), end.end_role(), status);
+        if (!matcher->MatchesHost(host) && !matcher->MatchesHost(peer.host->name)) return;
+        const bool here = ListsPair(host, end.end_role(), status);
         // Walking every host, the peer's host lists the pair itself when it is its turn.
         if (!here && walk_all) return;
         v1::Connection connection = view.ConnectionOf(end);
@@ -152,8 +193,8 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
         Listed& item = listed.emplace_back();
         v1::HostConnection& entry = item.entry;
         if (here) {
-          item.host = state.host();
-          entry.set_host(state.host());
+          item.host = host;
+          entry.set_host(host);
           *entry.mutable_connection() = std::move(connection);
           entry.set_at_risk(end.at_risk_reason());
           entry.set_pairing(status.pairing);
@@ -169,7 +210,7 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
           entry.set_pairing(v1::PAIRING_PAIRED);
           entry.set_half_open(peer.half_open);
           v1::PeerEnd* self = entry.mutable_peer();
-          self->set_host(state.host());
+          self->set_host(host);
           *self->mutable_connection() = std::move(connection);
           self->set_present(true);
         }
@@ -179,6 +220,14 @@ v1::ListConnectionsResponse FleetQueries::Connections(const v1::ListConnectionsR
   for (Listed& item : listed) *response.add_connections() = std::move(item.entry);
   response.set_snapshot_age_ms_max(oldest_ms);
   return response;
+}
+
+std::vector<std::shared_ptr<RemoteHost>> FleetQueries::Remote(const std::string& only) const {
+  std::vector<std::shared_ptr<RemoteHost>> hosts = aggregator_->RemoteHosts();
+  if (!only.empty()) {
+    std::erase_if(hosts, [&](const auto& host) { return host->pair->name != only; });
+  }
+  return hosts;
 }
 
 v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
@@ -197,7 +246,7 @@ v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
     *summary->mutable_losses() = state->losses;
     SnapshotCounts counts = state->snapshot_counts;
     if (state->connected && state->view_current) {
-      const auto half_open = state->pair->HalfOpenCounts();
+      const auto half_open = state->HalfOpenCounts();
       std::copy(half_open.begin(), half_open.end(), counts.half_open.begin());
     }
     const EventTotals totals = state->metrics->totals();

@@ -23,6 +23,8 @@ class FleetQueries {
   v1::SummaryResponse Summary(const std::string& host) const;
 
  private:
+  // With replicas: the other replicas' hosts with ends in this replica's tuples (or only `only`).
+  std::vector<std::shared_ptr<RemoteHost>> Remote(const std::string& only) const;
   const Aggregator* const aggregator_;
 };
 

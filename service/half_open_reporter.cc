@@ -48,12 +48,58 @@ void Log(const HalfOpenFinding& finding, absl::Time now) {
 
 }  // namespace
 
+namespace {
+
+// Where a host's reports go: its state here, or its record of another replica's host. A host
+// homed here wins while its agent is connected; otherwise its record elsewhere does.
+struct Route {
+  std::shared_ptr<HostState> local;
+  std::shared_ptr<RemoteHost> remote;
+};
+
+Route RouteOf(const ReportRoutes& routes, const std::string& name) {
+  Route route;
+  route.local = routes.local(name);
+  if (routes.remote) route.remote = routes.remote(name);
+  if (route.local != nullptr && route.remote != nullptr) {
+    bool connected = false;
+    {
+      absl::MutexLock lock(&route.local->mu);
+      connected = route.local->connected;
+    }
+    if (connected) {
+      route.remote = nullptr;
+    } else {
+      route.local = nullptr;
+    }
+  }
+  return route;
+}
+
+}  // namespace
+
 void HalfOpenReporter::Report(Findings findings, absl::Time now) {
-  // One published batch per host, hosts in the order first found.
+  // One published batch per host, hosts in the order first found; one message per host homed
+  // on another replica.
   std::vector<std::pair<std::shared_ptr<HostState>, std::shared_ptr<v1::Batch>>> batches;
   absl::flat_hash_map<const HostState*, size_t> batch_of;
+  absl::flat_hash_map<std::string, std::pair<std::shared_ptr<RemoteHost>, v1::ReplicaMessage>>
+      remote;
+  auto remote_findings = [&](const std::string& name, std::shared_ptr<RemoteHost> host) {
+    auto [slot, added] = remote.try_emplace(name);
+    if (added) {
+      slot->second.first = std::move(host);
+      slot->second.second.mutable_findings()->set_host(name);
+    }
+    return slot->second.second.mutable_findings();
+  };
   for (const HalfOpenFinding& finding : findings.half_open) {
-    std::shared_ptr<HostState> host = lookup_(finding.host->name);
+    const Route route = RouteOf(routes_, finding.host->name);
+    if (route.remote != nullptr) {
+      *remote_findings(finding.host->name, route.remote)->add_half_open() = EventOf(finding, now);
+      continue;
+    }
+    const std::shared_ptr<HostState>& host = route.local;
     if (host == nullptr) continue;  // expired meanwhile
     Log(finding, now);
     {
@@ -71,10 +117,87 @@ void HalfOpenReporter::Report(Findings findings, absl::Time now) {
     log_->Publish(std::move(published));
   }
   for (const auto& changed : findings.changed) {
-    if (std::shared_ptr<HostState> host = lookup_(changed->name); host != nullptr) {
-      Refresh(*host, now);
+    const Route route = RouteOf(routes_, changed->name);
+    if (route.local != nullptr) {
+      Refresh(*route.local, now);
+      continue;
+    }
+    if (route.remote == nullptr) continue;
+    // The home gets every half-open end of the host in this replica's tuples.
+    std::shared_ptr<const HostView> view;
+    {
+      absl::MutexLock lock(&route.remote->mu);
+      view = route.remote->view;
+    }
+    v1::HalfOpenEnds* now_half_open =
+        remote_findings(changed->name, route.remote)->mutable_half_open_now();
+    if (view == nullptr) continue;
+    const std::vector<EndStatus> statuses = pairs_->Describe(*view, /*with_peers=*/false);
+    for (size_t i = 0; i < statuses.size(); ++i) {
+      if (statuses[i].half_open == v1::HALF_OPEN_REASON_UNSPECIFIED) continue;
+      v1::HalfOpenEnd* end = now_half_open->add_ends();
+      end->set_reason(statuses[i].half_open);
+      *end->mutable_origin() = view->OriginOf(view->ends[i]);
     }
   }
+  for (auto& [name, item] : remote) {
+    std::string home;
+    {
+      absl::MutexLock lock(&item.first->mu);
+      home = item.first->home;
+    }
+    routes_.send(home, std::move(item.second));
+  }
+}
+
+void HalfOpenReporter::ReportFromReplica(HostState& host, const std::string& replica,
+                                         v1::HostFindings& findings, absl::Time now) {
+  if (findings.half_open_size() > 0) {
+    auto batch = std::make_shared<v1::Batch>();
+    for (v1::Event& event : *findings.mutable_half_open()) {
+      const v1::Endpoints& endpoints = event.endpoints();
+      const v1::HalfOpen& half_open = event.half_open();
+      TS_LOG(INFO) << "half-open: " << host.host() << " "
+                   << FormatAddress(endpoints.local_address(), endpoints.local_port()) << " -> "
+                   << FormatAddress(endpoints.remote_address(), endpoints.remote_port())
+                   << " is ESTABLISHED, its peer's end on " << half_open.peer_host() << " is gone ("
+                   << HalfOpenReasonName(half_open.reason()) << ", found by replica " << replica
+                   << ")";
+      {
+        absl::MutexLock lock(&host.mu);
+        if (host.metrics != nullptr) host.metrics->CountHalfOpenDetected(half_open.reason());
+      }
+      *batch->add_events() = std::move(event);
+    }
+    auto published = std::make_shared<PublishedBatch>();
+    published->host = host.name;
+    published->batch = std::move(batch);
+    log_->Publish(std::move(published));
+  }
+  if (!findings.has_half_open_now()) return;
+  {
+    absl::MutexLock report_lock(&host.report_mu);
+    std::vector<v1::HalfOpenEnd>& ends = host.remote_half_open[replica];
+    ends.assign(std::make_move_iterator(findings.mutable_half_open_now()->mutable_ends()->begin()),
+                std::make_move_iterator(findings.mutable_half_open_now()->mutable_ends()->end()));
+    if (ends.empty()) host.remote_half_open.erase(replica);
+    std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE> counts{};
+    for (const auto& [owner, owner_ends] : host.remote_half_open) {
+      for (const v1::HalfOpenEnd& end : owner_ends) ++counts[end.reason()];
+    }
+    for (size_t i = 0; i < counts.size(); ++i) host.remote_half_open_counts[i] = counts[i];
+  }
+  Refresh(host, now);
+}
+
+void HalfOpenReporter::ForgetReplicaReports(HostState& host, absl::Time now) {
+  {
+    absl::MutexLock report_lock(&host.report_mu);
+    if (host.remote_half_open.empty()) return;
+    host.remote_half_open.clear();
+    for (auto& count : host.remote_half_open_counts) count = 0;
+  }
+  Refresh(host, now);
 }
 
 void HalfOpenReporter::Refresh(HostState& host, absl::Time now) {
@@ -88,20 +211,26 @@ void HalfOpenReporter::Refresh(HostState& host, absl::Time now) {
   }
   std::vector<EndStatus> statuses;
   if (view != nullptr) statuses = pairs_->Describe(*view, /*with_peers=*/false);
-  // The workload series: what the index says now replaces what was counted before.
+  // The workload series: what the index and the other replicas say now replaces what was
+  // counted before.
   for (const auto& [series, reason] : host.half_open_series) {
     host.workloads->RemoveHalfOpen(series, reason);
   }
   host.half_open_series.clear();
+  auto add = [&](const v1::Origin& origin, v1::HalfOpenReason reason) {
+    std::string series = host.workloads->AddHalfOpen(origin, reason, now);
+    if (!series.empty()) host.half_open_series.emplace_back(std::move(series), reason);
+  };
   for (size_t i = 0; i < statuses.size(); ++i) {
     const v1::HalfOpenReason reason = statuses[i].half_open;
-    if (reason == v1::HALF_OPEN_REASON_UNSPECIFIED) continue;
-    std::string series = host.workloads->AddHalfOpen(view->OriginOf(view->ends[i]), reason, now);
-    if (!series.empty()) host.half_open_series.emplace_back(std::move(series), reason);
+    if (reason != v1::HALF_OPEN_REASON_UNSPECIFIED) add(view->OriginOf(view->ends[i]), reason);
+  }
+  for (const auto& [owner, ends] : host.remote_half_open) {
+    for (const v1::HalfOpenEnd& end : ends) add(end.origin(), end.reason());
   }
   absl::MutexLock lock(&host.mu);
   if (listed && host.connected && host.metrics != nullptr) {
-    host.metrics->SetHalfOpen(host.pair->HalfOpenCounts());
+    host.metrics->SetHalfOpen(host.HalfOpenCounts());
   }
 }
 

@@ -15,21 +15,36 @@
 
 namespace tcpscope::service {
 
+// Where a host's findings go: to its state here, or, for a host homed on another replica, to
+// that replica (replica.proto's HostFindings), which reports them as its own.
+struct ReportRoutes {
+  // The host's state here, when it is homed here (null otherwise, or once expired).
+  std::function<std::shared_ptr<HostState>(const std::string&)> local;
+  // The host's record here, when it is homed on another replica (null otherwise).
+  std::function<std::shared_ptr<RemoteHost>(const std::string&)> remote;
+  // Sends to another replica (unused without replicas).
+  std::function<void(const std::string& replica, v1::ReplicaMessage)> send;
+};
+
 class HalfOpenReporter {
  public:
-  // `lookup` finds a host's state by name (null once expired).
-  using Lookup = std::function<std::shared_ptr<HostState>(const std::string&)>;
-  HalfOpenReporter(const PairIndex* pairs, EventLog* log, Lookup lookup)
-      : pairs_(pairs), log_(log), lookup_(std::move(lookup)) {}
+  HalfOpenReporter(const PairIndex* pairs, EventLog* log, ReportRoutes routes)
+      : pairs_(pairs), log_(log), routes_(std::move(routes)) {}
 
   void Report(Findings findings, absl::Time now);
-  // Sets the host's half-open series from the index (also after it reconnects).
+  // Sets the host's half-open series from the index and the other replicas' reports (also
+  // after it reconnects).
   void Refresh(HostState& host, absl::Time now);
+  // Another replica's findings for a host homed here (validated).
+  void ReportFromReplica(HostState& host, const std::string& replica, v1::HostFindings& findings,
+                         absl::Time now);
+  // Forgets what other replicas reported of the host's half-open ends (the ring changed).
+  void ForgetReplicaReports(HostState& host, absl::Time now);
 
  private:
   const PairIndex* const pairs_;
   EventLog* const log_;
-  const Lookup lookup_;
+  const ReportRoutes routes_;
 };
 
 }  // namespace tcpscope::service

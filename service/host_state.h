@@ -4,14 +4,17 @@
 // for half-open series, by the reporter; read by the queries (FleetQueries).
 //
 // Locks: `report_mu` (the reporter's, taken first), then `mu`; the pair index's shard locks are
-// never taken under `mu`.
+// never taken under `mu`. A host homed on another replica is a RemoteHost here.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/host_summary.h"
@@ -20,6 +23,7 @@
 #include "service/service_metrics.h"
 #include "service/workload_metrics.h"
 #include "tcpscope/v1/ingest.pb.h"
+#include "tcpscope/v1/replica.pb.h"
 
 namespace tcpscope::service {
 
@@ -58,6 +62,35 @@ struct HostState {
   absl::Mutex report_mu ABSL_ACQUIRED_BEFORE(mu);
   std::vector<std::pair<std::string, v1::HalfOpenReason>> half_open_series
       ABSL_GUARDED_BY(report_mu);
+  // With replicas: the host's half-open ends in tuples other replicas own, as each owner last
+  // reported them, and their counts by reason (read by queries without the lock).
+  absl::flat_hash_map<std::string, std::vector<v1::HalfOpenEnd>> remote_half_open
+      ABSL_GUARDED_BY(report_mu);
+  std::array<std::atomic<uint32_t>, v1::HalfOpenReason_ARRAYSIZE> remote_half_open_counts{};
+
+  // The host's half-open ends by reason: in this replica's tuples and in the others'.
+  std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE> HalfOpenCounts() const {
+    std::array<uint32_t, v1::HalfOpenReason_ARRAYSIZE> counts = pair->HalfOpenCounts();
+    for (size_t i = 1; i < counts.size(); ++i) counts[i] += remote_half_open_counts[i].load();
+    return counts;
+  }
+};
+
+// With replicas: a host homed on another replica, as this one holds it: the ends of its
+// snapshots in the tuples this replica owns, for pairing and listings. Written by the Exchange
+// stream of its home, one message at a time (`apply_mu` keeps a host's calls to the pair index
+// in order should two replicas claim it at once, while an agent moves).
+struct RemoteHost {
+  RemoteHost(std::shared_ptr<PairHost> pair_host, std::string home_replica)
+      : pair(std::move(pair_host)), home(std::move(home_replica)) {}
+
+  const std::shared_ptr<PairHost> pair;
+  absl::Mutex apply_mu ABSL_ACQUIRED_BEFORE(mu);
+  OriginTable origins ABSL_GUARDED_BY(apply_mu);
+  mutable absl::Mutex mu;
+  std::string home ABSL_GUARDED_BY(mu);  // the replica its fragments come from
+  std::shared_ptr<const HostView> view ABSL_GUARDED_BY(mu);
+  uint64_t round ABSL_GUARDED_BY(mu) = 0;
 };
 
 }  // namespace tcpscope::service

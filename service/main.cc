@@ -27,6 +27,7 @@
 #include "service/fleet_queries.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
+#include "service/replica_link.h"
 #include "service/replica_service.h"
 #include "service/replica_set.h"
 #include "service/service_metrics.h"
@@ -153,6 +154,7 @@ int Main() {
 
   ServiceMetrics metrics;
   std::unique_ptr<ReplicaSet> replicas;
+  std::unique_ptr<ReplicaLink> replica_link;
   if (const std::string peers = absl::GetFlag(FLAGS_peers); !peers.empty()) {
     ReplicaSetOptions replica_options;
     absl::StatusOr<ReplicaAddresses> addresses = ReplicaAddresses::Parse("--peers", peers);
@@ -181,12 +183,17 @@ int Main() {
       return 2;
     }
     replicas = *std::move(created);
+    replica_link = std::make_unique<ReplicaLink>(replicas.get(), *metrics.registry());
+    // The replicas see a change within a ping interval of each other, then send their hosts'
+    // views: twice --replica_down_after covers both.
+    aggregator_options.ring_quiet = 2 * absl::GetFlag(FLAGS_replica_down_after);
   } else if (!absl::GetFlag(FLAGS_advertise).empty()) {
     TS_LOG(ERROR) << "--advertise needs --peers (the replicas of the tier)";
     return 2;
   }
   EventLog event_log(static_cast<size_t>(event_history));
   Aggregator aggregator(&metrics, &event_log, aggregator_options);
+  if (replica_link != nullptr) aggregator.SetReplicaSender(replica_link.get());
   IngestService ingest(&aggregator, &metrics, ingest_limits);
   FleetQueries queries(&aggregator);
   ObserverService observer(&queries, &event_log, &metrics, observer_options);
@@ -219,7 +226,10 @@ int Main() {
   std::unique_ptr<ReplicaService> replica_service;
   if (replicas != nullptr) {
     replica_service = std::make_unique<ReplicaService>(
-        replicas.get(), [](const std::string&, v1::ReplicaMessage&) { return absl::OkStatus(); },
+        replicas.get(),
+        [&aggregator](const std::string& from, v1::ReplicaMessage& message) {
+          return aggregator.ApplyReplicaMessage(from, message, absl::Now());
+        },
         &metrics, observer_options.query_token);
     builder.RegisterService(replica_service.get());
   }
@@ -236,7 +246,11 @@ int Main() {
 
   if (replicas != nullptr) {
     TS_LOG(INFO) << "replica " << replicas->self() << " of --peers=" << absl::GetFlag(FLAGS_peers);
-    replicas->Start([](std::shared_ptr<const Ring>) {});
+    replicas->Start(
+        [&aggregator](std::shared_ptr<const Ring> ring) {
+          aggregator.OnRing(std::move(ring), absl::Now());
+        },
+        [&aggregator](const std::string& peer) { aggregator.OnAgreement(peer); });
   }
 
   // Housekeeping once a second: expire hosts, mark silent ones down for their peers, publish the
@@ -266,7 +280,8 @@ int Main() {
   // Streams get a moment to finish, then are cancelled.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
-  replicas.reset();
+  replicas.reset();  // no more ring changes
+  replica_link.reset();
   TS_LOG(INFO) << "stopped";
   return 0;
 }

@@ -18,6 +18,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/hash/hash.h"
 #include "absl/synchronization/mutex.h"
+#include "common/rendezvous.h"
 #include "common/unix_time.h"
 
 namespace tcpscope::service {
@@ -174,6 +175,7 @@ struct PairIndex::Work {
   Op op = Op::kPresent;
   uint32_t slot = 0;  // the end's index in the pass's view; a close's index
   uint64_t connection_id = 0;
+  uint64_t route = 0;  // TupleRouteHash
   Key4 key4;
   Key6 key6;
 
@@ -197,19 +199,50 @@ struct PairIndex::Work {
       key6.low_port = low_port;
       key6.high_port = high_port;
       shard = absl::HashOf(key6) % kShards;
+      route = RouteOf(key6);
     } else {
       std::memcpy(key4.low_address.data(), low.data(), 4);
       std::memcpy(key4.high_address.data(), high.data(), 4);
       key4.low_port = low_port;
       key4.high_port = high_port;
       shard = absl::HashOf(key4) % kShards;
+      route = RouteOf(key4);
     }
     return true;
   }
   bool SetKey(const HostView& view, const EndRecord& end) {
     return SetKey(view.LocalAddress(end), end.local_port, view.RemoteAddress(end), end.remote_port);
   }
+  // Whether the pass's ring (null: one replica) gives this replica the tuple.
+  bool Owned(const Ring* ring) const { return ring == nullptr || ring->Owns(route); }
+
+  // The tuple's bytes, ports in network order: the same hash on every replica.
+  template <size_t N>
+  static uint64_t RouteOf(const TupleKey<N>& key) {
+    std::array<char, 2 * N + 4> bytes;
+    std::memcpy(bytes.data(), key.low_address.data(), N);
+    std::memcpy(bytes.data() + N, key.high_address.data(), N);
+    bytes[2 * N] = static_cast<char>(key.low_port >> 8);
+    bytes[2 * N + 1] = static_cast<char>(key.low_port);
+    bytes[2 * N + 2] = static_cast<char>(key.high_port >> 8);
+    bytes[2 * N + 3] = static_cast<char>(key.high_port);
+    return StableHash({bytes.data(), bytes.size()});
+  }
 };
+
+std::optional<uint64_t> TupleRouteHash(absl::string_view local_address, uint32_t local_port,
+                                       absl::string_view remote_address, uint32_t remote_port) {
+  if (local_address.size() != remote_address.size() ||
+      (local_address.size() != 4 && local_address.size() != 16)) {
+    return std::nullopt;
+  }
+  PairIndex::Work work;
+  if (!work.SetKey(local_address, static_cast<uint16_t>(local_port), remote_address,
+                   static_cast<uint16_t>(remote_port))) {
+    return std::nullopt;
+  }
+  return work.route;
+}
 
 Entry* PairIndex::Shard::Find(const Work& work) {
   if (work.ipv6) {
@@ -270,7 +303,8 @@ bool Listed(const End& end) {
 // The judgement of an entry's ends, adding what changes to a pass's findings.
 class PairIndex::Judge {
  public:
-  Judge(const HalfOpenPolicy& policy, Findings* findings) : policy_(policy), findings_(findings) {}
+  Judge(const HalfOpenPolicy& policy, absl::Time quiet_until, Findings* findings)
+      : policy_(policy), quiet_(absl::Now() < quiet_until), findings_(findings) {}
 
   // Judges both sides again; then drops the lost ends that no longer matter, and the entry
   // when it is empty.
@@ -295,7 +329,7 @@ class PairIndex::Judge {
           reason = v1::HALF_OPEN_REASON_UNSPECIFIED;
         } else if (!Listed(self)) {
           continue;  // its host is not connected: judged again when it is
-        } else if (self.Established()) {
+        } else if (self.Established() && !quiet_) {
           reason = Verdict(self, *peer, &peer_lost);
         }
         Set(self, reason, peer, peer_lost);
@@ -361,6 +395,7 @@ class PairIndex::Judge {
   }
 
   const HalfOpenPolicy& policy_;
+  const bool quiet_;  // the ring changed lately: nothing is judged half-open
   Findings* const findings_;
 };
 
@@ -402,12 +437,14 @@ bool PairIndex::Connected(PairHost& host, const std::string& boot_id) {
 void PairIndex::Disconnected(PairHost& host) { host.live = false; }
 
 void PairIndex::ApplyCloses(PairHost& host, const std::vector<Close>& closes) {
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
   std::vector<Work> works;
   for (size_t i = 0; i < closes.size(); ++i) {
     const v1::Endpoints& e = *closes[i].endpoints;
     Work work;
     if (!work.SetKey(e.local_address(), static_cast<uint16_t>(e.local_port()), e.remote_address(),
-                     static_cast<uint16_t>(e.remote_port()))) {
+                     static_cast<uint16_t>(e.remote_port())) ||
+        !work.Owned(ring_.get())) {
       continue;
     }
     work.op = Work::Op::kClose;
@@ -433,6 +470,8 @@ void PairIndex::ApplyCloses(PairHost& host, const std::vector<Close>& closes) {
 
 Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const HostView>& view,
                                   const HostView* previous) {
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
+  const Ring* ring = ring_.get();
   const bool rebooted = std::exchange(host.rebooted, false);
   host.snapshot_time_ns = absl::ToUnixNanos(view->taken);
   host.down = false;
@@ -444,7 +483,7 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
   for (size_t i = 0; i < view->ends.size(); ++i) {
     const EndRecord& end = view->ends[i];
     Work work;
-    if (!Pairable(end.tcp_state()) || !work.SetKey(*view, end)) continue;
+    if (!Pairable(end.tcp_state()) || !work.SetKey(*view, end) || !work.Owned(ring)) continue;
     work.op = Work::Op::kPresent;
     work.slot = static_cast<uint32_t>(i);
     work.connection_id = end.connection_id;
@@ -453,7 +492,9 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
   if (previous != nullptr) {
     for (const EndRecord& end : previous->ends) {
       Work work;
-      if (!Pairable(end.tcp_state()) || !work.SetKey(*previous, end)) continue;
+      if (!Pairable(end.tcp_state()) || !work.SetKey(*previous, end) || !work.Owned(ring)) {
+        continue;
+      }
       work.op = Work::Op::kAbsent;
       work.connection_id = end.connection_id;
       works.push_back(work);
@@ -462,7 +503,7 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
   const v1::HalfOpenReason lost_as =
       rebooted ? v1::HALF_OPEN_PEER_REBOOTED : v1::HALF_OPEN_PEER_CLOSED;
   Findings findings;
-  Judge judge(policy_, &findings);
+  Judge judge(policy_, quiet_until_, &findings);
   std::vector<const Work*> touched;
   Pass(
       works,
@@ -518,6 +559,7 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
 }
 
 Findings PairIndex::SetDown(PairHost& host, bool down, absl::Time last_seen, const HostView* view) {
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
   Findings findings;
   host.last_seen_ns = absl::ToUnixNanos(last_seen);
   host.down = down;
@@ -525,11 +567,13 @@ Findings PairIndex::SetDown(PairHost& host, bool down, absl::Time last_seen, con
   std::vector<Work> works;
   for (const EndRecord& end : view->ends) {
     Work work;
-    if (!Pairable(end.tcp_state()) || !work.SetKey(*view, end)) continue;
+    if (!Pairable(end.tcp_state()) || !work.SetKey(*view, end) || !work.Owned(ring_.get())) {
+      continue;
+    }
     work.op = Work::Op::kJudge;
     works.push_back(work);
   }
-  Judge judge(policy_, &findings);
+  Judge judge(policy_, quiet_until_, &findings);
   Pass(
       works,
       [&](Shard& shard, const Work& work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu) {
@@ -547,6 +591,7 @@ void PairIndex::Forget(const std::string& name) {
     if (it == hosts_->by_name.end()) return;
     host = it->second;
   }
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
   const absl::Time last_seen = absl::FromUnixNanos(host->last_seen_ns.load());
   // Its open ends are lost with it; its own findings end. Survivors are judged at their next
   // snapshot; entries left without an open end go.
@@ -583,13 +628,19 @@ void PairIndex::Release(const std::string& name) {
 }
 
 std::vector<EndStatus> PairIndex::Describe(const HostView& view, bool with_peers) const {
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
   std::vector<EndStatus> statuses(view.ends.size());
   std::vector<Work> works;
   for (size_t i = 0; i < view.ends.size(); ++i) {
     const EndRecord& end = view.ends[i];
-    if (!Pairable(end.tcp_state())) continue;
     Work work;
-    if (!work.SetKey(view, end)) {
+    const bool keyed = work.SetKey(view, end);
+    if (keyed && !work.Owned(ring_.get())) {
+      statuses[i].owned = false;
+      continue;
+    }
+    if (!Pairable(end.tcp_state())) continue;
+    if (!keyed) {
       statuses[i].pairing = v1::PAIRING_LOCAL;
       continue;
     }
@@ -629,6 +680,29 @@ std::vector<EndStatus> PairIndex::Describe(const HostView& view, bool with_peers
       },
       [](Shard&) {});
   return statuses;
+}
+
+void PairIndex::SetRing(std::shared_ptr<const Ring> ring, absl::Time quiet_until) {
+  absl::WriterMutexLock ring_lock(&ring_mu_);
+  for (auto& shard : shards_) {
+    absl::MutexLock lock(&shard->mu);
+    shard->v4.clear();
+    shard->v6.clear();
+  }
+  {
+    absl::MutexLock lock(&hosts_->mu);
+    for (auto& [name, host] : hosts_->by_name) {
+      for (auto& count : host->half_open) count = 0;
+    }
+  }
+  hosts_->ends = 0;
+  ring_ = std::move(ring);
+  quiet_until_ = quiet_until;
+}
+
+std::shared_ptr<const Ring> PairIndex::ring() const {
+  absl::ReaderMutexLock ring_lock(&ring_mu_);
+  return ring_;
 }
 
 PairIndex::Stats PairIndex::stats(bool count_pairs) const {

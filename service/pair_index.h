@@ -22,8 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/host_view.h"
+#include "service/ring.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 
@@ -49,6 +51,9 @@ struct PairHost {
   std::atomic<int64_t> last_seen_ns{0};  // when marked down
   // Its ends that are half-open, by v1::HalfOpenReason (index 0 unused); kept by the shards.
   mutable std::array<std::atomic<uint32_t>, v1::HalfOpenReason_ARRAYSIZE> half_open{};
+  // Serializes the host's own calls (its stream's, or, with replicas, its home's messages and
+  // the ring's rebuild): taken around each, before any index lock.
+  absl::Mutex pass_mu;
   // The host's own calls only.
   std::string boot_id;
   bool rebooted = false;  // a new boot id, not yet followed by a view
@@ -84,11 +89,22 @@ struct Findings {
 
 // What the index knows of one end of a view.
 struct EndStatus {
+  bool owned = true;  // its tuple is this replica's to pair (always, with one replica)
   v1::Pairing pairing = v1::PAIRING_UNSPECIFIED;
   v1::HalfOpenReason half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
   std::optional<PeerFacts> peer;  // paired ends, when asked for
   bool peer_listed = false;       // the peer's end is in a connected host's latest view
 };
+
+// The hash by which replicas share out connection tuples (stable across processes), equal for
+// both ends of a connection; none for ends that cannot have a peer on another host (loopback,
+// a connection to itself): those stay with their host's home replica.
+std::optional<uint64_t> TupleRouteHash(absl::string_view local_address, uint32_t local_port,
+                                       absl::string_view remote_address, uint32_t remote_port);
+inline std::optional<uint64_t> TupleRouteHash(const v1::Endpoints& endpoints) {
+  return TupleRouteHash(endpoints.local_address(), endpoints.local_port(),
+                        endpoints.remote_address(), endpoints.remote_port());
+}
 
 class PairIndex {
  public:
@@ -128,6 +144,14 @@ class PairIndex {
   // its current one.
   Findings SetDown(PairHost& host, bool down, absl::Time last_seen, const HostView* view);
 
+  // With replicas: from now on only tuples `ring` gives this replica are indexed (the others'
+  // ends are skipped by every call, and described as not owned). Everything indexed so far is
+  // dropped without a finding, as the ring may have moved it, and each host's half-open counts
+  // start again from 0; hosts' next views rebuild the index. Until `quiet_until` no end is
+  // judged half-open (hosts' views arrive one by one: a partial index must not judge).
+  void SetRing(std::shared_ptr<const Ring> ring, absl::Time quiet_until);
+  std::shared_ptr<const Ring> ring() const;
+
   // The status of each end of `view`, the latest one its host applied; with `with_peers`,
   // paired ends get their peer's end.
   std::vector<EndStatus> Describe(const HostView& view, bool with_peers) const;
@@ -145,6 +169,8 @@ class PairIndex {
   static constexpr size_t kShards = 64;
 
   struct Work;  // one end's tuple in a pass, and what to do with it
+  friend std::optional<uint64_t> TupleRouteHash(absl::string_view, uint32_t, absl::string_view,
+                                                uint32_t);
   // Runs `apply` on each work under its shard's lock, each shard locked once, in shard order
   // and, within a shard, in the works' order; then `done` on the shard, still locked.
   template <typename Apply, typename Done>
@@ -152,6 +178,10 @@ class PairIndex {
   class Judge;  // the judgement of an entry, with the pass's findings
 
   const HalfOpenPolicy policy_;
+  // Taken shared by every pass, exclusively by SetRing: a pass sees one ring throughout.
+  mutable absl::Mutex ring_mu_;
+  std::shared_ptr<const Ring> ring_ ABSL_GUARDED_BY(ring_mu_);
+  absl::Time quiet_until_ ABSL_GUARDED_BY(ring_mu_);
   std::array<std::unique_ptr<Shard>, kShards> shards_;
   struct Hosts;
   const std::unique_ptr<Hosts> hosts_;

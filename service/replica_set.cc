@@ -57,10 +57,8 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options, prometheus::Registry& registry
                         .Help("Changes of the replicas counted up (each rebuilds the pairing)")
                         .Register(registry)
                         .Add({})) {
-  auto ring = std::make_shared<Ring>();
-  ring->members = RendezvousSet({options_.advertise});
-  ring->changed_at = absl::Now();
-  ring_ = std::move(ring);
+  ring_ = std::make_shared<Ring>(RendezvousSet({options_.advertise}), options_.advertise, 0,
+                                 absl::Now());
 }
 
 ReplicaSet::~ReplicaSet() {
@@ -68,13 +66,14 @@ ReplicaSet::~ReplicaSet() {
   if (thread_.joinable()) thread_.join();
 }
 
-void ReplicaSet::Start(RingListener listener) {
-  listener_ = std::move(listener);
+void ReplicaSet::Start(RingListener ring_listener, AgreementListener agreement_listener) {
+  ring_listener_ = std::move(ring_listener);
+  agreement_listener_ = std::move(agreement_listener);
   {
     absl::MutexLock lock(&mu_);
     announced_ = ring_;
   }
-  listener_(ring());
+  ring_listener_(ring());
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -138,11 +137,14 @@ void ReplicaSet::Run() {
     }
     PingAll(now);
     std::shared_ptr<const Ring> changed;
+    std::vector<std::string> agreed;
     {
       absl::MutexLock lock(&mu_);
       if (ring_ != announced_) changed = announced_ = ring_;
+      agreed = NewAgreementsLocked();
     }
-    if (changed != nullptr) listener_(std::move(changed));
+    if (changed != nullptr) ring_listener_(std::move(changed));
+    for (const std::string& peer : agreed) agreement_listener_(peer);
   } while (!stop_.WaitForNotificationWithTimeout(options_.ping_interval));
 }
 
@@ -217,6 +219,7 @@ void ReplicaSet::PingAll(absl::Time now) {
       if (!peer.up) TS_LOG(INFO) << "replica " << call->address << " is up";
       peer.up = true;
       peer.last_answer = done;
+      peer.ring_id = StableHash(absl::StrJoin(call->response.up(), ","));
       peer.failing_since = absl::Time();
       continue;
     }
@@ -232,6 +235,16 @@ void ReplicaSet::PingAll(absl::Time now) {
   UpdateRingLocked(done);
 }
 
+std::vector<std::string> ReplicaSet::NewAgreementsLocked() {
+  std::vector<std::string> agreed;
+  for (auto& [address, peer] : peers_) {
+    const bool agrees = peer.up && peer.ring_id == ring_->id;
+    if (agrees && !peer.agrees) agreed.push_back(address);
+    peer.agrees = agrees;
+  }
+  return agreed;
+}
+
 void ReplicaSet::UpdateRingLocked(absl::Time now) {
   std::vector<std::string> members = {options_.advertise};
   size_t up = 0;
@@ -243,13 +256,7 @@ void ReplicaSet::UpdateRingLocked(absl::Time now) {
   peers_up_.Set(static_cast<double>(up));
   RendezvousSet set(std::move(members));
   if (set.members() == ring_->members.members()) return;
-  auto ring = std::make_shared<Ring>();
-  ring->epoch = ring_->epoch + 1;
-  ring->members = std::move(set);
-  ring->self = static_cast<size_t>(std::find(ring->members.members().begin(),
-                                             ring->members.members().end(), options_.advertise) -
-                                   ring->members.members().begin());
-  ring->changed_at = now;
+  auto ring = std::make_shared<Ring>(std::move(set), options_.advertise, ring_->epoch + 1, now);
   TS_LOG(INFO) << "ring " << ring->epoch << ": " << absl::StrJoin(ring->members.members(), ",");
   ring_changes_.Increment();
   ring_ = std::move(ring);

@@ -26,6 +26,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
+#include "service/ring.h"
 #include "tcpscope/v1/replica.grpc.pb.h"
 
 namespace tcpscope::service {
@@ -40,28 +41,20 @@ struct ReplicaSetOptions {
   std::string token;  // the query token, sent to peers
 };
 
-// The replicas up, this one included.
-struct Ring {
-  uint64_t epoch = 0;
-  RendezvousSet members{{}};
-  size_t self = 0;  // this replica's index in members.members()
-  absl::Time changed_at;
-
-  const std::string& member(size_t index) const { return members.members()[index]; }
-  // The replica that owns a connection tuple's hash.
-  size_t Owner(uint64_t key_hash) const { return members.Owner(key_hash); }
-};
-
 class ReplicaSet {
  public:
   using RingListener = std::function<void(std::shared_ptr<const Ring>)>;
+  // A peer now counts the same replicas up as this one (its pings say so): messages that
+  // depend on the ring (pairing fragments) are now accepted by it.
+  using AgreementListener = std::function<void(const std::string& peer)>;
 
   static absl::StatusOr<std::unique_ptr<ReplicaSet>> Create(ReplicaSetOptions options,
                                                             prometheus::Registry& registry);
   ~ReplicaSet();  // stops pinging
 
-  // Pings begin; `listener` gets each new ring (from the pinging thread, one at a time).
-  void Start(RingListener listener);
+  // Pings begin; the listeners get each new ring and each new agreement (from the pinging
+  // thread, one at a time, the ring first).
+  void Start(RingListener ring_listener, AgreementListener agreement_listener);
 
   const std::string& self() const { return options_.advertise; }
   std::shared_ptr<const Ring> ring() const;
@@ -82,6 +75,8 @@ class ReplicaSet {
     bool up = false;
     absl::Time last_answer;
     absl::Time failing_since;  // zero while answering
+    uint64_t ring_id = 0;      // of the ring its last answer reported
+    bool agrees = false;
   };
 
   ReplicaSet(ReplicaSetOptions options, prometheus::Registry& registry);
@@ -91,12 +86,15 @@ class ReplicaSet {
   void PingAll(absl::Time now);
   Peer& PeerLocked(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateRingLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The peers that came to agree with this replica's ring since the last call.
+  std::vector<std::string> NewAgreementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ReplicaSetOptions options_;
   prometheus::Gauge& peers_up_;
   prometheus::Gauge& peers_known_;
   prometheus::Counter& ring_changes_;
-  RingListener listener_;
+  RingListener ring_listener_;
+  AgreementListener agreement_listener_;
   absl::Notification stop_;
   std::thread thread_;
 

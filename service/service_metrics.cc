@@ -369,6 +369,28 @@ ServiceMetrics::ServiceMetrics()
                                "index.",
                                *registry_)
                           .Add({})),
+      replica_forwarded_ends(
+          Register(prometheus::BuildCounter(), "tcpscope_service_replica_forwarded_ends_total",
+                   "Connection ends of this replica's hosts sent to the replicas owning their "
+                   "tuples.",
+                   *registry_)
+              .Add({})),
+      replica_received_ends(
+          Register(prometheus::BuildCounter(), "tcpscope_service_replica_received_ends_total",
+                   "Connection ends of other replicas' hosts received for this replica's "
+                   "tuples.",
+                   *registry_)
+              .Add({})),
+      replica_remote_hosts(Register(prometheus::BuildGauge(), "tcpscope_service_replica_remote_hosts",
+                                    "Hosts homed on other replicas with ends in this replica's "
+                                    "tuples.",
+                                    *registry_)
+                               .Add({})),
+      replica_fragments_ignored(
+          Register(prometheus::BuildCounter(), "tcpscope_service_replica_fragments_ignored_total",
+                   "Other replicas' fragments not applied, by reason (other_ring: sent before "
+                   "the two agreed on the ring; homed_here: the host's agent is connected here).",
+                   *registry_)),
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 

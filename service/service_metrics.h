@@ -105,6 +105,11 @@ class ServiceMetrics {
   prometheus::Gauge& history_events;
   prometheus::Gauge& pair_index_entries;
   prometheus::Gauge& pair_index_ends;
+  // With replicas.
+  prometheus::Counter& replica_forwarded_ends;
+  prometheus::Counter& replica_received_ends;
+  prometheus::Gauge& replica_remote_hosts;
+  prometheus::Family<prometheus::Counter>& replica_fragments_ignored;
   // Refused messages by reason (a fixed, small set of reasons chosen by the service).
   prometheus::Counter& Rejected(const std::string& reason);
 
