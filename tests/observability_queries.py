@@ -60,6 +60,9 @@ EXTRA_METRICS = {
     "tcpscope_port_handshake_failures_total": ("counter", {"host", "port", "reason"}),
     "tcpscope_port_closes_total": ("counter", {"host", "port", "reason"}),
 }
+# Labels Prometheus adds to every series it scrapes: queries may group by them (per replica of
+# the service: each is one target).
+TARGET_LABELS = {"job", "instance"}
 # What the lint puts in for the dashboards' own variables when it parses an expression.
 LINT_VARIABLES = {"host": "example-host", "namespace": ".*", "pod": ".*"}
 
@@ -219,7 +222,7 @@ def lint_names(query, names, errors):
                 errors.append(f"{query.where()}: {name} has no label {label}")
     for clause in re.findall(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)", expr):
         for label in re.findall(r"\w+", clause):
-            if label not in labels:
+            if label not in labels | TARGET_LABELS:
                 errors.append(f"{query.where()}: groups by {label}, which none of its metrics has")
 
 

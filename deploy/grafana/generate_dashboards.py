@@ -10,6 +10,11 @@ fails when the JSON files differ from what it would write. Standard library only
 Every expression uses the metric names of SPEC.md (and the service's own tcpscope_service_*, and
 its workload and port families), and tests/observability_integration_test.cc evaluates each one
 against a real Prometheus.
+
+The service may run as several replicas, each exporting the series of the hosts homed on it; a
+host that moved (its replica went away) has series on its old and new home for a while. So a
+counter is summed (each replica counted its own events) and a gauge is first taken once per host
+with max (per_host), then summed: the fleet's numbers are the same with one replica or several.
 """
 
 import argparse
@@ -188,6 +193,12 @@ def table(title, description, expr, value_name, link_host=False, mappings=None,
     }
 
 
+def per_host(gauge, *labels):
+    """A gauge once per host (and `labels`): the max over the replicas that hold the host's
+    series, as its old home may still hold them after a move (a sum would count it twice)."""
+    return f"max by ({', '.join(('host',) + labels)}) ({gauge})"
+
+
 def failure_ratio(s, interval):
     """Failed connects / all connects: failures over failures plus completed client handshakes.
     `or` joins the two (their labels differ), so a host whose every connect fails has a ratio."""
@@ -203,17 +214,20 @@ def overview_panels(s, layout):
     layout.row("Now")
     layout.add(stat("Agents connected",
                     f"Agents {where} with a stream open to the service (tcpscope_agent_up).",
-                    f"sum(tcpscope_agent_up{one.sel()})"), 4, 4)
+                    "sum(" + per_host("tcpscope_agent_up" + one.sel()) + ")"), 4, 4)
     layout.add(stat("Established",
                     f"Established connection ends {where} in the latest snapshots.",
-                    f'sum(tcpscope_connections{one.sel(state="established")})'), 4, 4)
+                    "sum(" + per_host("tcpscope_connections" + one.sel(state="established")) +
+                    ")"), 4, 4)
     layout.add(stat("At risk",
                     "Connection ends that may be dead without their host knowing: idle without "
                     "keepalive, probing an unanswering peer, or stale in CLOSE_WAIT.",
-                    f"sum(tcpscope_connections_at_risk{one.sel()})", red_from=1), 4, 4)
+                    "sum(" + per_host("tcpscope_connections_at_risk" + one.sel(), "reason") +
+                    ")", red_from=1), 4, 4)
     layout.add(stat("CLOSE_WAIT",
                     "Connection ends whose peer closed and whose application has not (yet).",
-                    f'sum(tcpscope_connections{one.sel(state="close_wait")})'), 4, 4)
+                    "sum(" + per_host("tcpscope_connections" + one.sel(state="close_wait")) +
+                    ")"), 4, 4)
     layout.add(stat("Handshake failure ratio",
                     "Failed connects / all connects over the rate interval.",
                     failure_ratio(one, RATE),
@@ -315,7 +329,8 @@ def overview_panels(s, layout):
         "Keepalive on established connections",
         "Established connection ends with SO_KEEPALIVE on or off, from the latest snapshots. "
         "Off and idle for long is the classic silently half-open connection.",
-        targets((f"sum{s.by('keepalive')}(tcpscope_connections_keepalive{s.sel()})",
+        targets((f"sum{s.by('keepalive')}("
+                 f"{per_host('tcpscope_connections_keepalive' + s.sel(), 'keepalive')})",
                  s.legend("{{keepalive}}"))), stacked=True), 8, 8)
 
     layout.row("Connections")
@@ -323,20 +338,21 @@ def overview_panels(s, layout):
         "Connections by state",
         "Current connection ends by TCP state, from the latest snapshots (every "
         "--snapshot_interval).",
-        targets((f"sum{s.by('state')}(tcpscope_connections{s.sel()})",
+        targets((f"sum{s.by('state')}({per_host('tcpscope_connections' + s.sel(), 'state')})",
                  s.legend("{{state}}"))), stacked=True), 12, 9)
     layout.add(timeseries(
         "At-risk connections by reason",
         "idle_no_keepalive: established, no keepalive, idle past --idle_risk_after; "
         "keepalive_probing: probes unanswered; close_wait_stale: in CLOSE_WAIT past "
         "--close_wait_risk_after. `tcpscope connections --at_risk` lists them.",
-        targets((f"sum{s.by('reason')}(tcpscope_connections_at_risk{s.sel()})",
+        targets((f"sum{s.by('reason')}"
+                 f"({per_host('tcpscope_connections_at_risk' + s.sel(), 'reason')})",
                  s.legend("{{reason}}"))), stacked=True), 12, 9)
     if not s.filtered:
         layout.add(table(
             "Hosts with at-risk connections",
             "Hosts with at-risk connections now, by reason; a host opens its drill-down.",
-            "sort_desc(sum by (host, reason) (tcpscope_connections_at_risk) > 0)",
+            f"sort_desc({per_host('tcpscope_connections_at_risk', 'reason')} > 0)",
             "connections", link_host=True), 24, 8)
     half_open_panels(s, layout)
 
@@ -348,7 +364,7 @@ def half_open_panels(s, layout):
     tcpscope_half_open_detected_total is created at a host's first detection, so a healthy fleet
     has no series of it: the detections panel adds a zero per (host,) reason derived from the
     gauge, so that it shows 0 rather than "No data" (and returns data in the integration test)."""
-    gauge = f"tcpscope_connections_half_open{s.sel()}"
+    gauge = per_host(f"tcpscope_connections_half_open{s.sel()}", "reason")
     layout.add(timeseries(
         "Half-open connections by reason",
         "ESTABLISHED connection ends whose other end, seen by another host's agent, is gone: "
@@ -372,7 +388,7 @@ def half_open_panels(s, layout):
             "Hosts with half-open connections",
             "Hosts with half-open connection ends now, by reason, worst first (rows at 0 are "
             "hidden); a host opens its drill-down.",
-            "sort_desc(sum by (host, reason) (tcpscope_connections_half_open))",
+            f"sort_desc({per_host('tcpscope_connections_half_open', 'reason')})",
             "connections", link_host=True, hide_zero=True), 8, 8)
 
 
@@ -390,7 +406,8 @@ def workload(expr):
 def workload_panels(s, layout):
     """Per pod (or container outside Kubernetes): the tcpscope_workload_* families, filtered by
     the `namespace` and `pod` variables. A workload's series are those of its host, so panels
-    group by host too (a container name outside Kubernetes is only unique on its host)."""
+    group by host too (a container name outside Kubernetes is only unique on its host); gauges take
+    the max by workload, as per_host() does."""
     layout.row("Workloads (pods and containers)")
     layout.add(timeseries(
         "CLOSE_WAIT by pod",
@@ -398,7 +415,7 @@ def workload_panels(s, layout):
         "Kubernetes), from the latest snapshots: the peer closed and that program has not. A "
         "line that only grows is a descriptor leak. `tcpscope connections --state=close_wait "
         "--namespace=NS --pod=POD` lists them with their process.",
-        targets((workload(f"sum by ({WORKLOAD}) "
+        targets((workload(f"max by ({WORKLOAD}) "
                           f"(tcpscope_workload_connections{s.wsel(state='close_wait')})"),
                  "{{host}} {{workload}}"))), 8, 8)
     layout.add(timeseries(
@@ -406,7 +423,7 @@ def workload_panels(s, layout):
         "Connection ends that may be dead without their program knowing, by pod and reason "
         "(idle_no_keepalive, keepalive_probing, close_wait_stale). `tcpscope connections "
         "--at_risk --namespace=NS --pod=POD` lists them.",
-        targets((workload(f"sum by ({WORKLOAD}, reason) "
+        targets((workload(f"max by ({WORKLOAD}, reason) "
                           f"(tcpscope_workload_connections_at_risk{s.wsel()})"),
                  "{{host}} {{workload}} {{reason}}")), stacked=True), 8, 8)
     gauge = f"tcpscope_workload_connections_half_open{s.wsel()}"
@@ -415,9 +432,9 @@ def workload_panels(s, layout):
         "ESTABLISHED ends whose other end is gone, by the pod holding them and reason "
         "(peer_closed, peer_rebooted, peer_host_down); 0 for a pod with none. `tcpscope "
         "connections --paired --half_open --namespace=NS --pod=POD` shows the peer's pod.",
-        targets((workload(f"sum by ({WORKLOAD}, reason) ({gauge})\n"
+        targets((workload(f"max by ({WORKLOAD}, reason) ({gauge})\n"
                           f"or on ({WORKLOAD})\n"
-                          f"sum by ({WORKLOAD}) (tcpscope_workload_connections{s.wsel()}) * 0"),
+                          f"max by ({WORKLOAD}) (tcpscope_workload_connections{s.wsel()}) * 0"),
                  "{{host}} {{workload}} {{reason}}")), stacked=True), 8, 8)
     layout.add(timeseries(
         "Handshake failures by pod and reason",
@@ -445,7 +462,7 @@ def workload_panels(s, layout):
         "Each pod's (or container's) connection ends now by state: established, syn_sent, "
         "syn_recv, close_wait, time_wait. Pods beyond the service's --max_pods_per_host are "
         "summed in `other`.",
-        "sort_desc(" + workload(f"sum by ({WORKLOAD}, state) "
+        "sort_desc(" + workload(f"max by ({WORKLOAD}, state) "
                                 f"(tcpscope_workload_connections{s.wsel()})") + ")",
         "connections", hide_zero=True), 24, 8)
 
@@ -577,21 +594,65 @@ def host_drill_down():
                      layout.numbered(), [host_variable, *workload_variables('host=~"$host"')])
 
 
+def replica_panels(layout):
+    """The tier of service replicas (tcpscope-service --peers), one line per replica (its
+    `instance`). A single replica has no replica_* series: each query falls back to a 0 per
+    replica (from tcpscope_service_hosts, which every replica exports) rather than "No data"."""
+    def each(expr):
+        return f"sum by (instance) ({expr})\nor\nsum by (instance) (tcpscope_service_hosts) * 0"
+
+    layout.row("Replicas")
+    layout.add(stat("Replicas", "Replicas of the service that Prometheus scrapes.",
+                    "count(tcpscope_service_hosts)"), 4, 8)
+    layout.add(timeseries(
+        "Peers up by replica",
+        "The other replicas each replica reaches (pings answered), and those its --peers names: "
+        "fewer up than named is a replica down or cut off (TcpscopeReplicaPeerDown).",
+        targets((each("tcpscope_service_replica_peers_up"), "{{instance}} up"),
+                (each("tcpscope_service_replica_peers"), "{{instance}} named"))), 5, 8)
+    layout.add(timeseries(
+        "Hosts by replica",
+        "Hosts whose series each replica holds (homed there, or moved away and not yet "
+        "expired), and the agent streams open to it: how evenly rendezvous hashing spreads the "
+        "agents, and where they went after a failover.",
+        targets(("sum by (instance) (tcpscope_service_hosts)", "{{instance}} hosts"),
+                ("sum by (instance) (tcpscope_service_ingest_streams)", "{{instance}} streams"))),
+        5, 8)
+    layout.add(timeseries(
+        "Connection ends exchanged",
+        "Connection end records per second each replica forwards to the replica that owns their "
+        "connection's tuple (for pairing), and receives from the others.",
+        targets((each(f"rate(tcpscope_service_replica_forwarded_ends_total[{RATE}])"),
+                 "{{instance}} forwarded"),
+                (each(f"rate(tcpscope_service_replica_received_ends_total[{RATE}])"),
+                 "{{instance}} received")), unit="ops"), 5, 8)
+    layout.add(timeseries(
+        "Ring changes and partial answers",
+        "Changes of the replicas each replica counts up (each one rebuilds the pairing from the "
+        "next snapshots), and query answers it gave without some replica's part, per interval.",
+        targets((each(f"increase(tcpscope_service_replica_ring_changes_total[{RATE}])"),
+                 "{{instance}} ring changes"),
+                (each(f"increase(tcpscope_service_partial_answers_total[{RATE}])"),
+                 "{{instance}} partial answers"))), 5, 8)
+
+
 def health():
     layout = Layout()
     layout.row("Agents")
+    agents = per_host("tcpscope_agent_up")
     layout.add(stat("Agents connected", "Hosts whose agent has a stream open.",
-                    "sum(tcpscope_agent_up)"), 6, 4)
+                    f"sum({agents})"), 6, 4)
     layout.add(stat("Agents disconnected",
                     "Hosts the service still knows (until --host_expiry) whose agent is gone.",
-                    "count(tcpscope_agent_up == 0) or vector(0)", red_from=1), 6, 4)
-    layout.add(stat("Hosts known", "Hosts the service holds series for, connected or not.",
-                    "sum(tcpscope_service_hosts)"), 6, 4)
+                    f"count({agents} == 0) or vector(0)", red_from=1), 6, 4)
+    layout.add(stat("Hosts known", "Hosts the service holds series for, connected or not "
+                    "(each once, on whichever replicas hold it).",
+                    f"count({agents}) or vector(0)"), 6, 4)
     layout.add(stat("Events lost", "Events lost anywhere in the chosen time range.",
                     f"sum(increase(tcpscope_agent_events_lost_total[{RANGE}]))",
                     red_from=1), 6, 4)
     layout.add(table("Agents", "Each host the service knows: 1 connected, 0 disconnected.",
-                     "sort(max by (host) (tcpscope_agent_up))", "agent", link_host=True,
+                     f"sort({agents})", "agent", link_host=True,
                      mappings={"0": ("down", "red"), "1": ("up", "green")}), 8, 9)
     layout.add(timeseries(
         "Events applied by host", "Events received from each host's agent and applied, per "
@@ -620,7 +681,7 @@ def health():
     layout.add(timeseries(
         "Agent streams", "Agent ingest streams open now, and hosts known.",
         targets(("sum(tcpscope_service_ingest_streams)", "streams"),
-                ("sum(tcpscope_service_hosts)", "hosts"))), 8, 8)
+                (f"count({agents})", "hosts"))), 8, 8)
     layout.add(timeseries(
         "Batches by result",
         "Agent batches per second: applied, or duplicate (resent after a reconnect and "
@@ -649,6 +710,7 @@ def health():
         "Event history", "Events held in memory for `tcpscope events --last/--since` "
         "(--event_history).",
         targets(("sum(tcpscope_service_event_history_events)", "events"))), 8, 8)
+    replica_panels(layout)
     return dashboard("tcpscope-health", "tcpscope / Health",
                      "tcpscope's own health: agents, event rates and losses, the service's ingest "
                      "and query side.", layout.numbered())

@@ -27,9 +27,15 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-scrape() { curl -sf --max-time 5 "http://127.0.0.1:$1/metrics" || true; }
-metric() {  # metric PORT NAME LABELS (sorted by name, as exposed): the sample's value, 0 when absent
-  scrape "$1" | awk -v name="$2{$3}" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
+scrape() {  # scrape PORT (on 127.0.0.1) or ADDRESS:PORT
+  local target=$1
+  [[ $target == *:* ]] || target=127.0.0.1:$target
+  curl -sf --max-time 5 "http://$target/metrics" || true
+}
+metric() {  # metric PORT|ADDRESS:PORT NAME [LABELS] (sorted by name, as exposed): its value, else 0
+  local series=$2
+  [[ -z ${3:-} ]] || series="$2{$3}"
+  scrape "$1" | awk -v name="$series" '$1 == name {print $2; found = 1} END {if (!found) print 0}'
 }
 
 start_dockerd() {

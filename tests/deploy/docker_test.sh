@@ -4,8 +4,9 @@
 # service and the agent (explicit --cap-add, never --privileged; read-only) on the host network,
 # makes TCP connections on the host's loopback and checks that the service counts them (its
 # /metrics, and exactly, the CLI inside the service image), that a connection in another network
-# namespace reaches the snapshots, and that deploy/compose/compose.yaml's service and agent come up
-# and are scraped by Debian's Prometheus with deploy/prometheus/'s config. Prints each step's time.
+# namespace reaches the snapshots, and that deploy/compose/compose.yaml's two service replicas and
+# agent come up (the replicas see each other, the agent homes on one) and are scraped by Debian's
+# Prometheus with deploy/prometheus/'s config. Prints each step's time.
 #
 # Needs root, docker.io and debootstrap (scripts/setup); skips loudly without them, fails instead
 # where TCPSCOPE_REQUIRE_ROOT_TESTS=1. Uses a running Docker daemon if there is one; otherwise starts
@@ -219,20 +220,32 @@ for name in "$agent" "$service"; do
 done
 timings+=("$(printf '%5d s  %s' $((SECONDS - run_started)) "run, traffic, checks, stop")")
 
-# The Compose stack's service and agent as compose.yaml defines them (its Prometheus and Grafana
-# images would need a registry), scraped by Debian's Prometheus with deploy/prometheus/'s config
-# (the host names that compose.yaml's extra_hosts give it become 127.0.0.1) and alert rules.
+# The Compose stack's service replicas and agent as compose.yaml defines them (its Prometheus and
+# Grafana images would need a registry), scraped by Debian's Prometheus with deploy/prometheus/'s
+# config (the host names become the addresses that compose.yaml's extra_hosts give them: replica a
+# on 127.0.0.1, b on 127.0.0.2) and alert rules.
 compose_stack() {
   local prometheus_dir=$src/deploy/prometheus prometheus_port
+  local replica_a=127.0.0.1:9700 replica_b=127.0.0.2:9700
   docker tag "tcpscope-service:$tag" tcpscope-service:latest
   docker tag "tcpscope-agent:$tag" tcpscope-agent:latest
   compose_project=tcpscope-test-$$
   docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" up -d --no-build \
-    tcpscope-service tcpscope-agent >"$work/compose.log" 2>&1 ||
+    tcpscope-service-a tcpscope-service-b tcpscope-agent >"$work/compose.log" 2>&1 ||
     fail "docker-compose up: $(cat "$work/compose.log")"
-  containers+=("${compose_project}_tcpscope-service_1" "${compose_project}_tcpscope-agent_1")
-  compose_agent_up() { [[ $(metric 9700 tcpscope_agent_up "host=\"$host\"") == 1 ]]; }
-  wait_for 30 "the Compose agent's stream to the Compose service" compose_agent_up
+  containers+=("${compose_project}_tcpscope-service-a_1" "${compose_project}_tcpscope-service-b_1"
+    "${compose_project}_tcpscope-agent_1")
+  peers_up() {
+    [[ $(metric "$replica_a" tcpscope_service_replica_peers_up) == 1 &&
+      $(metric "$replica_b" tcpscope_service_replica_peers_up) == 1 ]]
+  }
+  wait_for 30 "the Compose replicas to see each other (tcpscope_service_replica_peers_up 1)" peers_up
+  # Homed on exactly one replica (rendezvous hashing picks which).
+  compose_agent_up() {
+    (($(metric "$replica_a" tcpscope_agent_up "host=\"$host\"") +
+      $(metric "$replica_b" tcpscope_agent_up "host=\"$host\"") == 1))
+  }
+  wait_for 30 "the Compose agent's stream to one Compose replica" compose_agent_up
 
   mkdir -p "$work/prometheus"
   if [[ -f $prometheus_dir/prometheus.yml ]]; then
@@ -242,7 +255,8 @@ compose_stack() {
     cp "$src/tests/deploy/placeholder_prometheus.yml" "$work/prometheus/prometheus.yml"
     cp "$src/tests/deploy/placeholder_alerts.yml" "$work/prometheus/alerts.yml"
   fi
-  sed -i -e 's/\(tcpscope-service\|tcpscope-agent\|localhost\):\([0-9]\)/127.0.0.1:\2/g' \
+  sed -i -e 's/tcpscope-service-b:\([0-9]\)/127.0.0.2:\1/g' \
+    -e 's/\(tcpscope-service-a\|tcpscope-agent\|localhost\):\([0-9]\)/127.0.0.1:\2/g' \
     -e 's/scrape_interval: 15s/scrape_interval: 1s/' "$work/prometheus/prometheus.yml"
   prometheus_port=$(free_port)
   prometheus --config.file="$work/prometheus/prometheus.yml" \
@@ -255,11 +269,11 @@ compose_stack() {
   }
   scraped() {
     query query 'query=sum(up{job=~"tcpscope-service|tcpscope-agent"})' |
-      grep -q '"value":\[[0-9.]*,"2"\]' &&
+      grep -q '"value":\[[0-9.]*,"3"\]' &&
       query query "query=tcpscope_agent_up{job=\"tcpscope-service\",host=\"$host\"}" |
       grep -q '"1"\]'
   }
-  wait_for 30 "Prometheus scraping the Compose service and agent" scraped
+  wait_for 30 "Prometheus scraping the Compose replicas and agent" scraped
   local groups
   groups=$(query rules | python3 -c 'import json, sys
 groups = json.load(sys.stdin)["data"]["groups"]
@@ -270,7 +284,7 @@ print(sum(len(g["rules"]) for g in groups))')
   prometheus_pid=
   compose_down
   compose_project=
-  log "Compose service and agent up; Prometheus scraped both, alert rules loaded: $groups"
+  log "Compose replicas and agent up; Prometheus scraped all three, alert rules loaded: $groups"
 }
 compose_down() {
   docker-compose -p "$compose_project" -f "$src/deploy/compose/compose.yaml" down -v \

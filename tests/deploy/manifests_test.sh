@@ -2,7 +2,10 @@
 # Renders and validates deploy/'s Kubernetes and Compose files without a cluster or images:
 # `kubectl kustomize deploy/kubernetes` renders and the PrometheusRule matches
 # deploy/prometheus/alerts.yml; the rendered objects and `docker-compose config` are checked by
-# validate_manifests.py, the Prometheus config by promtool, and the YAML written here by yamllint.
+# validate_manifests.py (with the service's replica tier: StatefulSet, headless Service, --peers,
+# --advertise and the agents' --service, PodDisruptionBudget, each replica scraped once; Compose's
+# two replicas), the Prometheus configs (and the remote-write example) by promtool, and the YAML
+# written here by yamllint.
 # Needs kubectl, docker-compose, yamllint, promtool and PyYAML (scripts/setup): skips loudly
 # without them, fails instead where TCPSCOPE_REQUIRE_ROOT_TESTS=1 (CI).
 set -euo pipefail
@@ -49,13 +52,16 @@ docker-compose -f "$deploy/compose/compose.yaml" config >"$work/compose.yaml" ||
   fail "docker-compose config"
 validate compose "$work/compose.yaml" --deploy "$deploy" || fail "Compose services (above)"
 
-promtool check config "$deploy/prometheus/prometheus.yml" >"$work/promtool.out" 2>&1 ||
-  fail "promtool check config deploy/prometheus/prometheus.yml: $(cat "$work/promtool.out")"
+for config in prometheus.yml remote-write-example.yml; do
+  promtool check config "$deploy/prometheus/$config" >"$work/promtool.out" 2>&1 ||
+    fail "promtool check config deploy/prometheus/$config: $(cat "$work/promtool.out")"
+done
 
 # 3. The YAML written for deploy (not the generated PrometheusRule, nor other changes' files).
 yamllint -s -d '{extends: default, rules: {line-length: {max: 100}, document-start: disable}}' \
   "$src"/deploy/kubernetes/{kustomization,namespace,service,agent,monitoring}.yaml \
-  "$src/deploy/compose/compose.yaml" "$src/deploy/grafana/kustomization.yaml" ||
+  "$src/deploy/compose/compose.yaml" "$src/deploy/grafana/kustomization.yaml" \
+  "$src"/deploy/prometheus/{prometheus,remote-write-example}.yml ||
   fail "yamllint (above)"
 
 echo "manifests_test: passed"

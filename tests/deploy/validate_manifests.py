@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Checks deploy/'s rendered manifests for what kubectl apply and docker compose would only find
-out at install time: the fields each kind requires and the references between objects.
+out at install time: the fields each kind requires and the references between objects, and that
+the service's replicas (README, "Replicas on Kubernetes") are named alike everywhere: --peers,
+--advertise, the agents' --service, the StatefulSet's pods under its headless Service, and the
+scrape targets (each replica exactly once).
 
   validate_manifests.py kubernetes RENDERED.yaml --source SRC [--deploy DEPLOY]
   validate_manifests.py compose CONFIG.yaml --source SRC [--deploy DEPLOY]
@@ -26,8 +29,12 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PriorityClass",
                   "CustomResourceDefinition"}
-EXPECTED_KINDS = {"Namespace", "ConfigMap", "Deployment", "Service", "DaemonSet", "ServiceMonitor",
+EXPECTED_KINDS = {"Namespace", "ConfigMap", "StatefulSet", "Service", "DaemonSet", "PodDisruptionBudget",
                   "PodMonitor", "PrometheusRule"}
+# The service's replicas: a StatefulSet of this name (pods NAME-0..N-1).
+SERVICE = "tcpscope-service"
+# Target labels a monitor of the service must drop: the workload series carry their own.
+WORKLOAD_LABELS = ("namespace", "pod", "container")
 # What client-side `kubectl apply` can keep in its last-applied annotation, and a ConfigMap's limit.
 APPLY_ANNOTATION_LIMIT = 256 * 1024
 CONFIGMAP_LIMIT = 1024 * 1024
@@ -129,6 +136,28 @@ def flagfile_lines(where, text):
             problem(where, f"line {number} is no --flag=value: {line!r}")
 
 
+def container_flags(container, volumes, configmaps):
+    """{flag: value} as the container's program sees them: its --flagfile (a mounted ConfigMap's
+    key), then its other args, later ones winning; $(VAR) is left as written."""
+    mounts = {m.get("mountPath"): volumes.get(m.get("name"), {})
+              for m in container.get("volumeMounts") or []}
+    flags = {}
+    for arg in container.get("args") or []:
+        match = re.match(r"^--flagfile=(.*)$", str(arg))
+        text = ""
+        if match:
+            path = pathlib.PurePosixPath(match.group(1))
+            volume = mounts.get(str(path.parent), {})
+            data = (configmaps.get((volume.get("configMap") or {}).get("name")) or {}).get(
+                "data") or {}
+            text = data.get(path.name, "")
+        for line in text.splitlines() + [str(arg)]:
+            flag = re.match(r"^--([a-z_]+)=(.*)$", line.strip())
+            if flag:
+                flags[flag.group(1)] = flag.group(2)
+    return flags
+
+
 def check_pod_template(where, spec, configmaps):
     selector = (spec.get("selector") or {}).get("matchLabels")
     template = spec.get("template") or {}
@@ -210,18 +239,7 @@ def check_pod_template(where, spec, configmaps):
                     problem(cwhere, f"{arg}: the ConfigMap has no key {path.name}")
                 else:
                     flagfile_lines(f"{cwhere} {path.name}", configmap["data"][path.name])
-        flags = {}
-        for arg in container.get("args") or []:
-            match = re.match(r"^--flagfile=(.*)$", str(arg))
-            volume = mounts.get(str(pathlib.PurePosixPath(match.group(1)).parent), {}) \
-                if match else {}
-            data = (configmaps.get((volume.get("configMap") or {}).get("name")) or {}).get(
-                "data") or {}
-            text = data.get(pathlib.PurePosixPath(match.group(1)).name, "") if match else ""
-            for line in text.splitlines() + [str(arg)]:
-                flag = re.match(r"^--([a-z_]+)=(.*)$", line.strip())
-                if flag:
-                    flags[flag.group(1)] = flag.group(2)
+        flags = container_flags(container, volumes, configmaps)
         host_mounts = [(volumes[m.get("name")]["hostPath"]["path"], m.get("mountPath", ""),
                         m.get("readOnly") is True)
                        for m in container.get("volumeMounts") or []
@@ -282,12 +300,12 @@ def check_kubernetes(objects, source, deploy):
                     problem(where, f"{key}: a dashboard is a .json key holding an object with title")
 
     workloads = []
-    for kind in ("Deployment", "DaemonSet"):
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
         for obj in by_kind.get(kind, []):
             where = f"{kind}/{obj['metadata']['name']}"
             pod, containers = check_pod_template(where, obj.get("spec") or {}, configmaps)
             workloads.append((where, obj["spec"].get("template", {}), containers))
-            if kind == "Deployment" and not isinstance(obj["spec"].get("replicas", 1), int):
+            if kind != "DaemonSet" and not isinstance(obj["spec"].get("replicas", 1), int):
                 problem(where, "replicas must be a number")
             if kind == "DaemonSet":
                 # The agent: the node's PID and network namespaces, its own capabilities.
@@ -304,15 +322,10 @@ def check_kubernetes(objects, source, deploy):
                                        f"keeps {sorted(needed)}")
                     if "ALL" not in (caps.get("drop") or []):
                         problem(where, "capabilities.drop should be [ALL]")
-            if kind == "Deployment":
+            if kind != "DaemonSet":
                 security = (pod.get("securityContext") or {})
                 if security.get("runAsNonRoot") is not True:
                     problem(where, "the service runs as non-root (runAsNonRoot: true)")
-
-    def pod_ports(template):
-        return {p.get("name"): p.get("containerPort")
-                for c in (template.get("spec") or {}).get("containers") or []
-                for p in c.get("ports") or []}
 
     services = by_kind.get("Service", [])
     for service in services:
@@ -327,7 +340,7 @@ def check_kubernetes(objects, source, deploy):
             if not port.get("name") or not isinstance(port.get("port"), int):
                 problem(where, f"port {port}: needs a name and a number")
             target = port.get("targetPort", port.get("port"))
-            if isinstance(target, str) and target not in pod_ports(targets[0]):
+            if isinstance(target, str) and target not in pod_ports_of(targets[0]):
                 problem(where, f"targetPort {target!r} is no container port of the pods")
 
     for monitor in by_kind.get("ServiceMonitor", []):
@@ -356,7 +369,7 @@ def check_kubernetes(objects, source, deploy):
             problem(where, "selects no pod template")
             continue
         for endpoint in spec.get("podMetricsEndpoints") or [None]:
-            if not endpoint or endpoint.get("port") not in pod_ports(matched[0]):
+            if not endpoint or endpoint.get("port") not in pod_ports_of(matched[0]):
                 problem(where, f"endpoint {endpoint}: names no container port of the pods")
 
     for rule in by_kind.get("PrometheusRule", []):
@@ -377,6 +390,8 @@ def check_kubernetes(objects, source, deploy):
             problem(where, "differs from deploy/prometheus/alerts.yml: run "
                            "deploy/kubernetes/generate-prometheusrule")
 
+    check_replica_tier(by_kind, configmaps)
+
     namespaces = by_kind.get("Namespace", [])
     if namespaces and by_kind.get("DaemonSet"):
         labels = namespaces[0]["metadata"].get("labels") or {}
@@ -392,6 +407,186 @@ def check_kubernetes(objects, source, deploy):
     if files != shipped:
         problem("dashboards", f"deploy/grafana/dashboards has {sorted(files)}, the ConfigMaps "
                               f"ship {sorted(shipped)}: list each in deploy/grafana/kustomization.yaml")
+
+
+def replica_list(value):
+    """A --peers or --service value: ("dns", "NAME:PORT") or ("list", [HOST:PORT, ...])."""
+    if value.startswith("dns:///"):
+        return "dns", value[len("dns:///"):]
+    return "list", value.split(",")
+
+
+def split_address(address):
+    host, _, port = address.rpartition(":")
+    return host, int(port) if port.isdigit() else None
+
+
+def pod_ports_of(template):
+    return {p.get("name"): p.get("containerPort")
+            for c in (template.get("spec") or {}).get("containers") or []
+            for p in c.get("ports") or []}
+
+
+def drops_workload_labels(relabelings):
+    """Whether `relabelings` (a monitor endpoint's) drop every WORKLOAD_LABELS target label."""
+    return all(any(r.get("action", "").lower() == "labeldrop" and
+                   re.fullmatch(r.get("regex", ""), label) for r in relabelings or [])
+               for label in WORKLOAD_LABELS)
+
+
+def check_replica_tier(by_kind, configmaps):
+    """The service's replicas: a StatefulSet whose serviceName is a headless Service publishing
+    not-ready pods; --peers naming every replica (each pod's DNS name under that Service, or
+    dns:/// of the Service) on the gRPC port and --advertise naming each pod's own entry; the
+    agents' --service naming the same replicas; a PodDisruptionBudget over the pods; and every
+    pod's metrics port scraped exactly once."""
+    where = f"StatefulSet/{SERVICE}"
+    found = [s for s in by_kind.get("StatefulSet", []) if s["metadata"]["name"] == SERVICE]
+    if not found:
+        problem(where, "missing: the service's replicas")
+        return
+    statefulset = found[0]
+    spec = statefulset.get("spec") or {}
+    namespace = statefulset["metadata"].get("namespace")
+    replicas = spec.get("replicas", 1)
+    template = spec.get("template") or {}
+    pod_labels = (template.get("metadata") or {}).get("labels") or {}
+    pod = template.get("spec") or {}
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    ports = pod_ports_of(template)
+    grpc_port, metrics_port = ports.get("grpc"), ports.get("metrics")
+    if not isinstance(replicas, int) or replicas < 1:
+        problem(where, f"replicas {replicas!r}")
+        return
+    if grpc_port is None or metrics_port is None:
+        problem(where, "the service's container needs ports named grpc and metrics")
+        return
+    services = by_kind.get("Service", [])
+
+    # The headless Service that names the pods.
+    headless_name = spec.get("serviceName")
+    headless = next((s for s in services if s["metadata"]["name"] == headless_name), None)
+    if headless is None:
+        problem(where, f"serviceName {headless_name!r}: no such Service")
+        return
+    hwhere = f"Service/{headless_name}"
+    hspec = headless.get("spec") or {}
+    if hspec.get("clusterIP") != "None":
+        problem(hwhere, "the StatefulSet's serviceName must be headless (clusterIP: None)")
+    if hspec.get("publishNotReadyAddresses") is not True:
+        problem(hwhere, "publishNotReadyAddresses: true, so that starting replicas find each other")
+    if not selects(hspec.get("selector"), pod_labels):
+        problem(hwhere, "does not select the StatefulSet's pods")
+    # The Service for the CLI: load-balanced over the replicas, any of which answers.
+    if not any(s is not headless and (s.get("spec") or {}).get("clusterIP") != "None" and
+               selects((s.get("spec") or {}).get("selector"), pod_labels)
+               for s in services):
+        problem(where, "no ClusterIP Service selects the replicas (the CLI's address)")
+
+    # --peers and --advertise, in every replica; the agents' --service.
+    container = next(c for c in pod.get("containers") or []
+                     if any(p.get("name") == "grpc" for p in c.get("ports") or []))
+    cwhere = f"{where} container {container.get('name')!r}"
+    flags = container_flags(container, volumes, configmaps)
+    env = {e.get("name"): ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+           for e in container.get("env") or []}
+    for name, port in (("grpc_listen", grpc_port), ("metrics_listen", metrics_port)):
+        if split_address(flags.get(name, ":"))[1] != port:
+            problem(cwhere, f"--{name}={flags.get(name)} is not on the declared port {port}")
+    pods = [f"{SERVICE}-{i}" for i in range(replicas)]
+    suffixes = [f".{headless_name}{d}" for d in
+                ("", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local")]
+    peers, advertise = flags.get("peers"), flags.get("advertise")
+    if peers is None:
+        if replicas > 1:
+            problem(cwhere, f"{replicas} replicas and no --peers: each would be alone")
+        return
+    kind, value = replica_list(peers)
+    if kind == "list":
+        named = []
+        for address in value:
+            host, port = split_address(address)
+            name, dot, domain = host.partition(".")
+            if port != grpc_port or dot + domain not in suffixes:
+                problem(cwhere, f"--peers: {address} is not POD{suffixes[0]}:{grpc_port} (a "
+                        f"pod's name under the headless Service, or with .{namespace}[.svc])")
+            named.append(name)
+        if sorted(named) != pods:
+            problem(cwhere, f"--peers names {sorted(named)}, the StatefulSet's {replicas} "
+                    f"replicas are {pods}")
+        match = re.fullmatch(r"\$\(([A-Za-z_]\w*)\)(\..*)", advertise or "")
+        if not match or env.get(match.group(1)) != "metadata.name":
+            problem(cwhere, f"--advertise={advertise}: not $(VAR).{headless_name}...:PORT with "
+                    f"VAR the pod's name (fieldRef metadata.name)")
+        else:
+            for name in pods:
+                if name + match.group(2) not in value:
+                    problem(cwhere, f"--advertise={advertise} is {name + match.group(2)} in pod "
+                            f"{name}, which is not one of --peers")
+    else:
+        host, port = split_address(value)
+        name, dot, domain = host.partition(".")
+        if name != headless_name or port != grpc_port or \
+                (domain and "." + domain not in [s[len(headless_name) + 1:] for s in suffixes]):
+            problem(cwhere, f"--peers={peers}: not dns:///{headless_name}[.{namespace}.svc..]:"
+                    f"{grpc_port} (the headless Service)")
+        # The DNS form resolves to pod IPs: a replica must advertise its own.
+        match = re.fullmatch(r"\$\(([A-Za-z_]\w*)\):(\d+)", advertise or "")
+        if not match or env.get(match.group(1)) != "status.podIP" or \
+                int(match.group(2)) != grpc_port:
+            problem(cwhere, f"--advertise={advertise}: with --peers=dns:///, $(POD_IP):{grpc_port} "
+                    "(fieldRef status.podIP)")
+    for daemonset in by_kind.get("DaemonSet", []):
+        dwhere = f"DaemonSet/{daemonset['metadata']['name']}"
+        dpod = (daemonset.get("spec") or {}).get("template", {}).get("spec") or {}
+        dvolumes = {v.get("name"): v for v in dpod.get("volumes") or []}
+        for agent in dpod.get("containers") or []:
+            service = container_flags(agent, dvolumes, configmaps).get("service")
+            if service is None or replica_list(service)[0] != kind or \
+                    (sorted(replica_list(service)[1]) if kind == "list" else service) != \
+                    (sorted(value) if kind == "list" else peers):
+                problem(dwhere, f"--service={service} does not name the replicas of --peers "
+                        f"({peers}): an agent homes only on the replicas it is given")
+
+    # Voluntary disruptions take one replica at a time.
+    budgets = [b for b in by_kind.get("PodDisruptionBudget", [])
+               if selects(((b.get("spec") or {}).get("selector") or {}).get("matchLabels"),
+                          pod_labels)]
+    if len(budgets) != 1:
+        problem(where, f"{len(budgets)} PodDisruptionBudgets select the replicas, expected 1")
+    for budget in budgets:
+        unavailable = (budget.get("spec") or {}).get("maxUnavailable")
+        if not isinstance(unavailable, int) or not 1 <= unavailable < max(replicas, 2):
+            problem(f"PodDisruptionBudget/{budget['metadata']['name']}",
+                    f"maxUnavailable {unavailable!r}: a number from 1 to replicas - 1")
+
+    # Each replica exports only its hosts' series: every pod scraped, each exactly once.
+    scrapes = []
+    for monitor in by_kind.get("PodMonitor", []):
+        mspec = monitor.get("spec") or {}
+        if selects((mspec.get("selector") or {}).get("matchLabels"), pod_labels):
+            scrapes += [(f"PodMonitor/{monitor['metadata']['name']}", e)
+                        for e in mspec.get("podMetricsEndpoints") or []
+                        if e.get("port") == "metrics"]
+    for monitor in by_kind.get("ServiceMonitor", []):
+        mspec = monitor.get("spec") or {}
+        for service in services:
+            if not selects((mspec.get("selector") or {}).get("matchLabels"),
+                           service["metadata"].get("labels")) or \
+                    not selects((service.get("spec") or {}).get("selector"), pod_labels):
+                continue
+            metrics = {p.get("name") for p in service["spec"].get("ports") or []
+                       if p.get("targetPort") in ("metrics", metrics_port)}
+            scrapes += [(f"ServiceMonitor/{monitor['metadata']['name']} via "
+                         f"Service/{service['metadata']['name']}", e)
+                        for e in mspec.get("endpoints") or [] if e.get("port") in metrics]
+    if len(scrapes) != 1:
+        problem(where, f"each replica's metrics port is scraped {len(scrapes)} times "
+                f"({', '.join(w for w, _ in scrapes) or 'by no monitor'}), expected once")
+    for mwhere, endpoint in scrapes:
+        if not drops_workload_labels(endpoint.get("relabelings")):
+            problem(mwhere, f"no labeldrop of the target labels {', '.join(WORKLOAD_LABELS)}: "
+                    "the workload series' own would become exported_*")
 
 
 # ------------------------------------------------------------------------------------- Compose
@@ -433,21 +628,76 @@ def expand(value, environment):
                   lambda m: str(environment.get(m.group(1) or m.group(2), m.group(0))), value)
 
 
-def loopback_names(service):
-    """Host names that reach the host's loopback from a container on the host's network."""
-    names = {"localhost", "127.0.0.1"}
+def resolve(service, address):
+    """HOST:PORT as the container of `service` (on the host's network) reaches it: IP:PORT through
+    its extra_hosts, or None for a name it cannot resolve."""
+    host, _, port = address.rpartition(":")
+    names = {"localhost": "127.0.0.1"}
     for entry in service.get("extra_hosts") or []:
-        name, _, address = entry.partition(":")
-        if address == "127.0.0.1":
-            names.add(name)
-    return names
+        name, _, ip = entry.partition(":")
+        names[name] = ip
+    ip = names.get(host, host if re.fullmatch(r"[0-9.]+", host) else None)
+    return f"{ip}:{port}" if ip else None
+
+
+def reaches(address, listen):
+    """Whether IP:PORT reaches a program that listens on `listen` (IP:PORT, 0.0.0.0 for all)."""
+    if address is None or listen is None:
+        return False
+    host, _, port = listen.rpartition(":")
+    return address == listen or (host == "0.0.0.0" and address.rpartition(":")[2] == port)
+
+
+def check_compose_replicas(services, replicas):
+    """The replicas of the service: each lists all of them in --peers (the same list), advertises
+    its own entry, which reaches its --grpc_listen from every replica; none shares an address
+    with another (all are on the host's network); the agent's --service names the same list."""
+    if len(replicas) < 2:
+        problem("compose", f"{len(replicas)} tcpscope-service replica(s) {replicas}: the stack "
+                "runs two, as a tier (README, \"Replicas\")")
+    peers = {name: sorted((flag(services[name], "peers") or "").split(",")) for name in replicas}
+    expected = peers[replicas[0]]
+    listens = {}
+    for name in replicas:
+        where = f"compose {name}"
+        service = services[name]
+        for listen_flag in ("grpc_listen", "metrics_listen"):
+            listen = flag(service, listen_flag)
+            if listen in listens:
+                problem(where, f"--{listen_flag}={listen} is also {listens[listen]}'s")
+            listens[listen] = name
+        if peers[name] != expected:
+            problem(where, f"--peers {peers[name]} differs from {replicas[0]}'s {expected}")
+        advertise = flag(service, "advertise")
+        if advertise not in expected:
+            problem(where, f"--advertise={advertise} is not one of --peers {expected}")
+        for other in replicas:
+            if not reaches(resolve(services[other], advertise or ""), flag(service, "grpc_listen")):
+                problem(where, f"--advertise={advertise}, from {other}, is "
+                        f"{resolve(services[other], advertise or '')}: not this replica's "
+                        f"--grpc_listen={flag(service, 'grpc_listen')} (extra_hosts)")
+    advertised = sorted(flag(services[name], "advertise") or "" for name in replicas)
+    if advertised != expected:
+        problem("compose", f"the replicas advertise {advertised}, --peers lists {expected}: "
+                "one entry per replica")
+    agent = services["tcpscope-agent"]
+    homes = sorted((flag(agent, "service") or "").split(","))
+    if homes != expected:
+        problem("compose agent", f"--service {homes} is not the replicas' --peers {expected}")
+    for address in homes:
+        if resolve(agent, address) is None:
+            problem("compose agent", f"--service: {address} does not resolve (extra_hosts)")
 
 
 def check_compose(config, source, deploy):
     services = config.get("services") or {}
-    for name in ("tcpscope-service", "tcpscope-agent", "prometheus", "grafana"):
+    for name in ("tcpscope-agent", "prometheus", "grafana"):
         if name not in services:
             problem("compose", f"no service {name}")
+    replicas = sorted(name for name, service in services.items()
+                      if str(service.get("image", "")).startswith("tcpscope-service:"))
+    if not replicas:
+        problem("compose", "no service runs the tcpscope-service image")
     if problems:
         return
     dockerfile_stages = {}
@@ -490,7 +740,9 @@ def check_compose(config, source, deploy):
     check_workload_flags("compose agent", agent_flags, compose_mounts(agent, read_only=True),
                          {"cgroup_root", "docker_socket", "containerd_socket"})
 
-    # Prometheus (deploy/prometheus/prometheus.yml) scrapes what the service and the agent listen
+    check_compose_replicas(services, replicas)
+
+    # Prometheus (deploy/prometheus/prometheus.yml) scrapes what every replica and the agent listen
     # on, under the job names the Kubernetes monitors give, and loads deploy/prometheus/alerts.yml.
     prometheus = services["prometheus"]
     mounts = compose_mounts(prometheus)
@@ -503,22 +755,22 @@ def check_compose(config, source, deploy):
     if config_path.resolve() != (deploy / "prometheus" / "prometheus.yml").resolve():
         problem("compose prometheus", f"{config_flag} is not deploy/prometheus/prometheus.yml")
     prometheus_config = yaml.safe_load(config_path.read_text()) or {}
-    reachable = loopback_names(prometheus)
     jobs = {}
     for job in prometheus_config.get("scrape_configs") or []:
         for static in job.get("static_configs") or []:
             for target in static.get("targets") or []:
-                host, _, port = target.rpartition(":")
-                if host in reachable:
-                    jobs.setdefault(job.get("job_name"), set()).add(f"127.0.0.1:{port}")
-    for job, name, required in (("tcpscope-service", "tcpscope-service", True),
-                                ("tcpscope-agent", "tcpscope-agent", False)):
+                jobs.setdefault(job.get("job_name"), []).append(resolve(prometheus, target))
+    scraped = [("tcpscope-service", name, True) for name in replicas] + \
+        [("tcpscope-agent", "tcpscope-agent", False)]
+    for job, name, required in scraped:
         listen = flag(services[name], "metrics_listen")
         if job not in jobs and not required:
             continue
-        if listen not in jobs.get(job, set()):
-            problem("compose prometheus", f"job {job} does not scrape {name}'s --metrics_listen "
-                    f"{listen} (reachable targets by job: {jobs}; extra_hosts {sorted(reachable)})")
+        hits = sum(reaches(target, listen) for target in jobs.get(job, []))
+        if hits != 1:
+            problem("compose prometheus", f"job {job} scrapes {name}'s --metrics_listen {listen} "
+                    f"{hits} times, expected once (targets by job as Prometheus resolves them: "
+                    f"{jobs}; extra_hosts {prometheus.get('extra_hosts')})")
     for rule_file in prometheus_config.get("rule_files") or []:
         inside = str(pathlib.PurePosixPath(config_flag).parent / rule_file)
         host_path = container_path(mounts, inside)
@@ -537,13 +789,12 @@ def check_compose(config, source, deploy):
     if not provisioning or provisioning.resolve() != (deploy / "grafana" / "provisioning").resolve():
         problem("compose grafana", "/etc/grafana/provisioning is not deploy/grafana/provisioning")
         return
-    reachable = loopback_names(grafana)
     for path in sorted(provisioning.glob("datasources/*.y*ml")):
         for source_ in (yaml.safe_load(path.read_text()) or {}).get("datasources") or []:
             if source_.get("type") != "prometheus":
                 continue
             url = urllib.parse.urlsplit(expand(str(source_.get("url", "")), environment))
-            if url.hostname not in reachable or str(url.port or 80) != listen.rsplit(":", 1)[1]:
+            if not reaches(resolve(grafana, f"{url.hostname}:{url.port or 80}"), listen):
                 problem(f"compose grafana {path.name}", f"data source URL {source_.get('url')} "
                         f"does not reach Prometheus ({listen}) from the Grafana container")
     providers = 0
