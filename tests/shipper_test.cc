@@ -125,7 +125,7 @@ class ShipperTest : public ::testing::Test {
     builder.RegisterService(&ingest_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    options_.service_address = absl::StrCat("127.0.0.1:", port);
+    options_.service = *ReplicaAddresses::Parse("--service", absl::StrCat("127.0.0.1:", port));
     options_.credentials = grpc::InsecureChannelCredentials();
     options_.hello.set_host_name("test-host");
     options_.hello.set_instance_id(7);
