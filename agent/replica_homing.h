@@ -40,6 +40,8 @@ class ReplicaHoming {
   // The home's position in ranking(); ranking().size() when the list no longer has it.
   size_t home_rank() const;
   bool home_listed() const { return home_rank() < ranking_.size(); }
+  // Whether there is anywhere else to go: another replica, or a new list without the home.
+  bool has_alternatives() const { return ranking_.size() > 1 || !home_listed(); }
 
   // The first home (no move counted).
   void TakeHome(const std::string& replica);

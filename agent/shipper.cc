@@ -359,11 +359,10 @@ std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
   std::optional<Connection> move;
   absl::Time give_up = absl::InfiniteFuture();  // a half-closed stream is cancelled then
   while (true) {
-    const bool several = homing_.ranking().size() > 1;
     absl::Time wake = homing_.is_dns() ? next_resolve_ : absl::InfiniteFuture();
     if (move.has_value()) {
       wake = give_up;
-    } else if (several) {
+    } else if (homing_.has_alternatives()) {
       // Before the greeting: when the grace runs out; after it, away from the first-ranked
       // replica: the next probe. Otherwise nothing to do but wait (no wakeups).
       if (!reactor->greeted()) {
@@ -380,7 +379,7 @@ std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
       continue;
     }
     MaybeResolve(/*now_anyway=*/false);
-    if (homing_.ranking().size() < 2) continue;
+    if (!homing_.has_alternatives()) continue;
     if (!reactor->greeted()) {
       // An attempt that has not connected within the grace: give up on it; the failover
       // follows once it has ended.
@@ -496,7 +495,7 @@ void Shipper::RunConnections() {
     // Failover: the home has been unreachable for the grace (or left the list).
     const bool grace_over = now - unreachable_since >= options_.failover_after;
     if (grace_over || !homing_.home_listed()) MaybeResolve(/*now_anyway=*/true);
-    if (homing_.ranking().size() > 1 && (grace_over || !homing_.home_listed())) {
+    if (homing_.has_alternatives() && (grace_over || !homing_.home_listed())) {
       const HomeChange reason =
           homing_.home_listed() ? HomeChange::kFailover : HomeChange::kResolve;
       const std::string why =
@@ -522,7 +521,7 @@ void Shipper::RunConnections() {
       unreachable_since = now = absl::Now();  // the next failover attempt after another grace
     }
     absl::Duration wait = next_wait();
-    if (homing_.ranking().size() > 1) {
+    if (homing_.has_alternatives()) {
       // Never past the end of the grace: the failover must not wait for a long backoff.
       wait = std::min(wait, std::max(absl::Milliseconds(10),
                                      unreachable_since + options_.failover_after - now));
