@@ -14,6 +14,12 @@ prometheus::Gauge& NewGauge(prometheus::Registry& registry, const std::string& n
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
 }
 
+constexpr char kHomeChangesHelp[] =
+    "Moves of the agent to another service replica, by reason: failover (its home was "
+    "unreachable past --failover_after), return (a better-ranked replica it had left is "
+    "reachable again), resolve (the dns:/// list changed: the home left it, or a better-ranked "
+    "replica joined).";
+
 }  // namespace
 
 void AgentMetrics::SetSource(const std::string& source) {
@@ -46,6 +52,12 @@ void AgentMetrics::SetSnapshotDump(const std::string& method) {
       .Register(*registry)
       .Add({{"method", method}})
       .Set(1);
+}
+
+void AgentMetrics::SetHome(const std::string& replica) {
+  if (home_ != nullptr) home_info_.Remove(home_);
+  home_ = &home_info_.Add({{"replica", replica}});
+  home_->Set(1);
 }
 
 AgentMetrics::AgentMetrics(const std::string& host_name)
@@ -101,6 +113,12 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
                                  "Attempts to open a stream to the service.")),
       stream_failures(NewCounter(*registry, "tcpscope_agent_stream_failures_total",
                                  "Streams to the service that ended with an error.")),
+      home_changes_failover(NewCounter(*registry, "tcpscope_agent_home_changes_total",
+                                       kHomeChangesHelp, {{"reason", "failover"}})),
+      home_changes_return(NewCounter(*registry, "tcpscope_agent_home_changes_total",
+                                     kHomeChangesHelp, {{"reason", "return"}})),
+      home_changes_resolve(NewCounter(*registry, "tcpscope_agent_home_changes_total",
+                                      kHomeChangesHelp, {{"reason", "resolve"}})),
       dumps(NewCounter(*registry, "tcpscope_agent_sock_diag_dumps_total",
                        "Complete sock_diag dumps taken.")),
       dump_errors(NewCounter(*registry, "tcpscope_agent_sock_diag_dump_errors_total",
@@ -139,6 +157,11 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
                                   "out of sight).")),
       events_without_owner(NewCounter(*registry, "tcpscope_agent_events_without_owner_total",
                                       "Events from a kernel context without a process whose "
-                                      "socket's owner was not known either.")) {}
+                                      "socket's owner was not known either.")),
+      home_info_(prometheus::BuildGauge()
+                     .Name("tcpscope_agent_home_info")
+                     .Help("Constant 1, labelled with the service replica the agent streams to "
+                           "(its home among --service's replicas).")
+                     .Register(*registry)) {}
 
 }  // namespace tcpscope::agent

@@ -22,6 +22,9 @@ struct AgentMetrics {
   // tcpscope_agent_snapshot_dump_info{method}: how snapshots dump the sockets (bpf_iter,
   // sock_diag).
   void SetSnapshotDump(const std::string& method);
+  // tcpscope_agent_home_info{replica}: the replica the agent streams to (agent/replica_homing.h);
+  // the previous one's series goes.
+  void SetHome(const std::string& replica);
 
   const std::string host_name;
   std::shared_ptr<prometheus::Registry> registry;
@@ -43,6 +46,10 @@ struct AgentMetrics {
   prometheus::Gauge& service_connected;
   prometheus::Counter& stream_attempts;
   prometheus::Counter& stream_failures;
+  // Moves to another replica, by reason (agent/replica_homing.h's HomeChange).
+  prometheus::Counter& home_changes_failover;
+  prometheus::Counter& home_changes_return;
+  prometheus::Counter& home_changes_resolve;
   prometheus::Counter& dumps;
   prometheus::Counter& dump_errors;
   prometheus::Histogram& dump_duration;
@@ -56,6 +63,10 @@ struct AgentMetrics {
   prometheus::Counter& owner_fallbacks;
   prometheus::Gauge& ends_without_owner;
   prometheus::Counter& events_without_owner;
+
+ private:
+  prometheus::Family<prometheus::Gauge>& home_info_;
+  prometheus::Gauge* home_ = nullptr;
 };
 
 }  // namespace tcpscope::agent

@@ -26,11 +26,20 @@
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
+#include "common/replica_addresses.h"
 #include "common/shutdown.h"
 #include "common/tls_flags.h"
 #include "grpcpp/grpcpp.h"
 
-ABSL_FLAG(std::string, service, "127.0.0.1:7700", "Address of tcpscope-service's gRPC port.");
+ABSL_FLAG(std::string, service, "127.0.0.1:7700",
+          "tcpscope-service's gRPC address: HOST:PORT, or the replicas of a service tier as "
+          "HOST:PORT,HOST:PORT,... or dns:///NAME:PORT (every A/AAAA record a replica, looked up "
+          "again every 30s). The agent streams to the first replica of its host name's "
+          "rendezvous ranking that it can reach.");
+ABSL_FLAG(absl::Duration, failover_after, absl::Seconds(5),
+          "With several replicas: how long the agent's replica may be unreachable before it moves "
+          "to the next one of its ranking, and how often, away from its first-ranked replica, it "
+          "checks whether it can go back (1s to 10m).");
 ABSL_FLAG(std::string, host_name, "",
           "Host name reported to the service (default: this machine's).");
 ABSL_FLAG(absl::Duration, snapshot_interval, absl::Seconds(10),
@@ -122,8 +131,10 @@ absl::Status CheckFlags() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--runtime_timeout=", absl::FormatDuration(runtime_timeout), " is outside 10ms..5s"));
   }
-  if (absl::GetFlag(FLAGS_service).empty()) {
-    return absl::InvalidArgumentError("--service must name the service's address");
+  const absl::Duration failover_after = absl::GetFlag(FLAGS_failover_after);
+  if (failover_after < absl::Seconds(1) || failover_after > absl::Minutes(10)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--failover_after=", absl::FormatDuration(failover_after), " is outside 1s..10m"));
   }
   const int ring_kib = absl::GetFlag(FLAGS_ebpf_ring_buffer_kib);
   if (ring_kib < 4 || ring_kib > (1 << 20) || (ring_kib & (ring_kib - 1)) != 0) {
@@ -156,6 +167,12 @@ absl::StatusOr<int> ForcedRingFailures() {
 int Main() {
   if (absl::Status status = CheckFlags(); !status.ok()) {
     TS_LOG(ERROR) << status.message();
+    return 2;
+  }
+  absl::StatusOr<ReplicaAddresses> service =
+      ReplicaAddresses::Parse("--service", absl::GetFlag(FLAGS_service));
+  if (!service.ok()) {
+    TS_LOG(ERROR) << service.status().message();
     return 2;
   }
   std::string host_name = absl::GetFlag(FLAGS_host_name);
@@ -287,7 +304,8 @@ int Main() {
                                   : NamespaceBootId(*kernel_boot_id, opened->netns_cookie);
 
   ShipperOptions options;
-  options.service_address = absl::GetFlag(FLAGS_service);
+  options.service = *std::move(service);
+  options.failover_after = absl::GetFlag(FLAGS_failover_after);
   options.credentials = *std::move(credentials);
   if (!tls.enabled()) {
     options.connect_hint =
@@ -313,7 +331,7 @@ int Main() {
   Shipper shipper(options, &metrics);
 
   TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name << " (boot id "
-               << boot_id << "), streaming to " << options.service_address << " ("
+               << boot_id << "), streaming to " << options.service.spec() << " ("
                << DescribeTls(tls, /*server=*/false) << ")";
   shipper.Start();
   absl::Status source_status;
@@ -353,7 +371,8 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "Watches TCP connections and streams events to tcpscope-service.\n"
-      "Usage: tcpscope-agent [--service=HOST:PORT] [--netns=/run/netns/NAME] [flags]");
+      "Usage: tcpscope-agent [--service=HOST:PORT[,HOST:PORT...]|dns:///NAME:PORT] "
+      "[--netns=/run/netns/NAME] [flags]");
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
     TS_LOG(ERROR) << "unexpected argument '" << positional[1]

@@ -1,7 +1,9 @@
 // The agent's gRPC client: one ClientBidiReactor per stream attempt, driven by a connection
-// thread that waits for each stream to end and backs off before the next.
+// thread that waits for each stream to end and backs off before the next, and that chooses the
+// replica each stream goes to.
 #include "agent/shipper.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -17,9 +19,10 @@ namespace tcpscope::agent {
 class Shipper::StreamReactor
     : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ServiceMessage> {
  public:
-  StreamReactor(Shipper* shipper, v1::Ingest::Stub* stub) : shipper_(shipper) {
+  StreamReactor(Shipper* shipper, const Connection& connection)
+      : shipper_(shipper), replica_(connection.replica) {
     context_.set_wait_for_ready(false);
-    stub->async()->Stream(&context_, this);
+    connection.stub->async()->Stream(&context_, this);
     hello_.mutable_hello()->CopyFrom(shipper_->options_.hello);
     write_in_flight_ = true;
     StartWrite(&hello_);
@@ -36,13 +39,38 @@ class Shipper::StreamReactor
     return status_;
   }
 
+  // Waits until the RPC is over or `deadline`; true when it is over.
+  bool AwaitUntil(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithDeadline(absl::Condition(&done_), deadline);
+  }
+
+  bool greeted() {
+    absl::MutexLock lock(&mu_);
+    return greeted_;
+  }
+
   void Cancel() { context_.TryCancel(); }
+
+  // Ends the stream cleanly before a move: no new batch is written, the writes are closed once
+  // the one in flight is done, and the service acknowledges what it applied before it finishes
+  // the stream. What was never written stays buffered for the next replica.
+  void FinishWrites() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || closing_) return;
+      finishing_ = true;
+      if (write_in_flight_) return;  // OnWriteDone closes the writes
+      write_in_flight_ = true;
+    }
+    StartWritesDone();
+  }
 
   // Starts the next write if none is in flight and the service has said hello.
   void MaybeWrite() {
     {
       absl::MutexLock lock(&mu_);
-      if (write_in_flight_ || closing_ || !greeted_) return;
+      if (write_in_flight_ || closing_ || finishing_ || !greeted_) return;
       std::shared_ptr<const v1::AgentMessage> next = shipper_->NextToSend(next_seq_);
       if (next == nullptr) return;
       out_ = std::move(next);
@@ -55,18 +83,36 @@ class Shipper::StreamReactor
 
   void OnWriteDone(bool ok) override {
     bool release = false;
+    bool writes_done = false;
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
       if (!ok) closing_ = true;  // the stream is broken; the read side will see why
       release = closing_ && !hold_released_;
       if (release) hold_released_ = true;
+      writes_done = !closing_ && finishing_;
+      if (writes_done) write_in_flight_ = true;
     }
     if (release) {
       RemoveHold();
       return;
     }
+    if (writes_done) {
+      StartWritesDone();
+      return;
+    }
     MaybeWrite();
+  }
+
+  void OnWritesDoneDone(bool /*ok*/) override {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      release = closing_ && !hold_released_;
+      if (release) hold_released_ = true;
+    }
+    if (release) RemoveHold();
   }
 
   void OnReadDone(bool ok) override {
@@ -75,7 +121,7 @@ class Shipper::StreamReactor
       return;
     }
     if (in_.has_hello_ack()) {
-      const uint64_t next = shipper_->OnHelloAck(in_.hello_ack().last_applied_seq());
+      const uint64_t next = shipper_->OnHelloAck(replica_, in_.hello_ack().last_applied_seq());
       {
         absl::MutexLock lock(&mu_);
         greeted_ = true;
@@ -108,6 +154,7 @@ class Shipper::StreamReactor
   }
 
   Shipper* const shipper_;
+  const std::string replica_;
   grpc::ClientContext context_;
   v1::AgentMessage hello_;
   std::shared_ptr<const v1::AgentMessage> out_;  // the batch being written
@@ -116,6 +163,7 @@ class Shipper::StreamReactor
   absl::Mutex mu_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // FinishWrites() was called
   bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
   bool greeted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
@@ -124,7 +172,9 @@ class Shipper::StreamReactor
 };
 
 Shipper::Shipper(ShipperOptions options, AgentMetrics* metrics)
-    : options_(std::move(options)), metrics_(metrics) {
+    : options_(std::move(options)),
+      metrics_(metrics),
+      homing_(options_.service, options_.hello.host_name(), metrics) {
   source_health_.set_state(v1::SOURCE_STATE_HEALTHY);
 }
 
@@ -218,13 +268,13 @@ std::shared_ptr<const v1::AgentMessage> Shipper::NextToSend(uint64_t min_seq) {
   return nullptr;
 }
 
-uint64_t Shipper::OnHelloAck(uint64_t last_applied_seq) {
+uint64_t Shipper::OnHelloAck(const std::string& replica, uint64_t last_applied_seq) {
   OnAck(last_applied_seq);
   absl::MutexLock lock(&buffer_mu_);
-  TS_LOG(INFO) << "stream to service " << options_.service_address
-               << " open; service has applied up to batch " << last_applied_seq << ", "
-               << buffer_.size() << " batches to send";
-  // A service that restarted knows nothing (0): everything still buffered is resent.
+  TS_LOG(INFO) << "stream to service " << replica << " open; service has applied up to batch "
+               << last_applied_seq << ", " << buffer_.size() << " batches to send";
+  // A service that restarted, or another replica, knows nothing (0): everything still buffered
+  // is resent.
   return buffer_.empty() ? next_seq_ : std::max(buffer_.front().seq, last_applied_seq + 1);
 }
 
@@ -239,25 +289,172 @@ void Shipper::OnAck(uint64_t seq) {
   metrics_->buffered_bytes.Set(static_cast<double>(buffered_bytes_));
 }
 
+namespace {
+
+// A probe waits this long at most for a replica to accept a connection.
+absl::Duration ProbeTimeout(absl::Duration failover_after) {
+  return std::min(failover_after, absl::Seconds(2));
+}
+
+}  // namespace
+
+bool Shipper::stopping() {
+  absl::MutexLock lock(&active_mu_);
+  return stopping_;
+}
+
+Shipper::Connection Shipper::Connect(const std::string& replica) const {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxSendMessageSize(64 << 20);
+  // Each channel its own subchannels: a fresh channel to a replica that is back must not wait
+  // out the reconnect backoff of an older channel's failed connection to it.
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  Connection connection;
+  connection.replica = replica;
+  connection.channel = grpc::CreateCustomChannel(replica, options_.credentials, arguments);
+  connection.stub = v1::Ingest::NewStub(connection.channel);
+  return connection;
+}
+
+std::optional<Shipper::Connection> Shipper::Probe(const std::string& replica, std::string* why) {
+  Connection connection = Connect(replica);
+  const absl::Duration timeout = ProbeTimeout(options_.failover_after);
+  const auto deadline = absl::ToChronoTime(absl::Now() + timeout);
+  grpc_connectivity_state state = connection.channel->GetState(/*try_to_connect=*/true);
+  while (state == GRPC_CHANNEL_IDLE || state == GRPC_CHANNEL_CONNECTING) {
+    if (!connection.channel->WaitForStateChange(state, deadline)) break;
+    state = connection.channel->GetState(/*try_to_connect=*/true);
+  }
+  if (state == GRPC_CHANNEL_READY) return connection;
+  *why = state == GRPC_CHANNEL_TRANSIENT_FAILURE
+             ? "its connection failed"
+             : absl::StrCat("no connection within ", absl::FormatDuration(timeout));
+  return std::nullopt;
+}
+
+std::optional<Shipper::Connection> Shipper::FirstReachableOther() {
+  for (const std::string& replica : homing_.ranking()) {
+    if (replica == homing_.home()) continue;
+    if (stopping()) return std::nullopt;
+    std::string why;
+    if (std::optional<Connection> connection = Probe(replica, &why)) return connection;
+    TS_LOG(INFO) << "replica " << replica << " is not reachable either: " << why;
+  }
+  return std::nullopt;
+}
+
+void Shipper::MaybeResolve(bool now_anyway) {
+  if (!homing_.is_dns()) return;
+  const absl::Time now = absl::Now();
+  if (!now_anyway && now < next_resolve_) return;
+  next_resolve_ = now + options_.resolve_interval;
+  if (absl::Status status = homing_.Resolve(); !status.ok()) {
+    TS_LOG(WARNING) << status.message() << "; keeping the last list";
+  }
+}
+
+std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
+                                                      absl::Time unreachable_since) {
+  absl::Time next_probe = absl::Now() + options_.failover_after;
+  std::optional<Connection> move;
+  absl::Time give_up = absl::InfiniteFuture();  // a half-closed stream is cancelled then
+  while (true) {
+    absl::Time wake = homing_.is_dns() ? next_resolve_ : absl::InfiniteFuture();
+    if (move.has_value()) {
+      wake = give_up;
+    } else if (homing_.has_alternatives()) {
+      // Before the greeting: when the grace runs out; after it, away from the first-ranked
+      // replica: the next probe. Otherwise nothing to do but wait (no wakeups).
+      if (!reactor->greeted()) {
+        wake = std::min(wake, unreachable_since + options_.failover_after);
+      } else if (homing_.home_rank() > 0) {
+        wake = std::min(wake, next_probe);
+      }
+    }
+    if (reactor->AwaitUntil(wake)) return move;
+    if (stopping()) continue;  // Stop() cancelled the stream
+    const absl::Time now = absl::Now();
+    if (move.has_value()) {
+      if (now >= give_up) reactor->Cancel();
+      continue;
+    }
+    MaybeResolve(/*now_anyway=*/false);
+    if (!homing_.has_alternatives()) continue;
+    if (!reactor->greeted()) {
+      // An attempt that has not connected within the grace: give up on it; the failover
+      // follows once it has ended.
+      if (!homing_.home_listed() || now - unreachable_since >= options_.failover_after) {
+        reactor->Cancel();
+      }
+      continue;
+    }
+    if (homing_.home_rank() == 0 || (homing_.home_listed() && now < next_probe)) continue;
+    next_probe = now + options_.failover_after;
+    const size_t better = std::min(homing_.home_rank(), homing_.ranking().size());
+    for (size_t i = 0; i < better && !move.has_value(); ++i) {
+      const std::string candidate = homing_.ranking()[i];
+      std::string why;
+      move = Probe(candidate, &why);
+      if (move.has_value()) {
+        const HomeChange reason =
+            homing_.home_listed() ? homing_.ReasonToPrefer(candidate) : HomeChange::kResolve;
+        homing_.MoveTo(candidate, reason,
+                       homing_.home_listed()
+                           ? "it ranks better for this host and is reachable"
+                           : "the home left the list and this is the best reachable replica");
+        reactor->FinishWrites();
+        give_up = absl::Now() + options_.failover_after;
+      } else if (homing_.home_listed()) {
+        homing_.NoteCannotReturn(candidate, why);
+      }
+    }
+  }
+}
+
 void Shipper::RunConnections() {
   std::mt19937_64 random(options_.hello.instance_id());
   absl::Duration backoff = options_.initial_backoff;
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxSendMessageSize(64 << 20);
-  auto channel =
-      grpc::CreateCustomChannel(options_.service_address, options_.credentials, arguments);
-  auto stub = v1::Ingest::NewStub(channel);
+  // Full jitter between half and all of the backoff, so a fleet does not reconnect in step.
+  auto next_wait = [&] {
+    const double factor = std::uniform_real_distribution<double>(0.5, 1.0)(random);
+    const absl::Duration wait = backoff * factor;
+    backoff = std::min(backoff * 2, options_.max_backoff);
+    return wait;
+  };
+  // Waits, or less when stopping; true when stopping.
+  auto wait_or_stop = [this](absl::Duration wait) {
+    absl::MutexLock lock(&active_mu_);
+    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(active_mu_) { return stopping_; };
+    active_mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+    return stopping_;
+  };
+  // The first list: a dns:/// name that does not resolve yet is looked up again with backoff.
+  for (bool logged = false;;) {
+    absl::Status status = homing_.Resolve();
+    if (status.ok()) break;
+    if (!logged) TS_LOG(WARNING) << status.message() << "; trying again with backoff";
+    logged = true;
+    if (wait_or_stop(next_wait())) return;
+  }
+  backoff = options_.initial_backoff;
+  next_resolve_ = absl::Now() + options_.resolve_interval;
+  homing_.TakeHome(homing_.ranking().front());
+  Connection home = Connect(homing_.home());
+  // Since when the home has not been connected: the grace before a failover runs from there.
+  absl::Time unreachable_since = absl::Now();
   bool was_connected = true;  // so the first failure is logged
   bool hint_logged = false;
+  bool stranded_logged = false;  // no other replica reachable either, this outage
   while (true) {
     std::unique_ptr<StreamReactor> reactor;
     {
       absl::MutexLock lock(&active_mu_);
       if (stopping_) return;
-      reactor = std::make_unique<StreamReactor>(this, stub.get());
+      reactor = std::make_unique<StreamReactor>(this, home);
       active_ = reactor.get();
     }
     metrics_->stream_attempts.Increment();
+    std::optional<Connection> move = Supervise(reactor.get(), unreachable_since);
     bool greeted = false;
     const grpc::Status status = reactor->Await(&greeted);
     {
@@ -266,13 +463,18 @@ void Shipper::RunConnections() {
     }
     reactor.reset();
     metrics_->service_connected.Set(0);
+    absl::Time now = absl::Now();
     if (greeted) {
       backoff = options_.initial_backoff;
       was_connected = true;
+      stranded_logged = false;
+      unreachable_since = now;
     }
-    {
-      absl::MutexLock lock(&active_mu_);
-      if (stopping_) return;
+    if (stopping()) return;
+    if (move.has_value()) {  // a planned move, logged when decided
+      home = std::move(*move);
+      unreachable_since = now;
+      continue;
     }
     metrics_->stream_failures.Increment();
     // Refused connections mean nobody listens: TLS is not the question then.
@@ -282,7 +484,7 @@ void Shipper::RunConnections() {
     // Logged once per outage, and once more when a failure first calls for the TLS hint (the
     // service may not have been listening at the first attempt).
     if (was_connected || (hint && !hint_logged)) {
-      TS_LOG(WARNING) << "stream to service " << options_.service_address
+      TS_LOG(WARNING) << "stream to service " << home.replica
                       << " ended: " << status.error_message() << " (code " << status.error_code()
                       << ")" << (hint ? "; " + options_.connect_hint : "")
                       << "; reconnecting with backoff up to "
@@ -290,13 +492,41 @@ void Shipper::RunConnections() {
       was_connected = false;
       hint_logged = hint_logged || hint;
     }
-    // Full jitter between half and all of the backoff, so a fleet does not reconnect in step.
-    const double factor = std::uniform_real_distribution<double>(0.5, 1.0)(random);
-    const absl::Duration wait = backoff * factor;
-    backoff = std::min(backoff * 2, options_.max_backoff);
-    absl::MutexLock lock(&active_mu_);
-    auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(active_mu_) { return stopping_; };
-    active_mu_.AwaitWithTimeout(absl::Condition(&stop), wait);
+    // Failover: the home has been unreachable for the grace (or left the list).
+    const bool grace_over = now - unreachable_since >= options_.failover_after;
+    if (grace_over || !homing_.home_listed()) MaybeResolve(/*now_anyway=*/true);
+    if (homing_.has_alternatives() && (grace_over || !homing_.home_listed())) {
+      const HomeChange reason =
+          homing_.home_listed() ? HomeChange::kFailover : HomeChange::kResolve;
+      const std::string why =
+          homing_.home_listed()
+              ? absl::StrCat("unreachable for ", absl::FormatDuration(now - unreachable_since),
+                             " (", status.error_message(), ")")
+              : "it left the list";
+      if (std::optional<Connection> other = FirstReachableOther()) {
+        homing_.MoveTo(other->replica, reason, why);
+        home = std::move(*other);
+        unreachable_since = absl::Now();
+        backoff = options_.initial_backoff;
+        was_connected = true;
+        stranded_logged = false;
+        continue;
+      }
+      if (!stranded_logged) {
+        TS_LOG(WARNING) << "replica " << home.replica << " is " << why
+                        << " but no other replica is reachable; trying them all again every "
+                        << absl::FormatDuration(options_.failover_after);
+        stranded_logged = true;
+      }
+      unreachable_since = now = absl::Now();  // the next failover attempt after another grace
+    }
+    absl::Duration wait = next_wait();
+    if (homing_.has_alternatives()) {
+      // Never past the end of the grace: the failover must not wait for a long backoff.
+      wait = std::min(wait, std::max(absl::Milliseconds(10),
+                                     unreachable_since + options_.failover_after - now));
+    }
+    if (wait_or_stop(wait)) return;
   }
 }
 

@@ -9,6 +9,11 @@
 // one last snapshot per host, waits for every ack and checks that the service counted exactly
 // what it acknowledged, pairs every end and found no half-open connection.
 //
+// With several replicas (--target=HOST:PORT,... or dns:///NAME:PORT) each simulated host homes,
+// as the agent does, on the first replica of its host name's rendezvous ranking that is
+// reachable at the start; --metrics_url then lists every replica's /metrics and the checks use
+// their sums; the Observer checks ask the first reachable replica.
+//
 // Prints one JSON line (stdout) and a summary with progress every --progress_interval (stderr).
 // Exit status: 0 when every check passed, 1 when one failed (the JSON line says which), 2 for
 // bad flags.
@@ -50,12 +55,17 @@
 #include "bench/fleet_model.h"
 #include "bench/ingest_stream.h"
 #include "bench/synthetic_events.h"
+#include "common/rendezvous.h"
+#include "common/replica_addresses.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "service/batch_validator.h"
 #include "tcpscope/v1/observer.grpc.pb.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:7700", "The service's gRPC address.");
+ABSL_FLAG(std::string, target, "127.0.0.1:7700",
+          "The service's gRPC address, or its replicas: HOST:PORT,HOST:PORT,... or "
+          "dns:///NAME:PORT (each host streams to the first reachable replica of its host name's "
+          "rendezvous ranking, as the agent does).");
 ABSL_FLAG(int, hosts, 100, "Simulated hosts (agents), each with its own stream (2..60000).");
 ABSL_FLAG(int, ends_per_host, 1000, "Connection ends per host (even; half client, half server).");
 ABSL_FLAG(int, pods_per_host, 20, "Pods per host (workload identity of the ends).");
@@ -81,7 +91,9 @@ ABSL_FLAG(int, saturate_batch_size, 256, "Events per saturating batch.");
 ABSL_FLAG(int, saturate_window, 2, "Saturating batches unacknowledged per host at most.");
 ABSL_FLAG(int, service_pid, 0, "The service's pid: its CPU and memory are measured.");
 ABSL_FLAG(std::string, metrics_url, "",
-          "The service's http://127.0.0.1:PORT/metrics: scrape time and size, and the checks of "
+          "The service's http://127.0.0.1:PORT/metrics, or every replica's, comma-separated (their "
+          "sums are checked; scrape time and size are of all of them): scrape time and size, and "
+          "the checks of "
           "its counters.");
 ABSL_FLAG(int, scrapes, 3, "Scrapes measured (median).");
 ABSL_FLAG(int, queries, 5, "ListConnections(host, paired) queries measured (median).");
@@ -265,6 +277,20 @@ MetricSums SumMetrics(const std::string& body, const std::vector<std::string>& f
   return sums;
 }
 
+// Every URL of a comma-separated list, one after the other: the bodies concatenated (sums
+// over them are sums over the replicas), the times added.
+Scrape HttpGetAll(const std::string& urls) {
+  Scrape all;
+  all.ok = true;
+  for (absl::string_view url : absl::StrSplit(urls, ',')) {
+    Scrape scrape = HttpGet(std::string(url));
+    all.seconds += scrape.seconds;
+    if (!scrape.ok) return scrape;
+    absl::StrAppend(&all.body, scrape.body);
+  }
+  return all;
+}
+
 // ---- the run ----
 
 struct Totals {
@@ -307,6 +333,9 @@ class Run {
  private:
   std::string HostName(int host) const { return absl::StrFormat("%s-%05d", host_prefix_, host); }
   bool SelfCheck(Fleet& fleet, std::string* error);
+  // Each host's replica (homes_), the replicas reached, and the Observer's replica; false with
+  // error_ set when none can be reached.
+  bool HomeHosts(absl::Time deadline);
   void SimulationLoop();
   void Progress(absl::Time now);
   void Measure();
@@ -316,6 +345,9 @@ class Run {
     failures_.push_back(failure);
   }
   int Report();
+  // "hosts_by_replica":{...}, with several replicas only (the JSON line of one service is as it
+  // always was).
+  std::string ReplicasJson() const;
 
   // Flags.
   std::string target_ = absl::GetFlag(FLAGS_target);
@@ -330,6 +362,10 @@ class Run {
   absl::Duration duration_ = absl::GetFlag(FLAGS_duration);
 
   std::unique_ptr<Fleet> fleet_;
+  std::vector<std::string> homes_;  // by host: the replica it streams to
+  std::map<std::string, int> hosts_by_replica_;
+  bool several_replicas_ = false;
+  std::string observer_target_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
   std::vector<std::unique_ptr<IngestStream>> streams_;
@@ -474,7 +510,7 @@ void Run::Measure() {
   if (!metrics_url_.empty()) {
     std::vector<double> times;
     for (int i = 0; i < absl::GetFlag(FLAGS_scrapes); ++i) {
-      Scrape scrape = HttpGet(metrics_url_);
+      Scrape scrape = HttpGetAll(metrics_url_);
       times.push_back(scrape.seconds);
       Log(absl::StrFormat("scrape: %.3f s, %d bytes", scrape.seconds, scrape.body.size()));
       if (!scrape.ok) {
@@ -534,7 +570,7 @@ void Run::Check() {
   const KindCounts& acked = final_.kinds;
   // 2. The service's counters, from /metrics: each acknowledged event counted once.
   if (!metrics_url_.empty()) {
-    Scrape scrape = HttpGet(metrics_url_);
+    Scrape scrape = HttpGetAll(metrics_url_);
     if (!scrape.ok) {
       Fail(absl::StrCat("scrape: ", scrape.error));
     } else {
@@ -688,6 +724,54 @@ void Run::Check() {
   }
 }
 
+bool Run::HomeHosts(absl::Time deadline) {
+  absl::StatusOr<ReplicaAddresses> parsed = ReplicaAddresses::Parse("--target", target_);
+  absl::StatusOr<std::vector<std::string>> replicas =
+      parsed.ok() ? parsed->Resolve() : parsed.status();
+  if (!replicas.ok()) {
+    error_ = std::string(replicas.status().message());
+    return false;
+  }
+  if (replicas->size() == 1) {  // one service: every host streams to it
+    homes_.assign(static_cast<size_t>(fleet_->hosts()), replicas->front());
+    hosts_by_replica_[replicas->front()] = fleet_->hosts();
+    observer_target_ = replicas->front();
+    return true;
+  }
+  several_replicas_ = true;
+  // Which replicas are reachable now, each tried once (a host's probe would find the same).
+  std::vector<std::string> reachable;
+  for (const std::string& replica : *replicas) {
+    auto channel = grpc::CreateChannel(replica, grpc::InsecureChannelCredentials());
+    const absl::Time probe_deadline = std::min(deadline, absl::Now() + absl::Seconds(5));
+    if (channel->WaitForConnected(absl::ToChronoTime(probe_deadline))) {
+      reachable.push_back(replica);
+    } else {
+      Log(absl::StrCat("replica ", replica, " is not reachable: its hosts go to the next one"));
+    }
+  }
+  if (reachable.empty()) {
+    error_ = absl::StrCat("no replica of ", target_, " is reachable");
+    return false;
+  }
+  for (int h = 0; h < fleet_->hosts(); ++h) {
+    for (const std::string& replica : RendezvousRanking(HostName(h), *replicas)) {
+      if (std::find(reachable.begin(), reachable.end(), replica) == reachable.end()) continue;
+      homes_.push_back(replica);
+      ++hosts_by_replica_[replica];
+      break;
+    }
+  }
+  observer_target_ = reachable.front();
+  std::vector<std::string> split;
+  for (const auto& [replica, count] : hosts_by_replica_) {
+    split.push_back(absl::StrCat(replica, " ", count));
+  }
+  Log(absl::StrCat("hosts by replica: ", absl::StrJoin(split, ", "), "; queries go to ",
+                   observer_target_));
+  return true;
+}
+
 int Run::Main() {
   shape_.hosts = absl::GetFlag(FLAGS_hosts);
   shape_.ends_per_host = absl::GetFlag(FLAGS_ends_per_host);
@@ -730,21 +814,22 @@ int Run::Main() {
 
   // Connections: one channel (one TCP connection) per host, as with real agents.
   const absl::Time connect_deadline = absl::Now() + absl::GetFlag(FLAGS_connect_timeout);
+  if (!HomeHosts(connect_deadline)) return Report();
   Log(absl::StrFormat("connecting %d agent streams to %s", hosts, target_));
   for (int h = 0; h < hosts; ++h) {
     grpc::ChannelArguments arguments;
     arguments.SetMaxSendMessageSize(64 << 20);  // as the agent's shipper
     arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     channels_.push_back(
-        grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), arguments));
+        grpc::CreateCustomChannel(homes_[h], grpc::InsecureChannelCredentials(), arguments));
     if (!channels_.back()->WaitForConnected(absl::ToChronoTime(connect_deadline))) {
-      error_ = absl::StrCat("cannot connect to ", target_, " (host ", h, ")");
+      error_ = absl::StrCat("cannot connect to ", homes_[h], " (host ", h, ")");
       return Report();
     }
     stubs_.push_back(std::make_unique<grpc::GenericStub>(channels_.back()));
   }
-  observer_ =
-      v1::Observer::NewStub(grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()));
+  observer_ = v1::Observer::NewStub(
+      grpc::CreateChannel(observer_target_, grpc::InsecureChannelCredentials()));
   const int saturate_hosts = absl::GetFlag(FLAGS_saturate_hosts) > 0
                                  ? std::min(hosts, absl::GetFlag(FLAGS_saturate_hosts))
                                  : hosts;
@@ -906,6 +991,15 @@ int Run::Main() {
   return Report();
 }
 
+std::string Run::ReplicasJson() const {
+  if (!several_replicas_) return "";
+  std::vector<std::string> parts;
+  for (const auto& [replica, count] : hosts_by_replica_) {
+    parts.push_back(absl::StrFormat("%s:%d", JsonString(replica), count));
+  }
+  return absl::StrCat("\"hosts_by_replica\":{", absl::StrJoin(parts, ","), "},");
+}
+
 int Run::Report() {
   const int hosts = shape_.hosts;
   const uint64_t ends = static_cast<uint64_t>(hosts) * shape_.ends_per_host;
@@ -929,7 +1023,7 @@ int Run::Report() {
       "\"scrape_s\":%.4f,\"scrape_bytes\":%.0f,\"scrape_samples\":%d,"
       "\"query_paired_s\":%.4f,\"query_paired_max_s\":%.4f,\"query_paired_rows\":%d,"
       "\"query_host_s\":%.4f,"
-      "\"half_open_events\":%d,\"checks_passed\":%s,\"failures\":[%s],\"error\":%s}\n",
+      "\"half_open_events\":%d,%s\"checks_passed\":%s,\"failures\":[%s],\"error\":%s}\n",
       JsonString(absl::GetFlag(FLAGS_label)), JsonString(target_), hosts, shape_.ends_per_host,
       shape_.pods_per_host, absl::ToDoubleSeconds(snapshot_interval_),
       absl::ToDoubleSeconds(flush_interval_), absl::GetFlag(FLAGS_new_per_second),
@@ -941,8 +1035,9 @@ int Run::Report() {
       static_cast<double>(service_end_.rss_bytes) / ends,
       static_cast<double>(service_final_.hwm_bytes) / ends, scrape_median_, scrape_bytes_,
       scrape_series_, query_median_, query_max_, query_rows_, query_host_median_,
-      half_open_seen_.load(), error_.empty() && failures_.empty() ? "true" : "false",
-      absl::StrJoin(failures, ","), error_.empty() ? "null" : JsonString(error_));
+      half_open_seen_.load(), ReplicasJson(),
+      error_.empty() && failures_.empty() ? "true" : "false", absl::StrJoin(failures, ","),
+      error_.empty() ? "null" : JsonString(error_));
   std::fflush(stdout);
   Log(absl::StrFormat(
       "%d hosts x %d ends: %d events acknowledged of %d sent; in the %.0f s window %.0f events/s "

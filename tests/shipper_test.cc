@@ -1,7 +1,9 @@
 // The shipper's resend and drop logic against an in-process Ingest service on port 0 whose
 // answers the test controls: what the service has applied decides what is resent after a
 // broken stream, nothing applied is sent twice, and a full buffer drops the oldest batches and
-// counts their events in the losses of the batches that follow.
+// counts their events in the losses of the batches that follow. With two replicas: the agent
+// homes on its first-ranked one, fails over when it goes, and returns when it is back, each
+// batch applied once.
 #include "agent/shipper.h"
 
 #include <memory>
@@ -10,6 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/rendezvous.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
@@ -125,7 +129,7 @@ class ShipperTest : public ::testing::Test {
     builder.RegisterService(&ingest_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    options_.service_address = absl::StrCat("127.0.0.1:", port);
+    options_.service = *ReplicaAddresses::Parse("--service", absl::StrCat("127.0.0.1:", port));
     options_.credentials = grpc::InsecureChannelCredentials();
     options_.hello.set_host_name("test-host");
     options_.hello.set_instance_id(7);
@@ -208,6 +212,110 @@ TEST_F(ShipperTest, EmptyBatchesAreNotSent) {
   shipper_->Publish(BatchOf(2));
   ASSERT_TRUE(shipper_->Drain(kWait));
   EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1}));
+}
+
+// Two replicas, A and B, as in-process services: A ranks first for the test's host name.
+class ShipperHomingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    a_ = Serve(&ingest_a_, "127.0.0.1:0", &port_a_);
+    b_ = Serve(&ingest_b_, "127.0.0.1:0", &port_b_);
+    replica_a_ = absl::StrCat("127.0.0.1:", port_a_);
+    replica_b_ = absl::StrCat("127.0.0.1:", port_b_);
+    for (int i = 0; host_.empty(); ++i) {
+      const std::string host = absl::StrCat("host-", i);
+      if (RendezvousRanking(host, {replica_a_, replica_b_}).front() == replica_a_) host_ = host;
+    }
+    options_.service =
+        *ReplicaAddresses::Parse("--service", absl::StrCat(replica_b_, ",", replica_a_));
+    options_.failover_after = absl::Milliseconds(300);
+    options_.credentials = grpc::InsecureChannelCredentials();
+    options_.hello.set_host_name(host_);
+    options_.hello.set_instance_id(7);
+    options_.initial_backoff = absl::Milliseconds(10);
+    options_.max_backoff = absl::Milliseconds(50);
+    metrics_ = std::make_unique<AgentMetrics>(host_);
+  }
+
+  void TearDown() override {
+    if (shipper_ != nullptr) shipper_->Stop();
+    for (auto* server : {&a_, &b_}) {
+      if (*server != nullptr) (*server)->Shutdown(std::chrono::system_clock::now());
+    }
+  }
+
+  static std::unique_ptr<grpc::Server> Serve(FakeIngest* ingest, const std::string& address,
+                                             int* port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials(), port);
+    builder.RegisterService(ingest);
+    return builder.BuildAndStart();
+  }
+
+  void StartShipper() {
+    shipper_ = std::make_unique<Shipper>(options_, metrics_.get());
+    shipper_->Start();
+  }
+
+  // Waits (bounded) until the counter reaches `value`.
+  static bool AwaitCount(prometheus::Counter& counter, double value) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (counter.Value() < value && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return counter.Value() == value;
+  }
+
+  FakeIngest ingest_a_, ingest_b_;
+  std::unique_ptr<grpc::Server> a_, b_;
+  int port_a_ = 0, port_b_ = 0;
+  std::string replica_a_, replica_b_;
+  std::string host_;
+  ShipperOptions options_;
+  std::unique_ptr<AgentMetrics> metrics_;
+  std::unique_ptr<Shipper> shipper_;
+};
+
+TEST_F(ShipperHomingTest, FailsOverWhenItsReplicaGoesAndReturnsWhenItIsBack) {
+  StartShipper();
+  shipper_->Publish(BatchOf(1));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  EXPECT_EQ(Seqs(ingest_a_.received()), (std::vector<uint64_t>{1}));
+
+  a_->Shutdown(std::chrono::system_clock::now());
+  a_.reset();
+  shipper_->Publish(BatchOf(1));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  // Batch 1 was acknowledged by A: only 2 goes to B.
+  EXPECT_EQ(Seqs(ingest_b_.received()), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(metrics_->home_changes_failover.Value(), 1);
+
+  FakeIngest back;
+  int port = 0;
+  a_ = Serve(&back, replica_a_, &port);
+  ASSERT_EQ(port, port_a_);
+  ASSERT_TRUE(AwaitCount(metrics_->home_changes_return, 1));
+  shipper_->Publish(BatchOf(1));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  EXPECT_EQ(Seqs(back.received()), (std::vector<uint64_t>{3}));
+  EXPECT_EQ(Seqs(ingest_b_.received()), (std::vector<uint64_t>{2}));
+  EXPECT_EQ(metrics_->home_changes_failover.Value(), 1);
+  EXPECT_EQ(metrics_->home_changes_resolve.Value(), 0);
+  shipper_->Stop();
+  a_->Shutdown(std::chrono::system_clock::now());
+  a_.reset();
+}
+
+TEST_F(ShipperHomingTest, StartsOnTheNextReplicaWhenTheFirstIsDownPastTheGrace) {
+  a_->Shutdown(std::chrono::system_clock::now());
+  a_.reset();
+  const absl::Time start = absl::Now();
+  StartShipper();
+  shipper_->Publish(BatchOf(1));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  EXPECT_GE(absl::Now() - start, options_.failover_after);
+  EXPECT_EQ(Seqs(ingest_b_.received()), (std::vector<uint64_t>{1}));
+  EXPECT_EQ(metrics_->home_changes_failover.Value(), 1);
 }
 
 }  // namespace
