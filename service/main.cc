@@ -221,6 +221,9 @@ int Main() {
   // message takes a few more reads instead.
   builder.AddChannelArgument(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, kMaxReadChunkBytes);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  // gRPC binds with SO_REUSEPORT by default: a second service on a port in use would share its
+  // connections silently instead of failing to start.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&ingest);
   builder.RegisterService(&observer);
   std::unique_ptr<ReplicaService> replica_service;

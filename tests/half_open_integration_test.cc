@@ -3,7 +3,11 @@
 // (namespace B replaced, agent back with a new boot id), its end closed with the FIN lost (B's
 // packets to A blackholed), or its host went silent (agent killed, B blackholed). And, under
 // 1000 healthy connections and a minute of churn, never says so wrongly. Two hosts (namespaces
-// made by the test), an eBPF agent each, one service. Needs root and eBPF.
+// made by the test), an eBPF agent each, one service; and the same findings with a tier of three
+// replicas, A's agent homed on the first, B's on the second and the connection's tuple owned by
+// the third, so that the ends meet and the finding goes home across replicas. Needs root and
+// eBPF.
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -25,8 +29,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/rendezvous.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "service/pair_index.h"
 #include "tcpscope/v1/observer.grpc.pb.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/process.h"
@@ -74,8 +80,38 @@ class HalfOpenTest : public TwoHostTest {
 
   void StartWith(std::vector<std::string> service_flags) {
     service_flags.push_back(absl::StrCat("--half_open_grace=", absl::FormatDuration(kGrace)));
-    ASSERT_NO_FATAL_FAILURE(Start(AgentFlags(), service_flags));
+    ASSERT_NO_FATAL_FAILURE(Start(AgentFlags(), service_flags, /*through_proxy=*/false, replicas_));
     ASSERT_TRUE(stack_->WatchEvents().ok());
+  }
+
+  // With three replicas: whether the tuple of A's end `client_fd` belongs to the third replica,
+  // neither A's home nor B's, so that the two ends and the finding cross replicas.
+  bool OwnedByThirdReplica(int client_fd) {
+    if (replicas_ < 3) return true;
+    sockaddr_in local{}, remote{};
+    socklen_t length = sizeof(local);
+    EXPECT_EQ(getsockname(client_fd, reinterpret_cast<sockaddr*>(&local), &length), 0);
+    length = sizeof(remote);
+    EXPECT_EQ(getpeername(client_fd, reinterpret_cast<sockaddr*>(&remote), &length), 0);
+    const std::optional<uint64_t> route = service::TupleRouteHash(
+        {reinterpret_cast<const char*>(&local.sin_addr), 4}, ntohs(local.sin_port),
+        {reinterpret_cast<const char*>(&remote.sin_addr), 4}, ntohs(remote.sin_port));
+    if (!route.has_value()) return false;
+    const RendezvousSet ring(replica_addresses());
+    return ring.members()[ring.Owner(*route)] == replica_addresses()[2];
+  }
+
+  // OneConnection(), with three replicas one whose tuple the third replica owns (others are
+  // closed again).
+  std::pair<int, int> ConnectionAcrossReplicas() {
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      auto [client, server] = OneConnection();
+      if (client < 0 || OwnedByThirdReplica(client)) return {client, server};
+      CloseFd(client);
+      CloseFd(server);
+    }
+    ADD_FAILURE() << "no connection of 64 had its tuple on the third replica";
+    return {-1, -1};
   }
 
   // Made on first use: case 2 forks before it, and a child must not inherit gRPC's threads.
@@ -177,9 +213,10 @@ class HalfOpenTest : public TwoHostTest {
     return lines;
   }
 
-  // tcpscope_connections_half_open of `host`: `count` for `reason`, 0 for the others.
+  // tcpscope_connections_half_open of `host` (at its home): `count` for `reason`, 0 for the
+  // others.
   void ExpectGauges(const std::string& host, const std::string& reason, double count) {
-    const std::string m = stack_->Scrape();
+    const std::string m = HomeOf(host).Scrape();
     for (const char* r : kReasons) {
       EXPECT_EQ(MetricValue(m, "tcpscope_connections_half_open", {{"host", host}, {"reason", r}}),
                 r == reason ? count : 0)
@@ -233,19 +270,30 @@ class HalfOpenTest : public TwoHostTest {
   void PeerClosed(bool unread_byte);
 
   std::unique_ptr<v1::Observer::Stub> stub_;
+  int replicas_ = 1;
+};
+
+// The findings with one service, and with a tier of three replicas (A's agent homed on the
+// first, B's on the second, the connection's tuple owned by the third).
+class HalfOpenAcrossReplicasTest : public HalfOpenTest, public ::testing::WithParamInterface<int> {
+ protected:
+  void SetUp() override {
+    HalfOpenTest::SetUp();
+    replicas_ = GetParam();
+  }
 };
 
 // B's host reboots under an idle connection: nothing reaches A, whose kernel keeps the end
 // established forever (no keepalive). The service learns it from B's new boot id and B's first
 // snapshot without the connection.
-TEST_F(HalfOpenTest, PeerRebootIsFoundWithinTwoSnapshotIntervals) {
+TEST_P(HalfOpenAcrossReplicasTest, PeerRebootIsFoundWithinTwoSnapshotIntervals) {
   ASSERT_NO_FATAL_FAILURE(StartWith({}));
-  auto [client, server] = OneConnection();
+  auto [client, server] = ConnectionAcrossReplicas();
   ASSERT_GE(client, 0);
   const int client_port = *LocalPort(client);
   ASSERT_NO_FATAL_FAILURE(AwaitBothEnds(Cookie(client), listen_port_));
 
-  stack_->agent(kB).Kill();
+  HomeOf(kB).agent(kB).Kill();
   // B's end stays open in the test until the old B is cut off (RebootB deletes the veth pair
   // first), so no FIN or RST of it can reach A; A sends nothing (no data, no keepalive).
   ASSERT_TRUE(network_->RebootB().ok());
@@ -253,7 +301,7 @@ TEST_F(HalfOpenTest, PeerRebootIsFoundWithinTwoSnapshotIntervals) {
   CloseFd(listener_);
 
   const absl::Time restart = absl::Now();
-  ASSERT_TRUE(stack_->AddAgent(kB, network_->b().path(), AgentFlags()).ok());
+  ASSERT_TRUE(HomeOf(kB).AddAgent(kB, network_->b().path(), AgentFlags()).ok());
   // The new agent needs a moment to load eBPF and send its first snapshot (~1 s here).
   const std::optional<Seen> seen = AwaitHalfOpen(absl::Seconds(5) + kGrace + 2 * kSnapshot);
   ASSERT_TRUE(seen.has_value()) << "no half_open event within "
@@ -307,12 +355,20 @@ TEST_F(HalfOpenTest, PeerRebootIsFoundWithinTwoSnapshotIntervals) {
 void HalfOpenTest::PeerClosed(bool unread_byte) {
   ASSERT_NO_FATAL_FAILURE(StartWith({}));
   const int port = ListenOnB(network_->b_ipv4());
-  absl::StatusOr<int> client = ConnectFrom(network_->a(), network_->b_ipv4(), port);
-  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<int> client;
+  absl::StatusOr<int> accepted;
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    client = ConnectFrom(network_->a(), network_->b_ipv4(), port);
+    ASSERT_TRUE(client.ok()) << client.status();
+    accepted = AcceptOne(listener_);
+    ASSERT_TRUE(accepted.ok()) << accepted.status();
+    if (OwnedByThirdReplica(*client)) break;
+    close(*client);
+    close(*accepted);
+  }
+  ASSERT_TRUE(OwnedByThirdReplica(*client)) << "no connection of 64 had its tuple there";
   Keep(*client);
   const int client_port = *LocalPort(*client);
-  absl::StatusOr<int> accepted = AcceptOne(listener_);
-  ASSERT_TRUE(accepted.ok()) << accepted.status();
   if (unread_byte) {
     ASSERT_EQ(send(*client, "x", 1, 0), 1) << strerror(errno);
     int queued = 0;
@@ -365,25 +421,25 @@ void HalfOpenTest::PeerClosed(bool unread_byte) {
             1);
 }
 
-TEST_F(HalfOpenTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) {
+TEST_P(HalfOpenAcrossReplicasTest, PeerClosedWithItsFinLostIsFoundWithinTwoSnapshotIntervals) {
   PeerClosed(/*unread_byte=*/false);
 }
 
-TEST_F(HalfOpenTest, PeerClosedWithItsRstLostIsFoundWithinTwoSnapshotIntervals) {
+TEST_P(HalfOpenAcrossReplicasTest, PeerClosedWithItsRstLostIsFoundWithinTwoSnapshotIntervals) {
   PeerClosed(/*unread_byte=*/true);
 }
 
 // B's host goes down: its agent dies (SIGKILL) and B answers nothing. After --peer_down_after of
 // silence, A's established end to B is half-open.
-TEST_F(HalfOpenTest, PeerHostDownIsFoundAfterPeerDownAfter) {
+TEST_P(HalfOpenAcrossReplicasTest, PeerHostDownIsFoundAfterPeerDownAfter) {
   ASSERT_NO_FATAL_FAILURE(
       StartWith({absl::StrCat("--peer_down_after=", absl::FormatDuration(kPeerDownAfter))}));
-  auto [client, server] = OneConnection();
+  auto [client, server] = ConnectionAcrossReplicas();
   ASSERT_GE(client, 0);
   const int client_port = *LocalPort(client);
   ASSERT_NO_FATAL_FAILURE(AwaitBothEnds(Cookie(client), listen_port_));
 
-  stack_->agent(kB).Kill();  // returns once the agent is dead and reaped
+  HomeOf(kB).agent(kB).Kill();  // returns once the agent is dead and reaped
   const absl::Time died = absl::Now();
   ASSERT_TRUE(network_->BlackholeFromB(network_->a_ipv4()).ok());
 
@@ -415,6 +471,12 @@ TEST_F(HalfOpenTest, PeerHostDownIsFoundAfterPeerDownAfter) {
   ExpectGauges(kA, "peer_host_down", 1);
   ExpectListedHalfOpen(client, v1::HALF_OPEN_PEER_HOST_DOWN);
 }
+
+INSTANTIATE_TEST_SUITE_P(Tier, HalfOpenAcrossReplicasTest, ::testing::Values(1, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return info.param == 1 ? std::string("OneService")
+                                                  : absl::StrCat(info.param, "Replicas");
+                         });
 
 // One short connection of the churn: opened, held `lifetime`, then closed by one side first
 // (FIN), the other closing on seeing EOF.

@@ -17,10 +17,10 @@
 namespace tcpscope::testing {
 
 absl::StatusOr<std::unique_ptr<TcpscopeStack>> TcpscopeStack::Start(
-    const std::string& name, const std::vector<std::string>& flags) {
+    const std::string& name, const std::vector<std::string>& flags, int grpc_port) {
   std::unique_ptr<TcpscopeStack> stack(new TcpscopeStack());
   stack->name_ = name;
-  stack->grpc_port_ = FreeTcpPort();
+  stack->grpc_port_ = grpc_port != 0 ? grpc_port : FreeTcpPort();
   stack->metrics_port_ = FreeTcpPort();
   stack->agent_service_port_ = stack->grpc_port_;
   stack->service_argv_ = {BinaryPath("tcpscope-service"),

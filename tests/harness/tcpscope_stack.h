@@ -18,9 +18,10 @@ namespace tcpscope::testing {
 
 class TcpscopeStack {
  public:
-  // Starts tcpscope-service with extra `flags`; `name` prefixes the log files.
+  // Starts tcpscope-service with extra `flags`; `name` prefixes the log files. `grpc_port` 0:
+  // a free one.
   static absl::StatusOr<std::unique_ptr<TcpscopeStack>> Start(
-      const std::string& name, const std::vector<std::string>& flags = {});
+      const std::string& name, const std::vector<std::string>& flags = {}, int grpc_port = 0);
   ~TcpscopeStack();
 
   // SIGKILL: the service dies without a goodbye, losing whatever it held in memory.

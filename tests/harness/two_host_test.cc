@@ -11,7 +11,11 @@
 #include <cstring>
 #include <iostream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "tests/harness/netns.h"
+#include "tests/harness/sockets.h"
 
 namespace tcpscope::testing {
 
@@ -42,17 +46,47 @@ void TwoHostTest::SetUp() { TCPSCOPE_REQUIRE_ROOT(); }
 void TwoHostTest::TearDown() {
   for (int fd : fds_) close(fd);
   if (HasFailure() && stack_) std::cerr << stack_->Logs();
+  if (HasFailure()) {
+    for (const auto& other : others_) std::cerr << other->Logs();
+  }
+}
+
+TcpscopeStack& TwoHostTest::HomeOf(const std::string& host) {
+  return host == kHostB && !others_.empty() ? *others_[0] : *stack_;
 }
 
 void TwoHostTest::Start(const std::vector<std::string>& agent_flags,
-                        const std::vector<std::string>& service_flags, bool through_proxy) {
-  const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+                        const std::vector<std::string>& service_flags, bool through_proxy,
+                        int replicas) {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  for (char& c : name) {
+    if (c == '/') c = '-';  // parameterized tests' names
+  }
   auto network = TwoHostNetwork::Create("twohost");
   ASSERT_TRUE(network.ok()) << network.status();
   network_ = std::move(*network);
-  auto stack = TcpscopeStack::Start(name, service_flags);
-  ASSERT_TRUE(stack.ok()) << stack.status();
-  stack_ = std::move(*stack);
+  std::vector<int> ports;
+  std::vector<std::string> flags = service_flags;
+  if (replicas > 1) {
+    for (int i = 0; i < replicas; ++i) {
+      ports.push_back(FreeTcpPort());
+      replica_addresses_.push_back(absl::StrCat("127.0.0.1:", ports.back()));
+    }
+    flags.push_back(absl::StrCat("--peers=", absl::StrJoin(replica_addresses_, ",")));
+    flags.push_back("--replica_down_after=1s");
+  }
+  for (int i = 0; i < std::max(replicas, 1); ++i) {
+    std::vector<std::string> replica_flags = flags;
+    if (replicas > 1) replica_flags.push_back("--advertise=" + replica_addresses_[i]);
+    auto stack = TcpscopeStack::Start(replicas > 1 ? absl::StrCat(name, "-replica", i) : name,
+                                      replica_flags, replicas > 1 ? ports[i] : 0);
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    if (i == 0) {
+      stack_ = std::move(*stack);
+    } else {
+      others_.push_back(std::move(*stack));
+    }
+  }
   if (through_proxy) {
     auto proxy = TcpProxy::Start(stack_->grpc_port());
     ASSERT_TRUE(proxy.ok()) << proxy.status();
@@ -60,8 +94,23 @@ void TwoHostTest::Start(const std::vector<std::string>& agent_flags,
     stack_->set_agent_service_port(proxy_->port());
   }
   ASSERT_TRUE(stack_->AddAgent(kHostA, network_->a().path(), agent_flags).ok());
-  ASSERT_TRUE(stack_->AddAgent(kHostB, network_->b().path(), agent_flags).ok());
+  ASSERT_TRUE(HomeOf(kHostB).AddAgent(kHostB, network_->b().path(), agent_flags).ok());
   ASSERT_TRUE(stack_->WaitForAgents().ok()) << stack_->Logs();
+  for (const auto& other : others_) {
+    ASSERT_TRUE(other->WaitForAgents().ok()) << other->Logs();
+  }
+  if (replicas > 1) {
+    // Every replica counts the others up, and the ring's quiet window (twice
+    // --replica_down_after) has passed: from here on, pairing is as with one service.
+    std::vector<TcpscopeStack*> tier = {stack_.get()};
+    for (const auto& other : others_) tier.push_back(other.get());
+    for (TcpscopeStack* replica : tier) {
+      ASSERT_EQ(replica->WaitForValue("tcpscope_service_replica_peers_up", {}, replicas - 1),
+                replicas - 1)
+          << replica->Logs();
+    }
+    absl::SleepFor(absl::Seconds(2));
+  }
 }
 
 int TwoHostTest::Keep(int fd) {

@@ -31,9 +31,16 @@ class TwoHostTest : public ::testing::Test {
   void TearDown() override;
 
   // Creates the network and the stack; agents for A and B get `agent_flags`. With
-  // `through_proxy`, the agents reach the service through proxy_, which the test can cut.
+  // `through_proxy`, the agents reach the service through proxy_, which the test can cut. With
+  // `replicas` > 1, a tier of that many services (--peers, --advertise), stack_ the first:
+  // A's agent is homed on it, B's on the second (others_[0]).
   void Start(const std::vector<std::string>& agent_flags,
-             const std::vector<std::string>& service_flags = {}, bool through_proxy = false);
+             const std::vector<std::string>& service_flags = {}, bool through_proxy = false,
+             int replicas = 1);
+  // The stack of the service `host`'s agent streams to.
+  TcpscopeStack& HomeOf(const std::string& host);
+  // The replicas' --advertise addresses, in the order started (stack_ first).
+  const std::vector<std::string>& replica_addresses() const { return replica_addresses_; }
 
   int Keep(int fd);  // closed at the end of the test
   void CloseFd(int fd);
@@ -57,6 +64,8 @@ class TwoHostTest : public ::testing::Test {
 
   std::unique_ptr<TwoHostNetwork> network_;
   std::unique_ptr<TcpscopeStack> stack_;
+  std::vector<std::unique_ptr<TcpscopeStack>> others_;  // the replicas after stack_
+  std::vector<std::string> replica_addresses_;
   std::unique_ptr<TcpProxy> proxy_;
   std::vector<int> fds_;
   int listener_ = -1;
