@@ -135,8 +135,8 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
     table.Print(out);
     out.flush();
   }
-  const int partial = follow ? (unanswered.empty() ? kExitOk : kExitPartial)
-                             : ReportUnanswered(unanswered, err);
+  const int partial =
+      follow ? (unanswered.empty() ? kExitOk : kExitPartial) : ReportUnanswered(unanswered, err);
   if (state.interrupted || output_closed) return partial;
   if (state.connect_timeout) {
     // Reported like a call that ran out of time before connecting.

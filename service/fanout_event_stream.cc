@@ -32,8 +32,8 @@ class FanoutEventStream : public grpc::ServerWriteReactor<v1::GetEventsResponse>
       auto part = std::make_unique<Part>(this, replica);
       part->stub = replica == fanout_->self() ? v1::Observer::NewStub(local_channel)
                                               : fanout_->Stub(replica);
-      fanout_->Prepare(part->context, request_.follow() ? absl::InfiniteFuture()
-                                                        : options_.history_deadline);
+      fanout_->Prepare(part->context,
+                       request_.follow() ? absl::InfiniteFuture() : options_.history_deadline);
       parts_.push_back(std::move(part));
     }
     {

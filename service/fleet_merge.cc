@@ -44,10 +44,9 @@ v1::ListConnectionsResponse MergeConnections(std::vector<v1::ListConnectionsResp
     for (v1::HostConnection& entry : *part.mutable_connections()) all.push_back(std::move(entry));
     oldest_ms = std::max(oldest_ms, part.snapshot_age_ms_max());
   }
-  std::stable_sort(all.begin(), all.end(), [](const v1::HostConnection& a,
-                                              const v1::HostConnection& b) {
-    return a.host() < b.host();
-  });
+  std::stable_sort(
+      all.begin(), all.end(),
+      [](const v1::HostConnection& a, const v1::HostConnection& b) { return a.host() < b.host(); });
   v1::ListConnectionsResponse merged;
   merged.mutable_connections()->Reserve(static_cast<int>(all.size()));
   for (v1::HostConnection& entry : all) *merged.add_connections() = std::move(entry);
@@ -109,8 +108,8 @@ std::vector<v1::HostEvent> MergeEventHistories(std::vector<std::vector<v1::HostE
     heads.pop();
     merged.push_back(std::move(parts[head.part][head.index]));
     if (head.index + 1 < parts[head.part].size()) {
-      heads.push({parts[head.part][head.index + 1].event().time_unix_ns(), head.part,
-                  head.index + 1});
+      heads.push(
+          {parts[head.part][head.index + 1].event().time_unix_ns(), head.part, head.index + 1});
     }
   }
   if (last != 0 && merged.size() > last) merged.erase(merged.begin(), merged.end() - last);

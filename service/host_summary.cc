@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-
 #include "common/tcp_names.h"
 #include "service/host_view.h"
 
@@ -88,9 +87,8 @@ const CountOrder& CloseReasonOrder() {
   return order;
 }
 const CountOrder& StateOrder() {
-  static const CountOrder order(v1::TcpState_ARRAYSIZE, [](int i) {
-    return TcpStateName(static_cast<v1::TcpState>(i));
-  });
+  static const CountOrder order(v1::TcpState_ARRAYSIZE,
+                                [](int i) { return TcpStateName(static_cast<v1::TcpState>(i)); });
   return order;
 }
 const CountOrder& AtRiskOrder() {

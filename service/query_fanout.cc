@@ -18,13 +18,12 @@ constexpr absl::Duration kAnswerMargin = absl::Milliseconds(100);
 bool AsksLocalPart(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
   const auto it = metadata.find(kScopeKey);
-  return it != metadata.end() && absl::string_view(it->second.data(), it->second.size()) ==
-                                     kScopeLocal;
+  return it != metadata.end() &&
+         absl::string_view(it->second.data(), it->second.size()) == kScopeLocal;
 }
 
 std::string DescribeStatus(const grpc::Status& status) {
-  std::string text =
-      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  std::string text = absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
   if (!status.error_message().empty()) absl::StrAppend(&text, ": ", status.error_message());
   return text;
 }
@@ -89,8 +88,8 @@ void QueryFanout::NoteReplica(absl::string_view rpc, const std::string& replica,
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = answering_.try_emplace(replica, false);
   if (inserted || it->second) {
-    TS_LOG(WARNING) << "replica " << replica << " did not answer a " << rpc << " fan-out ("
-                    << error << "): answers are partial until it does";
+    TS_LOG(WARNING) << "replica " << replica << " did not answer a " << rpc << " fan-out (" << error
+                    << "): answers are partial until it does";
     it->second = false;
   }
 }

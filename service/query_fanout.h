@@ -56,14 +56,13 @@ class QueryFanout {
   // Asks every peer (up or not) in parallel; then `done` gets the parts of those that answered
   // and the others, each sorted by replica. `call` starts one peer's call.
   template <typename Response>
-  using StartCall =
-      std::function<void(v1::Observer::Stub&, grpc::ClientContext*, Response*,
-                         std::function<void(grpc::Status)>)>;
+  using StartCall = std::function<void(v1::Observer::Stub&, grpc::ClientContext*, Response*,
+                                       std::function<void(grpc::Status)>)>;
   template <typename Response>
-  void AskPeers(absl::Time deadline, StartCall<Response> call,
-                std::function<void(std::vector<ReplicaPart<Response>>,
-                                   std::vector<v1::UnansweredReplica>)>
-                    done);
+  void AskPeers(
+      absl::Time deadline, StartCall<Response> call,
+      std::function<void(std::vector<ReplicaPart<Response>>, std::vector<v1::UnansweredReplica>)>
+          done);
 
   // Records how a fanned-out `rpc` went: counts a partial answer, and logs each peer that
   // stopped or started answering.
@@ -104,10 +103,10 @@ std::vector<Response> InReplicaOrder(const std::string& self, Response local,
 }
 
 template <typename Response>
-void QueryFanout::AskPeers(absl::Time deadline, StartCall<Response> call,
-                           std::function<void(std::vector<ReplicaPart<Response>>,
-                                              std::vector<v1::UnansweredReplica>)>
-                               done) {
+void QueryFanout::AskPeers(
+    absl::Time deadline, StartCall<Response> call,
+    std::function<void(std::vector<ReplicaPart<Response>>, std::vector<v1::UnansweredReplica>)>
+        done) {
   struct Call {
     std::string replica;
     std::unique_ptr<v1::Observer::Stub> stub;
