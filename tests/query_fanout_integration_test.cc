@@ -62,6 +62,18 @@ class FakeAgent {
     return agent;
   }
 
+  // Sends one more batch and waits for its ack.
+  absl::Status Send(const v1::Batch& batch) {
+    v1::AgentMessage message;
+    *message.mutable_batch() = batch;
+    if (!stream_->Write(message)) return absl::UnavailableError("write failed");
+    v1::ServiceMessage reply;
+    do {
+      if (!stream_->Read(&reply)) return absl::UnavailableError("not acked");
+    } while (!reply.has_ack() || reply.ack().seq() < batch.seq());
+    return absl::OkStatus();
+  }
+
   ~FakeAgent() {
     context_.TryCancel();
     (void)stream_->Finish();
@@ -125,6 +137,28 @@ class QueryFanoutIntegrationTest : public ::testing::Test {
       services_.emplace_back();
       ASSERT_TRUE(StartReplica(i).ok());
     }
+    ASSERT_TRUE(AwaitRing().ok()) << Logs();
+  }
+
+  // Waits until every replica answers pings from every other: their channels are connected
+  // (a query to a peer whose channel is still backing off after it was unreachable is not
+  // held: it is answered partial at once).
+  absl::Status AwaitRing() {
+    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    for (int i = 0; i < kReplicas; ++i) {
+      while (true) {
+        const auto metrics = HttpGet("127.0.0.1", metrics_ports_[i], "/metrics");
+        if (metrics.ok() &&
+            MetricValue(*metrics, "tcpscope_service_replica_peers_up", {}) == kReplicas - 1) {
+          break;
+        }
+        if (absl::Now() > deadline) {
+          return absl::DeadlineExceededError(absl::StrCat("replica ", i, " sees peers down"));
+        }
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    }
+    return absl::OkStatus();
   }
 
   std::string Replica(int i) const { return absl::StrCat("127.0.0.1:", grpc_ports_[i]); }
@@ -248,7 +282,7 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
     all_times.insert(all_times.end(), plan.times.begin(), plan.times.end());
   }
   std::sort(all_times.begin(), all_times.end());
-  const std::vector<uint64_t> newest(all_times.end() - 5, all_times.end());
+  std::vector<uint64_t> newest(all_times.end() - 5, all_times.end());
   const size_t hosts = plans.size() + 1;
 
   // The replicas' local parts: disjoint, summing to the fleet (the mover's old home keeps its
@@ -308,6 +342,39 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
   };
   for (int i = 0; i < kReplicas; ++i) expect_whole_fleet(i);
 
+  // Following through replica 0: the fleet's last 2, then live events from hosts on other
+  // replicas.
+  auto follower =
+      Subprocess::Start({BinaryPath("tcpscope"), "events", "--follow", "--last=2", "-o", "json",
+                         absl::StrCat("--service=", Replica(0))},
+                        absl::StrCat(::testing::TempDir(), "/fanout-follow-", getpid(), ".log"));
+  ASSERT_TRUE(follower.ok()) << follower.status();
+  auto wait_for_log = [&](const std::string& text) {
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while ((*follower)->Log().find(text) == std::string::npos && absl::Now() < until) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return (*follower)->Log().find(text) != std::string::npos;
+  };
+  const auto time_text = [](uint64_t ns) { return absl::StrCat("\"time_unix_ns\":\"", ns, "\""); };
+  EXPECT_TRUE(wait_for_log(time_text(base + 42))) << (*follower)->Log();
+  // History and live events meet once every replica gave its history: a live event now is
+  // after it.
+  absl::SleepFor(absl::Milliseconds(500));
+  v1::Batch live_two = BatchOf({"h2-a", 1, 1, {base + 50}}, 2, snapshot_ns);
+  live_two.clear_snapshot();
+  ASSERT_TRUE(agents["h2-a"]->Send(live_two).ok());
+  v1::Batch live_three = BatchOf({"h3-a", 2, 1, {base + 51}}, 2, snapshot_ns);
+  live_three.clear_snapshot();
+  ASSERT_TRUE(agents["h3-a"]->Send(live_three).ok());
+  EXPECT_TRUE(wait_for_log(time_text(base + 50))) << (*follower)->Log();
+  EXPECT_TRUE(wait_for_log(time_text(base + 51))) << (*follower)->Log();
+  EXPECT_EQ((*follower)->Log().find(time_text(base + 40)), std::string::npos);  // only the last 2
+  EXPECT_NE((*follower)->Log().find(time_text(base + 41)), std::string::npos);
+  // Replica 2's history dies with it (h3-a's live event); replica 1's stays.
+  total_events += 1;
+  newest = {base + 31, base + 40, base + 41, base + 42, base + 50};
+
   // Replica 2 dies: through replica 0, the answer misses its hosts and says so.
   services_[2]->Kill();
   const std::string dead = Replica(2);
@@ -320,24 +387,34 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
               std::string::npos)
         << cli.err;
   }
+  EXPECT_TRUE(wait_for_log(absl::StrCat("tcpscope: partial answer: replica ", dead)))
+      << (*follower)->Log();
+  const int follower_status = (*follower)->Stop();
+  EXPECT_TRUE(WIFEXITED(follower_status) && WEXITSTATUS(follower_status) == kExitPartial)
+      << follower_status << (*follower)->Log();
+
   const Cli partial = RunCli(1, "summary");
   EXPECT_EQ(partial.exit_code, kExitPartial) << partial.err;
   const auto summary = Parse<v1::SummaryResponse>(partial.out);
   EXPECT_EQ(summary.fleet().agents(), 4u);  // h1-a, h1-b, h2-a, mover
-  EXPECT_EQ(summary.fleet().events(), 3u + 1 + 4 + 5);
+  EXPECT_EQ(summary.fleet().events(), 3u + 1 + 4 + 1 + 5);
   ASSERT_EQ(summary.unanswered_replicas_size(), 1);
   EXPECT_EQ(summary.unanswered_replicas(0).replica(), dead);
   const std::string metrics = HttpGet("127.0.0.1", metrics_ports_[0], "/metrics").value_or("");
-  for (const char* rpc : {"ListAgents", "Summary", "ListConnections", "GetEvents"}) {
+  for (const char* rpc : {"ListAgents", "Summary", "ListConnections"}) {
     EXPECT_EQ(MetricValue(metrics, "tcpscope_service_partial_answers_total", {{"rpc", rpc}}), 1)
         << rpc;
   }
+  // The followed stream and `events --last=5`.
+  EXPECT_EQ(MetricValue(metrics, "tcpscope_service_partial_answers_total", {{"rpc", "GetEvents"}}),
+            2);
 
-  // Back, with its hosts: whole again (within the peers' reconnect backoff, at most 1 s).
+  // Back, with its hosts: whole again once the peers reconnected (their backoff is at most 1 s).
   for (const HostPlan& plan : plans) {
     if (plan.replica == 2) agents.erase(plan.host);
   }
   ASSERT_TRUE(StartReplica(2).ok()) << Logs();
+  ASSERT_TRUE(AwaitRing().ok()) << Logs();
   for (const HostPlan& plan : plans) {
     if (plan.replica == 2) connect(plan);
   }
