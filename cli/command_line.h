@@ -15,6 +15,8 @@ namespace tcpscope::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the service is unreachable or refused the request
 inline constexpr int kExitUsage = 2;
+// The answer was printed but misses the part of a service replica that did not answer.
+inline constexpr int kExitPartial = 3;
 
 enum class Command { kAgents, kConnections, kEvents, kSummary };
 

@@ -13,6 +13,7 @@
 #include "cli/command_line.h"
 #include "cli/event_format.h"
 #include "cli/json_output.h"
+#include "cli/partial_answer.h"
 #include "cli/rpc_failure.h"
 #include "cli/table.h"
 #include "grpcpp/client_context.h"
@@ -88,6 +89,8 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
   bool header_printed = false;
   bool output_closed = false;
   size_t events = 0;
+  // Replicas whose events are missing: said at once when following, after the table otherwise.
+  google::protobuf::RepeatedPtrField<v1::UnansweredReplica> unanswered;
   v1::GetEventsResponse response;
   while (reader->Read(&response)) {
     state.received = true;
@@ -100,6 +103,10 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
     if (response.missed() > 0) {
       err << "tcpscope: missed " << response.missed()
           << " events: this client read too slowly and the service dropped them" << std::endl;
+    }
+    for (const v1::UnansweredReplica& replica : response.unanswered_replicas()) {
+      if (follow) err << DescribeUnanswered(replica) << std::endl;
+      *unanswered.Add() = replica;
     }
     for (const v1::HostEvent& entry : response.events()) {
       ++events;
@@ -128,7 +135,9 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
     table.Print(out);
     out.flush();
   }
-  if (state.interrupted || output_closed) return kExitOk;
+  const int partial =
+      follow ? (unanswered.empty() ? kExitOk : kExitPartial) : ReportUnanswered(unanswered, err);
+  if (state.interrupted || output_closed) return partial;
   if (state.connect_timeout) {
     // Reported like a call that ran out of time before connecting.
     err << DescribeRpcFailure(options.service,
@@ -151,7 +160,7 @@ int RunEvents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
     return kExitFailed;
   }
   if (events == 0 && !json && !follow) err << "tcpscope: no events match" << std::endl;
-  return kExitOk;
+  return partial;
 }
 
 }  // namespace tcpscope::cli

@@ -8,6 +8,7 @@
 #include "cli/connection_format.h"
 #include "cli/json_output.h"
 #include "cli/paired_format.h"
+#include "cli/partial_answer.h"
 #include "cli/rpc_failure.h"
 #include "cli/summary_format.h"
 #include "grpcpp/client_context.h"
@@ -42,12 +43,12 @@ int RunAgents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions
   }
   if (options.format == OutputFormat::kJson) {
     out << JsonLine(response) << std::endl;
-    return kExitOk;
+    return ReportUnanswered(response.unanswered_replicas(), err);
   }
   AgentsTable(response, absl::Now()).Print(out);
   out.flush();
   if (response.agents().empty()) err << "tcpscope: no agents have connected" << std::endl;
-  return kExitOk;
+  return ReportUnanswered(response.unanswered_replicas(), err);
 }
 
 int RunConnections(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions& options,
@@ -62,14 +63,14 @@ int RunConnections(const std::shared_ptr<grpc::Channel>& channel, const CommonOp
   }
   if (options.format == OutputFormat::kJson) {
     out << JsonLine(response) << std::endl;
-    return kExitOk;
+    return ReportUnanswered(response.unanswered_replicas(), err);
   }
   const absl::Time now = absl::Now();
   (request.paired() ? PairedConnectionsTable(response, now) : ConnectionsTable(response, now))
       .Print(out);
   out.flush();
   if (response.connections().empty()) err << "tcpscope: no connections match" << std::endl;
-  return kExitOk;
+  return ReportUnanswered(response.unanswered_replicas(), err);
 }
 
 int RunSummary(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions& options,
@@ -83,12 +84,12 @@ int RunSummary(const std::shared_ptr<grpc::Channel>& channel, const CommonOption
   }
   if (options.format == OutputFormat::kJson) {
     out << JsonLine(response) << std::endl;
-    return kExitOk;
+    return ReportUnanswered(response.unanswered_replicas(), err);
   }
   PrintSummary(response, /*fleet=*/request.host().empty(), absl::LocalTimeZone(), out);
   out.flush();
   if (response.hosts().empty()) err << "tcpscope: no hosts match" << std::endl;
-  return kExitOk;
+  return ReportUnanswered(response.unanswered_replicas(), err);
 }
 
 }  // namespace tcpscope::cli

@@ -12,7 +12,8 @@
 
 namespace tcpscope::cli {
 
-// Each returns the exit code (kExitOk or kExitFailed).
+// Each returns the exit code: kExitOk, kExitFailed, or kExitPartial (the answer printed misses
+// a replica's part, named on `err`).
 int RunAgents(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions& options,
               std::ostream& out, std::ostream& err);
 int RunConnections(const std::shared_ptr<grpc::Channel>& channel, const CommonOptions& options,

@@ -232,10 +232,6 @@ std::vector<std::shared_ptr<RemoteHost>> FleetQueries::Remote(const std::string&
 
 v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
   v1::SummaryResponse response;
-  EventTotals fleet_totals;
-  SnapshotCounts fleet_snapshot;
-  v1::HostSummary* fleet = response.mutable_fleet();
-  v1::LossCounters* fleet_losses = fleet->mutable_losses();
   for (const auto& state : aggregator_->Hosts(host)) {
     absl::MutexLock lock(&state->mu);
     if (state->metrics == nullptr) continue;  // expired since listed
@@ -249,16 +245,9 @@ v1::SummaryResponse FleetQueries::Summary(const std::string& host) const {
       const auto half_open = state->HalfOpenCounts();
       std::copy(half_open.begin(), half_open.end(), counts.half_open.begin());
     }
-    const EventTotals totals = state->metrics->totals();
-    FillSummary(totals, counts, summary);
-    fleet_totals.Add(totals);
-    fleet_snapshot.Add(counts);
-    fleet->set_agents(fleet->agents() + 1);
-    fleet->set_agents_connected(fleet->agents_connected() + summary->agents_connected());
-    fleet_losses->set_kernel(fleet_losses->kernel() + state->losses.kernel());
-    fleet_losses->set_agent(fleet_losses->agent() + state->losses.agent());
+    FillSummary(state->metrics->totals(), counts, summary);
   }
-  FillSummary(fleet_totals, fleet_snapshot, fleet);
+  *response.mutable_fleet() = FleetTotal(response.hosts());
   const EventLog::Stats history = aggregator_->log().stats();
   response.set_history_events(history.events);
   response.set_history_oldest_unix_ns(history.oldest_unix_ns);

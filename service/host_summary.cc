@@ -2,8 +2,12 @@
 // counts left out).
 #include "service/host_summary.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "common/tcp_names.h"
 #include "service/host_view.h"
 
@@ -24,6 +28,80 @@ void AddCounts(const std::array<T, N>& counts, NameOf name_of,
     count->set_name(std::string(name_of(static_cast<int>(i))));
     count->set_value(counts[i]);
   }
+}
+
+// The position of each Count name in FillSummary's order (the enum's), for one Count list.
+class CountOrder {
+ public:
+  template <typename NameOf>
+  CountOrder(int size, NameOf name_of) {
+    for (int i = 1; i < size; ++i) rank_.try_emplace(std::string(name_of(i)), i);
+  }
+  bool Before(const v1::Count& a, const v1::Count& b) const {
+    const int rank_a = Rank(a.name());
+    const int rank_b = Rank(b.name());
+    return rank_a != rank_b ? rank_a < rank_b : a.name() < b.name();
+  }
+
+ private:
+  int Rank(const std::string& name) const {
+    auto it = rank_.find(name);
+    return it == rank_.end() ? INT32_MAX : it->second;
+  }
+  absl::flat_hash_map<std::string, int> rank_;
+};
+
+void AddCountList(const google::protobuf::RepeatedPtrField<v1::Count>& from,
+                  const CountOrder& order, google::protobuf::RepeatedPtrField<v1::Count>* into) {
+  for (const v1::Count& count : from) {
+    auto it = std::find_if(into->begin(), into->end(),
+                           [&](const v1::Count& c) { return c.name() == count.name(); });
+    if (it != into->end()) {
+      it->set_value(it->value() + count.value());
+      continue;
+    }
+    *into->Add() = count;
+    // Into its place: the lists are a handful of entries.
+    for (int i = into->size() - 1; i > 0 && order.Before(into->Get(i), into->Get(i - 1)); --i) {
+      into->SwapElements(i, i - 1);
+    }
+  }
+}
+
+const CountOrder& FailureOrder() {
+  static const CountOrder order(v1::HandshakeFailureReason_ARRAYSIZE, [](int i) {
+    return HandshakeFailureReasonName(static_cast<v1::HandshakeFailureReason>(i));
+  });
+  return order;
+}
+const CountOrder& InitiatorOrder() {
+  static const CountOrder order(v1::CloseInitiator_ARRAYSIZE, [](int i) {
+    return CloseInitiatorName(static_cast<v1::CloseInitiator>(i));
+  });
+  return order;
+}
+const CountOrder& CloseReasonOrder() {
+  static const CountOrder order(v1::CloseReason_ARRAYSIZE, [](int i) {
+    return CloseReasonName(static_cast<v1::CloseReason>(i));
+  });
+  return order;
+}
+const CountOrder& StateOrder() {
+  static const CountOrder order(v1::TcpState_ARRAYSIZE,
+                                [](int i) { return TcpStateName(static_cast<v1::TcpState>(i)); });
+  return order;
+}
+const CountOrder& AtRiskOrder() {
+  static const CountOrder order(v1::AtRiskReason_ARRAYSIZE, [](int i) {
+    return AtRiskReasonName(static_cast<v1::AtRiskReason>(i));
+  });
+  return order;
+}
+const CountOrder& HalfOpenOrder() {
+  static const CountOrder order(v1::HalfOpenReason_ARRAYSIZE, [](int i) {
+    return HalfOpenReasonName(static_cast<v1::HalfOpenReason>(i));
+  });
+  return order;
 }
 
 }  // namespace
@@ -96,6 +174,35 @@ void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,
       snapshot.half_open,
       [](int i) { return HalfOpenReasonName(static_cast<v1::HalfOpenReason>(i)); },
       summary->mutable_half_open());
+}
+
+void AddHostSummary(const v1::HostSummary& from, v1::HostSummary* into) {
+  into->set_agents(into->agents() + from.agents());
+  into->set_agents_connected(into->agents_connected() + from.agents_connected());
+  into->set_events(into->events() + from.events());
+  v1::LossCounters* losses = into->mutable_losses();
+  losses->set_kernel(losses->kernel() + from.losses().kernel());
+  losses->set_agent(losses->agent() + from.losses().agent());
+  into->set_handshakes(into->handshakes() + from.handshakes());
+  AddCountList(from.handshake_failures(), FailureOrder(), into->mutable_handshake_failures());
+  AddCountList(from.closes_by_initiator(), InitiatorOrder(), into->mutable_closes_by_initiator());
+  AddCountList(from.closes_by_reason(), CloseReasonOrder(), into->mutable_closes_by_reason());
+  into->set_closes_short(into->closes_short() + from.closes_short());
+  into->set_closes_long(into->closes_long() + from.closes_long());
+  into->set_keepalive_probes(into->keepalive_probes() + from.keepalive_probes());
+  into->set_keepalive_timeouts(into->keepalive_timeouts() + from.keepalive_timeouts());
+  AddCountList(from.connections_by_state(), StateOrder(), into->mutable_connections_by_state());
+  into->set_keepalive_on(into->keepalive_on() + from.keepalive_on());
+  into->set_keepalive_off(into->keepalive_off() + from.keepalive_off());
+  AddCountList(from.at_risk(), AtRiskOrder(), into->mutable_at_risk());
+  AddCountList(from.half_open(), HalfOpenOrder(), into->mutable_half_open());
+}
+
+v1::HostSummary FleetTotal(const google::protobuf::RepeatedPtrField<v1::HostSummary>& hosts) {
+  v1::HostSummary fleet;
+  fleet.mutable_losses();  // present even without hosts, as it always was
+  for (const v1::HostSummary& host : hosts) AddHostSummary(host, &fleet);
+  return fleet;
 }
 
 }  // namespace tcpscope::service

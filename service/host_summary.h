@@ -48,4 +48,13 @@ SnapshotCounts CountSnapshot(const HostView& view);
 void FillSummary(const EventTotals& totals, const SnapshotCounts& snapshot,
                  v1::HostSummary* summary);
 
+// Adds every number of `from` (agents and losses included) to `into`, and its Count lists by
+// name, kept in the order FillSummary writes them (a name this version does not know, from a
+// newer replica, after the known ones, by name). Not the host.
+void AddHostSummary(const v1::HostSummary& from, v1::HostSummary* into);
+
+// The fleet total of these hosts: every field summed (so `agents` counts the hosts). One
+// function for one replica's answer and for the fleet's merged from every replica.
+v1::HostSummary FleetTotal(const google::protobuf::RepeatedPtrField<v1::HostSummary>& hosts);
+
 }  // namespace tcpscope::service

@@ -27,6 +27,7 @@
 #include "service/fleet_queries.h"
 #include "service/ingest_service.h"
 #include "service/observer_service.h"
+#include "service/query_fanout.h"
 #include "service/replica_link.h"
 #include "service/replica_service.h"
 #include "service/replica_set.h"
@@ -85,6 +86,9 @@ ABSL_FLAG(absl::Duration, replica_down_after, absl::Seconds(3),
 namespace tcpscope::service {
 
 constexpr int kMaxReadChunkBytes = 16 * 1024;
+// How long a peer may take to give its part of a query (or, following events, its history),
+// when the caller's deadline is not earlier.
+constexpr absl::Duration kFanoutTimeout = absl::Seconds(5);
 namespace {
 
 int Main() {
@@ -196,7 +200,12 @@ int Main() {
   if (replica_link != nullptr) aggregator.SetReplicaSender(replica_link.get());
   IngestService ingest(&aggregator, &metrics, ingest_limits);
   FleetQueries queries(&aggregator);
-  ObserverService observer(&queries, &event_log, &metrics, observer_options);
+  // With replicas, any replica answers queries for the whole fleet.
+  std::unique_ptr<QueryFanout> fanout;
+  if (replicas != nullptr) {
+    fanout = std::make_unique<QueryFanout>(replicas.get(), *metrics.registry(), kFanoutTimeout);
+  }
+  ObserverService observer(&queries, &event_log, &metrics, observer_options, fanout.get());
 
   MetricsServerOptions metrics_options;
   metrics_options.listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -242,6 +251,7 @@ int Main() {
                   << ": cannot listen (address in use or invalid)";
     return 1;
   }
+  if (fanout != nullptr) observer.set_local_channel(server->InProcessChannel({}));
   TS_LOG(INFO) << "tcpscope-service " << TCPSCOPE_VERSION << ": gRPC on " << grpc_listen
                << " (port " << grpc_port << ", " << DescribeTls(tls, /*server=*/true)
                << (observer_options.query_token.empty() ? "" : ", query token required")
@@ -283,6 +293,7 @@ int Main() {
   // Streams get a moment to finish, then are cancelled.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
+  observer.set_local_channel(nullptr);
   replicas.reset();  // no more ring changes
   replica_link.reset();
   TS_LOG(INFO) << "stopped";

@@ -11,6 +11,8 @@
 #include "common/log.h"
 #include "common/names.h"
 #include "common/shared_origins.h"
+#include "service/fanout_event_stream.h"
+#include "service/fleet_merge.h"
 #include "service/query_filters.h"
 #include "service/query_token.h"
 
@@ -19,8 +21,14 @@ namespace tcpscope::service {
 class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEventsResponse>,
                                      public EventSubscriber {
  public:
-  EventStream(ObserverService* service, EventMatcher matcher, const v1::GetEventsRequest& request)
-      : service_(service), matcher_(std::move(matcher)), follow_(request.follow()) {
+  // `mark_history_end`: for a replica merging the fleet's streams, the history ends on a
+  // response of its own, marked history_end.
+  EventStream(ObserverService* service, EventMatcher matcher, const v1::GetEventsRequest& request,
+              bool mark_history_end)
+      : service_(service),
+        matcher_(std::move(matcher)),
+        follow_(request.follow()),
+        mark_history_end_(mark_history_end && request.follow()) {
     if (follow_) service_->metrics_->watchers.Increment();
     const EventLog::History history = service_->log_->Subscribe(follow_ ? this : nullptr);
     bool write = false;
@@ -28,6 +36,7 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
     {
       absl::MutexLock lock(&mu_);
       truncated_ = Replay(history, request.last(), request.since_unix_ns());
+      history_left_ = queue_.size();
       limit_ = queue_.size() + service_->options_.subscriber_queue_events;
       write = PrepareWriteLocked();
       finish = !write && !follow_;
@@ -136,9 +145,18 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
 
   bool PrepareWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (write_in_flight_ || finished_) return false;
-    if (queue_.empty() && missed_ == 0 && !truncated_) return false;
+    const bool end_history = mark_history_end_ && !history_ended_;
+    if (queue_.empty() && missed_ == 0 && !truncated_ && !end_history) return false;
     out_.Clear();
-    const size_t count = std::min(queue_.size(), service_->options_.max_events_per_response);
+    size_t count = std::min(queue_.size(), service_->options_.max_events_per_response);
+    if (end_history) {
+      count = std::min(count, history_left_);
+      history_left_ -= count;
+      if (history_left_ == 0) {
+        out_.set_history_end(true);
+        history_ended_ = true;
+      }
+    }
     for (size_t i = 0; i < count; ++i) {
       const EventRef& ref = queue_.front();
       v1::HostEvent* entry = out_.add_events();
@@ -162,6 +180,7 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
   ObserverService* const service_;
   const EventMatcher matcher_;
   const bool follow_;
+  const bool mark_history_end_;
   v1::GetEventsResponse out_;  // written under mu_, read by the one write in flight
 
   absl::Mutex mu_;
@@ -169,6 +188,8 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
   size_t limit_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t missed_ ABSL_GUARDED_BY(mu_) = 0;
   bool truncated_ ABSL_GUARDED_BY(mu_) = false;
+  size_t history_left_ ABSL_GUARDED_BY(mu_) = 0;  // history events not yet written
+  bool history_ended_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -181,6 +202,16 @@ grpc::Status InvalidArgument(const absl::Status& status) {
 }
 
 }  // namespace
+
+void ObserverService::set_local_channel(std::shared_ptr<grpc::Channel> channel) {
+  absl::MutexLock lock(&mu_);
+  local_channel_ = std::move(channel);
+}
+
+std::shared_ptr<grpc::Channel> ObserverService::local_channel() const {
+  absl::MutexLock lock(&mu_);
+  return local_channel_;
+}
 
 grpc::Status ObserverService::Authorize(const grpc::CallbackServerContext& context) {
   grpc::Status status = CheckQueryToken(context, options_.query_token);
@@ -199,8 +230,29 @@ grpc::ServerUnaryReactor* ObserverService::ListAgents(grpc::CallbackServerContex
     reactor->Finish(status);
     return reactor;
   }
-  for (v1::Agent& agent : queries_->Agents()) *response->add_agents() = std::move(agent);
-  reactor->Finish(grpc::Status::OK);
+  v1::ListAgentsResponse local;
+  for (v1::Agent& agent : queries_->Agents()) *local.add_agents() = std::move(agent);
+  if (!FansOut(*context)) {
+    *response = std::move(local);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  fanout_->AskPeers<v1::ListAgentsResponse>(
+      fanout_->PeerDeadline(*context),
+      [request](v1::Observer::Stub& stub, grpc::ClientContext* peer_context,
+                v1::ListAgentsResponse* part, std::function<void(grpc::Status)> done) {
+        stub.async()->ListAgents(peer_context, request, part, std::move(done));
+      },
+      [this, local = std::move(local), response, reactor](
+          std::vector<ReplicaPart<v1::ListAgentsResponse>> parts,
+          std::vector<v1::UnansweredReplica> unanswered) mutable {
+        std::vector<std::string> answered;
+        *response = MergeAgents(
+            InReplicaOrder(fanout_->self(), std::move(local), std::move(parts), &answered));
+        for (auto& missing : unanswered) *response->add_unanswered_replicas() = missing;
+        fanout_->Record("ListAgents", answered, unanswered);
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
@@ -216,8 +268,28 @@ grpc::ServerUnaryReactor* ObserverService::ListConnections(
     reactor->Finish(InvalidArgument(s));
     return reactor;
   }
-  *response = queries_->Connections(*request, absl::Now());
-  reactor->Finish(grpc::Status::OK);
+  v1::ListConnectionsResponse local = queries_->Connections(*request, absl::Now());
+  if (!FansOut(*context)) {
+    *response = std::move(local);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  fanout_->AskPeers<v1::ListConnectionsResponse>(
+      fanout_->PeerDeadline(*context),
+      [request](v1::Observer::Stub& stub, grpc::ClientContext* peer_context,
+                v1::ListConnectionsResponse* part, std::function<void(grpc::Status)> done) {
+        stub.async()->ListConnections(peer_context, request, part, std::move(done));
+      },
+      [this, local = std::move(local), response, reactor](
+          std::vector<ReplicaPart<v1::ListConnectionsResponse>> parts,
+          std::vector<v1::UnansweredReplica> unanswered) mutable {
+        std::vector<std::string> answered;
+        *response = MergeConnections(
+            InReplicaOrder(fanout_->self(), std::move(local), std::move(parts), &answered));
+        for (auto& missing : unanswered) *response->add_unanswered_replicas() = missing;
+        fanout_->Record("ListConnections", answered, unanswered);
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
@@ -236,7 +308,19 @@ grpc::ServerWriteReactor<v1::GetEventsResponse>* ObserverService::GetEvents(
     return new Refusal(absl::InvalidArgumentError(
         "nothing asked: set last, since_unix_ns or follow (or several)"));
   }
-  return new EventStream(this, *std::move(matcher), *request);
+  if (!FansOut(*context)) {
+    return new EventStream(this, *std::move(matcher), *request,
+                           /*mark_history_end=*/fanout_ != nullptr);
+  }
+  std::shared_ptr<grpc::Channel> local = local_channel();
+  if (local == nullptr) {
+    return new Refusal(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the service is starting"));
+  }
+  FanoutEventOptions fanout_options;
+  fanout_options.queue_events = options_.subscriber_queue_events;
+  fanout_options.max_events_per_response = options_.max_events_per_response;
+  fanout_options.history_deadline = fanout_->PeerDeadline(*context);
+  return StartFanoutEventStream(fanout_, std::move(local), metrics_, *request, fanout_options);
 }
 
 grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* context,
@@ -254,8 +338,28 @@ grpc::ServerUnaryReactor* ObserverService::Summary(grpc::CallbackServerContext* 
       return reactor;
     }
   }
-  *response = queries_->Summary(request->host());
-  reactor->Finish(grpc::Status::OK);
+  v1::SummaryResponse local = queries_->Summary(request->host());
+  if (!FansOut(*context)) {
+    *response = std::move(local);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  fanout_->AskPeers<v1::SummaryResponse>(
+      fanout_->PeerDeadline(*context),
+      [request](v1::Observer::Stub& stub, grpc::ClientContext* peer_context,
+                v1::SummaryResponse* part, std::function<void(grpc::Status)> done) {
+        stub.async()->Summary(peer_context, request, part, std::move(done));
+      },
+      [this, local = std::move(local), response, reactor](
+          std::vector<ReplicaPart<v1::SummaryResponse>> parts,
+          std::vector<v1::UnansweredReplica> unanswered) mutable {
+        std::vector<std::string> answered;
+        *response = MergeSummaries(
+            InReplicaOrder(fanout_->self(), std::move(local), std::move(parts), &answered));
+        for (auto& missing : unanswered) *response->add_unanswered_replicas() = missing;
+        fanout_->Record("Summary", answered, unanswered);
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
