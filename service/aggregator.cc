@@ -336,7 +336,7 @@ void Aggregator::OnRing(std::shared_ptr<const Ring> ring, absl::Time now) {
   std::vector<std::string> dropped;
   {
     absl::WriterMutexLock apply_lock(&remote_apply_mu_);
-    pairs_.SetRing(ring, now + options_.ring_quiet);
+    pairs_.SetRing(ring, options_.ring_quiet);
     absl::MutexLock lock(&mu_);
     for (const auto& [name, remote] : remote_) dropped.push_back(name);
     remote_.clear();

@@ -682,7 +682,7 @@ std::vector<EndStatus> PairIndex::Describe(const HostView& view, bool with_peers
   return statuses;
 }
 
-void PairIndex::SetRing(std::shared_ptr<const Ring> ring, absl::Time quiet_until) {
+void PairIndex::SetRing(std::shared_ptr<const Ring> ring, absl::Duration quiet) {
   absl::WriterMutexLock ring_lock(&ring_mu_);
   for (auto& shard : shards_) {
     absl::MutexLock lock(&shard->mu);
@@ -697,7 +697,7 @@ void PairIndex::SetRing(std::shared_ptr<const Ring> ring, absl::Time quiet_until
   }
   hosts_->ends = 0;
   ring_ = std::move(ring);
-  quiet_until_ = quiet_until;
+  quiet_until_ = absl::Now() + quiet;
 }
 
 std::shared_ptr<const Ring> PairIndex::ring() const {

@@ -147,9 +147,10 @@ class PairIndex {
   // With replicas: from now on only tuples `ring` gives this replica are indexed (the others'
   // ends are skipped by every call, and described as not owned). Everything indexed so far is
   // dropped without a finding, as the ring may have moved it, and each host's half-open counts
-  // start again from 0; hosts' next views rebuild the index. Until `quiet_until` no end is
-  // judged half-open (hosts' views arrive one by one: a partial index must not judge).
-  void SetRing(std::shared_ptr<const Ring> ring, absl::Time quiet_until);
+  // start again from 0; hosts' next views rebuild the index. For `quiet` from now (the wall
+  // clock) no end is judged half-open (hosts' views arrive one by one: a partial index must
+  // not judge).
+  void SetRing(std::shared_ptr<const Ring> ring, absl::Duration quiet);
   std::shared_ptr<const Ring> ring() const;
 
   // The status of each end of `view`, the latest one its host applied; with `with_peers`,
