@@ -293,3 +293,69 @@ TEST(BatchValidatorTest, RefusesHostileWorkloadNames) {
 
 }  // namespace
 }  // namespace tcpscope::service
+
+namespace tcpscope::service {
+namespace {
+
+// A peer replica's messages are checked as strictly as an agent's.
+TEST(BatchValidatorTest, RefusesBadReplicaMessages) {
+  v1::HostFragment fragment;
+  fragment.set_host("web-1.example");
+  fragment.set_boot_id("boot-1");
+  v1::FragmentClose* close = fragment.add_closes();
+  *close->mutable_endpoints() = GoodClose().endpoints();
+  close->set_time_unix_ns(kNowNs);
+  v1::Connection* connection = fragment.mutable_snapshot()->add_connections();
+  fragment.mutable_snapshot()->set_time_unix_ns(kNowNs);
+  *connection->mutable_endpoints() = GoodClose().endpoints();
+  connection->set_state(v1::TCP_STATE_ESTABLISHED);
+  EXPECT_TRUE(ValidateFragment(fragment, kNow).ok());
+  v1::HostFragment bad = fragment;
+  bad.set_host("web 1");
+  ExpectRefused(ValidateFragment(bad, kNow), "host name");
+  bad = fragment;
+  bad.clear_boot_id();
+  ExpectRefused(ValidateFragment(bad, kNow), "boot_id");
+  bad = fragment;
+  bad.mutable_closes(0)->mutable_endpoints()->set_local_address("abc");
+  ExpectRefused(ValidateFragment(bad, kNow), "fragment close 0");
+  bad = fragment;
+  bad.mutable_closes(0)->set_time_unix_ns(1);
+  ExpectRefused(ValidateFragment(bad, kNow), "fragment close 0");
+  bad = fragment;
+  bad.mutable_snapshot()->mutable_connections(0)->set_origin_ref(1);
+  ExpectRefused(ValidateFragment(bad, kNow), "origin_ref");
+
+  v1::HostStatus status;
+  status.set_host("web-1.example");
+  status.set_change(v1::HostStatus::CHANGE_DOWN);
+  EXPECT_TRUE(ValidateHostStatus(status).ok());
+  status.set_change(static_cast<v1::HostStatus::Change>(9));
+  ExpectRefused(ValidateHostStatus(status), "unknown change 9");
+
+  v1::HostFindings findings;
+  findings.set_host("web-1.example");
+  v1::Event* event = findings.add_half_open();
+  *event = GoodClose();
+  event->mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_CLOSED);
+  event->mutable_half_open()->set_peer_host("web-2.example");
+  v1::HalfOpenEnd* end = findings.mutable_half_open_now()->add_ends();
+  end->set_reason(v1::HALF_OPEN_PEER_REBOOTED);
+  EXPECT_TRUE(ValidateFindings(findings, kNow).ok());
+  v1::HostFindings bad_findings = findings;
+  *bad_findings.mutable_half_open(0) = GoodClose();
+  ExpectRefused(ValidateFindings(bad_findings, kNow), "is not a half_open event");
+  bad_findings = findings;
+  bad_findings.mutable_half_open(0)->set_origin_ref(1);
+  ExpectRefused(ValidateFindings(bad_findings, kNow), "inline");
+  bad_findings = findings;
+  bad_findings.mutable_half_open(0)->mutable_half_open()->set_peer_host("");
+  ExpectRefused(ValidateFindings(bad_findings, kNow), "host name");
+  bad_findings = findings;
+  bad_findings.mutable_half_open_now()->mutable_ends(0)->set_reason(
+      v1::HALF_OPEN_REASON_UNSPECIFIED);
+  ExpectRefused(ValidateFindings(bad_findings, kNow), "half-open end 0");
+}
+
+}  // namespace
+}  // namespace tcpscope::service
