@@ -44,6 +44,7 @@ const Values kHalfOpen = {"peer_closed", "peer_rebooted", "peer_host_down"};
 const Values kWorkloadStates = {"established", "syn_sent", "syn_recv", "close_wait", "time_wait"};
 const Values kStages = {"kernel", "agent"};
 const Values kBatchResults = {"applied", "duplicate"};
+const Values kIgnored = {"other_ring", "homed_here"};
 
 struct Family {
   absl::string_view type;
@@ -117,6 +118,10 @@ const std::map<absl::string_view, Family>& Families() {
       {"tcpscope_service_event_history_events", {"gauge", {}}},
       {"tcpscope_service_pair_index_entries", {"gauge", {}}},
       {"tcpscope_service_pair_index_ends", {"gauge", {}}},
+      {"tcpscope_service_replica_forwarded_ends_total", {"counter", {}}},
+      {"tcpscope_service_replica_received_ends_total", {"counter", {}}},
+      {"tcpscope_service_replica_remote_hosts", {"gauge", {}}},
+      {"tcpscope_service_replica_fragments_ignored_total", {"counter", {{"reason", &kIgnored}}}},
   };
   return *families;
 }

@@ -1,5 +1,6 @@
 // Writes the fuzzers' seed corpus: tcpscope_fuzz_seeds CORPUS_DIR (tests/fuzz/corpus).
 //   ingest_fuzzer/            hello + batches scripts (ingest_input.h) a real agent would send
+//   replica_message_fuzzer/   a peer replica's Exchange messages (replica_input.h)
 //   sock_diag_parser_fuzzer/  sock_diag dump replies captured from this machine's kernel, cut
 //                             down to the loopback sockets this program opens for the purpose
 //   bpf_event_decoder_fuzzer/ ring-buffer records as the eBPF program writes them
@@ -24,7 +25,9 @@
 #include "agent/bpf/tcpscope_event.h"
 #include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
+#include "tcpscope/v1/replica.pb.h"
 #include "tests/fuzz/ingest_input.h"
+#include "tests/fuzz/replica_input.h"
 
 namespace tcpscope::fuzz {
 namespace {
@@ -464,6 +467,81 @@ void BpfSeeds(const std::filesystem::path& dir) {
 }  // namespace
 }  // namespace tcpscope::fuzz
 
+namespace tcpscope::fuzz {
+namespace {
+
+// host-b's ends of the connections of the fuzzer's host-a (10.1.0.1:40000+i -> 10.1.0.2:80).
+v1::ReplicaMessage Fragment(uint64_t time_ns, int ends, bool with_closes) {
+  v1::ReplicaMessage message;
+  message.set_from("10.9.0.2:7700");
+  message.set_ring(kSameRing);
+  v1::HostFragment& fragment = *message.mutable_fragment();
+  fragment.set_host("host-b");
+  fragment.set_boot_id("boot-b");
+  v1::Snapshot& snapshot = *fragment.mutable_snapshot();
+  snapshot.set_time_unix_ns(time_ns);
+  snapshot.add_origins()->set_command("server");
+  for (int i = 0; i < ends; ++i) {
+    v1::Connection& end = *snapshot.add_connections();
+    end.set_connection_id(static_cast<uint64_t>(200 + i));
+    end.set_state(v1::TCP_STATE_ESTABLISHED);
+    end.set_role(v1::ROLE_SERVER);
+    end.set_origin_ref(1);
+    v1::Endpoints& e = *end.mutable_endpoints();
+    e.set_local_address(std::string({10, 1, 0, 2}));
+    e.set_remote_address(std::string({10, 1, 0, 1}));
+    e.set_local_port(80);
+    e.set_remote_port(static_cast<uint32_t>(40000 + i));
+    if (with_closes && i == ends - 1) {
+      v1::FragmentClose& close = *fragment.add_closes();
+      close.set_connection_id(end.connection_id());
+      *close.mutable_endpoints() = e;
+      close.set_time_unix_ns(time_ns);
+    }
+  }
+  return message;
+}
+
+void ReplicaSeeds(const std::filesystem::path& dir) {
+  std::string input;
+  AppendReplicaMessage(&input, Fragment(kNowNs, 8, false).SerializeAsString());
+  AppendReplicaMessage(&input, Fragment(kNowNs + 1000000000, 6, true).SerializeAsString());
+  v1::ReplicaMessage status;
+  status.mutable_status()->set_host("host-b");
+  status.mutable_status()->set_change(v1::HostStatus::CHANGE_DOWN);
+  status.mutable_status()->set_last_seen_unix_ns(kNowNs);
+  AppendReplicaMessage(&input, status.SerializeAsString());
+  status.mutable_status()->set_change(v1::HostStatus::CHANGE_EXPIRED);
+  AppendReplicaMessage(&input, status.SerializeAsString());
+  Write(dir / "fragments_down_expired", input);
+
+  input.clear();
+  v1::ReplicaMessage findings;
+  v1::HostFindings& found = *findings.mutable_findings();
+  found.set_host("host-a");
+  v1::Event& event = *found.add_half_open();
+  event.set_time_unix_ns(kNowNs);
+  event.set_connection_id(100);
+  event.set_role(v1::ROLE_CLIENT);
+  event.mutable_endpoints()->set_local_address(std::string({10, 1, 0, 1}));
+  event.mutable_endpoints()->set_remote_address(std::string({10, 1, 0, 2}));
+  event.mutable_endpoints()->set_local_port(40000);
+  event.mutable_endpoints()->set_remote_port(80);
+  event.mutable_half_open()->set_reason(v1::HALF_OPEN_PEER_CLOSED);
+  event.mutable_half_open()->set_peer_host("host-b");
+  v1::HalfOpenEnd& end = *found.mutable_half_open_now()->add_ends();
+  end.set_reason(v1::HALF_OPEN_PEER_CLOSED);
+  end.mutable_origin()->set_command("client");
+  AppendReplicaMessage(&input, findings.SerializeAsString());
+  found.clear_half_open();
+  found.mutable_half_open_now()->clear_ends();
+  AppendReplicaMessage(&input, findings.SerializeAsString());
+  Write(dir / "findings", input);
+}
+
+}  // namespace
+}  // namespace tcpscope::fuzz
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: %s CORPUS_DIR  (tests/fuzz/corpus)\n", argv[0]);
@@ -471,6 +549,7 @@ int main(int argc, char** argv) {
   }
   const std::filesystem::path corpus = argv[1];
   tcpscope::fuzz::IngestSeeds(corpus / "ingest_fuzzer");
+  tcpscope::fuzz::ReplicaSeeds(corpus / "replica_message_fuzzer");
   tcpscope::fuzz::SockDiagSeeds(corpus / "sock_diag_parser_fuzzer");
   tcpscope::fuzz::BpfSeeds(corpus / "bpf_event_decoder_fuzzer");
   return 0;
