@@ -1,6 +1,7 @@
 #include "service/aggregator.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
@@ -35,6 +36,7 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
     if (!slot.ok()) return slot.status();
     connected = *std::move(slot);
     if (auto node = remote_.extract(hello.host_name()); !node.empty()) moved = node.mapped();
+    pending_.erase(hello.host_name());
   }
   if (moved != nullptr) {
     // The index's ends of the host point into the view its former home sent last: the host's
@@ -198,6 +200,20 @@ void Aggregator::Disconnect(HostState& host, absl::Time now) {
     pairs_.Disconnected(*host.pair);
   }
   ForwardStatus(host.host(), v1::HostStatus::CHANGE_DISCONNECTED, now);
+  std::optional<PendingFragment> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto node = pending_.extract(host.host()); !node.empty())
+      pending = std::move(node.mapped());
+  }
+  if (pending.has_value()) {
+    // The host moved on before this stream ended: its new home's view is the one to index.
+    if (absl::Status status =
+            ApplyFragment(pending->from, pending->ring_id, pending->fragment, now);
+        !status.ok()) {
+      TS_LOG(WARNING) << "host " << host.host() << ": its new home's fragment: " << status;
+    }
+  }
 }
 
 std::vector<std::string> Aggregator::ExpireHosts(absl::Time now) {
@@ -340,6 +356,7 @@ void Aggregator::OnRing(std::shared_ptr<const Ring> ring, absl::Time now) {
     absl::MutexLock lock(&mu_);
     for (const auto& [name, remote] : remote_) dropped.push_back(name);
     remote_.clear();
+    pending_.clear();
   }
   metrics_->replica_remote_hosts.Set(0);
   for (const std::string& name : dropped) pairs_.Release(name);
@@ -440,6 +457,9 @@ absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id
       absl::MutexLock host_lock(&local->second->mu);
       if (local->second->connected) {
         metrics_->replica_fragments_ignored.Add({{"reason", "homed_here"}}).Increment();
+        if (fragment.has_snapshot()) {
+          pending_[fragment.host()] = {from, ring_id, std::move(fragment)};
+        }
         return absl::OkStatus();
       }
       local_view = local->second->view;
@@ -457,6 +477,14 @@ absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id
   uint64_t round = 0;
   {
     absl::MutexLock lock(&remote->mu);
+    // Two replicas' streams are not ordered with each other: while a host moves, its former
+    // home's last fragments may come after its new home's. Its agent's snapshot times decide.
+    if (remote->home != from && remote->view != nullptr &&
+        (!fragment.has_snapshot() ||
+         TimeFromUnixNanos(fragment.snapshot().time_unix_ns()) < remote->view->taken)) {
+      metrics_->replica_fragments_ignored.Add({{"reason", "stale"}}).Increment();
+      return absl::OkStatus();
+    }
     remote->home = from;
     previous = remote->view != nullptr ? remote->view : local_view;
     round = std::max(remote->round, previous != nullptr ? previous->round : 0) + 1;

@@ -117,6 +117,14 @@ class Aggregator {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<HostState>> hosts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<RemoteHost>> remote_ ABSL_GUARDED_BY(mu_);
+  // A host's latest fragment from another replica that arrived while its agent was still
+  // connected here (it moved, and this stream has not ended yet): applied when it ends.
+  struct PendingFragment {
+    std::string from;
+    uint64_t ring_id = 0;
+    v1::HostFragment fragment;
+  };
+  absl::flat_hash_map<std::string, PendingFragment> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tcpscope::service

@@ -60,6 +60,10 @@ class ReplicaLink::Sender {
         unreachable_.Increment(static_cast<double>(queue_.size()));
         queue_.clear();
         queued_bytes_ = 0;
+      }
+      replicas_->MessagesLost(peer_);
+      {
+        absl::MutexLock lock(&mu_);
         if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff)) return;
       }
       backoff = std::min(backoff * 2, absl::Seconds(2));

@@ -25,6 +25,7 @@ grpc::ServerUnaryReactor* ReplicaService::Ping(grpc::CallbackServerContext* cont
     return reactor;
   }
   response->set_advertise(replicas_->self());
+  response->set_instance(replicas_->instance());
   for (const std::string& member : replicas_->UpMembers()) response->add_up(member);
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/blocking_counter.h"
@@ -42,9 +43,10 @@ absl::StatusOr<std::unique_ptr<ReplicaSet>> ReplicaSet::Create(ReplicaSetOptions
 
 ReplicaSet::ReplicaSet(ReplicaSetOptions options, prometheus::Registry& registry)
     : options_(std::move(options)),
+      instance_(absl::Uniform<uint64_t>(absl::BitGen(), 1, UINT64_MAX)),
       peers_up_(prometheus::BuildGauge()
                     .Name("tcpscope_service_replica_peers_up")
-                    .Help("Other replicas answering this one's pings")
+                    .Help("Other replicas in the ring in effect (answering this one's pings)")
                     .Register(registry)
                     .Add({})),
       peers_known_(prometheus::BuildGauge()
@@ -97,7 +99,15 @@ bool ReplicaSet::IsUp(const std::string& peer) const {
   return it != peers_.end() && it->second.up;
 }
 
-std::vector<std::string> ReplicaSet::UpMembers() const { return ring()->members.members(); }
+void ReplicaSet::MessagesLost(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  if (auto it = peers_.find(peer); it != peers_.end()) it->second.agrees = false;
+}
+
+std::vector<std::string> ReplicaSet::UpMembers() const {
+  absl::MutexLock lock(&mu_);
+  return announced_->members.members();
+}
 
 std::shared_ptr<grpc::Channel> ReplicaSet::Channel(const std::string& peer) {
   absl::MutexLock lock(&mu_);
@@ -137,13 +147,23 @@ void ReplicaSet::Run() {
     }
     PingAll(now);
     std::shared_ptr<const Ring> changed;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ring_ != announced_) changed = ring_;
+    }
+    if (changed != nullptr) {
+      // In effect once the listener has applied it: only then do pings report it (peers send
+      // what this ring routes once they see it) and the gauge count its peers.
+      ring_listener_(changed);
+      absl::MutexLock lock(&mu_);
+      announced_ = changed;
+      peers_up_.Set(static_cast<double>(changed->size() - 1));
+    }
     std::vector<std::string> agreed;
     {
       absl::MutexLock lock(&mu_);
-      if (ring_ != announced_) changed = announced_ = ring_;
       agreed = NewAgreementsLocked();
     }
-    if (changed != nullptr) ring_listener_(std::move(changed));
     for (const std::string& peer : agreed) agreement_listener_(peer);
   } while (!stop_.WaitForNotificationWithTimeout(options_.ping_interval));
 }
@@ -220,10 +240,13 @@ void ReplicaSet::PingAll(absl::Time now) {
       peer.up = true;
       peer.last_answer = done;
       peer.ring_id = StableHash(absl::StrJoin(call->response.up(), ","));
+      if (peer.instance != call->response.instance()) peer.agrees = false;  // restarted
+      peer.instance = call->response.instance();
       peer.failing_since = absl::Time();
       continue;
     }
     if (peer.failing_since == absl::Time()) peer.failing_since = now;
+    peer.agrees = false;  // what it was sent meanwhile may be lost: it gets all again
     if (peer.up && done - peer.failing_since >= options_.down_after) {
       peer.up = false;
       TS_LOG(WARNING) << "replica " << call->address << " is down: no answer for "
@@ -238,7 +261,7 @@ void ReplicaSet::PingAll(absl::Time now) {
 std::vector<std::string> ReplicaSet::NewAgreementsLocked() {
   std::vector<std::string> agreed;
   for (auto& [address, peer] : peers_) {
-    const bool agrees = peer.up && peer.ring_id == ring_->id;
+    const bool agrees = peer.up && peer.ring_id == announced_->id;
     if (agrees && !peer.agrees) agreed.push_back(address);
     peer.agrees = agrees;
   }
@@ -247,13 +270,9 @@ std::vector<std::string> ReplicaSet::NewAgreementsLocked() {
 
 void ReplicaSet::UpdateRingLocked(absl::Time now) {
   std::vector<std::string> members = {options_.advertise};
-  size_t up = 0;
   for (const auto& [address, peer] : peers_) {
-    if (!peer.up) continue;
-    members.push_back(address);
-    ++up;
+    if (peer.up) members.push_back(address);
   }
-  peers_up_.Set(static_cast<double>(up));
   RendezvousSet set(std::move(members));
   if (set.members() == ring_->members.members()) return;
   auto ring = std::make_shared<Ring>(std::move(set), options_.advertise, ring_->epoch + 1, now);

@@ -65,8 +65,13 @@ class ReplicaSet {
   std::shared_ptr<grpc::Channel> Channel(const std::string& peer);
   // Authenticates a call to a peer (the query token, when there is one).
   void Authorize(grpc::ClientContext& context) const;
-  // For the Ping RPC: the replicas this one counts as up, sorted.
+  // For the Ping RPC: the replicas of the ring in effect (applied by the listener), sorted.
   std::vector<std::string> UpMembers() const;
+  // Messages to `peer` were lost (its stream broke): once it answers a ping again and agrees on
+  // the ring, the agreement listener sends it everything again.
+  void MessagesLost(const std::string& peer);
+  // For the Ping RPC: random per process start.
+  uint64_t instance() const { return instance_; }
 
  private:
   struct Peer {
@@ -76,7 +81,8 @@ class ReplicaSet {
     absl::Time last_answer;
     absl::Time failing_since;  // zero while answering
     uint64_t ring_id = 0;      // of the ring its last answer reported
-    bool agrees = false;
+    uint64_t instance = 0;     // its process, as its last answer reported it
+    bool agrees = false;       // reset by a failed ping or a restart: it is sent all again
   };
 
   ReplicaSet(ReplicaSetOptions options, prometheus::Registry& registry);
@@ -90,6 +96,7 @@ class ReplicaSet {
   std::vector<std::string> NewAgreementsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ReplicaSetOptions options_;
+  const uint64_t instance_;
   prometheus::Gauge& peers_up_;
   prometheus::Gauge& peers_known_;
   prometheus::Counter& ring_changes_;
@@ -102,7 +109,7 @@ class ReplicaSet {
   absl::flat_hash_map<std::string, Peer> peers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> listed_ ABSL_GUARDED_BY(mu_);  // from the last resolve, sorted
   std::shared_ptr<const Ring> ring_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const Ring> announced_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const Ring> announced_ ABSL_GUARDED_BY(mu_);  // the ring in effect
 };
 
 }  // namespace tcpscope::service

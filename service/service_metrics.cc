@@ -381,16 +381,18 @@ ServiceMetrics::ServiceMetrics()
                    "tuples.",
                    *registry_)
               .Add({})),
-      replica_remote_hosts(Register(prometheus::BuildGauge(), "tcpscope_service_replica_remote_hosts",
+      replica_remote_hosts(Register(prometheus::BuildGauge(),
+                                    "tcpscope_service_replica_remote_hosts",
                                     "Hosts homed on other replicas with ends in this replica's "
                                     "tuples.",
                                     *registry_)
                                .Add({})),
-      replica_fragments_ignored(
-          Register(prometheus::BuildCounter(), "tcpscope_service_replica_fragments_ignored_total",
-                   "Other replicas' fragments not applied, by reason (other_ring: sent before "
-                   "the two agreed on the ring; homed_here: the host's agent is connected here).",
-                   *registry_)),
+      replica_fragments_ignored(Register(
+          prometheus::BuildCounter(), "tcpscope_service_replica_fragments_ignored_total",
+          "Other replicas' fragments not applied, by reason (other_ring: sent before "
+          "the two agreed on the ring; homed_here: the host's agent is connected here; stale: "
+          "older than the host's view from its new home).",
+          *registry_)),
       rejected_(Register(prometheus::BuildCounter(), "tcpscope_service_rejected_total",
                          "Messages and streams refused, by reason.", *registry_)) {}
 

@@ -424,6 +424,15 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
     absl::SleepFor(absl::Milliseconds(200));
     cli = RunCli(0, "summary");
   }
+  // The restarted replica owns its tuples again once the others see it back (their next ping)
+  // and send it their hosts' ends: until then a listing lacks those.
+  for (Cli listing = RunCli(0, "connections");
+       Parse<v1::ListConnectionsResponse>(listing.out).connections_size() !=
+           static_cast<int>(total_ends) &&
+       absl::Now() < deadline;
+       listing = RunCli(0, "connections")) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
   ASSERT_EQ(cli.exit_code, 0) << cli.err << Logs();
   const auto whole = Parse<v1::SummaryResponse>(cli.out);
   EXPECT_EQ(whole.fleet().agents(), hosts);

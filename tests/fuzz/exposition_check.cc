@@ -44,7 +44,7 @@ const Values kHalfOpen = {"peer_closed", "peer_rebooted", "peer_host_down"};
 const Values kWorkloadStates = {"established", "syn_sent", "syn_recv", "close_wait", "time_wait"};
 const Values kStages = {"kernel", "agent"};
 const Values kBatchResults = {"applied", "duplicate"};
-const Values kIgnored = {"other_ring", "homed_here"};
+const Values kIgnored = {"other_ring", "homed_here", "stale"};
 
 struct Family {
   absl::string_view type;
