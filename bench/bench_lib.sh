@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers of the benchmarks that start tcpscope-service on loopback (bench/fleet_bench,
 # bench/replica_bench): sourced, not run.
 
