@@ -38,10 +38,18 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::Connect(const v1::Hello& 
     if (auto node = remote_.extract(hello.host_name()); !node.empty()) moved = node.mapped();
     pending_.erase(hello.host_name());
   }
+  // The host's own call to the index, under its pass lock (not under the registry's: a pass
+  // reports, and reporting looks hosts up).
+  absl::MutexLock pass_lock(&connected->pair->pass_mu);
+  const std::string previous_boot_id = connected->pair->boot_id;
+  if (pairs_.Connected(*connected->pair, hello.boot_id())) {
+    TS_LOG(INFO) << "host " << hello.host_name() << " rebooted (boot id " << previous_boot_id
+                 << " -> " << hello.boot_id()
+                 << "): ends its next snapshot lacks are lost with the reboot";
+  }
   if (moved != nullptr) {
     // The index's ends of the host point into the view its former home sent last: the host's
     // next snapshot here is judged against it.
-    absl::MutexLock pass_lock(&connected->pair->pass_mu);
     std::shared_ptr<const HostView> view;
     {
       absl::MutexLock lock(&moved->mu);
@@ -81,11 +89,6 @@ absl::StatusOr<std::shared_ptr<HostState>> Aggregator::ConnectLocked(const v1::H
     state.losses.Clear();
     state.source_health.Clear();
     state.metrics->SetLosses(v1::LossCounters());
-  }
-  if (pairs_.Connected(*state.pair, hello.boot_id())) {
-    TS_LOG(INFO) << "host " << hello.host_name() << " rebooted (boot id " << state.hello.boot_id()
-                 << " -> " << hello.boot_id()
-                 << "): ends its next snapshot lacks are lost with the reboot";
   }
   state.hello = hello;
   state.connected = true;
