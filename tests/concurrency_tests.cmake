@@ -9,6 +9,7 @@ set_property(TEST
   event_log_test
   aggregator_test
   pair_index_test
+  replica_pairing_test
   fleet_metrics_test
   sock_diag_source_test
   workload_resolver_test

@@ -5,10 +5,13 @@
 // judges nothing half-open in its quiet window; and the split of a snapshot by owner keeps every
 // end once, with its origin.
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -63,7 +66,15 @@ struct Replica : ReplicaSender {
   Replica(std::string name, absl::Duration quiet) : address(std::move(name)), ring_quiet(quiet) {}
 
   void Send(const std::string& replica, v1::ReplicaMessage message) override {
+    absl::MutexLock lock(&outbox_mu);
     outbox.emplace_back(replica, std::move(message));
+  }
+  std::optional<std::pair<std::string, v1::ReplicaMessage>> Next() {
+    absl::MutexLock lock(&outbox_mu);
+    if (outbox.empty()) return std::nullopt;
+    auto next = std::move(outbox.front());
+    outbox.pop_front();
+    return next;
   }
 
   std::string Exposition() const {
@@ -78,7 +89,8 @@ struct Replica : ReplicaSender {
   EventLog log{1000};
   Aggregator aggregator{&metrics, &log, Options(ring_quiet)};
   FleetQueries queries{&aggregator};
-  std::deque<std::pair<std::string, v1::ReplicaMessage>> outbox;
+  absl::Mutex outbox_mu;
+  std::deque<std::pair<std::string, v1::ReplicaMessage>> outbox ABSL_GUARDED_BY(outbox_mu);
 
   static AggregatorOptions Options(absl::Duration quiet) {
     AggregatorOptions options;
@@ -99,12 +111,16 @@ class ReplicaPairingTest : public ::testing::Test {
   }
 
   void SetRing(absl::Time now) {
+    SetRingOn(now);
+    Deliver(now);
+  }
+  // Each replica sees a new ring (the same members), without delivering what it sends.
+  void SetRingOn(absl::Time now) {
     for (auto& replica : replicas_) {
       replica->aggregator.OnRing(std::make_shared<Ring>(RendezvousSet({kReplicas[0], kReplicas[1]}),
                                                         replica->address, ++epoch_, now),
                                  now);
     }
-    Deliver(now);
   }
 
   // Delivers every queued message (and what they cause) to its replica.
@@ -112,9 +128,8 @@ class ReplicaPairingTest : public ::testing::Test {
     for (bool any = true; any;) {
       any = false;
       for (auto& from : replicas_) {
-        while (!from->outbox.empty()) {
-          auto [to, message] = std::move(from->outbox.front());
-          from->outbox.pop_front();
+        while (auto next = from->Next()) {
+          auto& [to, message] = *next;
           any = true;
           for (auto& replica : replicas_) {
             if (replica->address != to) continue;
@@ -188,7 +203,7 @@ class ReplicaPairingTest : public ::testing::Test {
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::shared_ptr<HostState> hosts_[2];
   uint64_t seq_[2] = {0, 0};
-  uint64_t epoch_ = 0;
+  std::atomic<uint64_t> epoch_{0};
 };
 
 TEST_F(ReplicaPairingTest, BothEndsMeetOnTheOwnerOfTheirTuple) {
@@ -269,6 +284,59 @@ TEST_F(ReplicaPairingTest, ARingChangeRebuildsThePairs) {
   // The ring changes (to the same members: a rebuild all the same): the index is rebuilt from
   // the hosts' current views and every pair is found again.
   SetRing(kStart + absl::Seconds(2));
+  size_t pairs = 0;
+  for (auto& replica : replicas_) pairs += replica->aggregator.pairs().stats().pairs;
+  EXPECT_EQ(pairs, static_cast<size_t>(kConnections));
+  EXPECT_EQ(Listed().size(), static_cast<size_t>(2 * kConnections));
+}
+
+// Both homes applying snapshots, the replicas' streams delivering, the ring changing and
+// queries reading, all at once (run under TSan by the concurrency label): afterwards every
+// connection is paired once and listed once.
+TEST_F(ReplicaPairingTest, ApplyingDeliveringRebuildingAndQueryingAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(ConnectHosts());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int host = 0; host < 2; ++host) {
+    threads.emplace_back([this, host] {
+      for (int round = 0; round < 40; ++round) {
+        auto batch = std::make_shared<v1::Batch>(
+            SnapshotBatch(static_cast<uint64_t>(round + 1), kStart + absl::Seconds(round),
+                          Ends(host == 0), host == 0 ? "client" : "server"));
+        EXPECT_TRUE(replicas_[host]->aggregator.Apply(*hosts_[host], batch, kStart));
+      }
+    });
+  }
+  for (size_t r = 0; r < replicas_.size(); ++r) {
+    threads.emplace_back([this, r, &stop] {
+      Replica& from = *replicas_[r];
+      Replica& to = *replicas_[1 - r];
+      while (!stop.load()) {
+        if (auto next = from.Next()) {
+          EXPECT_TRUE(to.aggregator.ApplyReplicaMessage(from.address, next->second, kStart).ok());
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  threads.emplace_back([this, &stop] {
+    for (int i = 0; i < 5 && !stop.load(); ++i) {
+      SetRingOn(kStart);
+      for (auto& replica : replicas_) {
+        replica->queries.Connections(v1::ListConnectionsRequest(), kStart);
+        replica->queries.Summary("");
+      }
+    }
+  });
+  for (size_t i = 0; i < 2; ++i) threads[i].join();
+  threads.back().join();
+  stop = true;
+  for (size_t i = 2; i < threads.size() - 1; ++i) threads[i].join();
+  // The last snapshots again, delivered in order: the state every replica converges to.
+  seq_[0] = seq_[1] = 40;
+  Snapshot(0, kStart + absl::Seconds(50), Ends(true));
+  Snapshot(1, kStart + absl::Seconds(50), Ends(false));
   size_t pairs = 0;
   for (auto& replica : replicas_) pairs += replica->aggregator.pairs().stats().pairs;
   EXPECT_EQ(pairs, static_cast<size_t>(kConnections));
