@@ -9,19 +9,35 @@
 # one row per connection), that the pair index holds exactly 20000 connections and 40000 ends,
 # and that there was no half_open event and every half-open gauge is 0; this script asserts its
 # JSON line's exact numbers too. Run by ctest with TCPSCOPE_BIN_DIR set; about 35 s.
+#
+# With --replicas=N (N > 1): the same fleet, smaller (60 hosts x 100 ends), over a tier of N
+# services (--peers): each simulated host homes on its rendezvous replica, the checks sum every
+# replica's /metrics and ask one replica (which fans out), and the pair-index sums across the
+# replicas must still be the fleet's every connection, once.
 set -euo pipefail
 
 bin_dir=${TCPSCOPE_BIN_DIR:?TCPSCOPE_BIN_DIR must name the build directory}
 service_bin=$bin_dir/service/tcpscope-service
 sim_bin=$bin_dir/bench/tcpscope-fleet-sim
 work=$(mktemp -d "${TMPDIR:-/tmp}/fleet_sim_test.XXXXXX")
-service_pid=
+service_pids=()
+replicas=1
 hosts=200
 ends=200
+for arg in "$@"; do
+  case "$arg" in
+    --replicas=*) replicas=${arg#*=} ;;
+    *) echo "fleet_sim_test: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+if [[ $replicas -gt 1 ]]; then
+  hosts=60
+  ends=100
+fi
 
 fail() {
   echo "fleet_sim_test: FAIL: $*" >&2
-  for file in "$work/sim.log" "$work/service.log"; do
+  for file in "$work/sim.log" "$work"/service*.log; do
     [[ -f $file ]] || continue
     echo "--- $(basename "$file") (last 30 lines)" >&2
     tail -n 30 "$file" >&2
@@ -30,10 +46,12 @@ fail() {
 }
 
 cleanup() {
-  if [[ -n $service_pid ]] && kill -0 "$service_pid" 2>/dev/null; then
-    kill -KILL "$service_pid" 2>/dev/null || true
-    wait "$service_pid" 2>/dev/null || true
-  fi
+  for pid in "${service_pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,32 +61,66 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 [[ $(ulimit -n) -gt $((2 * hosts + 100)) ]] || fail "ulimit -n $(ulimit -n) is too low"
 
-read -r grpc_port metrics_port < <(python3 -c '
-import socket
-sockets = [socket.socket() for _ in range(2)]
+ports=($(python3 -c '
+import socket, sys
+sockets = [socket.socket() for _ in range(2 * int(sys.argv[1]))]
 for s in sockets:
     s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in sockets))')
-"$service_bin" --grpc_listen="127.0.0.1:$grpc_port" --metrics_listen="127.0.0.1:$metrics_port" \
-  >"$work/service.log" 2>&1 &
-service_pid=$!
-for _ in $(seq 100); do
-  (echo >"/dev/tcp/127.0.0.1/$grpc_port") 2>/dev/null && break
-  kill -0 "$service_pid" 2>/dev/null || fail "the service exited at start"
-  sleep 0.1
+print(" ".join(str(s.getsockname()[1]) for s in sockets))' "$replicas"))
+targets=()
+metrics_urls=()
+for ((i = 0; i < replicas; i++)); do
+  targets+=("127.0.0.1:${ports[2 * i]}")
+  metrics_urls+=("http://127.0.0.1:${ports[2 * i + 1]}/metrics")
 done
+target=$(IFS=,; echo "${targets[*]}")
+metrics_url=$(IFS=,; echo "${metrics_urls[*]}")
+for ((i = 0; i < replicas; i++)); do
+  tier_flags=()
+  if [[ $replicas -gt 1 ]]; then
+    tier_flags=(--peers="$target" --advertise="${targets[i]}" --replica_down_after=1s)
+  fi
+  "$service_bin" --grpc_listen="${targets[i]}" --metrics_listen="127.0.0.1:${ports[2 * i + 1]}" \
+    "${tier_flags[@]}" >"$work/service$i.log" 2>&1 &
+  service_pids+=($!)
+done
+for ((i = 0; i < replicas; i++)); do
+  for _ in $(seq 100); do
+    (echo >"/dev/tcp/127.0.0.1/${ports[2 * i]}") 2>/dev/null && break
+    kill -0 "${service_pids[i]}" 2>/dev/null || fail "service $i exited at start"
+    sleep 0.1
+  done
+done
+if [[ $replicas -gt 1 ]]; then
+  # Every replica counts the others in its ring, and the ring's quiet window (2 s) is over.
+  for ((i = 0; i < replicas; i++)); do
+    for attempt in $(seq 100); do
+      up=$(python3 -c '
+import sys, urllib.request
+for line in urllib.request.urlopen(sys.argv[1], timeout=2).read().decode().splitlines():
+    if line.startswith("tcpscope_service_replica_peers_up "):
+        print(int(float(line.split()[1])))' "${metrics_urls[i]}" 2>/dev/null || true)
+      [[ $up == $((replicas - 1)) ]] && break
+      [[ $attempt -lt 100 ]] || fail "replica $i does not see the others"
+      sleep 0.1
+    done
+  done
+  sleep 2
+fi
 
 start=$SECONDS
 status=0
-"$sim_bin" --target="127.0.0.1:$grpc_port" --hosts=$hosts --ends_per_host=$ends \
-  --snapshot_interval=2s --new_per_second=20 --duration=20s --service_pid="$service_pid" \
-  --metrics_url="http://127.0.0.1:$metrics_port/metrics" --check_hosts=$hosts \
+"$sim_bin" --target="$target" --hosts=$hosts --ends_per_host=$ends \
+  --snapshot_interval=2s --new_per_second=20 --duration=20s --service_pid="${service_pids[0]}" \
+  --metrics_url="$metrics_url" --check_hosts=$hosts \
   --label=fleet_sim_test >"$work/result.json" 2>"$work/sim.log" || status=$?
 elapsed=$((SECONDS - start))
 cat "$work/sim.log"
 cat "$work/result.json"
 [[ $status -eq 0 ]] || fail "the simulator's checks failed (exit $status)"
-kill -0 "$service_pid" 2>/dev/null || fail "the service died"
+for pid in "${service_pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || fail "a service died"
+done
 
 # The JSON line's exact numbers (the simulator compared the service's counters with them).
 python3 - "$work/result.json" "$hosts" "$ends" <<'PY' || fail "the simulator's result is not exact"
