@@ -173,11 +173,13 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
   auto published = std::make_shared<PublishedBatch>();
   published->host = host.name;
   if (batch->has_snapshot()) {
-    // The history must not keep a snapshot alive (it can be far larger than the events): the
-    // events of such a batch, rare (one per snapshot interval), are copied out of it.
+    // Subscribers must not keep a snapshot alive, nor the history serialize it (it can be far
+    // larger than the events): the events of such a batch, rare (one per snapshot interval),
+    // are copied out of it, with the origins they refer to.
     auto events = std::make_shared<v1::Batch>();
     events->set_seq(batch->seq());
     *events->mutable_events() = batch->events();
+    *events->mutable_origins() = batch->origins();
     published->batch = std::move(events);
   } else {
     published->batch = std::move(batch);

@@ -1,6 +1,8 @@
 // The service's record of applied events: a bounded history (the newest events, whole batches,
-// up to a capacity in events) and the live subscribers. Batches are shared, never copied: the
-// history and every subscriber hold the same immutable batch.
+// up to a capacity in events) and the live subscribers. Live subscribers share the published
+// batch; the history keeps each batch as its wire bytes (about 100 bytes an event, where the
+// parsed batch on its ingest arena held ten times that) and parses them again for the rare
+// call that reads it.
 //
 // Sharded by host, so that hosts publishing at once do not wait for each other: each shard has
 // its own lock, history and copy of the subscriber list. A subscription takes every shard's lock
@@ -47,9 +49,10 @@ class EventLog {
     std::vector<std::shared_ptr<const PublishedBatch>> batches;  // in publication order
     bool evicted = false;  // events were dropped from the history since the service started
   };
-  // Returns the current history and (when `subscriber` is not null) subscribes it, both under
-  // one lock: the subscriber is offered exactly the batches after the history returned.
-  History Subscribe(EventSubscriber* subscriber);
+  // Returns the current history (unless `with_history` is false: then none) and (when
+  // `subscriber` is not null) subscribes it, both under one lock: the subscriber is offered
+  // exactly the batches after the history returned.
+  History Subscribe(EventSubscriber* subscriber, bool with_history = true);
   // After Unsubscribe returns, the subscriber is never offered anything again.
   void Unsubscribe(EventSubscriber* subscriber);
 
@@ -63,7 +66,10 @@ class EventLog {
   static constexpr size_t kShards = 16;
   struct Published {
     uint64_t seq;  // publication order across shards
-    std::shared_ptr<const PublishedBatch> batch;
+    std::shared_ptr<const std::string> host;
+    std::string wire;  // the v1::Batch, serialized
+    uint32_t events = 0;
+    uint64_t oldest_unix_ns = 0;
   };
   struct Shard {
     mutable absl::Mutex mu;

@@ -90,7 +90,7 @@ class IngestService::StreamReactor
 
  private:
   // Parses the message just read onto a fresh arena: the batch and everything in it then live
-  // (and die) together in one allocation area, shared with the event history.
+  // (and die) together in one allocation area, shared with live event subscribers.
   grpc::Status Parse() {
     arena_ = std::make_shared<google::protobuf::Arena>();
     message_ = google::protobuf::Arena::CreateMessage<v1::AgentMessage>(arena_.get());
@@ -157,7 +157,7 @@ class IngestService::StreamReactor
                            " events/s (--max_events_per_second); batch ", in.batch().seq(),
                            " not applied, resend it after a backoff")};
     }
-    // The batch goes, with its arena and without a copy, into the event history.
+    // The batch goes, with its arena and without a copy, to the aggregator and live subscribers.
     std::shared_ptr<v1::Batch> batch(arena_, message_->mutable_batch());
     arena_.reset();
     message_ = nullptr;

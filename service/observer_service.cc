@@ -30,7 +30,9 @@ class ObserverService::EventStream : public grpc::ServerWriteReactor<v1::GetEven
         follow_(request.follow()),
         mark_history_end_(mark_history_end && request.follow()) {
     if (follow_) service_->metrics_->watchers.Increment();
-    const EventLog::History history = service_->log_->Subscribe(follow_ ? this : nullptr);
+    const EventLog::History history = service_->log_->Subscribe(
+        follow_ ? this : nullptr,
+        /*with_history=*/request.last() != 0 || request.since_unix_ns() != 0);
     bool write = false;
     bool finish = false;
     {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
+#include "common/shared_origins.h"
 #include "service/fleet_queries.h"
 #include "service/workload_metrics.h"
 #include "tests/harness/metrics_text.h"
@@ -972,6 +973,35 @@ TEST_F(AggregatorTest, AgentsReadersScrapesAndExpiryRunConcurrently) {
     EXPECT_TRUE(pair.peer().present());
   }
   log_.Unsubscribe(&everything);
+}
+
+}  // namespace
+}  // namespace tcpscope::service
+
+namespace tcpscope::service {
+namespace {
+
+// The events of a batch that carries a snapshot reach the history apart from the snapshot,
+// with the origins they refer to.
+TEST_F(AggregatorTest, EventsBesideASnapshotKeepTheirOriginsInTheHistory) {
+  uint64_t last_applied = 0;
+  auto host = Connect("a", 1, &last_applied);
+  v1::Batch batch;
+  batch.set_seq(1);
+  batch.add_origins()->set_command("nginx");
+  v1::Event event = Handshake(v1::ROLE_SERVER);
+  event.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow)));
+  event.set_origin_ref(1);
+  *batch.add_events() = event;
+  batch.mutable_snapshot()->set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kNow)));
+  *batch.mutable_snapshot()->add_connections() = Connection(v1::TCP_STATE_ESTABLISHED, false);
+  EXPECT_TRUE(Apply(*host, batch));
+  const EventLog::History history = log_.Subscribe(nullptr);
+  ASSERT_EQ(history.batches.size(), 1u);
+  const v1::Batch& kept = *history.batches[0]->batch;
+  EXPECT_FALSE(kept.has_snapshot());
+  ASSERT_EQ(kept.events_size(), 1);
+  EXPECT_EQ(EventOrigin(kept, kept.events(0)).command(), "nginx");
 }
 
 }  // namespace
