@@ -257,7 +257,7 @@ TEST_F(EbpfFaultsTest, BadFaultSettingsAreRefused) {
     EXPECT_NE(result.output.find("TCPSCOPE_TEST_RING_FAILURES"), std::string::npos)
         << result.output;
   }
-  for (const std::string& flag :
+  for (const char* flag :
        {"--ebpf_ring_buffer_kib=3", "--ebpf_ring_buffer_kib=6", "--ebpf_max_tracked_sockets=15"}) {
     const CommandResult result =
         RunCommand(absl::StrCat(BinaryPath("tcpscope-agent"), " ", flag, " 2>&1"));

@@ -378,7 +378,7 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
   // Replica 2 dies: through replica 0, the answer misses its hosts and says so.
   services_[2]->Kill();
   const std::string dead = Replica(2);
-  for (const std::string& command : {"agents", "summary", "connections", "events --last=5"}) {
+  for (const char* command : {"agents", "summary", "connections", "events --last=5"}) {
     SCOPED_TRACE(command);
     const Cli cli = RunCli(0, command);
     EXPECT_EQ(cli.exit_code, kExitPartial) << cli.err;
