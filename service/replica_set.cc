@@ -61,6 +61,8 @@ ReplicaSet::ReplicaSet(ReplicaSetOptions options, prometheus::Registry& registry
                         .Add({})) {
   ring_ = std::make_shared<Ring>(RendezvousSet({options_.advertise}), options_.advertise, 0,
                                  absl::Now());
+  // Peers may ping as soon as the server listens, before Start.
+  announced_ = ring_;
 }
 
 ReplicaSet::~ReplicaSet() {
