@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/shared_origins.h"
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
-#include "common/shared_origins.h"
 #include "service/fleet_queries.h"
 #include "service/workload_metrics.h"
 #include "tests/harness/metrics_text.h"
