@@ -216,12 +216,7 @@ std::shared_ptr<grpc::Channel> ObserverService::local_channel() const {
 }
 
 grpc::Status ObserverService::Authorize(const grpc::CallbackServerContext& context) {
-  grpc::Status status = CheckQueryToken(context, options_.query_token);
-  if (!status.ok()) {
-    metrics_->Rejected("query_token").Increment();
-    TS_LOG(WARNING) << "query from " << context.peer() << " refused: " << status.error_message();
-  }
-  return status;
+  return AuthorizeCall(context, options_.query_token, metrics_->Rejected("query_token"), "query");
 }
 
 grpc::ServerUnaryReactor* ObserverService::ListAgents(grpc::CallbackServerContext* context,

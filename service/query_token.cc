@@ -2,6 +2,7 @@
 #include "service/query_token.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace tcpscope::service {
 namespace {
@@ -31,6 +32,17 @@ grpc::Status CheckQueryToken(const grpc::CallbackServerContext& context, const s
     return {grpc::StatusCode::UNAUTHENTICATED, "wrong bearer token"};
   }
   return grpc::Status::OK;
+}
+
+grpc::Status AuthorizeCall(const grpc::CallbackServerContext& context, const std::string& token,
+                           prometheus::Counter& refused, absl::string_view caller) {
+  grpc::Status status = CheckQueryToken(context, token);
+  if (!status.ok()) {
+    refused.Increment();
+    TS_LOG(WARNING) << caller << " from " << context.peer()
+                    << " refused: " << status.error_message();
+  }
+  return status;
 }
 
 }  // namespace tcpscope::service

@@ -7,13 +7,7 @@
 namespace tcpscope::service {
 
 grpc::Status ReplicaService::Authorize(const grpc::CallbackServerContext& context) {
-  grpc::Status status = CheckQueryToken(context, query_token_);
-  if (!status.ok()) {
-    metrics_->Rejected("query_token").Increment();
-    TS_LOG(WARNING) << "replica call from " << context.peer()
-                    << " refused: " << status.error_message();
-  }
-  return status;
+  return AuthorizeCall(context, query_token_, metrics_->Rejected("query_token"), "replica call");
 }
 
 grpc::ServerUnaryReactor* ReplicaService::Ping(grpc::CallbackServerContext* context,
