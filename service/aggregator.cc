@@ -8,6 +8,7 @@
 #include "common/unix_time.h"
 #include "service/batch_validator.h"
 #include "service/fragment_split.h"
+#include "service/packed_ends.h"
 
 namespace tcpscope::service {
 Aggregator::Aggregator(ServiceMetrics* metrics, EventLog* log, AggregatorOptions options)
@@ -167,7 +168,7 @@ bool Aggregator::Apply(HostState& host, std::shared_ptr<v1::Batch> batch, absl::
   }
   if (first_view) reporter_.Refresh(host, now);  // its half-open gauges show again
   if (sender_ != nullptr && (view != nullptr || !closes.empty())) {
-    Forward(host.host(), boot_id, *batch);
+    Forward(host.host(), boot_id, view.get(), batch->events());
   }
   if (batch->events_size() == 0) return true;
   auto published = std::make_shared<PublishedBatch>();
@@ -302,31 +303,18 @@ std::vector<std::shared_ptr<HostState>> Aggregator::Hosts(const std::string& onl
   return hosts;
 }
 
-namespace {
-
-// A view as the snapshot it was made from (origins inline), to be split again by owner.
-v1::Batch BatchOf(const HostView& view) {
-  v1::Batch batch;
-  v1::Snapshot& snapshot = *batch.mutable_snapshot();
-  snapshot.set_time_unix_ns(UnixNanos(view.taken));
-  snapshot.mutable_connections()->Reserve(static_cast<int>(view.ends.size()));
-  for (const EndRecord& end : view.ends) *snapshot.add_connections() = view.ConnectionOf(end);
-  return batch;
-}
-
-}  // namespace
-
 void Aggregator::SetReplicaSender(ReplicaSender* sender) { sender_ = sender; }
 
 void Aggregator::Forward(const std::string& host, const std::string& boot_id,
-                         const v1::Batch& batch) {
+                         const HostView* view,
+                         const google::protobuf::RepeatedPtrField<v1::Event>& events) {
   const std::shared_ptr<const Ring> ring = pairs_.ring();
   if (ring == nullptr || ring->size() < 2) return;
   uint64_t forwarded = 0;
-  std::vector<v1::HostFragment> fragments = SplitByOwner(batch, *ring, &forwarded);
+  std::vector<v1::HostFragment> fragments = SplitByOwner(view, events, *ring, &forwarded);
   for (size_t i = 0; i < fragments.size(); ++i) {
     v1::HostFragment& fragment = fragments[i];
-    if (i == ring->self || (!fragment.has_snapshot() && fragment.closes_size() == 0)) continue;
+    if (i == ring->self || (!fragment.has_ends() && fragment.closes_size() == 0)) continue;
     fragment.set_host(host);
     fragment.set_boot_id(boot_id);
     v1::ReplicaMessage message;
@@ -410,9 +398,9 @@ void Aggregator::OnAgreement(const std::string& replica) {
       boot_id = state->hello.boot_id();
     }
     uint64_t forwarded = 0;
-    std::vector<v1::HostFragment> fragments = SplitByOwner(BatchOf(*view), *ring, &forwarded);
+    std::vector<v1::HostFragment> fragments = SplitByOwner(view.get(), {}, *ring, &forwarded);
     v1::HostFragment& fragment = fragments[index];
-    forwarded_total += static_cast<uint64_t>(fragment.snapshot().connections_size());
+    forwarded_total += fragment.ends().records().size() / kPackedEndSize;
     fragment.set_host(state->host());
     fragment.set_boot_id(boot_id);
     v1::ReplicaMessage message;
@@ -462,7 +450,7 @@ absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id
       absl::MutexLock host_lock(&local->second->mu);
       if (local->second->connected) {
         metrics_->replica_fragments_ignored.Add({{"reason", "homed_here"}}).Increment();
-        if (fragment.has_snapshot()) {
+        if (fragment.has_ends()) {
           pending_[fragment.host()] = {from, ring_id, std::move(fragment)};
         }
         return absl::OkStatus();
@@ -485,8 +473,8 @@ absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id
     // Two replicas' streams are not ordered with each other: while a host moves, its former
     // home's last fragments may come after its new home's. Its agent's snapshot times decide.
     if (remote->home != from && remote->view != nullptr &&
-        (!fragment.has_snapshot() ||
-         TimeFromUnixNanos(fragment.snapshot().time_unix_ns()) < remote->view->taken)) {
+        (!fragment.has_ends() ||
+         TimeFromUnixNanos(fragment.ends().time_unix_ns()) < remote->view->taken)) {
       metrics_->replica_fragments_ignored.Add({{"reason", "stale"}}).Increment();
       return absl::OkStatus();
     }
@@ -506,17 +494,10 @@ absl::Status Aggregator::ApplyFragment(const std::string& from, uint64_t ring_id
         {close.connection_id(), &close.endpoints(), TimeFromUnixNanos(close.time_unix_ns())});
   }
   if (!closes.empty()) pairs_.ApplyCloses(*remote->pair, closes);
-  if (!fragment.has_snapshot()) return absl::OkStatus();
-  const v1::Snapshot& snapshot = fragment.snapshot();
-  std::vector<v1::AtRiskReason> at_risk;
-  at_risk.reserve(static_cast<size_t>(snapshot.connections_size()));
-  const absl::Time taken = TimeFromUnixNanos(snapshot.time_unix_ns());
-  for (const v1::Connection& connection : snapshot.connections()) {
-    at_risk.push_back(AtRiskReasonOf(connection, taken, options_.at_risk));
-  }
+  if (!fragment.has_ends()) return absl::OkStatus();
   std::shared_ptr<const HostView> view =
-      HostView::Build(snapshot, at_risk, remote->pair, round, now, &remote->origins);
-  metrics_->replica_received_ends.Increment(static_cast<double>(snapshot.connections_size()));
+      HostView::Unpack(fragment.ends(), remote->pair, round, now, &remote->origins);
+  metrics_->replica_received_ends.Increment(static_cast<double>(view->ends.size()));
   {
     absl::MutexLock lock(&remote->mu);
     remote->view = view;

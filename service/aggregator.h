@@ -96,9 +96,11 @@ class Aggregator {
   absl::StatusOr<std::shared_ptr<HostState>> ConnectLocked(const v1::Hello& hello, absl::Time now,
                                                            uint64_t* last_applied_seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends a host's pairing input to the replicas owning its tuples, and a change of the host to
-  // every replica of the ring.
-  void Forward(const std::string& host, const std::string& boot_id, const v1::Batch& batch);
+  // Sends a host's pairing input to the replicas owning its tuples: their part of its `view`
+  // (null: no new one) and of the closes among `events`; and a change of the host to every
+  // replica of the ring.
+  void Forward(const std::string& host, const std::string& boot_id, const HostView* view,
+               const google::protobuf::RepeatedPtrField<v1::Event>& events);
   void ForwardStatus(const std::string& host, v1::HostStatus::Change change, absl::Time last_seen);
   absl::Status ApplyFragment(const std::string& from, uint64_t ring_id, v1::HostFragment& fragment,
                              absl::Time now);

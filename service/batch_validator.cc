@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
+#include "service/packed_ends.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
@@ -272,6 +273,61 @@ absl::Status CheckSnapshot(const v1::Snapshot& snapshot, absl::Time now,
   return absl::OkStatus();
 }
 
+// A peer replica's packed ends (service/packed_ends.h): what CheckSnapshot checks of a snapshot's
+// connections, on the records, and every position within its table.
+absl::Status CheckPackedEnds(const v1::PackedEnds& packed, absl::Time now,
+                             const ValidationLimits& limits) {
+  constexpr absl::string_view where = "fragment ends";
+  if (packed.version() != kPackedEndVersion) {
+    return Invalid(where, absl::StrCat("record layout ", packed.version(), "; this replica reads ",
+                                       kPackedEndVersion));
+  }
+  if (packed.records().size() % kPackedEndSize != 0 || packed.ipv6_addresses().size() % 16 != 0) {
+    return Invalid(where, absl::StrCat(packed.records().size(), " bytes of records and ",
+                                       packed.ipv6_addresses().size(),
+                                       " of IPv6 addresses: not whole records and addresses"));
+  }
+  const size_t count = packed.records().size() / kPackedEndSize;
+  if (count > static_cast<size_t>(limits.max_snapshot_connections)) {
+    return Invalid(where,
+                   absl::StrCat(count, " ends; at most ", limits.max_snapshot_connections));
+  }
+  if (absl::Status s = CheckTime(where, packed.time_unix_ns(), now, limits); !s.ok()) return s;
+  if (absl::Status s =
+          CheckOriginTable(where, packed.origins(), static_cast<int>(count), "ends");
+      !s.ok()) {
+    return s;
+  }
+  const uint32_t origins = static_cast<uint32_t>(packed.origins_size());
+  const uint32_t ipv6 = static_cast<uint32_t>(packed.ipv6_addresses().size() / 16);
+  for (size_t i = 0; i < count; ++i) {
+    const EndRecord end = ReadPackedEnd(packed.records().data() + i * kPackedEndSize);
+    const std::string at = absl::StrCat("fragment end ", i);
+    if (!v1::TcpState_IsValid(end.state) || end.tcp_state() == v1::TCP_STATE_UNSPECIFIED ||
+        end.tcp_state() == v1::TCP_STATE_LISTEN) {
+      return Invalid(at, absl::StrCat("state ", end.state, " is not a connection state"));
+    }
+    if (!v1::Role_IsValid(end.role)) return Invalid(at, absl::StrCat("unknown role ", end.role));
+    if (!v1::AtRiskReason_IsValid(end.at_risk)) {
+      return Invalid(at, absl::StrCat("unknown at-risk reason ", end.at_risk));
+    }
+    if (end.origin >= origins) {
+      return Invalid(at, absl::StrCat("origin ", end.origin, " beyond the ", origins, " origins"));
+    }
+    if (end.ipv6 && (end.local_address >= ipv6 || end.remote_address >= ipv6)) {
+      return Invalid(at, absl::StrCat("IPv6 addresses ", end.local_address, " and ",
+                                      end.remote_address, " beyond the ", ipv6, " in the table"));
+    }
+    if (end.idle_ms > kMaxLifetimeUs / 1000) {
+      return Invalid(at, absl::StrCat("idle time ", end.idle_ms, " ms is impossible"));
+    }
+    if (end.state_since_unix_ns != 0) {
+      if (absl::Status s = CheckTime(at, end.state_since_unix_ns, now, limits); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status ValidateHello(const v1::Hello& hello) {
@@ -350,7 +406,7 @@ absl::Status ValidateFragment(const v1::HostFragment& fragment, absl::Time now,
     if (absl::Status s = CheckEndpoints(where, close.endpoints()); !s.ok()) return s;
     if (absl::Status s = CheckTime(where, close.time_unix_ns(), now, limits); !s.ok()) return s;
   }
-  if (fragment.has_snapshot()) return CheckSnapshot(fragment.snapshot(), now, limits);
+  if (fragment.has_ends()) return CheckPackedEnds(fragment.ends(), now, limits);
   return absl::OkStatus();
 }
 

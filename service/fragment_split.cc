@@ -1,42 +1,72 @@
 #include "service/fragment_split.h"
 
+#include "service/packed_ends.h"
 #include "service/pair_index.h"
 
 namespace tcpscope::service {
 
-std::vector<v1::HostFragment> SplitByOwner(const v1::Batch& batch, const Ring& ring,
-                                           uint64_t* forwarded_ends) {
+namespace {
+
+constexpr uint32_t kNotCopied = ~uint32_t{0};
+
+// Where the view's origins and IPv6 addresses went in one owner's packed tables.
+struct TablePositions {
+  std::vector<uint32_t> origins;
+  std::vector<uint32_t> ipv6;
+};
+
+uint32_t CopyIpv6(const HostView& view, uint32_t position, TablePositions& positions,
+                  v1::PackedEnds& packed) {
+  uint32_t& copied = positions.ipv6[position];
+  if (copied == kNotCopied) {
+    copied = static_cast<uint32_t>(packed.ipv6_addresses().size() / 16);
+    packed.mutable_ipv6_addresses()->append(view.ipv6_addresses[position].data(), 16);
+  }
+  return copied;
+}
+
+}  // namespace
+
+std::vector<v1::HostFragment> SplitByOwner(
+    const HostView* view, const google::protobuf::RepeatedPtrField<v1::Event>& events,
+    const Ring& ring, uint64_t* forwarded_ends) {
   std::vector<v1::HostFragment> fragments(ring.size());
   *forwarded_ends = 0;
-  if (batch.has_snapshot()) {
-    const v1::Snapshot& snapshot = batch.snapshot();
-    // Per owner, the position of each of the snapshot's origins in the owner's table (0: not
-    // copied yet).
-    std::vector<std::vector<uint32_t>> refs(ring.size());
+  if (view != nullptr) {
+    std::vector<TablePositions> positions(ring.size());
     for (size_t i = 0; i < ring.size(); ++i) {
       if (i == ring.self) continue;
-      fragments[i].mutable_snapshot()->set_time_unix_ns(snapshot.time_unix_ns());
-      refs[i].assign(static_cast<size_t>(snapshot.origins_size()) + 1, 0);
+      v1::PackedEnds& packed = *fragments[i].mutable_ends();
+      packed.set_version(kPackedEndVersion);
+      packed.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(view->taken)));
+      packed.mutable_records()->reserve(view->ends.size() / ring.size() * kPackedEndSize * 5 / 4);
+      positions[i].origins.assign(view->origins.size(), kNotCopied);
+      positions[i].ipv6.assign(view->ipv6_addresses.size(), kNotCopied);
     }
-    for (const v1::Connection& connection : snapshot.connections()) {
-      const std::optional<uint64_t> route = TupleRouteHash(connection.endpoints());
+    for (const EndRecord& end : view->ends) {
+      const std::optional<uint64_t> route = TupleRouteHash(
+          view->LocalAddress(end), end.local_port, view->RemoteAddress(end), end.remote_port);
       if (!route.has_value()) continue;
       const size_t owner = ring.Owner(*route);
       if (owner == ring.self) continue;
-      v1::Snapshot& part = *fragments[owner].mutable_snapshot();
-      v1::Connection& copy = *part.add_connections();
-      copy = connection;
-      ++*forwarded_ends;
-      if (connection.origin_ref() == 0) continue;
-      uint32_t& ref = refs[owner][connection.origin_ref()];
-      if (ref == 0) {
-        *part.add_origins() = snapshot.origins(static_cast<int>(connection.origin_ref()) - 1);
-        ref = static_cast<uint32_t>(part.origins_size());
+      v1::PackedEnds& packed = *fragments[owner].mutable_ends();
+      TablePositions& to = positions[owner];
+      EndRecord copy = end;
+      uint32_t& origin = to.origins[end.origin];
+      if (origin == kNotCopied) {
+        origin = static_cast<uint32_t>(packed.origins_size());
+        *packed.add_origins() = view->OriginOf(end);
       }
-      copy.set_origin_ref(ref);
+      copy.origin = origin;
+      if (end.ipv6) {
+        copy.local_address = CopyIpv6(*view, end.local_address, to, packed);
+        copy.remote_address = CopyIpv6(*view, end.remote_address, to, packed);
+      }
+      AppendPackedEnd(copy, packed.mutable_records());
+      ++*forwarded_ends;
     }
   }
-  for (const v1::Event& event : batch.events()) {
+  for (const v1::Event& event : events) {
     if (!event.has_close()) continue;
     const std::optional<uint64_t> route = TupleRouteHash(event.endpoints());
     if (!route.has_value()) continue;

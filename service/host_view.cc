@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "service/packed_ends.h"
 
 namespace tcpscope::service {
 
@@ -107,6 +108,31 @@ std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
     }
     end.origin = last_slot;
     if (ref != 0) ref_slots[ref - 1] = last_slot;
+  }
+  origin_table->Retain(view->origins);
+  return view;
+}
+
+std::shared_ptr<const HostView> HostView::Unpack(const v1::PackedEnds& packed,
+                                                 std::shared_ptr<const PairHost> host,
+                                                 uint64_t round, absl::Time received,
+                                                 OriginTable* origin_table) {
+  auto view = std::make_shared<HostView>();
+  view->host = std::move(host);
+  view->round = round;
+  view->taken = absl::FromUnixNanos(static_cast<int64_t>(packed.time_unix_ns()));
+  view->received = received;
+  const std::string& records = packed.records();
+  view->ends.reserve(records.size() / kPackedEndSize);
+  for (size_t at = 0; at + kPackedEndSize <= records.size(); at += kPackedEndSize) {
+    view->ends.push_back(ReadPackedEnd(records.data() + at));
+  }
+  const std::string& ipv6 = packed.ipv6_addresses();
+  view->ipv6_addresses.resize(ipv6.size() / 16);
+  std::memcpy(view->ipv6_addresses.data(), ipv6.data(), view->ipv6_addresses.size() * 16);
+  view->origins.reserve(static_cast<size_t>(packed.origins_size()));
+  for (const v1::Origin& origin : packed.origins()) {
+    view->origins.push_back(origin_table->Intern(origin));
   }
   origin_table->Retain(view->origins);
   return view;

@@ -17,6 +17,7 @@
 #include "common/shared_origins.h"
 #include "tcpscope/v1/events.pb.h"
 #include "tcpscope/v1/observer.pb.h"
+#include "tcpscope/v1/replica.pb.h"
 
 namespace tcpscope::service {
 
@@ -106,6 +107,11 @@ struct HostView {
                                                const std::vector<v1::AtRiskReason>& at_risk,
                                                std::shared_ptr<const PairHost> host, uint64_t round,
                                                absl::Time received, OriginTable* origin_table);
+  // The view of a peer replica's packed ends (replica.proto), as checked by ValidateFragment.
+  static std::shared_ptr<const HostView> Unpack(const v1::PackedEnds& packed,
+                                                std::shared_ptr<const PairHost> host,
+                                                uint64_t round, absl::Time received,
+                                                OriginTable* origin_table);
 
   const v1::Origin& OriginOf(const EndRecord& end) const { return *origins[end.origin]; }
   // The end's addresses, as sent (4 or 16 bytes). Views into the record or the view.

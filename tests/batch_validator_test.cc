@@ -2,6 +2,7 @@
 #include "service/batch_validator.h"
 
 #include "common/shared_origins.h"
+#include "service/packed_ends.h"
 #include "gtest/gtest.h"
 
 namespace tcpscope::service {
@@ -305,11 +306,25 @@ TEST(BatchValidatorTest, RefusesBadReplicaMessages) {
   v1::FragmentClose* close = fragment.add_closes();
   *close->mutable_endpoints() = GoodClose().endpoints();
   close->set_time_unix_ns(kNowNs);
-  v1::Connection* connection = fragment.mutable_snapshot()->add_connections();
-  fragment.mutable_snapshot()->set_time_unix_ns(kNowNs);
-  *connection->mutable_endpoints() = GoodClose().endpoints();
-  connection->set_state(v1::TCP_STATE_ESTABLISHED);
+  v1::PackedEnds& packed = *fragment.mutable_ends();
+  packed.set_version(kPackedEndVersion);
+  packed.set_time_unix_ns(kNowNs);
+  packed.add_origins()->set_command("nginx");
+  EndRecord record;
+  record.state = v1::TCP_STATE_ESTABLISHED;
+  record.role = v1::ROLE_SERVER;
+  record.state_since_unix_ns = kNowNs;
+  AppendPackedEnd(record, packed.mutable_records());
   EXPECT_TRUE(ValidateFragment(fragment, kNow).ok());
+  // One bad end record of the fragment: `change` makes it so.
+  auto with_end = [&fragment](auto change) {
+    v1::HostFragment bad = fragment;
+    EndRecord record = ReadPackedEnd(bad.ends().records().data());
+    change(record);
+    bad.mutable_ends()->clear_records();
+    AppendPackedEnd(record, bad.mutable_ends()->mutable_records());
+    return bad;
+  };
   v1::HostFragment bad = fragment;
   bad.set_host("web 1");
   ExpectRefused(ValidateFragment(bad, kNow), "host name");
@@ -323,8 +338,32 @@ TEST(BatchValidatorTest, RefusesBadReplicaMessages) {
   bad.mutable_closes(0)->set_time_unix_ns(1);
   ExpectRefused(ValidateFragment(bad, kNow), "fragment close 0");
   bad = fragment;
-  bad.mutable_snapshot()->mutable_connections(0)->set_origin_ref(1);
-  ExpectRefused(ValidateFragment(bad, kNow), "origin_ref");
+  bad.mutable_ends()->set_version(kPackedEndVersion + 1);
+  ExpectRefused(ValidateFragment(bad, kNow), "record layout 2");
+  bad = fragment;
+  bad.mutable_ends()->mutable_records()->pop_back();
+  ExpectRefused(ValidateFragment(bad, kNow), "not whole records");
+  bad = fragment;
+  bad.mutable_ends()->set_time_unix_ns(1);
+  ExpectRefused(ValidateFragment(bad, kNow), "fragment ends: time 1");
+  bad = fragment;
+  bad.mutable_ends()->mutable_origins(0)->set_pod("no spaces");
+  ExpectRefused(ValidateFragment(bad, kNow), "origin.pod");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.origin = 1; }), kNow),
+                "fragment end 0: origin 1 beyond the 1 origins");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.state = v1::TCP_STATE_LISTEN; }),
+                                 kNow),
+                "fragment end 0: state");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.role = 77; }), kNow),
+                "unknown role 77");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.at_risk = 99; }), kNow),
+                "unknown at-risk reason 99");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.ipv6 = true; }), kNow),
+                "beyond the 0 in the table");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.idle_ms = ~uint64_t{0}; }), kNow),
+                "idle time");
+  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.state_since_unix_ns = 5; }), kNow),
+                "fragment end 0: time 5");
 
   v1::HostStatus status;
   status.set_host("web-1.example");

@@ -20,6 +20,7 @@
 #include "prometheus/text_serializer.h"
 #include "service/aggregator.h"
 #include "service/fleet_queries.h"
+#include "service/batch_validator.h"
 #include "service/fragment_split.h"
 #include "tests/harness/metrics_text.h"
 
@@ -368,6 +369,13 @@ TEST_F(QuietRingTest, NothingIsJudgedHalfOpenInTheRingsQuietWindow) {
   EXPECT_EQ(pairs, static_cast<size_t>(kConnections)) << "paired all the same";
 }
 
+// A fragment as the home sends it: with its host's name and boot id.
+v1::HostFragment Named(v1::HostFragment fragment) {
+  fragment.set_host("host-a");
+  fragment.set_boot_id("boot-a");
+  return fragment;
+}
+
 TEST(FragmentSplitTest, EveryEndGoesToItsOwnerOnceWithItsOrigin) {
   const RendezvousSet set({kReplicas[0], kReplicas[1], "10.9.0.3:7700"});
   const Ring ring(set, kReplicas[0], 1, kStart);
@@ -380,6 +388,7 @@ TEST(FragmentSplitTest, EveryEndGoesToItsOwnerOnceWithItsOrigin) {
     v1::Event close;
     close.set_connection_id(end.connection_id());
     *close.mutable_endpoints() = end.endpoints();
+    close.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kStart)));
     close.mutable_close();
     *batch.add_events() = close;
   }
@@ -387,10 +396,17 @@ TEST(FragmentSplitTest, EveryEndGoesToItsOwnerOnceWithItsOrigin) {
   loopback.mutable_endpoints()->set_remote_address(std::string({127, 0, 0, 1}));
   *batch.mutable_snapshot()->add_connections() = loopback;
 
+  OriginTable home_origins;
+  const std::shared_ptr<const HostView> view = HostView::Build(
+      batch.snapshot(),
+      std::vector<v1::AtRiskReason>(static_cast<size_t>(batch.snapshot().connections_size())),
+      nullptr, 1, kStart, &home_origins);
+
   uint64_t forwarded = 0;
-  const std::vector<v1::HostFragment> fragments = SplitByOwner(batch, ring, &forwarded);
+  const std::vector<v1::HostFragment> fragments =
+      SplitByOwner(view.get(), batch.events(), ring, &forwarded);
   ASSERT_EQ(fragments.size(), 3u);
-  EXPECT_FALSE(fragments[ring.self].has_snapshot());
+  EXPECT_FALSE(fragments[ring.self].has_ends());
   size_t kept_here = 0;
   for (int i = 0; i < kConnections; ++i) {
     const size_t owner = ring.Owner(*TupleRouteHash(End(true, i).endpoints()));
@@ -401,19 +417,87 @@ TEST(FragmentSplitTest, EveryEndGoesToItsOwnerOnceWithItsOrigin) {
   for (size_t r = 0; r < fragments.size(); ++r) {
     if (r == ring.self) continue;
     const v1::HostFragment& fragment = fragments[r];
-    ASSERT_TRUE(fragment.has_snapshot()) << "every other replica gets the snapshot's part";
-    EXPECT_EQ(fragment.closes_size(), fragment.snapshot().connections_size());
-    for (const v1::Connection& end : fragment.snapshot().connections()) {
+    ASSERT_TRUE(fragment.has_ends()) << "every other replica gets the snapshot's part";
+    EXPECT_TRUE(ValidateFragment(Named(fragment), kStart).ok())
+        << ValidateFragment(Named(fragment), kStart);
+    OriginTable owner_origins;
+    const std::shared_ptr<const HostView> part =
+        HostView::Unpack(fragment.ends(), nullptr, 1, kStart, &owner_origins);
+    EXPECT_EQ(part->taken, kStart);
+    EXPECT_EQ(static_cast<int>(part->ends.size()), fragment.closes_size());
+    for (const EndRecord& end : part->ends) {
       ++in_fragments;
-      EXPECT_EQ(ring.Owner(*TupleRouteHash(end.endpoints())), r);
-      ASSERT_GE(end.origin_ref(), 1u);
-      ASSERT_LE(end.origin_ref(), static_cast<uint32_t>(fragment.snapshot().origins_size()));
-      const int i = static_cast<int>(end.connection_id() - 1000);
-      EXPECT_EQ(fragment.snapshot().origins(static_cast<int>(end.origin_ref()) - 1).command(),
-                i % 2 == 0 ? "client" : "other");
+      const v1::Connection connection = part->ConnectionOf(end);
+      EXPECT_EQ(ring.Owner(*TupleRouteHash(connection.endpoints())), r);
+      const int i = static_cast<int>(end.connection_id - 1000);
+      v1::Connection expected = End(true, i);
+      expected.clear_origin_ref();
+      expected.mutable_origin()->set_command(i % 2 == 0 ? "client" : "other");
+      EXPECT_EQ(connection.SerializeAsString(), expected.SerializeAsString()) << i;
     }
   }
   EXPECT_EQ(in_fragments, forwarded);  // the loopback end stays home
+}
+
+// An end crosses to its owner unchanged, every field, IPv6 addresses included.
+TEST(FragmentSplitTest, PackedEndsKeepEveryField) {
+  const RendezvousSet set({kReplicas[0], kReplicas[1]});
+  const Ring ring(set, kReplicas[0], 1, kStart);
+  v1::Batch batch = SnapshotBatch(1, kStart, {}, "client");
+  batch.mutable_snapshot()->mutable_origins(0)->set_pod("web-0");
+  for (int i = 0; i < kConnections; ++i) {
+    v1::Connection& c = *batch.mutable_snapshot()->add_connections();
+    c.set_connection_id(7000 + i);
+    c.set_state(i % 2 == 0 ? v1::TCP_STATE_ESTABLISHED : v1::TCP_STATE_CLOSE_WAIT);
+    c.set_role(v1::ROLE_SERVER);
+    v1::Endpoints& e = *c.mutable_endpoints();
+    e.set_local_address(std::string(15, '\x20') + static_cast<char>(i));
+    e.set_remote_address(std::string(15, '\x30') + static_cast<char>(i));
+    e.set_local_port(443);
+    e.set_remote_port(50000 + i);
+    c.mutable_keepalive()->set_enabled(true);
+    c.mutable_keepalive()->set_probes_out(2);
+    c.mutable_keepalive()->set_next_probe_ms(1500);
+    c.set_idle_ms(12345);
+    c.set_srtt_us(250 + i);
+    c.set_rttvar_us(40);
+    c.set_send_queue(7);
+    c.set_recv_queue(9);
+    c.set_bytes_sent(1ull << 40);
+    c.set_bytes_received(123456789);
+    c.set_retransmits(3);
+    c.set_first_seen_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kStart - absl::Hours(1))));
+    c.set_state_since_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(kStart - absl::Minutes(1))));
+    c.set_origin_ref(1);
+  }
+  std::vector<v1::AtRiskReason> at_risk(kConnections, v1::AT_RISK_REASON_UNSPECIFIED);
+  at_risk[3] = v1::AT_RISK_KEEPALIVE_PROBING;
+  OriginTable home_origins;
+  const std::shared_ptr<const HostView> view =
+      HostView::Build(batch.snapshot(), at_risk, nullptr, 1, kStart, &home_origins);
+  uint64_t forwarded = 0;
+  const std::vector<v1::HostFragment> fragments =
+      SplitByOwner(view.get(), batch.events(), ring, &forwarded);
+  const v1::HostFragment& fragment = fragments[1 - ring.self];
+  EXPECT_TRUE(ValidateFragment(Named(fragment), kStart).ok())
+      << ValidateFragment(Named(fragment), kStart);
+  OriginTable owner_origins;
+  const std::shared_ptr<const HostView> part =
+      HostView::Unpack(fragment.ends(), nullptr, 1, kStart, &owner_origins);
+  ASSERT_EQ(part->ends.size(), forwarded);
+  ASSERT_GT(forwarded, 0u);
+  size_t next = 0;
+  for (const EndRecord& end : view->ends) {
+    if (ring.Owner(*TupleRouteHash(view->LocalAddress(end), end.local_port,
+                                   view->RemoteAddress(end), end.remote_port)) == ring.self) {
+      continue;
+    }
+    const EndRecord& copy = part->ends[next++];
+    EXPECT_EQ(part->ConnectionOf(copy).SerializeAsString(),
+              view->ConnectionOf(end).SerializeAsString());
+    EXPECT_EQ(copy.at_risk, end.at_risk);
+  }
+  EXPECT_EQ(next, part->ends.size());
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "agent/bpf/tcpscope_event.h"
+#include "service/packed_ends.h"
 #include "tcpscope/v1/ingest.pb.h"
 #include "tcpscope/v1/observer.pb.h"
 #include "tcpscope/v1/replica.pb.h"
@@ -478,24 +479,30 @@ v1::ReplicaMessage Fragment(uint64_t time_ns, int ends, bool with_closes) {
   v1::HostFragment& fragment = *message.mutable_fragment();
   fragment.set_host("host-b");
   fragment.set_boot_id("boot-b");
-  v1::Snapshot& snapshot = *fragment.mutable_snapshot();
-  snapshot.set_time_unix_ns(time_ns);
-  snapshot.add_origins()->set_command("server");
+  v1::PackedEnds& packed = *fragment.mutable_ends();
+  packed.set_version(service::kPackedEndVersion);
+  packed.set_time_unix_ns(time_ns);
+  packed.add_origins()->set_command("server");
+  const char local[4] = {10, 1, 0, 2};
+  const char remote[4] = {10, 1, 0, 1};
   for (int i = 0; i < ends; ++i) {
-    v1::Connection& end = *snapshot.add_connections();
-    end.set_connection_id(static_cast<uint64_t>(200 + i));
-    end.set_state(v1::TCP_STATE_ESTABLISHED);
-    end.set_role(v1::ROLE_SERVER);
-    end.set_origin_ref(1);
-    v1::Endpoints& e = *end.mutable_endpoints();
-    e.set_local_address(std::string({10, 1, 0, 2}));
-    e.set_remote_address(std::string({10, 1, 0, 1}));
-    e.set_local_port(80);
-    e.set_remote_port(static_cast<uint32_t>(40000 + i));
+    service::EndRecord end;
+    end.connection_id = static_cast<uint64_t>(200 + i);
+    end.state = v1::TCP_STATE_ESTABLISHED;
+    end.role = v1::ROLE_SERVER;
+    std::memcpy(&end.local_address, local, 4);
+    std::memcpy(&end.remote_address, remote, 4);
+    end.local_port = 80;
+    end.remote_port = static_cast<uint16_t>(40000 + i);
+    service::AppendPackedEnd(end, packed.mutable_records());
     if (with_closes && i == ends - 1) {
       v1::FragmentClose& close = *fragment.add_closes();
-      close.set_connection_id(end.connection_id());
-      *close.mutable_endpoints() = e;
+      close.set_connection_id(end.connection_id);
+      v1::Endpoints& e = *close.mutable_endpoints();
+      e.set_local_address(local, 4);
+      e.set_remote_address(remote, 4);
+      e.set_local_port(end.local_port);
+      e.set_remote_port(end.remote_port);
       close.set_time_unix_ns(time_ns);
     }
   }
