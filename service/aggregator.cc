@@ -305,8 +305,7 @@ std::vector<std::shared_ptr<HostState>> Aggregator::Hosts(const std::string& onl
 
 void Aggregator::SetReplicaSender(ReplicaSender* sender) { sender_ = sender; }
 
-void Aggregator::Forward(const std::string& host, const std::string& boot_id,
-                         const HostView* view,
+void Aggregator::Forward(const std::string& host, const std::string& boot_id, const HostView* view,
                          const google::protobuf::RepeatedPtrField<v1::Event>& events) {
   const std::shared_ptr<const Ring> ring = pairs_.ring();
   if (ring == nullptr || ring->size() < 2) return;

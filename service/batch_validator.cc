@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/names.h"
-#include "service/packed_ends.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "service/packed_ends.h"
 
 namespace tcpscope::service {
 namespace {
@@ -289,12 +289,10 @@ absl::Status CheckPackedEnds(const v1::PackedEnds& packed, absl::Time now,
   }
   const size_t count = packed.records().size() / kPackedEndSize;
   if (count > static_cast<size_t>(limits.max_snapshot_connections)) {
-    return Invalid(where,
-                   absl::StrCat(count, " ends; at most ", limits.max_snapshot_connections));
+    return Invalid(where, absl::StrCat(count, " ends; at most ", limits.max_snapshot_connections));
   }
   if (absl::Status s = CheckTime(where, packed.time_unix_ns(), now, limits); !s.ok()) return s;
-  if (absl::Status s =
-          CheckOriginTable(where, packed.origins(), static_cast<int>(count), "ends");
+  if (absl::Status s = CheckOriginTable(where, packed.origins(), static_cast<int>(count), "ends");
       !s.ok()) {
     return s;
   }

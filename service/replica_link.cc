@@ -1,6 +1,7 @@
 #include "service/replica_link.h"
 
 #include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "tcpscope/v1/replica.grpc.pb.h"
@@ -86,24 +87,35 @@ class ReplicaLink::Sender {
     bool first = true;
     bool broken = false;
     while (!broken) {
-      v1::ReplicaMessage message;
+      std::vector<v1::ReplicaMessage> burst;
       {
         absl::MutexLock lock(&mu_);
         auto ready = [this]()
                          ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || !queue_.empty(); };
         mu_.Await(absl::Condition(&ready));
+        // What the other streams queue meanwhile goes in the same write: every host's stream
+        // forwards its own snapshots and closes, one small message each.
+        auto full = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return stopping_ || queued_bytes_ >= kBurstBytes;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&full), kLinger);
         if (stopping_) break;
-        message = std::move(queue_.front().first);
-        queued_bytes_ -= queue_.front().second;
-        queue_.pop_front();
+        burst.reserve(queue_.size());
+        for (auto& [message, bytes] : queue_) burst.push_back(std::move(message));
+        queue_.clear();
+        queued_bytes_ = 0;
       }
-      if (first) message.set_from(replicas_->self());
-      if (writer->Write(message)) {
-        first = false;
-        sent_.Increment();
-      } else {
-        unreachable_.Increment();
-        broken = true;
+      for (size_t i = 0; i < burst.size() && !broken; ++i) {
+        if (first) burst[i].set_from(replicas_->self());
+        grpc::WriteOptions options;
+        if (i + 1 < burst.size()) options.set_buffer_hint();
+        if (writer->Write(burst[i], options)) {
+          first = false;
+          sent_.Increment();
+        } else {
+          unreachable_.Increment(static_cast<double>(burst.size() - i));
+          broken = true;
+        }
       }
     }
     writer->WritesDone();

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/registry.h"
@@ -24,6 +25,11 @@ class ReplicaLink : public ReplicaSender {
  public:
   // A peer's queue holds at most this many bytes of messages.
   static constexpr size_t kMaxQueuedBytes = 64 << 20;
+  // A message waits at most this long for others to share its write (unless they reach
+  // kBurstBytes first): per host, one small message per snapshot and per batch with closes
+  // would otherwise cost a write each. Small next to the pairing's grace (seconds).
+  static constexpr absl::Duration kLinger = absl::Milliseconds(10);
+  static constexpr size_t kBurstBytes = 256 << 10;
 
   ReplicaLink(ReplicaSet* replicas, prometheus::Registry& registry);
   ~ReplicaLink() override;  // stops the senders; what they hold is dropped

@@ -2,8 +2,8 @@
 #include "service/batch_validator.h"
 
 #include "common/shared_origins.h"
-#include "service/packed_ends.h"
 #include "gtest/gtest.h"
+#include "service/packed_ends.h"
 
 namespace tcpscope::service {
 namespace {
@@ -351,9 +351,9 @@ TEST(BatchValidatorTest, RefusesBadReplicaMessages) {
   ExpectRefused(ValidateFragment(bad, kNow), "origin.pod");
   ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.origin = 1; }), kNow),
                 "fragment end 0: origin 1 beyond the 1 origins");
-  ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.state = v1::TCP_STATE_LISTEN; }),
-                                 kNow),
-                "fragment end 0: state");
+  ExpectRefused(
+      ValidateFragment(with_end([](EndRecord& e) { e.state = v1::TCP_STATE_LISTEN; }), kNow),
+      "fragment end 0: state");
   ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.role = 77; }), kNow),
                 "unknown role 77");
   ExpectRefused(ValidateFragment(with_end([](EndRecord& e) { e.at_risk = 99; }), kNow),

@@ -287,11 +287,19 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
 
   // The replicas' local parts: disjoint, summing to the fleet (the mover's old home keeps its
   // 2 events, and no longer lists its connections).
+  // Each end is listed by its tuple's owner, which gets it from the host's home within a
+  // replica link's linger (milliseconds): bounded wait for all of them.
   uint64_t local_events = 0;
   int local_connections = 0;
-  for (int i = 0; i < kReplicas; ++i) {
-    local_events += LocalSummary(i).fleet().events();
-    local_connections += LocalConnections(i).connections_size();
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(5);;) {
+    local_events = 0;
+    local_connections = 0;
+    for (int i = 0; i < kReplicas; ++i) {
+      local_events += LocalSummary(i).fleet().events();
+      local_connections += LocalConnections(i).connections_size();
+    }
+    if (local_connections == static_cast<int>(total_ends) || absl::Now() > deadline) break;
+    absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_EQ(local_events, total_events);
   EXPECT_EQ(local_connections, static_cast<int>(total_ends));

@@ -19,8 +19,8 @@
 #include "gtest/gtest.h"
 #include "prometheus/text_serializer.h"
 #include "service/aggregator.h"
-#include "service/fleet_queries.h"
 #include "service/batch_validator.h"
+#include "service/fleet_queries.h"
 #include "service/fragment_split.h"
 #include "tests/harness/metrics_text.h"
 
