@@ -34,9 +34,11 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -89,6 +91,11 @@ ABSL_FLAG(bool, saturate, false,
 ABSL_FLAG(int, saturate_hosts, 0, "Hosts that saturate (0: all).");
 ABSL_FLAG(int, saturate_batch_size, 256, "Events per saturating batch.");
 ABSL_FLAG(int, saturate_window, 2, "Saturating batches unacknowledged per host at most.");
+ABSL_FLAG(absl::Duration, failover_after, absl::ZeroDuration(),
+          "With several replicas: a host whose stream breaks moves this long after to the next "
+          "replica of its ranking, resending what was not acknowledged, as the agent does (it "
+          "does not go back). 0: a broken stream fails the run. What a lost replica had "
+          "acknowledged is lost with it: the checks then expect what the others acknowledged.");
 ABSL_FLAG(int, service_pid, 0, "The service's pid: its CPU and memory are measured.");
 ABSL_FLAG(std::string, metrics_url, "",
           "The service's http://127.0.0.1:PORT/metrics, or every replica's, comma-separated (their "
@@ -296,6 +303,9 @@ Scrape HttpGetAll(const std::string& urls) {
 struct Totals {
   uint64_t events_sent = 0;
   uint64_t events_acked = 0;
+  // Acknowledged by a replica that was lost afterwards (--failover_after): counted nowhere now.
+  uint64_t lost_events = 0;
+  KindCounts lost_kinds{};
   uint64_t filler_events_acked = 0;
   uint64_t batches_acked = 0;
   uint64_t queued_batches = 0;
@@ -303,17 +313,25 @@ struct Totals {
   KindCounts kinds{};
 };
 
-Totals Sum(std::vector<std::unique_ptr<IngestStream>>& streams) {
+// `retired`: streams of lost replicas, whose unacknowledged batches other streams carried.
+Totals Sum(std::vector<std::unique_ptr<IngestStream>>& streams,
+           std::vector<std::unique_ptr<IngestStream>>& retired) {
   Totals sum;
-  for (auto& stream : streams) {
-    const StreamTotals t = stream->totals();
-    sum.events_sent += t.events_written;
-    sum.events_acked += t.events_acked;
-    sum.filler_events_acked += t.filler_events_acked;
-    sum.batches_acked += t.batches_acked;
-    sum.queued_batches += t.queued_batches;
-    sum.queued_bytes += t.queued_bytes;
-    for (size_t k = 0; k < sum.kinds.size(); ++k) sum.kinds[k] += t.kinds_acked[k];
+  for (auto* list : {&streams, &retired}) {
+    const bool lost = list == &retired;
+    for (auto& stream : *list) {
+      const StreamTotals t = stream->totals();
+      sum.events_sent += lost ? t.events_acked : t.events_written;
+      sum.events_acked += t.events_acked;
+      sum.filler_events_acked += t.filler_events_acked;
+      sum.batches_acked += t.batches_acked;
+      sum.queued_batches += t.queued_batches;
+      sum.queued_bytes += t.queued_bytes;
+      for (size_t k = 0; k < sum.kinds.size(); ++k) sum.kinds[k] += t.kinds_acked[k];
+      if (!lost) continue;
+      sum.lost_events += t.events_acked;
+      for (size_t k = 0; k < sum.kinds.size(); ++k) sum.lost_kinds[k] += t.kinds_acked[k];
+    }
   }
   return sum;
 }
@@ -337,6 +355,17 @@ class Run {
   // error_ set when none can be reached.
   bool HomeHosts(absl::Time deadline);
   void SimulationLoop();
+  // Totals over every stream, those of lost replicas included.
+  Totals SumStreams() {
+    absl::MutexLock lock(&streams_mu_);
+    return Sum(streams_, retired_);
+  }
+  // A batch of host `h`: to its stream, or held while the host has none (its replica is lost).
+  void Deliver(int h, OutBatch batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu_);
+  // --failover_after: hosts whose stream broke move to the next replica of their ranking.
+  void FailOver(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(streams_mu_);
+  // --metrics_url without the lost replicas' (when it lists one URL per replica of --target).
+  std::string LiveMetricsUrls();
   void Progress(absl::Time now);
   void Measure();
   void Check();
@@ -360,15 +389,31 @@ class Run {
   absl::Duration flush_interval_ = absl::GetFlag(FLAGS_flush_interval);
   absl::Duration tick_ = absl::GetFlag(FLAGS_tick);
   absl::Duration duration_ = absl::GetFlag(FLAGS_duration);
+  absl::Duration failover_after_ = absl::GetFlag(FLAGS_failover_after);
 
   std::unique_ptr<Fleet> fleet_;
-  std::vector<std::string> homes_;  // by host: the replica it streams to
+  std::vector<std::string> replicas_;  // of --target, in its order (a dns:/// name's: sorted)
+  std::vector<std::string> homes_;     // by host: the replica it streams to
   std::map<std::string, int> hosts_by_replica_;
   bool several_replicas_ = false;
   std::string observer_target_;
+  std::vector<v1::Hello> hellos_;                      // by host
+  std::vector<IngestStream::Options> stream_options_;  // by host
+  // The simulation thread replaces a host's stream on failover: the streams are read under this.
+  absl::Mutex streams_mu_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs_;
   std::vector<std::unique_ptr<IngestStream>> streams_;
+  // Failover: the streams, channels and stubs of lost replicas (kept: the totals count them).
+  std::vector<std::unique_ptr<IngestStream>> retired_;
+  std::vector<std::shared_ptr<grpc::Channel>> retired_channels_;
+  std::vector<std::unique_ptr<grpc::GenericStub>> retired_stubs_;
+  std::set<std::string> lost_replicas_;
+  std::vector<absl::Time> broke_at_;         // by host: when its stream was seen broken
+  std::vector<bool> rehoming_;               // by host: moved, not yet greeted
+  std::vector<std::vector<OutBatch>> held_;  // by host: made while it had no stream
+  std::vector<double> rehome_seconds_;       // broken stream seen .. greeted by the next replica
+  bool no_replica_left_ = false;
   std::vector<OutBatch> filler_;
   std::unique_ptr<v1::Observer::Stub> observer_;
 
@@ -464,24 +509,96 @@ void Run::SimulationLoop() {
     lag_max_ns_.store(std::max(lag_max_ns_.load(), absl::ToInt64Nanoseconds(now - due)));
     const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(now));
     fleet_->Tick(static_cast<double>(tick_ns) / 1e9, now_ns, rates_);
+    absl::MutexLock lock(&streams_mu_);
     for (int h = 0; h < hosts; ++h) {
       // Hosts flush and snapshot at their own phases.
       const bool snapshot =
           (tick + static_cast<int64_t>(h) * snapshot_ticks / hosts) % snapshot_ticks == 0;
       if (snapshot || (tick + h) % flush_ticks == 0) {
         OutBatch events = fleet_->TakeEvents(h);
-        if (events.events > 0) streams_[h]->Enqueue(std::move(events));
+        if (events.events > 0) Deliver(h, std::move(events));
       }
       if (snapshot) {
-        streams_[h]->Enqueue(fleet_->Snapshot(h, now_ns));
+        Deliver(h, fleet_->Snapshot(h, now_ns));
         snapshots_sent_.fetch_add(1);
       }
     }
+    FailOver(now);
   }
 }
 
+void Run::Deliver(int h, OutBatch batch) {
+  if (failover_after_ > absl::ZeroDuration() && streams_[h]->done()) {
+    held_[h].push_back(std::move(batch));
+  } else {
+    streams_[h]->Enqueue(std::move(batch));
+  }
+}
+
+void Run::FailOver(absl::Time now) {
+  if (failover_after_ <= absl::ZeroDuration()) return;
+  for (int h = 0; h < fleet_->hosts(); ++h) {
+    if (rehoming_[h] && streams_[h]->greeted()) {
+      rehome_seconds_.push_back(absl::ToDoubleSeconds(now - broke_at_[h]));
+      rehoming_[h] = false;
+      broke_at_[h] = absl::InfiniteFuture();
+      continue;
+    }
+    if (!streams_[h]->done()) continue;
+    if (broke_at_[h] == absl::InfiniteFuture()) {
+      broke_at_[h] = now;
+      if (lost_replicas_.insert(homes_[h]).second) {
+        Log(absl::StrCat("replica ", homes_[h], " is lost (", streams_[h]->status().error_message(),
+                         "): its hosts move to the next replica of their ranking after ",
+                         absl::FormatDuration(failover_after_)));
+      }
+      continue;
+    }
+    if (now - broke_at_[h] < failover_after_) continue;
+    std::string next;
+    for (const std::string& replica : RendezvousRanking(HostName(h), replicas_)) {
+      if (lost_replicas_.count(replica) == 0) {
+        next = replica;
+        break;
+      }
+    }
+    if (next.empty()) {
+      no_replica_left_ = true;
+      continue;
+    }
+    grpc::ChannelArguments arguments;
+    arguments.SetMaxSendMessageSize(64 << 20);
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    retired_channels_.push_back(std::exchange(
+        channels_[h],
+        grpc::CreateCustomChannel(next, grpc::InsecureChannelCredentials(), arguments)));
+    retired_stubs_.push_back(
+        std::exchange(stubs_[h], std::make_unique<grpc::GenericStub>(channels_[h])));
+    auto stream = std::make_unique<IngestStream>(stubs_[h].get(), hellos_[h], stream_options_[h]);
+    for (OutBatch& batch : streams_[h]->TakeUndelivered()) stream->Enqueue(std::move(batch));
+    for (OutBatch& batch : held_[h]) stream->Enqueue(std::move(batch));
+    held_[h].clear();
+    retired_.push_back(std::exchange(streams_[h], std::move(stream)));
+    --hosts_by_replica_[homes_[h]];
+    ++hosts_by_replica_[next];
+    homes_[h] = next;
+    rehoming_[h] = true;
+  }
+}
+
+std::string Run::LiveMetricsUrls() {
+  const std::vector<std::string> urls = absl::StrSplit(metrics_url_, ',');
+  absl::MutexLock lock(&streams_mu_);
+  if (lost_replicas_.empty() || urls.size() != replicas_.size()) return metrics_url_;
+  std::vector<std::string> live;
+  for (size_t i = 0; i < urls.size(); ++i) {
+    if (lost_replicas_.count(replicas_[i]) == 0) live.push_back(urls[i]);
+  }
+  return absl::StrJoin(live, ",");
+}
+
 void Run::Progress(absl::Time now) {
-  const Totals totals = Sum(streams_);
+  const Totals totals = SumStreams();
   backlog_max_ = std::max(backlog_max_, totals.queued_batches);
   const ProcSample service = SampleProcess(service_pid_);
   const double cpu = SelfCpuSeconds();
@@ -510,7 +627,7 @@ void Run::Measure() {
   if (!metrics_url_.empty()) {
     std::vector<double> times;
     for (int i = 0; i < absl::GetFlag(FLAGS_scrapes); ++i) {
-      Scrape scrape = HttpGetAll(metrics_url_);
+      Scrape scrape = HttpGetAll(LiveMetricsUrls());
       times.push_back(scrape.seconds);
       Log(absl::StrFormat("scrape: %.3f s, %d bytes", scrape.seconds, scrape.body.size()));
       if (!scrape.ok) {
@@ -560,17 +677,23 @@ void Run::Check() {
     Fail(absl::StrFormat("%d events sent, %d acknowledged, %d batches still queued",
                          final_.events_sent, final_.events_acked, final_.queued_batches));
   }
-  for (int h = 0; h < hosts; ++h) {
-    if (streams_[h]->done()) {
-      Fail(absl::StrCat("the stream of ", HostName(h),
-                        " ended: ", streams_[h]->status().error_message()));
-      break;
+  {
+    absl::MutexLock lock(&streams_mu_);
+    for (int h = 0; h < hosts; ++h) {
+      if (streams_[h]->done()) {
+        Fail(absl::StrCat("the stream of ", HostName(h),
+                          " ended: ", streams_[h]->status().error_message()));
+        break;
+      }
     }
   }
-  const KindCounts& acked = final_.kinds;
+  // What the replicas still up acknowledged (all of it, unless a replica was lost).
+  KindCounts acked = final_.kinds;
+  for (size_t k = 0; k < acked.size(); ++k) acked[k] -= final_.lost_kinds[k];
+  const uint64_t acked_events = final_.events_acked - final_.lost_events;
   // 2. The service's counters, from /metrics: each acknowledged event counted once.
   if (!metrics_url_.empty()) {
-    Scrape scrape = HttpGetAll(metrics_url_);
+    Scrape scrape = HttpGetAll(LiveMetricsUrls());
     if (!scrape.ok) {
       Fail(absl::StrCat("scrape: ", scrape.error));
     } else {
@@ -589,7 +712,7 @@ void Run::Check() {
                                sums.Get(family), want));
         }
       };
-      expect("tcpscope_agent_events_total", static_cast<double>(final_.events_acked));
+      expect("tcpscope_agent_events_total", static_cast<double>(acked_events));
       expect("tcpscope_handshakes_total", acked[v1::EVENT_KIND_HANDSHAKE]);
       expect("tcpscope_handshake_failures_total", acked[v1::EVENT_KIND_HANDSHAKE_FAILED]);
       expect("tcpscope_closes_total", acked[v1::EVENT_KIND_CLOSE]);
@@ -624,7 +747,7 @@ void Run::Check() {
         return total;
       };
       const std::pair<const char*, std::pair<uint64_t, uint64_t>> compare[] = {
-          {"events", {fleet.events(), final_.events_acked}},
+          {"events", {fleet.events(), acked_events}},
           {"handshakes", {fleet.handshakes(), acked[v1::EVENT_KIND_HANDSHAKE]}},
           {"handshake_failures",
            {sum(fleet.handshake_failures()), acked[v1::EVENT_KIND_HANDSHAKE_FAILED]}},
@@ -754,6 +877,9 @@ bool Run::HomeHosts(absl::Time deadline) {
     error_ = absl::StrCat("no replica of ", target_, " is reachable");
     return false;
   }
+  // A fixed list keeps its order (--metrics_url follows it, and queries go to its first
+  // replica that is reachable); Resolve() sorts.
+  replicas_ = parsed->is_dns() ? *replicas : std::vector<std::string>(absl::StrSplit(target_, ','));
   for (int h = 0; h < fleet_->hosts(); ++h) {
     for (const std::string& replica : RendezvousRanking(HostName(h), *replicas)) {
       if (std::find(reachable.begin(), reachable.end(), replica) == reachable.end()) continue;
@@ -762,7 +888,12 @@ bool Run::HomeHosts(absl::Time deadline) {
       break;
     }
   }
-  observer_target_ = reachable.front();
+  for (const std::string& replica : replicas_) {
+    if (std::find(reachable.begin(), reachable.end(), replica) != reachable.end()) {
+      observer_target_ = replica;
+      break;
+    }
+  }
   std::vector<std::string> split;
   for (const auto& [replica, count] : hosts_by_replica_) {
     split.push_back(absl::StrCat(replica, " ", count));
@@ -841,8 +972,17 @@ int Run::Main() {
     options.window = static_cast<uint64_t>(absl::GetFlag(FLAGS_saturate_window));
     if (saturate && h < saturate_hosts) options.filler = &filler_;
     streams_.push_back(std::make_unique<IngestStream>(stubs_[h].get(), hello, options));
+    hellos_.push_back(std::move(hello));
+    stream_options_.push_back(options);
   }
+  broke_at_.assign(static_cast<size_t>(hosts), absl::InfiniteFuture());
+  rehoming_.assign(static_cast<size_t>(hosts), false);
+  held_.resize(static_cast<size_t>(hosts));
+  bool simulating = false;  // from then on, with --failover_after, a broken stream moves
   auto first_failure = [&]() -> std::string {
+    absl::MutexLock lock(&streams_mu_);
+    if (no_replica_left_) return "every replica of --target is lost";
+    if (simulating && failover_after_ > absl::ZeroDuration()) return "";
     for (int h = 0; h < hosts; ++h) {
       if (streams_[h]->done()) {
         return absl::StrCat("the stream of ", HostName(h), " ended (code ",
@@ -853,6 +993,7 @@ int Run::Main() {
     return "";
   };
   auto close_all = [&] {
+    absl::MutexLock lock(&streams_mu_);
     for (auto& stream : streams_) stream->Close();
     return WaitUntil(
         absl::Now() + absl::Seconds(30),
@@ -898,6 +1039,7 @@ int Run::Main() {
 
   Log(absl::StrFormat("%d streams greeted; warm-up of %s (every host sends a snapshot)", hosts,
                       absl::FormatDuration(snapshot_interval_)));
+  simulating = true;
   std::thread simulation([this] { SimulationLoop(); });
   const absl::Duration progress_interval = absl::GetFlag(FLAGS_progress_interval);
   run_start_ = progress_last_time_ = absl::Now();
@@ -921,17 +1063,19 @@ int Run::Main() {
   const absl::Time window_start = absl::Now();
   const double sim_cpu_start = SelfCpuSeconds();
   const ProcSample service_start = SampleProcess(service_pid_);
-  window_start_ = Sum(streams_);
+  window_start_ = SumStreams();
   Log(absl::StrFormat("measuring for %s%s", absl::FormatDuration(duration_),
                       saturate ? absl::StrFormat(" (%d hosts saturating)", saturate_hosts) : ""));
   if (saturate) {
+    absl::MutexLock lock(&streams_mu_);
     for (auto& stream : streams_) stream->StartFilling();
   }
   run_for(duration_);
   if (saturate) {
+    absl::MutexLock lock(&streams_mu_);
     for (auto& stream : streams_) stream->StopFilling();
   }
-  window_end_ = Sum(streams_);
+  window_end_ = SumStreams();
   service_end_ = SampleProcess(service_pid_);
   window_seconds_ = absl::ToDoubleSeconds(absl::Now() - window_start);
   sim_cpu_window_ = SelfCpuSeconds() - sim_cpu_start;
@@ -948,15 +1092,19 @@ int Run::Main() {
   simulation.join();
   if (error_.empty()) {
     const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-    for (int h = 0; h < hosts; ++h) {
-      OutBatch events = fleet_->TakeEvents(h);
-      if (events.events > 0) streams_[h]->Enqueue(std::move(events));
-      streams_[h]->Enqueue(fleet_->Snapshot(h, now_ns));
+    {
+      absl::MutexLock lock(&streams_mu_);
+      for (int h = 0; h < hosts; ++h) {
+        OutBatch events = fleet_->TakeEvents(h);
+        if (events.events > 0) Deliver(h, std::move(events));
+        Deliver(h, fleet_->Snapshot(h, now_ns));
+      }
     }
     Log("last snapshots sent; waiting for every ack");
     const bool drained = WaitUntil(
         absl::Now() + absl::GetFlag(FLAGS_drain_timeout),
         [&] {
+          absl::MutexLock lock(&streams_mu_);
           return std::all_of(streams_.begin(), streams_.end(),
                              [](auto& s) { return s->drained(); });
         },
@@ -967,7 +1115,7 @@ int Run::Main() {
       error_ = "batches still unacknowledged after --drain_timeout";
     }
   }
-  final_ = Sum(streams_);
+  final_ = SumStreams();
   if (error_.empty()) {
     // While checking, hosts go on sending snapshots of the (now still) fleet, as idle agents
     // would, so that no host looks silent (--peer_down_after) however long the checks take.
@@ -997,7 +1145,17 @@ std::string Run::ReplicasJson() const {
   for (const auto& [replica, count] : hosts_by_replica_) {
     parts.push_back(absl::StrFormat("%s:%d", JsonString(replica), count));
   }
-  return absl::StrCat("\"hosts_by_replica\":{", absl::StrJoin(parts, ","), "},");
+  std::string failover;
+  if (failover_after_ > absl::ZeroDuration()) {
+    std::vector<double> rehome = rehome_seconds_;
+    std::sort(rehome.begin(), rehome.end());
+    failover = absl::StrFormat(
+        "\"replicas_lost\":%d,\"hosts_rehomed\":%d,\"rehome_median_s\":%.3f,"
+        "\"rehome_max_s\":%.3f,\"events_lost_with_replicas\":%d,",
+        lost_replicas_.size(), rehome.size(), rehome.empty() ? -1 : rehome[rehome.size() / 2],
+        rehome.empty() ? -1 : rehome.back(), final_.lost_events);
+  }
+  return absl::StrCat("\"hosts_by_replica\":{", absl::StrJoin(parts, ","), "},", failover);
 }
 
 int Run::Report() {
@@ -1044,6 +1202,13 @@ int Run::Report() {
       "(saturating batches %.0f/s); simulator %.2f cores",
       hosts, shape_.ends_per_host, final_.events_acked, final_.events_sent, window_seconds_,
       window_events * per_s, window_filler * per_s, sim_cpu_window_ * per_s));
+  if (!rehome_seconds_.empty()) {
+    Log(absl::StrFormat(
+        "failover: %d replica(s) lost with %d events they had acknowledged; %d hosts rehomed, "
+        "the last %.2f s after its stream broke",
+        lost_replicas_.size(), final_.lost_events, rehome_seconds_.size(),
+        *std::max_element(rehome_seconds_.begin(), rehome_seconds_.end())));
+  }
   if (service_pid_ > 0) {
     Log(absl::StrFormat("service: %.2f cores, RSS %.0f MiB (%.0f bytes per end), peak %.0f MiB",
                         service_cores_, service_end_.rss_bytes / 1048576.0,

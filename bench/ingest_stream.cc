@@ -158,6 +158,18 @@ void IngestStream::Close() {
   }
 }
 
+std::vector<OutBatch> IngestStream::TakeUndelivered() {
+  absl::MutexLock lock(&mu_);
+  std::vector<OutBatch> undelivered;
+  for (Sent& sent : unacked_) {
+    if (!sent.filler) undelivered.push_back(std::move(sent.batch));
+  }
+  unacked_.clear();
+  for (OutBatch& batch : queue_) undelivered.push_back(std::move(batch));
+  queue_.clear();
+  return undelivered;
+}
+
 void IngestStream::OnWriteDone(bool ok) {
   bool release = false;
   {
@@ -211,12 +223,14 @@ void IngestStream::OnReadDone(bool ok) {
       while (!unacked_.empty() && unacked_.front().seq <= seq) {
         const Sent& sent = unacked_.front();
         ++totals_.batches_acked;
-        totals_.events_acked += sent.events;
+        totals_.events_acked += sent.batch.events;
         if (sent.filler) {
-          totals_.filler_events_acked += sent.events;
+          totals_.filler_events_acked += sent.batch.events;
           --filler_unacked_;
         }
-        for (size_t k = 0; k < sent.kinds.size(); ++k) totals_.kinds_acked[k] += sent.kinds[k];
+        for (size_t k = 0; k < sent.batch.kinds.size(); ++k) {
+          totals_.kinds_acked[k] += sent.batch.kinds[k];
+        }
         unacked_.pop_front();
       }
     }
@@ -254,7 +268,7 @@ void IngestStream::MaybeWrite() {
       return;
     }
     out_ = BatchMessage(next_seq_, batch->body);
-    unacked_.push_back({next_seq_, batch->events, filler, batch->kinds});
+    unacked_.push_back({next_seq_, filler, *batch});
     in_flight_events_ = batch->events;
     ++next_seq_;
     write_in_flight_ = true;

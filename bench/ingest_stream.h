@@ -88,6 +88,10 @@ class IngestStream : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byte
   void StopFilling();
   // Half-closes the stream (the service then finishes it) and lets the RPC end.
   void Close();
+  // Once done(): the batches the service never acknowledged (written or still queued), in
+  // order, for the stream of another replica to carry as the agent's shipper would (filler
+  // batches are load, not data: left out).
+  std::vector<OutBatch> TakeUndelivered();
 
   void OnWriteDone(bool ok) override;
   void OnReadDone(bool ok) override;
@@ -96,9 +100,8 @@ class IngestStream : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::Byte
  private:
   struct Sent {
     uint64_t seq;
-    uint64_t events;
     bool filler;
-    KindCounts kinds;
+    OutBatch batch;
   };
   void MaybeWrite();
 

@@ -38,7 +38,12 @@ def main(path):
         checks = "passed" if sim.get("checks_passed") else "FAILED: " + "; ".join(
             sim.get("failures", []) + ([sim["error"]] if sim.get("error") else []))
         replicas = r["window"]["replicas"]
+        killed = any(rep.get("killed") for rep in replicas)
         for i, rep in enumerate(replicas):
+            if rep.get("killed"):
+                print(f"| {r['run']} | {i} | killed during the window | | | | | "
+                      f"{checks if i == 0 else ''} |")
+                continue
             print(f"| {r['run']} | {i} | {rep.get('hosts_up', 0):.0f} | "
                   f"{rep.get('cores', 0):.2f} | {rep.get('rss_bytes', 0) / MIB:,.0f} | "
                   f"{rep.get('hwm_bytes', 0) / MIB:,.0f} | "
@@ -56,7 +61,7 @@ def main(path):
             print(f"| {r['run']} | **sum** | {sum(rep.get('hosts_up', 0) for rep in replicas):.0f} "
                   f"| **{cores:.2f}** | **{rss / MIB:,.0f}** | {hwm / MIB:,.0f} | "
                   f"**{entries:,.0f}** ({ends:,.0f}) {pairs} | |")
-            if single_cores and len(replicas) > 1:
+            if single_cores and len(replicas) > 1 and not killed:
                 print(f"| {r['run']} | sum / 1 replica | | {cores / single_cores:.2f}x | "
                       f"{rss / single_rss:.2f}x | | | |")
                 print(f"| {r['run']} | mean replica / 1 replica | | "
@@ -66,12 +71,23 @@ def main(path):
         print(f"| {r['run']} | simulator | {sim.get('hosts', 0)} x {sim.get('ends_per_host', 0)} "
               f"| {sim.get('sim_cores', 0):.2f} | | | {sim.get('events_per_s', 0):,.0f} events/s "
               f"acked in the window | machine busy {busy:.2f} cores |")
+        if sim.get("replicas_lost"):
+            print(f"| {r['run']} | failover | {sim.get('hosts_rehomed', 0)} hosts rehomed | | | | "
+                  f"rehomed {sim.get('rehome_median_s', -1):.2f} s (median), "
+                  f"{sim.get('rehome_max_s', -1):.2f} s (max) after their stream broke; "
+                  f"{sim.get('events_lost_with_replicas', 0):,} events acknowledged by the killed "
+                  f"replica are lost with it | |")
 
     print()
     names = list(expected_totals({}).keys())
     print("| run | source | " + " | ".join(names) + " | equal to the simulator's |")
     print("| --- " * (len(names) + 3) + "|")
     for r in runs:
+        if r["sim"].get("replicas_lost"):
+            print(f"| {r['run']} | not compared here: a replica was killed (--kill-after); the "
+                  f"simulator's own checks compared what the replicas still up acknowledged |"
+                  + " |" * (len(names) + 1))
+            continue
         expected = expected_totals(r["sim"])
         rows = [("simulator acknowledged", expected)]
         rows.append(("`tcpscope summary` (fleet, via replica 0)", r["totals"].get("cli", {})))

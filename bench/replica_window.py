@@ -5,7 +5,9 @@ Follows the simulator's stderr log: at "measuring for" it samples every replica'
 (/proc/PID/stat utime + stime), at "measuring scrape time" (the window's end) CPU time and RSS
 again; at "checking" (churn stopped, every batch acknowledged) it scrapes every replica's
 /metrics for its pair-index entries and ends and its hosts (tcpscope_agent_up). When the
-simulator exits: each replica's peak RSS (VmHWM). Prints one JSON object.
+simulator exits: each replica's peak RSS (VmHWM). A replica killed meanwhile
+(replica_bench --kill-after) is marked "killed" and measured up to its death only.
+Prints one JSON object.
 
 Usage: replica_window.py --log=SIM_LOG --sim_pid=PID --pids=P1,P2,.. --metrics=URL1,URL2,..
 """
@@ -21,16 +23,25 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """None once the process is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    if fields[0] == "Z":
+        return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
 def status_bytes(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return 0
 
 
@@ -84,11 +95,17 @@ def main():
             elif start is not None and end is None and "measuring scrape time" in line:
                 end = now
                 for r in replicas:
-                    r["cores"] = (cpu_seconds(r["pid"]) - r["cpu_start_s"]) / (end - start)
+                    cpu = cpu_seconds(r["pid"])
+                    if cpu is None:
+                        r["killed"] = True
+                        continue
+                    r["cores"] = (cpu - r["cpu_start_s"]) / (end - start)
                     r["rss_bytes"] = status_bytes(r["pid"], "VmRSS")
             elif not checked and "checking" in line:
                 checked = True
                 for r in replicas:
+                    if r.get("killed"):
+                        continue
                     body = urllib.request.urlopen(r["metrics_url"], timeout=60).read().decode()
                     r["pair_index_entries"] = metric_sum(body, "tcpscope_service_pair_index_entries")
                     r["pair_index_ends"] = metric_sum(body, "tcpscope_service_pair_index_ends")
