@@ -129,7 +129,9 @@ std::shared_ptr<const HostView> HostView::Unpack(const v1::PackedEnds& packed,
   }
   const std::string& ipv6 = packed.ipv6_addresses();
   view->ipv6_addresses.resize(ipv6.size() / 16);
-  std::memcpy(view->ipv6_addresses.data(), ipv6.data(), view->ipv6_addresses.size() * 16);
+  if (!view->ipv6_addresses.empty()) {  // memcpy's pointers must not be null, even for 0 bytes
+    std::memcpy(view->ipv6_addresses.data(), ipv6.data(), view->ipv6_addresses.size() * 16);
+  }
   view->origins.reserve(static_cast<size_t>(packed.origins_size()));
   for (const v1::Origin& origin : packed.origins()) {
     view->origins.push_back(origin_table->Intern(origin));
