@@ -14,6 +14,12 @@
 # services (--peers): each simulated host homes on its rendezvous replica, the checks sum every
 # replica's /metrics and ask one replica (which fans out), and the pair-index sums across the
 # replicas must still be the fleet's every connection, once.
+#
+# With --kill-after=S as well: the last replica gets SIGKILL S seconds into the measured load;
+# the simulated hosts fail over as agents do (--failover_after=2s, resending what was not
+# acknowledged), and the checks expect exactly what the replicas still up acknowledged, every
+# pair indexed again on them, no half_open event (the ring's rebuild judged nothing from its
+# partial view), and every host of the killed replica rehomed within the grace plus 2 s.
 set -euo pipefail
 
 bin_dir=${TCPSCOPE_BIN_DIR:?TCPSCOPE_BIN_DIR must name the build directory}
@@ -22,17 +28,23 @@ sim_bin=$bin_dir/bench/tcpscope-fleet-sim
 work=$(mktemp -d "${TMPDIR:-/tmp}/fleet_sim_test.XXXXXX")
 service_pids=()
 replicas=1
+kill_after=""
 hosts=200
 ends=200
 for arg in "$@"; do
   case "$arg" in
     --replicas=*) replicas=${arg#*=} ;;
+    --kill-after=*) kill_after=${arg#*=} ;;
     *) echo "fleet_sim_test: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
 if [[ $replicas -gt 1 ]]; then
   hosts=60
   ends=100
+fi
+if [[ -n $kill_after && $replicas -lt 2 ]]; then
+  echo "fleet_sim_test: --kill-after needs --replicas=2 or more" >&2
+  exit 2
 fi
 
 fail() {
@@ -110,23 +122,43 @@ fi
 
 start=$SECONDS
 status=0
+failover=()
+[[ -z $kill_after ]] || failover=(--failover_after=2s)
 "$sim_bin" --target="$target" --hosts=$hosts --ends_per_host=$ends \
   --snapshot_interval=2s --new_per_second=20 --duration=20s --service_pid="${service_pids[0]}" \
-  --metrics_url="$metrics_url" --check_hosts=$hosts \
-  --label=fleet_sim_test >"$work/result.json" 2>"$work/sim.log" || status=$?
+  --metrics_url="$metrics_url" --check_hosts=$hosts "${failover[@]}" \
+  --label=fleet_sim_test >"$work/result.json" 2>"$work/sim.log" &
+sim_pid=$!
+killed=""
+if [[ -n $kill_after ]]; then
+  for _ in $(seq 600); do
+    grep -q "measuring for" "$work/sim.log" && break
+    kill -0 "$sim_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep "$kill_after"
+  killed=${service_pids[replicas - 1]}
+  kill -KILL "$killed"
+  wait "$killed" 2>/dev/null || true
+  echo "fleet_sim_test: killed replica $((replicas - 1)) (${targets[replicas - 1]})"
+fi
+wait "$sim_pid" || status=$?
 elapsed=$((SECONDS - start))
 cat "$work/sim.log"
 cat "$work/result.json"
 [[ $status -eq 0 ]] || fail "the simulator's checks failed (exit $status)"
 for pid in "${service_pids[@]}"; do
-  kill -0 "$pid" 2>/dev/null || fail "a service died"
+  [[ $pid == "$killed" ]] || kill -0 "$pid" 2>/dev/null || fail "a service died"
 done
 
 # The JSON line's exact numbers (the simulator compared the service's counters with them).
-python3 - "$work/result.json" "$hosts" "$ends" <<'PY' || fail "the simulator's result is not exact"
+killed_target=""
+[[ -z $killed ]] || killed_target=${targets[replicas - 1]}
+python3 - "$work/result.json" "$hosts" "$ends" "$killed_target" <<'PY' || fail "the simulator's result is not exact"
 import json, sys
 result = json.loads(open(sys.argv[1]).read())
 hosts, ends = int(sys.argv[2]), int(sys.argv[3])
+killed = sys.argv[4]
 kinds = result["events_acked_by_kind"]
 expect = {
     "checks_passed": True,
@@ -151,6 +183,15 @@ for kind in ("handshake", "handshake_failed", "close", "keepalive_probe", "keepa
         bad.append(f"no {kind} event was sent")
 if kinds["half_open"] != 0:
     bad.append("the simulator sent half_open events")
+if killed:
+    homed = result["hosts_by_replica"]
+    if result["replicas_lost"] != 1 or homed.get(killed, 0) != 0 or sum(homed.values()) != hosts:
+        bad.append(f"after the kill: {result['replicas_lost']} replicas lost, hosts {homed}")
+    if result["hosts_rehomed"] == 0 or result["rehome_max_s"] > 4.0:
+        bad.append(f"{result['hosts_rehomed']} hosts rehomed, the last after "
+                   f"{result['rehome_max_s']} s (bound: --failover_after=2s + 2 s)")
+    if result["events_lost_with_replicas"] == 0:
+        bad.append("the killed replica had acknowledged nothing: the kill came too early")
 for problem in bad:
     print("fleet_sim_test:", problem, file=sys.stderr)
 sys.exit(1 if bad else 0)
