@@ -31,6 +31,16 @@ uint32_t Inline(const std::string& address) {
   return value;
 }
 
+std::shared_ptr<HostView> NewView(std::shared_ptr<const PairHost> host, uint64_t round,
+                                  uint64_t taken_unix_ns, absl::Time received) {
+  auto view = std::make_shared<HostView>();
+  view->host = std::move(host);
+  view->round = round;
+  view->taken = absl::FromUnixNanos(static_cast<int64_t>(taken_unix_ns));
+  view->received = received;
+  return view;
+}
+
 }  // namespace
 
 std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
@@ -38,11 +48,7 @@ std::shared_ptr<const HostView> HostView::Build(const v1::Snapshot& snapshot,
                                                 std::shared_ptr<const PairHost> host,
                                                 uint64_t round, absl::Time received,
                                                 OriginTable* origin_table) {
-  auto view = std::make_shared<HostView>();
-  view->host = std::move(host);
-  view->round = round;
-  view->taken = absl::FromUnixNanos(static_cast<int64_t>(snapshot.time_unix_ns()));
-  view->received = received;
+  auto view = NewView(std::move(host), round, snapshot.time_unix_ns(), received);
   view->listeners = snapshot.listeners();
   view->ends.resize(static_cast<size_t>(snapshot.connections_size()));
   // Each entry of the snapshot's origin table is interned once; inline origins (older agents)
@@ -117,11 +123,7 @@ std::shared_ptr<const HostView> HostView::Unpack(const v1::PackedEnds& packed,
                                                  std::shared_ptr<const PairHost> host,
                                                  uint64_t round, absl::Time received,
                                                  OriginTable* origin_table) {
-  auto view = std::make_shared<HostView>();
-  view->host = std::move(host);
-  view->round = round;
-  view->taken = absl::FromUnixNanos(static_cast<int64_t>(packed.time_unix_ns()));
-  view->received = received;
+  auto view = NewView(std::move(host), round, packed.time_unix_ns(), received);
   const std::string& records = packed.records();
   view->ends.reserve(records.size() / kPackedEndSize);
   for (size_t at = 0; at + kPackedEndSize <= records.size(); at += kPackedEndSize) {
