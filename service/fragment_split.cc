@@ -1,5 +1,6 @@
 #include "service/fragment_split.h"
 
+#include "common/unix_time.h"
 #include "service/packed_ends.h"
 #include "service/pair_index.h"
 
@@ -38,7 +39,7 @@ std::vector<v1::HostFragment> SplitByOwner(
       if (i == ring.self) continue;
       v1::PackedEnds& packed = *fragments[i].mutable_ends();
       packed.set_version(kPackedEndVersion);
-      packed.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(view->taken)));
+      packed.set_time_unix_ns(UnixNanos(view->taken));
       packed.mutable_records()->reserve(view->ends.size() / ring.size() * kPackedEndSize * 5 / 4);
       positions[i].origins.assign(view->origins.size(), kNotCopied);
       positions[i].ipv6.assign(view->ipv6_addresses.size(), kNotCopied);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/container/flat_hash_map.h"
+#include "common/unix_time.h"
 #include "service/packed_ends.h"
 
 namespace tcpscope::service {
@@ -36,7 +37,7 @@ std::shared_ptr<HostView> NewView(std::shared_ptr<const PairHost> host, uint64_t
   auto view = std::make_shared<HostView>();
   view->host = std::move(host);
   view->round = round;
-  view->taken = absl::FromUnixNanos(static_cast<int64_t>(taken_unix_ns));
+  view->taken = TimeFromUnixNanos(taken_unix_ns);
   view->received = received;
   return view;
 }
