@@ -300,6 +300,14 @@ Scrape HttpGetAll(const std::string& urls) {
 
 // ---- the run ----
 
+// A simulated agent's own channel (one TCP connection per host, as with real agents).
+std::shared_ptr<grpc::Channel> AgentChannel(const std::string& target) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxSendMessageSize(64 << 20);  // as the agent's shipper
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
+}
+
 struct Totals {
   uint64_t events_sent = 0;
   uint64_t events_acked = 0;
@@ -566,12 +574,7 @@ void Run::FailOver(absl::Time now) {
       no_replica_left_ = true;
       continue;
     }
-    grpc::ChannelArguments arguments;
-    arguments.SetMaxSendMessageSize(64 << 20);
-    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    retired_channels_.push_back(std::exchange(
-        channels_[h],
-        grpc::CreateCustomChannel(next, grpc::InsecureChannelCredentials(), arguments)));
+    retired_channels_.push_back(std::exchange(channels_[h], AgentChannel(next)));
     retired_stubs_.push_back(
         std::exchange(stubs_[h], std::make_unique<grpc::GenericStub>(channels_[h])));
     auto stream = std::make_unique<IngestStream>(stubs_[h].get(), hellos_[h], stream_options_[h]);
@@ -948,11 +951,7 @@ int Run::Main() {
   if (!HomeHosts(connect_deadline)) return Report();
   Log(absl::StrFormat("connecting %d agent streams to %s", hosts, target_));
   for (int h = 0; h < hosts; ++h) {
-    grpc::ChannelArguments arguments;
-    arguments.SetMaxSendMessageSize(64 << 20);  // as the agent's shipper
-    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channels_.push_back(
-        grpc::CreateCustomChannel(homes_[h], grpc::InsecureChannelCredentials(), arguments));
+    channels_.push_back(AgentChannel(homes_[h]));
     if (!channels_.back()->WaitForConnected(absl::ToChronoTime(connect_deadline))) {
       error_ = absl::StrCat("cannot connect to ", homes_[h], " (host ", h, ")");
       return Report();
