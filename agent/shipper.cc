@@ -1,4 +1,4 @@
-// The agent's gRPC client: one ClientBidiReactor per stream attempt, driven by a connection
+// The agent's gRPC client: one async stream per attempt, driven by a connection
 // thread that waits for each stream to end and backs off before the next, and that chooses the
 // replica each stream goes to.
 #include "agent/shipper.h"
@@ -13,22 +13,32 @@
 
 namespace tcpscope::agent {
 
-// One stream attempt. Writes come from reactions and from Publish() on the source's thread; a
-// hold keeps the RPC alive until the reactor decides to close, so no write can start after the
-// RPC is done.
-class Shipper::StreamReactor
-    : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ServiceMessage> {
+// One stream attempt, on gRPC's async API with a completion queue and a thread of its own:
+// the callback API's shared queue has two threads that wake about twice a second each even with
+// nothing to do, most of an idle agent's gRPC cost (BENCHMARKS.md, "Idle agent"); this thread
+// sleeps until the stream has something for it. Writes come from completions and from Publish()
+// on the source's thread (one write in flight at a time); Finish is requested only once the
+// read side has ended and no write is in flight, so no write can start after it.
+class Shipper::StreamAttempt {
  public:
-  StreamReactor(Shipper* shipper, const Connection& connection)
+  StreamAttempt(Shipper* shipper, const Connection& connection)
       : shipper_(shipper), replica_(connection.replica) {
     context_.set_wait_for_ready(false);
-    connection.stub->async()->Stream(&context_, this);
+    // The call's metadata leaves with the hello: starting the call alone would occupy the
+    // write operation that the hello needs.
+    context_.set_initial_metadata_corked(true);
+    stream_ = connection.stub->PrepareAsyncStream(&context_, &queue_);
     hello_.mutable_hello()->CopyFrom(shipper_->options_.hello);
     write_in_flight_ = true;
-    StartWrite(&hello_);
-    StartRead(&in_);
-    AddHold();
-    StartCall();
+    stream_->StartCall(nullptr);
+    stream_->Write(hello_, Tag(Op::kWrite));
+    stream_->Read(&in_, Tag(Op::kRead));
+    thread_ = std::thread([this] { Complete(); });
+  }
+
+  ~StreamAttempt() {
+    Cancel();
+    if (thread_.joinable()) thread_.join();
   }
 
   // Blocks until the RPC is over; returns its status and whether the service ever said hello.
@@ -63,7 +73,7 @@ class Shipper::StreamReactor
       if (write_in_flight_) return;  // OnWriteDone closes the writes
       write_in_flight_ = true;
     }
-    StartWritesDone();
+    stream_->WritesDone(Tag(Op::kWritesDone));
   }
 
   // Starts the next write if none is in flight and the service has said hello.
@@ -78,44 +88,74 @@ class Shipper::StreamReactor
       write_in_flight_ = true;
     }
     shipper_->metrics_->batches_sent.Increment();
-    StartWrite(out_.get());
+    stream_->Write(*out_, Tag(Op::kWrite));
   }
 
-  void OnWriteDone(bool ok) override {
-    bool release = false;
+ private:
+  enum class Op : uintptr_t { kWrite = 1, kWritesDone, kRead, kFinish };
+  static void* Tag(Op op) { return reinterpret_cast<void*>(static_cast<uintptr_t>(op)); }
+
+  // The completion thread: every operation's end, until Finish's, then the queue drains.
+  void Complete() {
+    void* tag = nullptr;
+    bool ok = false;
+    while (queue_.Next(&tag, &ok)) {
+      switch (static_cast<Op>(reinterpret_cast<uintptr_t>(tag))) {
+        case Op::kWrite:
+          OnWriteDone(ok);
+          break;
+        case Op::kWritesDone:
+          OnWritesDoneDone();
+          break;
+        case Op::kRead:
+          OnReadDone(ok);
+          break;
+        case Op::kFinish: {
+          absl::MutexLock lock(&mu_);
+          status_ = finish_status_;
+          done_ = true;
+          queue_.Shutdown();
+          break;
+        }
+      }
+    }
+  }
+
+  void OnWriteDone(bool ok) {
+    bool finish = false;
     bool writes_done = false;
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
       if (!ok) closing_ = true;  // the stream is broken; the read side will see why
-      release = closing_ && !hold_released_;
-      if (release) hold_released_ = true;
+      finish = closing_ && read_over_ && !finish_requested_;
+      if (finish) finish_requested_ = true;
       writes_done = !closing_ && finishing_;
       if (writes_done) write_in_flight_ = true;
     }
-    if (release) {
-      RemoveHold();
+    if (finish) {
+      stream_->Finish(&finish_status_, Tag(Op::kFinish));
       return;
     }
     if (writes_done) {
-      StartWritesDone();
+      stream_->WritesDone(Tag(Op::kWritesDone));
       return;
     }
     MaybeWrite();
   }
 
-  void OnWritesDoneDone(bool /*ok*/) override {
-    bool release = false;
+  void OnWritesDoneDone() {
+    bool finish = false;
     {
       absl::MutexLock lock(&mu_);
       write_in_flight_ = false;
-      release = closing_ && !hold_released_;
-      if (release) hold_released_ = true;
+      finish = closing_ && read_over_ && !finish_requested_;
+      if (finish) finish_requested_ = true;
     }
-    if (release) RemoveHold();
+    if (finish) stream_->Finish(&finish_status_, Tag(Op::kFinish));
   }
 
-  void OnReadDone(bool ok) override {
+  void OnReadDone(bool ok) {
     if (!ok) {
       Close();
       return;
@@ -131,40 +171,40 @@ class Shipper::StreamReactor
     } else if (in_.has_ack()) {
       shipper_->OnAck(in_.ack().seq());
     }
-    StartRead(&in_);
+    stream_->Read(&in_, Tag(Op::kRead));
     MaybeWrite();
   }
 
-  void OnDone(const grpc::Status& status) override {
-    absl::MutexLock lock(&mu_);
-    status_ = status;
-    done_ = true;
-  }
-
- private:
+  // The read side has ended: the RPC is over once the write in flight, if any, is done.
   void Close() {
-    bool release = false;
+    bool finish = false;
     {
       absl::MutexLock lock(&mu_);
       closing_ = true;
-      release = !write_in_flight_ && !hold_released_;
-      if (release) hold_released_ = true;
+      read_over_ = true;
+      finish = !write_in_flight_ && !finish_requested_;
+      if (finish) finish_requested_ = true;
     }
-    if (release) RemoveHold();
+    if (finish) stream_->Finish(&finish_status_, Tag(Op::kFinish));
   }
 
   Shipper* const shipper_;
   const std::string replica_;
   grpc::ClientContext context_;
+  grpc::CompletionQueue queue_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::AgentMessage, v1::ServiceMessage>> stream_;
   v1::AgentMessage hello_;
   std::shared_ptr<const v1::AgentMessage> out_;  // the batch being written
   v1::ServiceMessage in_;
+  grpc::Status finish_status_;  // written by the Finish operation, read after its completion
+  std::thread thread_;
 
   absl::Mutex mu_;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_over_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;  // FinishWrites() was called
-  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool greeted_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
@@ -353,7 +393,7 @@ void Shipper::MaybeResolve(bool now_anyway) {
   }
 }
 
-std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
+std::optional<Shipper::Connection> Shipper::Supervise(StreamAttempt* attempt,
                                                       absl::Time unreachable_since) {
   absl::Time next_probe = absl::Now() + options_.failover_after;
   std::optional<Connection> move;
@@ -365,26 +405,26 @@ std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
     } else if (homing_.has_alternatives()) {
       // Before the greeting: when the grace runs out; after it, away from the first-ranked
       // replica: the next probe. Otherwise nothing to do but wait (no wakeups).
-      if (!reactor->greeted()) {
+      if (!attempt->greeted()) {
         wake = std::min(wake, unreachable_since + options_.failover_after);
       } else if (homing_.home_rank() > 0) {
         wake = std::min(wake, next_probe);
       }
     }
-    if (reactor->AwaitUntil(wake)) return move;
+    if (attempt->AwaitUntil(wake)) return move;
     if (stopping()) continue;  // Stop() cancelled the stream
     const absl::Time now = absl::Now();
     if (move.has_value()) {
-      if (now >= give_up) reactor->Cancel();
+      if (now >= give_up) attempt->Cancel();
       continue;
     }
     MaybeResolve(/*now_anyway=*/false);
     if (!homing_.has_alternatives()) continue;
-    if (!reactor->greeted()) {
+    if (!attempt->greeted()) {
       // An attempt that has not connected within the grace: give up on it; the failover
       // follows once it has ended.
       if (!homing_.home_listed() || now - unreachable_since >= options_.failover_after) {
-        reactor->Cancel();
+        attempt->Cancel();
       }
       continue;
     }
@@ -402,7 +442,7 @@ std::optional<Shipper::Connection> Shipper::Supervise(StreamReactor* reactor,
                        homing_.home_listed()
                            ? "it ranks better for this host and is reachable"
                            : "the home left the list and this is the best reachable replica");
-        reactor->FinishWrites();
+        attempt->FinishWrites();
         give_up = absl::Now() + options_.failover_after;
       } else if (homing_.home_listed()) {
         homing_.NoteCannotReturn(candidate, why);
@@ -446,22 +486,22 @@ void Shipper::RunConnections() {
   bool hint_logged = false;
   bool stranded_logged = false;  // no other replica reachable either, this outage
   while (true) {
-    std::unique_ptr<StreamReactor> reactor;
+    std::unique_ptr<StreamAttempt> attempt;
     {
       absl::MutexLock lock(&active_mu_);
       if (stopping_) return;
-      reactor = std::make_unique<StreamReactor>(this, home);
-      active_ = reactor.get();
+      attempt = std::make_unique<StreamAttempt>(this, home);
+      active_ = attempt.get();
     }
     metrics_->stream_attempts.Increment();
-    std::optional<Connection> move = Supervise(reactor.get(), unreachable_since);
+    std::optional<Connection> move = Supervise(attempt.get(), unreachable_since);
     bool greeted = false;
-    const grpc::Status status = reactor->Await(&greeted);
+    const grpc::Status status = attempt->Await(&greeted);
     {
       absl::MutexLock lock(&active_mu_);
       active_ = nullptr;
     }
-    reactor.reset();
+    attempt.reset();
     metrics_->service_connected.Set(0);
     absl::Time now = absl::Now();
     if (greeted) {

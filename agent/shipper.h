@@ -1,5 +1,5 @@
 // Ships the source's events to the service: numbers them into batches, keeps every batch until
-// the service acknowledges it (bounded), and streams them over one gRPC callback stream that it
+// the service acknowledges it (bounded), and streams them over one gRPC stream (async API) that it
 // reopens with capped, jittered exponential backoff when it breaks. After a reconnect it resends
 // what the service has not applied, so nothing is lost or counted twice. With several replicas
 // it streams to its home (agent/replica_homing.h): it moves to the next replica of its ranking
@@ -66,7 +66,7 @@ class Shipper : public EventSink {
   uint64_t events_dropped() const;
 
  private:
-  class StreamReactor;
+  class StreamAttempt;
   // A channel to one replica and its stub.
   struct Connection {
     std::string replica;
@@ -89,7 +89,7 @@ class Shipper : public EventSink {
   // reachable (the stream is half-closed once its writes are acknowledged) and giving up on an
   // attempt at an unreachable home once the grace is over. Returns the connection to move to
   // (planned moves), or nullopt.
-  std::optional<Connection> Supervise(StreamReactor* reactor, absl::Time unreachable_since);
+  std::optional<Connection> Supervise(StreamAttempt* attempt, absl::Time unreachable_since);
   Connection Connect(const std::string& replica) const;
   // A connection to `replica` that is up within a short probe timeout, or nullopt (`why` says
   // what was seen).
@@ -118,9 +118,9 @@ class Shipper : public EventSink {
   v1::LossCounters losses_ ABSL_GUARDED_BY(buffer_mu_);
   v1::SourceHealth source_health_ ABSL_GUARDED_BY(buffer_mu_);
 
-  // Order: active_mu_ before a reactor's mutex before buffer_mu_.
+  // Order: active_mu_ before an attempt's mutex before buffer_mu_.
   absl::Mutex active_mu_;
-  StreamReactor* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
+  StreamAttempt* active_ ABSL_GUARDED_BY(active_mu_) = nullptr;
   bool stopping_ ABSL_GUARDED_BY(active_mu_) = false;
 };
 
