@@ -121,6 +121,10 @@ AgentMetrics::AgentMetrics(const std::string& host_name)
                                       kHomeChangesHelp, {{"reason", "resolve"}})),
       dumps(NewCounter(*registry, "tcpscope_agent_sock_diag_dumps_total",
                        "Complete sock_diag dumps taken.")),
+      dumps_skipped(NewCounter(
+          *registry, "tcpscope_agent_snapshot_namespaces_skipped_total",
+          "Namespaces a snapshot did not walk: empty at their last walk, and no socket was created "
+          "in a watched namespace since (eBPF source).")),
       dump_errors(NewCounter(*registry, "tcpscope_agent_sock_diag_dump_errors_total",
                              "sock_diag dumps that failed.")),
       dump_duration(

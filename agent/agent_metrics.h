@@ -51,6 +51,7 @@ struct AgentMetrics {
   prometheus::Counter& home_changes_return;
   prometheus::Counter& home_changes_resolve;
   prometheus::Counter& dumps;
+  prometheus::Counter& dumps_skipped;
   prometheus::Counter& dump_errors;
   prometheus::Histogram& dump_duration;
   prometheus::Gauge& tracked_connections;

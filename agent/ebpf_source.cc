@@ -26,23 +26,29 @@ namespace tcpscope::agent {
 namespace {
 
 // Reading the ring: the kernel wakes the consumer by the first record written after it had read
-// everything (adaptive notification), so an idle agent sleeps in poll() with no timer but the
-// heartbeat. Once woken it reads what is there, then lets records gather for kReadGap before
-// reading again (one wakeup per gap under load, not one per record), and hands events to the
-// shipper at most kFlushInterval after the previous batch, or at kFlushEvents. An event thus
-// reaches the shipper at most kFlushInterval + kReadGap (60 ms) after the kernel wrote it; a
-// lone event on a quiet host at once.
+// everything (adaptive notification), so an idle agent sleeps in poll() with no timer at all
+// (the kernel's drop counters are read with every batch and every snapshot). Once woken it reads
+// what is there, then lets records gather for kReadGap before reading again (one wakeup per gap
+// under load, not one per record), and hands events to the shipper at most kFlushInterval after the
+// previous batch, or at kFlushEvents. An event thus reaches the shipper at most kFlushInterval +
+// kReadGap (60 ms) after the kernel wrote it; a lone event on a quiet host at once.
 constexpr size_t kFlushEvents = 2048;
 constexpr absl::Duration kFlushInterval = absl::Milliseconds(50);
 constexpr absl::Duration kReadGap = absl::Milliseconds(10);
-// Idle, the kernel's drop counters are still read this often (a full socket map drops without
-// writing to the ring).
-constexpr absl::Duration kHeartbeat = absl::Seconds(1);
 // A failing ring is re-opened after kRetryDelay, doubled each time; after kMaxFailures in a row
 // the source gives up. A ring read for kHealthyAfter makes the next failure a new incident.
 constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
 constexpr int kMaxFailures = 6;
 constexpr absl::Duration kHealthyAfter = absl::Seconds(60);
+
+// Every CPU's value of one entry of a per-CPU array of u64; none when it cannot be read.
+std::vector<uint64_t> PerCpuValues(const bpf_map* map, uint32_t key) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return {};
+  std::vector<uint64_t> values(static_cast<size_t>(cpus));
+  if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0) return {};
+  return values;
+}
 
 int TimeoutMs(absl::Duration wait) {
   return static_cast<int>(absl::ToInt64Milliseconds(
@@ -135,6 +141,7 @@ EbpfSource::EbpfSource(const EbpfOptions& options, tcpscope_bpf* skeleton,
           metrics, &fin_times_, [this](uint64_t id) { return SnapshotRole(id); }, &known_roles_,
           std::move(capture)),
       forced_failures_left_(options.forced_ring_failures),
+      attached_ns_(clock_->MonotonicNanos()),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 EbpfSource::~EbpfSource() {
@@ -159,14 +166,28 @@ void EbpfSource::Stop() {
 }
 
 uint64_t EbpfSource::KernelDrops(int index) const {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return 0;
-  std::vector<uint64_t> values(static_cast<size_t>(cpus));
-  uint32_t key = static_cast<uint32_t>(index);
-  if (bpf_map_lookup_elem(bpf_map__fd(skeleton_->maps.drops), &key, values.data()) != 0) return 0;
   uint64_t total = 0;
-  for (uint64_t value : values) total += value;
+  for (uint64_t value : PerCpuValues(skeleton_->maps.drops, static_cast<uint32_t>(index))) {
+    total += value;
+  }
   return total;
+}
+
+SocketBirths EbpfSource::Births() const {
+  SocketBirths births;
+  // A connect() under way as the program attached may not have been noted: the attach counts
+  // as a birth.
+  births.last_birth_ns = attached_ns_;
+  const std::vector<uint64_t> values = PerCpuValues(skeleton_->maps.births, 0);
+  // Each CPU's time only grows, so their sum changes with every birth.
+  for (uint64_t value : values) {
+    births.generation += value;
+    births.last_birth_ns = std::max(births.last_birth_ns, value);
+  }
+  births.walk_started_ns = clock_->MonotonicNanos();
+  // Unreadable: no walk counts as settled, so none is skipped.
+  if (values.empty()) births.last_birth_ns = births.walk_started_ns;
+  return births;
 }
 
 v1::Role EbpfSource::SnapshotRole(uint64_t connection_id) {
@@ -204,6 +225,7 @@ void EbpfSource::Flush(EventSink* sink) {
 }
 
 void EbpfSource::ReportKernelDrops(EventSink* sink) {
+  absl::MutexLock lock(&drops_mu_);
   prometheus::Counter* by_cause[TCPSCOPE_DROP_COUNT] = {&metrics_->kernel_drops_ring_full,
                                                         &metrics_->kernel_drops_socket_map_full,
                                                         &metrics_->kernel_drops_fin_record};
@@ -261,11 +283,11 @@ absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* op
   }
   pollfd ready[2] = {{ring_buffer__epoll_fd(ring), POLLIN, 0}, {stop_fd_, POLLIN, 0}};
   absl::Time last_flush = absl::InfinitePast();
-  absl::Time last_drops_read = absl::Now();
   while (true) {
     const absl::Time before = absl::Now();
-    absl::Duration wait =
-        records_.pending().events().empty() ? kHeartbeat : last_flush + kFlushInterval - before;
+    absl::Duration wait = records_.pending().events().empty()
+                              ? absl::InfiniteDuration()
+                              : last_flush + kFlushInterval - before;
     // A held close waits for its answer only as long as it can take to come.
     if (records_.holding()) wait = std::min(wait, AbortOnDataCloses::kAnswerWithin);
     const int polled = poll(ready, 2, TimeoutMs(wait));
@@ -276,8 +298,8 @@ absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* op
     if (polled > 0 && (ready[0].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
       return absl::UnavailableError("eBPF ring buffer poll: the ring's descriptor failed");
     }
-    // Read at every wakeup, the heartbeat's too: a held close is released only after a read
-    // that started late enough to have seen its answer.
+    // Read at every wakeup: a held close is released only after a read that started late enough
+    // to have seen its answer.
     const uint64_t drain_started_ns = clock_->MonotonicNanos();
     const int consumed = ring_buffer__consume(ring);
     if (consumed < 0) {
@@ -293,10 +315,6 @@ absl::Status EbpfSource::ReadRing(EventSink* sink, bool* healthy, absl::Time* op
       Flush(sink);
       last_flush = now;
       ReportKernelDrops(sink);
-      last_drops_read = now;
-    } else if (now - last_drops_read >= kHeartbeat) {
-      ReportKernelDrops(sink);
-      last_drops_read = now;
     }
     if (stopping) return absl::OkStatus();
     if (consumed > 0) {
@@ -359,7 +377,8 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     monotonic_to_unix_ns_.store(clock_->MonotonicToUnixNs(), std::memory_order_relaxed);
     // The program attached before the first dump, so nothing falls between them. The events a
     // dump diff would derive come exactly from the kernel instead; only the snapshot is used.
-    SnapshotCollector::Result collected = snapshots_->Collect(start);
+    SnapshotCollector::Result collected = snapshots_->Collect(start, Births());
+    metrics_->dumps_skipped.Increment(static_cast<double>(collected.skipped_namespaces));
     metrics_->dump_duration.Observe(absl::ToDoubleSeconds(clock_->Now() - start));
     metrics_->dumps.Increment();
     if (collected.failed_namespaces > 0) {
@@ -384,6 +403,9 @@ absl::Status EbpfSource::Run(EventSink* sink) {
                    collected.snapshot.mutable_connections(index)->mutable_origin());
     }
     if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(collected.snapshot);
+    // Drops with no event around them (a full socket map writes nothing to the ring) are read
+    // here when the ring is quiet, and the snapshot's batch carries them.
+    ReportKernelDrops(sink);
     v1::Batch batch;
     *batch.mutable_snapshot() = std::move(collected.snapshot);
     sink->Publish(std::move(batch));

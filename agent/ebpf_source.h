@@ -77,6 +77,8 @@ class EbpfSource : public EventSource {
   absl::Status ReadRing(EventSink* sink, bool* healthy, absl::Time* opened);
   void Flush(EventSink* sink);
   uint64_t KernelDrops(int index) const;
+  // What the program noted of sockets coming into being, for the snapshot about to be taken.
+  SocketBirths Births() const;
   // Adds what the kernel side dropped since the last call to the losses.
   void ReportKernelDrops(EventSink* sink);
   void SetHealth(EventSink* sink, bool healthy, const std::string& problem);
@@ -93,12 +95,16 @@ class EbpfSource : public EventSource {
   FinTimes fin_times_;      // noted by the consumer thread, applied to each snapshot
   KnownRoles known_roles_;  // likewise
 
+  // The consumer thread's batches and the snapshots both report the kernel's drops.
+  absl::Mutex drops_mu_;
+  std::array<uint64_t, TCPSCOPE_DROP_COUNT> reported_drops_ ABSL_GUARDED_BY(drops_mu_){};
+
   // Consumer thread only: events decoded straight into the next batch.
   RingRecords records_;
   EventSink* reading_for_ = nullptr;  // where OnRecord flushes a full batch
-  std::array<uint64_t, TCPSCOPE_DROP_COUNT> reported_drops_{};
   int forced_failures_left_;
-  const int stop_fd_;  // an eventfd: Stop() wakes the consumer blocked on the ring
+  const uint64_t attached_ns_;  // monotonic
+  const int stop_fd_;           // an eventfd: Stop() wakes the consumer blocked on the ring
 
   absl::Mutex roles_mu_;
   // Known roles of connections that existed before the program attached, from the latest dump.

@@ -93,20 +93,32 @@ void SnapshotCollector::Rescan() {
   }
 }
 
-SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now) {
+SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now,
+                                                     std::optional<SocketBirths> births) {
   if (all_) Rescan();
   Result result;
   result.snapshot.set_time_unix_ns(static_cast<uint64_t>(absl::ToUnixNanos(now)));
   std::vector<std::pair<View*, std::vector<SocketRecord>>> dumps;
   dumps.reserve(views_.size());
   for (auto& [inode, view] : views_) {
-    absl::StatusOr<std::vector<SocketRecord>> dump = view.dumper->Dump();
-    if (!dump.ok()) {
-      ++result.failed_namespaces;
-      continue;
+    std::vector<SocketRecord> records;  // skipped: what a walk would find
+    if (births.has_value() && view.empty_at_generation == births->generation) {
+      ++result.skipped_namespaces;
+    } else {
+      view.empty_at_generation.reset();
+      absl::StatusOr<std::vector<SocketRecord>> dump = view.dumper->Dump();
+      if (!dump.ok()) {
+        ++result.failed_namespaces;
+        continue;
+      }
+      records = *std::move(dump);
+      if (births.has_value() && records.empty() &&
+          births->walk_started_ns >= births->last_birth_ns + kBirthSettleNs) {
+        view.empty_at_generation = births->generation;
+      }
     }
     ++result.namespaces;
-    dumps.emplace_back(&view, *std::move(dump));
+    dumps.emplace_back(&view, std::move(records));
   }
   std::shared_ptr<const OwnerTable> owners;
   if (attribution_.owners != nullptr) {

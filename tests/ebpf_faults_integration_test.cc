@@ -3,6 +3,8 @@
 // stage="kernel", the agent's source health in the Agents RPC). A tiny ring buffer and a tiny
 // socket map make the kernel side drop; TCPSCOPE_TEST_RING_FAILURES (test only) makes the ring
 // consumer fail as a poll error would. Host A's agent gets the fault, B's is a plain eBPF agent.
+// What the agent leaves out to stay cheap must not hide anything either: an empty namespace is
+// not walked again until a socket is born in it, and then at once.
 // Needs root and eBPF; in CI (TCPSCOPE_REQUIRE_ROOT_TESTS=1) it must run.
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -81,6 +83,35 @@ class EbpfFaultsTest : public TwoHostTest {
       m = ScrapeAgentA();
     }
     return m;
+  }
+
+  // A's snapshots taken and namespaces skipped, from two scrapes with no snapshot between them
+  // (one is counted a moment before the other).
+  std::pair<double, double> SnapshotsAndSkipsOfA() {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      const std::string first = ScrapeAgentA();
+      const std::string second = ScrapeAgentA();
+      auto counts = [](const std::string& m) {
+        return std::make_pair(
+            MetricValue(m, "tcpscope_agent_sock_diag_dumps_total", {}).value_or(-1),
+            MetricValue(m, "tcpscope_agent_snapshot_namespaces_skipped_total", {}).value_or(-1));
+      };
+      if (counts(first) == counts(second)) return counts(first);
+    }
+    ADD_FAILURE() << "A's snapshot counters never held still between two scrapes";
+    return {-1, -1};
+  }
+
+  // Host A's established ends in the service's listing, through the CLI.
+  int EstablishedEndsOfA() {
+    const CommandResult cli =
+        RunCommand(absl::StrCat(BinaryPath("tcpscope"), " connections -o json --host=", kA,
+                                " --state=established --service=127.0.0.1:", stack_->grpc_port()));
+    EXPECT_EQ(cli.exit_code, 0) << cli.output;
+    v1::ListConnectionsResponse listed;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(cli.output, &listed).ok())
+        << cli.output;
+    return listed.connections_size();
   }
 
   // The service's view of host A's agent, through the CLI as a user would ask.
@@ -246,6 +277,37 @@ TEST_F(EbpfFaultsTest, ARingThatKeepsFailingEndsTheAgentNonZeroAndTheServiceSays
   const v1::Agent gone = AgentStatusOfA();
   EXPECT_FALSE(gone.connected());
   EXPECT_EQ(gone.source_health().state(), v1::SOURCE_STATE_EVENTS_FAILED);
+}
+
+TEST_F(EbpfFaultsTest, AnEmptyNamespaceIsNotWalkedUntilASocketIsBornInIt) {
+  ASSERT_NO_FATAL_FAILURE(StartWithFaultyA({}));
+  // Nothing in A's namespace: once a walk a second after the attach has found it empty, every
+  // snapshot (each 200 ms) skips it.
+  WaitForAgentA([](const std::string& m) {
+    return MetricValue(m, "tcpscope_agent_snapshot_namespaces_skipped_total", {}) >= 3;
+  });
+  const auto [snapshots0, skipped0] = SnapshotsAndSkipsOfA();
+  ASSERT_GE(skipped0, 3);
+  absl::SleepFor(absl::Seconds(1));
+  const auto [snapshots1, skipped1] = SnapshotsAndSkipsOfA();
+  EXPECT_GE(snapshots1 - snapshots0, 3);
+  EXPECT_EQ(skipped1 - skipped0, snapshots1 - snapshots0);
+  EXPECT_EQ(EstablishedEndsOfA(), 0);
+
+  // A connect() from A is a birth there: the next snapshot walks the namespace and has the end.
+  const int port = ListenOnB(network_->b_ipv4());
+  ASSERT_GE(Connect(network_->b_ipv4(), port).first, 0);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (EstablishedEndsOfA() < 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_EQ(EstablishedEndsOfA(), 1);
+  // Not empty any more: walked at every snapshot.
+  const auto [snapshots2, skipped2] = SnapshotsAndSkipsOfA();
+  absl::SleepFor(absl::Seconds(1));
+  const auto [snapshots3, skipped3] = SnapshotsAndSkipsOfA();
+  EXPECT_GE(snapshots3 - snapshots2, 3);
+  EXPECT_EQ(skipped3, skipped2);
 }
 
 TEST_F(EbpfFaultsTest, BadFaultSettingsAreRefused) {

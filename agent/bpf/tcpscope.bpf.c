@@ -114,6 +114,22 @@ struct {
   __type(value, struct keepalive_run);
 } keepalive_runs SEC(".maps");
 
+/* When a socket last came into being in a watched namespace (connect() or listen(), the only
+ * ways one enters the TCP hash tables), per CPU: a namespace that was empty at a snapshot and has
+ * seen no birth since is empty still, and user space need not walk the hash tables for it. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} births SEC(".maps");
+
+static __always_inline void note_birth(__u64 now) {
+  __u32 zero = 0;
+  __u64 *last = bpf_map_lookup_elem(&births, &zero);
+  if (last) *last = now;
+}
+
 static __always_inline void count_drops(__u32 index, __u64 count) {
   __u64 *counter = bpf_map_lookup_elem(&drops, &index);
   if (counter) __sync_fetch_and_add(counter, count);
@@ -440,6 +456,9 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     case TCP_CLOSE:
       if (oldstate == TCP_LISTEN || oldstate == TCP_CLOSE) return 0;
       break;
+    case TCP_LISTEN:
+      if (wanted_arg(sk)) note_birth(bpf_ktime_get_ns());
+      return 0;
     default:
       return 0;
   }
@@ -450,6 +469,7 @@ int BPF_PROG(on_set_state, struct sock *sk, int oldstate, int newstate) {
     struct sock_info fresh = {};
     fresh.cookie = bpf_get_socket_cookie(sk);
     fresh.start_ns = bpf_ktime_get_ns();
+    note_birth(fresh.start_ns);
     fresh.sport = sk->__sk_common.skc_num;
     fresh.role = TCPSCOPE_ROLE_CLIENT;
     remember_process(&fresh); /* connect() runs in the caller's context */
