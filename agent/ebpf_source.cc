@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/bpf_event_decoder.h"
+#include "common/allocator.h"
 #include "common/log.h"
 #include "common/tcp_names.h"
 #include "tcpscope.skel.h"
@@ -409,6 +410,7 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     v1::Batch batch;
     *batch.mutable_snapshot() = std::move(collected.snapshot);
     sink->Publish(std::move(batch));
+    ReleaseFreeMemory();  // what the snapshot and the events since used
   }
   consumer.join();
   absl::MutexLock lock(&mu_);

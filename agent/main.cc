@@ -23,6 +23,7 @@
 #include "agent/socket_owner_index.h"
 #include "agent/source_selection.h"
 #include "agent/workload_resolver.h"
+#include "common/allocator.h"
 #include "common/log.h"
 #include "common/metrics_server.h"
 #include "common/names.h"
@@ -101,6 +102,13 @@ ABSL_FLAG(std::string, socket_owners, "auto",
           "need CAP_SYS_PTRACE), auto (bpf, else proc) or off.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(3),
           "On SIGTERM, how long to wait for the service to acknowledge what is buffered.");
+
+// jemalloc's settings, read before main() (ignored by glibc's malloc): the agent allocates on a
+// few threads, and jemalloc's default of four arenas per CPU would cost a host with many CPUs
+// megabytes of metadata for nothing (BENCHMARKS.md, "Idle agent").
+extern "C" {
+const char* malloc_conf = "narenas:2";
+}
 
 namespace tcpscope::agent {
 namespace {
@@ -332,7 +340,7 @@ int Main() {
 
   TS_LOG(INFO) << "tcpscope-agent " << TCPSCOPE_VERSION << " on host " << host_name << " (boot id "
                << boot_id << "), streaming to " << options.service.spec() << " ("
-               << DescribeTls(tls, /*server=*/false) << ")";
+               << DescribeTls(tls, /*server=*/false) << "; " << AllocatorName() << ")";
   shipper.Start();
   absl::Status source_status;
   std::atomic<bool> source_failed = false;

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "absl/time/clock.h"
+#include "common/allocator.h"
 #include "common/log.h"
 
 namespace tcpscope::agent {
@@ -169,6 +170,7 @@ absl::Status SockDiagSource::Run(EventSink* sink) {
     for (v1::Event& event : update.events) *batch.add_events() = std::move(event);
     *batch.mutable_snapshot() = std::move(update.snapshot);
     sink->Publish(std::move(batch));
+    ReleaseFreeMemory();  // what the snapshot and the events since used
   }
 }
 
