@@ -12,6 +12,20 @@
 #include "common/shared_origins.h"
 
 namespace tcpscope::agent {
+namespace {
+
+const std::string kStreamMethod = absl::StrCat("/", v1::Ingest::service_full_name(), "/Stream");
+
+// Serialized once, when buffered: every write and rewrite of it shares the bytes.
+grpc::ByteBuffer Serialize(const v1::AgentMessage& message) {
+  grpc::ByteBuffer wire;
+  bool own = false;
+  // Fails only past protobuf's 2 GiB limit, far above the service's message limit.
+  grpc::SerializationTraits<v1::AgentMessage>::Serialize(message, &wire, &own);
+  return wire;
+}
+
+}  // namespace
 
 // One stream attempt, on gRPC's async API with a completion queue and a thread of its own:
 // the callback API's shared queue has two threads that wake about twice a second each even with
@@ -27,8 +41,8 @@ class Shipper::StreamAttempt {
     // The call's metadata leaves with the hello: starting the call alone would occupy the
     // write operation that the hello needs.
     context_.set_initial_metadata_corked(true);
-    stream_ = connection.stub->PrepareAsyncStream(&context_, &queue_);
-    hello_.mutable_hello()->CopyFrom(shipper_->options_.hello);
+    stream_ = connection.stub->PrepareCall(&context_, kStreamMethod, &queue_);
+    hello_ = shipper_->hello_wire_;
     write_in_flight_ = true;
     stream_->StartCall(nullptr);
     stream_->Write(hello_, Tag(Op::kWrite));
@@ -81,14 +95,14 @@ class Shipper::StreamAttempt {
     {
       absl::MutexLock lock(&mu_);
       if (write_in_flight_ || closing_ || finishing_ || !greeted_) return;
-      std::shared_ptr<const v1::AgentMessage> next = shipper_->NextToSend(next_seq_);
-      if (next == nullptr) return;
-      out_ = std::move(next);
-      next_seq_ = out_->batch().seq() + 1;
+      std::optional<Outgoing> next = shipper_->NextToSend(next_seq_);
+      if (!next.has_value()) return;
+      out_ = std::move(next->wire);
+      next_seq_ = next->seq + 1;
       write_in_flight_ = true;
     }
     shipper_->metrics_->batches_sent.Increment();
-    stream_->Write(*out_, Tag(Op::kWrite));
+    stream_->Write(out_, Tag(Op::kWrite));
   }
 
  private:
@@ -160,16 +174,23 @@ class Shipper::StreamAttempt {
       Close();
       return;
     }
-    if (in_.has_hello_ack()) {
-      const uint64_t next = shipper_->OnHelloAck(replica_, in_.hello_ack().last_applied_seq());
+    v1::ServiceMessage message;
+    if (grpc::Status parsed =
+            grpc::SerializationTraits<v1::ServiceMessage>::Deserialize(&in_, &message);
+        !parsed.ok()) {
+      TS_LOG(WARNING) << "replica " << replica_ << " sent an unreadable message ("
+                      << parsed.error_message() << "); ending the stream";
+      Cancel();  // the read that follows fails, and the stream ends as any broken one
+    } else if (message.has_hello_ack()) {
+      const uint64_t next = shipper_->OnHelloAck(replica_, message.hello_ack().last_applied_seq());
       {
         absl::MutexLock lock(&mu_);
         greeted_ = true;
         next_seq_ = next;
       }
       shipper_->metrics_->service_connected.Set(1);
-    } else if (in_.has_ack()) {
-      shipper_->OnAck(in_.ack().seq());
+    } else if (message.has_ack()) {
+      shipper_->OnAck(message.ack().seq());
     }
     stream_->Read(&in_, Tag(Op::kRead));
     MaybeWrite();
@@ -192,10 +213,11 @@ class Shipper::StreamAttempt {
   const std::string replica_;
   grpc::ClientContext context_;
   grpc::CompletionQueue queue_;
-  std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::AgentMessage, v1::ServiceMessage>> stream_;
-  v1::AgentMessage hello_;
-  std::shared_ptr<const v1::AgentMessage> out_;  // the batch being written
-  v1::ServiceMessage in_;
+  // The stream's messages are written as the bytes the shipper serialized once (Buffered).
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> stream_;
+  grpc::ByteBuffer hello_;
+  grpc::ByteBuffer out_;  // the batch being written (shares the buffered batch's slices)
+  grpc::ByteBuffer in_;
   grpc::Status finish_status_;  // written by the Finish operation, read after its completion
   std::thread thread_;
 
@@ -213,6 +235,11 @@ class Shipper::StreamAttempt {
 
 Shipper::Shipper(ShipperOptions options, AgentMetrics* metrics)
     : options_(std::move(options)),
+      hello_wire_([this] {
+        v1::AgentMessage hello;
+        *hello.mutable_hello() = options_.hello;
+        return Serialize(hello);
+      }()),
       metrics_(metrics),
       homing_(options_.service, options_.hello.host_name(), metrics) {
   source_health_.set_state(v1::SOURCE_STATE_HEALTHY);
@@ -273,10 +300,10 @@ void Shipper::Enqueue(v1::Batch batch) {
     // Cumulative, so the latest values as of this batch are as good as any later ones.
     *batch.mutable_losses() = losses_;
     *batch.mutable_source_health() = source_health_;
-    auto message = std::make_shared<v1::AgentMessage>();
-    *message->mutable_batch() = std::move(batch);
-    buffered.bytes = message->ByteSizeLong();
-    buffered.message = std::move(message);
+    v1::AgentMessage message;
+    *message.mutable_batch() = std::move(batch);
+    buffered.wire = Serialize(message);
+    buffered.bytes = buffered.wire.Length();
     buffered_bytes_ += buffered.bytes;
     buffer_.push_back(std::move(buffered));
     // Full: drop the oldest and count what it carried, so the loss is visible downstream.
@@ -300,12 +327,12 @@ void Shipper::SetKernelLosses(uint64_t cumulative) {
   losses_.set_kernel(std::max(losses_.kernel(), cumulative));
 }
 
-std::shared_ptr<const v1::AgentMessage> Shipper::NextToSend(uint64_t min_seq) {
+std::optional<Shipper::Outgoing> Shipper::NextToSend(uint64_t min_seq) {
   absl::MutexLock lock(&buffer_mu_);
   for (const Buffered& buffered : buffer_) {
-    if (buffered.seq >= min_seq) return buffered.message;
+    if (buffered.seq >= min_seq) return Outgoing{buffered.seq, buffered.wire};
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 uint64_t Shipper::OnHelloAck(const std::string& replica, uint64_t last_applied_seq) {
@@ -352,7 +379,7 @@ Shipper::Connection Shipper::Connect(const std::string& replica) const {
   Connection connection;
   connection.replica = replica;
   connection.channel = grpc::CreateCustomChannel(replica, options_.credentials, arguments);
-  connection.stub = v1::Ingest::NewStub(connection.channel);
+  connection.stub = std::make_unique<grpc::GenericStub>(connection.channel);
   return connection;
 }
 

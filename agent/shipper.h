@@ -22,6 +22,7 @@
 #include "agent/event_source.h"
 #include "agent/replica_homing.h"
 #include "common/replica_addresses.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "tcpscope/v1/ingest.grpc.pb.h"
 
@@ -71,14 +72,19 @@ class Shipper : public EventSink {
   struct Connection {
     std::string replica;
     std::shared_ptr<grpc::Channel> channel;
-    std::unique_ptr<v1::Ingest::Stub> stub;
+    std::unique_ptr<grpc::GenericStub> stub;
   };
   struct Buffered {
     uint64_t seq;
     size_t bytes;
     int events;
-    // Immutable once buffered: a write in flight shares it instead of copying it.
-    std::shared_ptr<const v1::AgentMessage> message;
+    // The AgentMessage, serialized once; immutable once buffered: a write in flight shares its
+    // slices instead of copying them.
+    grpc::ByteBuffer wire;
+  };
+  struct Outgoing {
+    uint64_t seq;
+    grpc::ByteBuffer wire;
   };
 
   // Buffers the batch (stamped with its seq, losses and the source's health) and wakes the
@@ -102,9 +108,10 @@ class Shipper : public EventSink {
   // Called by the stream.
   uint64_t OnHelloAck(const std::string& replica, uint64_t last_applied_seq);
   void OnAck(uint64_t seq);
-  std::shared_ptr<const v1::AgentMessage> NextToSend(uint64_t min_seq);
+  std::optional<Outgoing> NextToSend(uint64_t min_seq);
 
   const ShipperOptions options_;
+  const grpc::ByteBuffer hello_wire_;  // the Hello, serialized once for every attempt
   AgentMetrics* const metrics_;
   std::thread thread_;
   // The connection thread's.
