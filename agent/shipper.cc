@@ -14,7 +14,12 @@
 namespace tcpscope::agent {
 namespace {
 
-const std::string kStreamMethod = absl::StrCat("/", v1::Ingest::service_full_name(), "/Stream");
+// Ingest's one method, as the generic stub names it.
+const std::string& StreamMethod() {
+  static const std::string* const method =
+      new std::string(absl::StrCat("/", v1::Ingest::service_full_name(), "/Stream"));
+  return *method;
+}
 
 // Serialized once, when buffered: every write and rewrite of it shares the bytes.
 grpc::ByteBuffer Serialize(const v1::AgentMessage& message) {
@@ -41,7 +46,7 @@ class Shipper::StreamAttempt {
     // The call's metadata leaves with the hello: starting the call alone would occupy the
     // write operation that the hello needs.
     context_.set_initial_metadata_corked(true);
-    stream_ = connection.stub->PrepareCall(&context_, kStreamMethod, &queue_);
+    stream_ = connection.stub->PrepareCall(&context_, StreamMethod(), &queue_);
     hello_ = shipper_->hello_wire_;
     write_in_flight_ = true;
     stream_->StartCall(nullptr);
