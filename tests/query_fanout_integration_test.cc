@@ -135,7 +135,8 @@ class QueryFanoutIntegrationTest : public ::testing::Test {
     peers_ = absl::StrJoin(peers, ",");
     for (int i = 0; i < kReplicas; ++i) {
       services_.emplace_back();
-      ASSERT_TRUE(StartReplica(i).ok());
+      const absl::Status started = StartReplica(i);
+      ASSERT_TRUE(started.ok()) << started << "\n" << Logs();
     }
     ASSERT_TRUE(AwaitRing().ok()) << Logs();
   }
@@ -175,7 +176,9 @@ class QueryFanoutIntegrationTest : public ::testing::Test {
     // Listening: its health answers.
     auto channel = grpc::CreateChannel(Replica(i), grpc::InsecureChannelCredentials());
     if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
-      return absl::DeadlineExceededError(absl::StrCat("replica ", i, " not listening"));
+      return absl::DeadlineExceededError(
+          absl::StrCat("replica ", i, " not listening after 10 s; its process ",
+                       services_[i]->Running() ? "runs" : "has exited"));
     }
     return absl::OkStatus();
   }
@@ -421,7 +424,8 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
   for (const HostPlan& plan : plans) {
     if (plan.replica == 2) agents.erase(plan.host);
   }
-  ASSERT_TRUE(StartReplica(2).ok()) << Logs();
+  const absl::Status restarted = StartReplica(2);
+  ASSERT_TRUE(restarted.ok()) << restarted << "\n" << Logs();
   ASSERT_TRUE(AwaitRing().ok()) << Logs();
   for (const HostPlan& plan : plans) {
     if (plan.replica == 2) connect(plan);

@@ -7,8 +7,15 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tcpscope::testing {
 namespace {
@@ -33,15 +40,44 @@ void CloseAll(std::vector<int>& fds) {
   fds.clear();
 }
 
+constexpr int kFirstChosenPort = 10000;
+
+// The lower end of the kernel's ephemeral range: ports below it are never given to a connect()
+// or a bind to port 0, so a port chosen there cannot be taken between the test's choice and the
+// server's bind by a client socket, such as a replica's connection to a peer not yet listening.
+int EphemeralLow() {
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  int high = 0;
+  if (!(range >> low >> high) || low <= kFirstChosenPort + 1000) return 32768;
+  return low;
+}
+
 }  // namespace
 
 int FreeTcpPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address = Loopback(0);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  const int port = BoundPort(fd);
-  close(fd);
-  return port;
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::flat_hash_set<int>* given = new absl::flat_hash_set<int>;
+  static const int low = EphemeralLow();
+  absl::MutexLock lock(&mu);
+  absl::BitGen random;
+  // Bounded: the range holds thousands of ports and a test uses a handful.
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = absl::Uniform(random, kFirstChosenPort, low);
+    if (given->contains(port)) continue;
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address = Loopback(port);
+    address.sin_addr.s_addr = htonl(INADDR_ANY);  // free on every address, not just loopback
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    close(fd);
+    if (free) {
+      given->insert(port);
+      return port;
+    }
+  }
+  std::fprintf(stderr, "FreeTcpPort: no free port in [%d, %d) after 1000 tries\n", kFirstChosenPort,
+               low);
+  std::abort();
 }
 
 absl::StatusOr<std::string> HttpGet(const std::string& host, int port, const std::string& path) {

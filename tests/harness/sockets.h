@@ -8,7 +8,8 @@
 
 namespace tcpscope::testing {
 
-// A port that was free on 127.0.0.1 a moment ago.
+// A port that was free on every address a moment ago, below the kernel's ephemeral range (so no
+// client socket takes it before the server binds it), and not given before in this process.
 int FreeTcpPort();
 
 // GET http://host:port/path; returns the body of a 200 response.
