@@ -156,7 +156,7 @@ std::string CommandOf(const char (&comm)[16]) {
 }
 
 absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
-                                          int64_t monotonic_to_unix_ns) {
+                                          int64_t monotonic_to_unix_ns, v1::Event* event) {
   if (size < sizeof(tcpscope_event)) {
     return absl::InvalidArgumentError(
         absl::StrCat("eBPF record of ", size, " bytes; expected ", sizeof(tcpscope_event)));
@@ -183,7 +183,7 @@ absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
   }
   KernelEvent decoded{.monotonic_ns = raw.time_ns,
                       .reset_maybe_sent = (raw.flags & TCPSCOPE_FLAG_RESET_MAYBE_SENT) != 0};
-  if (!DecodeEvent(raw, monotonic_to_unix_ns, decoded.event)) {
+  if (!DecodeEvent(raw, monotonic_to_unix_ns, *event)) {
     return absl::InvalidArgumentError(absl::StrCat("eBPF record of unknown kind ", raw.kind));
   }
   return decoded;

@@ -15,10 +15,10 @@
 
 namespace tcpscope::agent {
 
-// A lifecycle event. `reset_maybe_sent`: a close the kernel may have reset itself; a
-// ResetAnswered for its connection decides (agent/abort_on_data.h).
+// A lifecycle event, decoded into the event the caller passed. `reset_maybe_sent`: a close the
+// kernel may have reset itself; a ResetAnswered for its connection decides
+// (agent/abort_on_data.h).
 struct KernelEvent {
-  v1::Event event;
   uint64_t monotonic_ns = 0;  // the record's time, on the ring's clock
   bool reset_maybe_sent = false;
 };
@@ -40,9 +40,12 @@ struct ResetAnswered {
 using BpfRecord = std::variant<KernelEvent, FinSent, ResetAnswered>;
 
 // Decodes one ring-buffer record. `monotonic_to_unix_ns` converts CLOCK_MONOTONIC (the record's
-// clock) to Unix time. Records of the wrong size, or with an unknown kind or family, are errors.
+// clock) to Unix time. An event is written into `*event`, which must be empty: the agent passes
+// the next event of its batch, on the batch's arena, so that decoding allocates nothing of its
+// own. Records of the wrong size, or with an unknown kind or family, are errors (and may leave
+// `*event` half written).
 absl::StatusOr<BpfRecord> DecodeBpfRecord(const void* data, size_t size,
-                                          int64_t monotonic_to_unix_ns);
+                                          int64_t monotonic_to_unix_ns, v1::Event* event);
 
 // The record's process name as the service accepts it: printable ASCII ('?' for any other byte).
 std::string CommandOf(const char (&comm)[16]);

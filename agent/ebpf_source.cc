@@ -221,7 +221,7 @@ void EbpfSource::Flush(EventSink* sink) {
     }
     metrics_->events_generated.Increment(static_cast<double>(pending.events_size()));
     sink->Publish(std::move(pending));
-    pending.Clear();
+    records_.StartBatch();
   }
 }
 

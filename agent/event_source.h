@@ -16,8 +16,10 @@ class EventSink {
  public:
   virtual ~EventSink() = default;
   // Takes the events (and snapshot, if any) a source produced, as one batch whose seq and
-  // losses the sink fills in. Called from the source's threads.
-  virtual void Publish(v1::Batch batch) = 0;
+  // losses the sink fills in; the batch is the sink's to change until it returns. Called from
+  // the source's threads. By reference: a batch on an arena (the eBPF source's) is used where it
+  // is, since moving it into a message elsewhere would copy it.
+  virtual void Publish(v1::Batch&& batch) = 0;
   // Events the kernel side lost so far (cumulative), to report as stage="kernel".
   virtual void SetKernelLosses(uint64_t cumulative) {}
   // The source's health from now on (healthy until told otherwise), to report at once and with

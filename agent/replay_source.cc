@@ -14,11 +14,12 @@ namespace {
 
 constexpr int kBatchEvents = 2048;  // as the eBPF source's flushes
 
-void Publish(v1::Batch& pending, AgentMetrics* metrics, EventSink* sink) {
+void Publish(RingRecords& records, AgentMetrics* metrics, EventSink* sink) {
+  v1::Batch& pending = records.pending();
   if (pending.events_size() == 0) return;
   metrics->events_generated.Increment(static_cast<double>(pending.events_size()));
   sink->Publish(std::move(pending));
-  pending.Clear();
+  records.StartBatch();
 }
 
 }  // namespace
@@ -69,10 +70,10 @@ absl::Status ReplaySource::Run(EventSink* sink) {
     records.Drained(clock.MonotonicNanos());
     records.Add(bytes.data(), bytes.size(), reader_->monotonic_to_unix_ns());
     ++played;
-    if (records.pending().events_size() >= kBatchEvents) Publish(records.pending(), metrics_, sink);
+    if (records.pending().events_size() >= kBatchEvents) Publish(records, metrics_, sink);
   }
   records.ReleaseHeld();
-  Publish(records.pending(), metrics_, sink);
+  Publish(records, metrics_, sink);
   TS_LOG(INFO) << "replayed " << played << " ring records from " << path_;
   if (!status.ok()) return status;
   absl::MutexLock lock(&mu_);

@@ -14,6 +14,7 @@
 #include "agent/fin_times.h"
 #include "agent/known_roles.h"
 #include "agent/ring_capture.h"
+#include "google/protobuf/arena.h"
 #include "tcpscope/v1/ingest.pb.h"
 
 namespace tcpscope::agent {
@@ -41,8 +42,12 @@ class RingRecords {
   // AbortOnDataCloses::kAnswerWithin to release them).
   bool holding() const { return !abort_on_data_.empty(); }
 
-  // The events decoded so far, for the source to attribute and publish.
-  v1::Batch& pending() { return pending_; }
+  // The events decoded so far, for the source to attribute and publish. They live on an arena of
+  // their own, so a publisher must not move them into a message elsewhere (that would copy);
+  // the shipper serializes them where they are (EventSink::Publish).
+  v1::Batch& pending() { return *pending_; }
+  // After the pending batch was published: frees it, and everything on its arena, at once.
+  void StartBatch();
 
  private:
   AgentMetrics* const metrics_;
@@ -50,7 +55,10 @@ class RingRecords {
   const KnownRole known_role_;
   KnownRoles* const roles_;
   const std::unique_ptr<RingCaptureWriter> capture_;
-  v1::Batch pending_;
+  // Each batch, its events and all they hold on one arena: decoding an event allocates no heap
+  // memory of its own, and a published batch is freed in a few blocks, not event by event.
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  v1::Batch* pending_;  // on arena_
   AbortOnDataCloses abort_on_data_;
   uint64_t decode_errors_ = 0;
   bool capture_failed_ = false;

@@ -276,7 +276,7 @@ uint64_t Shipper::events_dropped() const {
   return losses_.agent();
 }
 
-void Shipper::Publish(v1::Batch batch) {
+void Shipper::Publish(v1::Batch&& batch) {
   if (batch.events().empty() && !batch.has_snapshot()) return;
   Enqueue(std::move(batch));
 }
@@ -292,7 +292,7 @@ void Shipper::SetSourceHealth(const v1::SourceHealth& health) {
   Enqueue(v1::Batch());  // the service learns it now, not at the next snapshot
 }
 
-void Shipper::Enqueue(v1::Batch batch) {
+void Shipper::Enqueue(v1::Batch&& batch) {
   // Each distinct origin once per batch and per snapshot: most of what they would weigh.
   ShareBatchOrigins(batch);
   if (batch.has_snapshot()) ShareSnapshotOrigins(*batch.mutable_snapshot());
@@ -305,9 +305,12 @@ void Shipper::Enqueue(v1::Batch batch) {
     // Cumulative, so the latest values as of this batch are as good as any later ones.
     *batch.mutable_losses() = losses_;
     *batch.mutable_source_health() = source_health_;
+    // Serialized where it is: the batch may live on the source's arena, and moving it into the
+    // message would copy it.
     v1::AgentMessage message;
-    *message.mutable_batch() = std::move(batch);
+    message.unsafe_arena_set_allocated_batch(&batch);
     buffered.wire = Serialize(message);
+    message.unsafe_arena_release_batch();
     buffered.bytes = buffered.wire.Length();
     buffered_bytes_ += buffered.bytes;
     buffer_.push_back(std::move(buffered));

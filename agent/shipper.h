@@ -59,7 +59,7 @@ class Shipper : public EventSink {
   // Closes the stream and joins the thread.
   void Stop();
 
-  void Publish(v1::Batch batch) override;
+  void Publish(v1::Batch&& batch) override;
   void SetKernelLosses(uint64_t cumulative) override;
   void SetSourceHealth(const v1::SourceHealth& health) override;
 
@@ -89,7 +89,7 @@ class Shipper : public EventSink {
 
   // Buffers the batch (stamped with its seq, losses and the source's health) and wakes the
   // stream.
-  void Enqueue(v1::Batch batch);
+  void Enqueue(v1::Batch&& batch);
   void RunConnections();
   // Waits for the stream to end, meanwhile moving home when a better-ranked replica is
   // reachable (the stream is half-closed once its writes are acknowledged) and giving up on an

@@ -31,19 +31,29 @@ tcpscope_event Record(uint8_t kind) {
   return raw;
 }
 
-KernelEvent DecodeKernelEvent(const tcpscope_event& raw) {
-  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+struct Decoded {
+  v1::Event event;
+  KernelEvent kernel;
+};
+
+Decoded DecodeKernelEvent(const tcpscope_event& raw) {
+  Decoded decoded;
+  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset, &decoded.event);
   EXPECT_TRUE(record.ok()) << record.status();
   if (!record.ok() || !std::holds_alternative<KernelEvent>(*record)) {
     ADD_FAILURE() << "not an event";
     return {};
   }
-  return std::get<KernelEvent>(std::move(*record));
+  decoded.kernel = std::get<KernelEvent>(*record);
+  return decoded;
 }
 
 v1::Event Decode(const tcpscope_event& raw) { return DecodeKernelEvent(raw).event; }
 
-bool Decodes(const tcpscope_event& raw, size_t size) { return DecodeBpfRecord(&raw, size, 0).ok(); }
+bool Decodes(const tcpscope_event& raw, size_t size) {
+  v1::Event event;
+  return DecodeBpfRecord(&raw, size, 0, &event).ok();
+}
 
 TEST(BpfEventDecoderTest, Handshake) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_HANDSHAKE);
@@ -178,7 +188,8 @@ TEST(BpfEventDecoderTest, FactsThatAreNotEvents) {
   raw.pid = 42;
   raw.cgroup_id = 9;
   std::memcpy(raw.comm, "nginx", 6);
-  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+  v1::Event unused;
+  absl::StatusOr<BpfRecord> record = DecodeBpfRecord(&raw, sizeof(raw), kOffset, &unused);
   ASSERT_TRUE(record.ok()) << record.status();
   const FinSent* fin = std::get_if<FinSent>(&*record);
   ASSERT_NE(fin, nullptr);
@@ -190,7 +201,7 @@ TEST(BpfEventDecoderTest, FactsThatAreNotEvents) {
 
   raw = Record(TCPSCOPE_EVENT_RESET_ANSWERED);
   raw.family = 0;
-  record = DecodeBpfRecord(&raw, sizeof(raw), kOffset);
+  record = DecodeBpfRecord(&raw, sizeof(raw), kOffset, &unused);
   ASSERT_TRUE(record.ok()) << record.status();
   ASSERT_TRUE(std::holds_alternative<ResetAnswered>(*record));
   EXPECT_EQ(std::get<ResetAnswered>(*record).connection_id, 77u);
@@ -201,11 +212,11 @@ TEST(BpfEventDecoderTest, FactsThatAreNotEvents) {
 TEST(BpfEventDecoderTest, CloseThatMayBeTheKernelsOwnReset) {
   tcpscope_event raw = Record(TCPSCOPE_EVENT_CLOSE);
   raw.reason = TCPSCOPE_REASON_RESET_RECEIVED;
-  EXPECT_FALSE(DecodeKernelEvent(raw).reset_maybe_sent);
+  EXPECT_FALSE(DecodeKernelEvent(raw).kernel.reset_maybe_sent);
   raw.flags = TCPSCOPE_FLAG_RESET_MAYBE_SENT;
-  const KernelEvent decoded = DecodeKernelEvent(raw);
-  EXPECT_TRUE(decoded.reset_maybe_sent);
-  EXPECT_EQ(decoded.monotonic_ns, 5000u);
+  const Decoded decoded = DecodeKernelEvent(raw);
+  EXPECT_TRUE(decoded.kernel.reset_maybe_sent);
+  EXPECT_EQ(decoded.kernel.monotonic_ns, 5000u);
   EXPECT_EQ(decoded.event.close().reason(), v1::CLOSE_REASON_RESET_RECEIVED);
 }
 

@@ -535,7 +535,7 @@ TEST(SockDiagDestroyListenerTest, OpenMissingNamespaceFails) {
 // Records what the source publishes.
 class RecordingSink : public EventSink {
  public:
-  void Publish(v1::Batch batch) override {
+  void Publish(v1::Batch&& batch) override {
     absl::MutexLock lock(&mu_);
     for (v1::Event& event : *batch.mutable_events()) {
       if (event.has_close()) closes_.push_back({std::move(event), batch.has_snapshot()});

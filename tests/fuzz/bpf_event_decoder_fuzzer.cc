@@ -26,15 +26,14 @@ bool Printable(const std::string& text) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace v1 = tcpscope::v1;
+  v1::Event event;
   absl::StatusOr<tcpscope::agent::BpfRecord> record =
-      tcpscope::agent::DecodeBpfRecord(data, size, kMonotonicToUnixNs);
+      tcpscope::agent::DecodeBpfRecord(data, size, kMonotonicToUnixNs, &event);
   if (!record.ok()) return 0;
   if (const auto* fin = std::get_if<tcpscope::agent::FinSent>(&*record)) {
     FUZZ_CHECK(fin->command.size() <= 16 && Printable(fin->command), "command not printable");
   }
-  const auto* decoded = std::get_if<tcpscope::agent::KernelEvent>(&*record);
-  if (decoded == nullptr) return 0;
-  const v1::Event& event = decoded->event;
+  if (!std::holds_alternative<tcpscope::agent::KernelEvent>(*record)) return 0;
 
   FUZZ_CHECK(event.kind_case() != v1::Event::KIND_NOT_SET, "decoded event without a kind");
   const size_t local = event.endpoints().local_address().size();
