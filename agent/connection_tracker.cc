@@ -135,6 +135,7 @@ void ConnectionTracker::ObserveState(v1::TcpState state, Tracked& tracked) {
 TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, absl::Time now,
                                         const OwnerTable* owners) {
   const bool baseline = generation_ == 0;
+  const bool derive = derive_events_ && !baseline;
   ++generation_;
   TrackerUpdate update;
   update.snapshot.set_time_unix_ns(UnixNanos(now));
@@ -212,7 +213,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
 
     if (!IsHandshaking(state) && !tracked.established) {
       tracked.established = true;
-      if (!baseline) {
+      if (derive) {
         v1::Event event = NewEvent(record.cookie, tracked, now);
         event.mutable_handshake();
         update.events.push_back(std::move(event));
@@ -221,7 +222,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     const bool full_socket_gone = state == v1::TCP_STATE_TIME_WAIT || state == v1::TCP_STATE_CLOSE;
     if (full_socket_gone && tracked.established && !tracked.closed) {
       tracked.closed = true;
-      if (!baseline) update.events.push_back(CloseEvent(record.cookie, tracked, now));
+      if (derive) update.events.push_back(CloseEvent(record.cookie, tracked, now));
     }
 
     v1::Connection* connection = update.snapshot.add_connections();
@@ -256,7 +257,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     auto current = it++;
     const Tracked& tracked = current->second;
     if (tracked.generation == generation_) continue;
-    if (tracked.established && !tracked.closed) {
+    if (derive_events_ && tracked.established && !tracked.closed) {
       update.events.push_back(CloseEvent(current->first, tracked, now));
     }
     connections_.erase(current);

@@ -30,9 +30,16 @@ struct TrackerUpdate {
 
 class ConnectionTracker {
  public:
+  // Whether Update derives events from the dumps, or only snapshots (a source whose events
+  // come from elsewhere, the kernel's tracepoints, builds none to discard).
+  enum class Events { kDerive, kNone };
+
   // `workloads` may be null: no container or pod in origins.
-  explicit ConnectionTracker(uint64_t netns_inode, WorkloadResolver* workloads = nullptr)
-      : netns_inode_(netns_inode), workloads_(workloads) {}
+  explicit ConnectionTracker(uint64_t netns_inode, WorkloadResolver* workloads = nullptr,
+                             Events events = Events::kDerive)
+      : netns_inode_(netns_inode),
+        workloads_(workloads),
+        derive_events_(events == Events::kDerive) {}
 
   // Compares `dump` (every TCP socket of the namespace) with the previous one. The first dump
   // is the baseline: its connections already existed, so it yields no events.
@@ -83,6 +90,7 @@ class ConnectionTracker {
 
   uint64_t netns_inode_;
   WorkloadResolver* workloads_;
+  const bool derive_events_;
   uint64_t generation_ = 0;
   absl::flat_hash_map<uint64_t, Tracked> connections_;  // by socket cookie
 };

@@ -5,11 +5,13 @@
 #include <sys/stat.h>
 
 #include <cctype>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "agent/sock_diag_netlink.h"
 #include "common/log.h"
+#include "google/protobuf/repeated_ptr_field.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -57,8 +59,9 @@ std::unique_ptr<SnapshotCollector> SnapshotCollector::ForNamespace(
     std::unique_ptr<SocketDumper> dumper, Attribution attribution) {
   std::unique_ptr<SnapshotCollector> collector(new SnapshotCollector(false, attribution, nullptr));
   const uint64_t inode = dumper->netns_inode();
-  collector->views_[inode] = {std::move(dumper),
-                              std::make_unique<ConnectionTracker>(inode, attribution.workloads)};
+  collector->views_[inode] = {
+      std::move(dumper), std::make_unique<ConnectionTracker>(inode, attribution.workloads,
+                                                             ConnectionTracker::Events::kNone)};
   return collector;
 }
 
@@ -84,7 +87,8 @@ void SnapshotCollector::Rescan() {
     absl::StatusOr<std::unique_ptr<SocketDumper>> dumper = open_(ns.path);
     if (!dumper.ok()) continue;  // gone already, or not ours to enter
     views_[ns.inode] = {std::move(*dumper),
-                        std::make_unique<ConnectionTracker>(ns.inode, attribution_.workloads)};
+                        std::make_unique<ConnectionTracker>(ns.inode, attribution_.workloads,
+                                                            ConnectionTracker::Events::kNone)};
   }
   // A namespace nothing holds any more has no sockets left to report.
   for (auto it = views_.begin(); it != views_.end();) {
@@ -135,8 +139,17 @@ SnapshotCollector::Result SnapshotCollector::Collect(absl::Time now,
     TrackerUpdate update = view->tracker->Update(dump, now, owners.get());
     std::vector<SocketRecord>().swap(dump);  // the records are done with: free them early
     result.snapshot.set_listeners(result.snapshot.listeners() + update.snapshot.listeners());
-    for (v1::Connection& connection : *update.snapshot.mutable_connections()) {
-      *result.snapshot.add_connections() = std::move(connection);
+    // The ends move over, not copied: one namespace's list is swapped in whole.
+    google::protobuf::RepeatedPtrField<v1::Connection>* from =
+        update.snapshot.mutable_connections();
+    google::protobuf::RepeatedPtrField<v1::Connection>* to = result.snapshot.mutable_connections();
+    if (to->empty()) {
+      to->Swap(from);
+    } else {
+      std::vector<v1::Connection*> moved(static_cast<size_t>(from->size()));
+      from->ExtractSubrange(0, from->size(), moved.data());
+      to->Reserve(to->size() + static_cast<int>(moved.size()));
+      for (v1::Connection* connection : moved) to->AddAllocated(connection);
     }
     if (result.owners.empty()) {
       result.owners = std::move(update.owners);

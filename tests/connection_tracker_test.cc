@@ -84,6 +84,32 @@ TEST(ConnectionTrackerTest, BaselineYieldsSnapshotButNoEvents) {
   EXPECT_EQ(update.snapshot.connections(0).srtt_us(), 42u);
 }
 
+// A tracker of snapshots only (the eBPF source's: its events come from the kernel) builds
+// the same snapshots and no event, for new, closing and vanished connections alike.
+TEST(ConnectionTrackerTest, SnapshotsOnlyYieldTheSameSnapshotsAndNoEvents) {
+  ConnectionTracker deriving(1);
+  ConnectionTracker snapshots_only(1, nullptr, ConnectionTracker::Events::kNone);
+  const std::vector<std::vector<SocketRecord>> dumps = {
+      {Listener()},
+      {Listener(), End(10, kEstablished, false), End(11, kEstablished, true)},
+      {Listener(), End(10, kTimeWait, false), End(12, kEstablished, false, 40001)},
+      {Listener()},
+  };
+  int derived = 0;
+  for (size_t i = 0; i < dumps.size(); ++i) {
+    const absl::Time now = kStart + absl::Seconds(static_cast<int64_t>(i));
+    const TrackerUpdate expected = deriving.Update(dumps[i], now);
+    const TrackerUpdate update = snapshots_only.Update(dumps[i], now);
+    derived += static_cast<int>(expected.events.size());
+    EXPECT_TRUE(update.events.empty()) << "dump " << i;
+    EXPECT_EQ(update.snapshot.SerializeAsString(), expected.snapshot.SerializeAsString())
+        << "dump " << i;
+  }
+  // What the deriving tracker made of them: 3 handshakes, 3 closes (at TIME_WAIT, and the two
+  // that vanished).
+  EXPECT_EQ(derived, 6);
+}
+
 TEST(ConnectionTrackerTest, NewConnectionIsOneHandshakePerEnd) {
   ConnectionTracker tracker(1);
   tracker.Update({Listener()}, kStart);
