@@ -407,10 +407,12 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     // Drops with no event around them (a full socket map writes nothing to the ring) are read
     // here when the ring is quiet, and the snapshot's batch carries them.
     ReportKernelDrops(sink);
+    const size_t ends = static_cast<size_t>(collected.snapshot.connections_size());
     v1::Batch batch;
     *batch.mutable_snapshot() = std::move(collected.snapshot);
     sink->Publish(std::move(batch));
-    ReleaseFreeMemory();  // what the snapshot and the events since used
+    // What the snapshot and the events since used, unless the next snapshot needs it again.
+    if (snapshot_memory_.ReleaseAfter(ends)) ReleaseFreeMemory();
   }
   consumer.join();
   absl::MutexLock lock(&mu_);

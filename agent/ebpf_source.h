@@ -29,6 +29,7 @@
 #include "agent/ring_records.h"
 #include "agent/snapshot_collector.h"
 #include "agent/socket_owner_index.h"
+#include "common/allocator.h"
 
 struct tcpscope_bpf;
 struct ring_buffer;
@@ -92,8 +93,9 @@ class EbpfSource : public EventSource {
   AgentMetrics* metrics_;
   const Attribution attribution_;
   std::atomic<int64_t> monotonic_to_unix_ns_;
-  FinTimes fin_times_;      // noted by the consumer thread, applied to each snapshot
-  KnownRoles known_roles_;  // likewise
+  FinTimes fin_times_;              // noted by the consumer thread, applied to each snapshot
+  KnownRoles known_roles_;          // likewise
+  SnapshotMemory snapshot_memory_;  // the snapshot thread's
 
   // The consumer thread's batches and the snapshots both report the kernel's drops.
   absl::Mutex drops_mu_;

@@ -166,11 +166,13 @@ absl::Status SockDiagSource::Run(EventSink* sink) {
     if (attribution_.owners != nullptr) attribution_.owners->ObserveSnapshot(update.snapshot);
     metrics_->tracked_connections.Set(static_cast<double>(tracker_.tracked()));
     metrics_->events_generated.Increment(static_cast<double>(update.events.size()));
+    const size_t ends = static_cast<size_t>(update.snapshot.connections_size());
     v1::Batch batch;
     for (v1::Event& event : update.events) *batch.add_events() = std::move(event);
     *batch.mutable_snapshot() = std::move(update.snapshot);
     sink->Publish(std::move(batch));
-    ReleaseFreeMemory();  // what the snapshot and the events since used
+    // What the snapshot and the events since used, unless the next snapshot needs it again.
+    if (snapshot_memory_.ReleaseAfter(ends)) ReleaseFreeMemory();
   }
 }
 

@@ -13,6 +13,7 @@
 #include "agent/event_source.h"
 #include "agent/sock_diag_netlink.h"
 #include "agent/socket_owner_index.h"
+#include "common/allocator.h"
 
 namespace tcpscope::agent {
 
@@ -48,6 +49,7 @@ class SockDiagSource : public EventSource {
   std::atomic<bool> stopping_{false};
   int wake_fd_;  // eventfd that Stop() signals; -1 if none could be made (then poll in slices)
   uint64_t reported_overruns_ = 0;
+  SnapshotMemory snapshot_memory_;
 };
 
 }  // namespace tcpscope::agent

@@ -140,10 +140,11 @@ TcpSocketIterator::~TcpSocketIterator() {
   tcp_sockets_bpf__destroy(skeleton_);
 }
 
-absl::StatusOr<std::vector<SocketRecord>> TcpSocketIterator::Dump(int netns_fd) {
+absl::StatusOr<std::vector<SocketRecord>> TcpSocketIterator::Dump(int netns_fd, size_t expected) {
   absl::StatusOr<int> fd = netns_fd < 0 ? CreateIterator(link_) : CreateIteratorIn(link_, netns_fd);
   if (!fd.ok()) return fd.status();
   std::vector<SocketRecord> records;
+  records.reserve(expected + expected / 8);
   // Decoded chunk by chunk: no buffer the size of the whole output.
   std::vector<uint8_t> chunk(kReadChunk);
   size_t held = 0;
@@ -208,7 +209,9 @@ IterSocketDumper::~IterSocketDumper() {
 }
 
 absl::StatusOr<std::vector<SocketRecord>> IterSocketDumper::Dump() {
-  return iterator_->Dump(netns_fd_);
+  absl::StatusOr<std::vector<SocketRecord>> records = iterator_->Dump(netns_fd_, last_count_);
+  if (records.ok()) last_count_ = records->size();
+  return records;
 }
 
 }  // namespace tcpscope::agent

@@ -37,8 +37,10 @@ class TcpSocketIterator {
   TcpSocketIterator(const TcpSocketIterator&) = delete;
   TcpSocketIterator& operator=(const TcpSocketIterator&) = delete;
 
-  // Every TCP socket of the namespace open at `netns_fd`; -1: the calling thread's.
-  absl::StatusOr<std::vector<SocketRecord>> Dump(int netns_fd);
+  // Every TCP socket of the namespace open at `netns_fd`; -1: the calling thread's. `expected`:
+  // about how many there will be (the last dump's count), so the records are not moved as they
+  // grow.
+  absl::StatusOr<std::vector<SocketRecord>> Dump(int netns_fd, size_t expected = 0);
 
  private:
   TcpSocketIterator(tcp_sockets_bpf* skeleton, bpf_link* link) : skeleton_(skeleton), link_(link) {}
@@ -65,6 +67,7 @@ class IterSocketDumper : public SocketDumper {
   std::shared_ptr<TcpSocketIterator> iterator_;
   int netns_fd_;  // -1: the agent's own namespace, no setns needed
   uint64_t netns_inode_;
+  size_t last_count_ = 0;  // sockets in the last dump
 };
 
 // Appends the sockets of iterator output `bytes` (whole tcpscope_tcp_socket records) to `out`.

@@ -21,4 +21,10 @@ void ReleaseFreeMemory() {
   malloc_trim(0);
 }
 
+bool SnapshotMemory::ReleaseAfter(size_t ends) {
+  const bool release = ends < kSmallSnapshot || ends < last_ends_ / 2;
+  last_ends_ = ends;
+  return release;
+}
+
 }  // namespace tcpscope
