@@ -311,8 +311,7 @@ void Shipper::Enqueue(v1::Batch&& batch) {
     message.unsafe_arena_set_allocated_batch(&batch);
     buffered.wire = Serialize(message);
     message.unsafe_arena_release_batch();
-    buffered.bytes = buffered.wire.Length();
-    buffered_bytes_ += buffered.bytes;
+    buffered_bytes_ += buffered.wire.Length();
     buffer_.push_back(std::move(buffered));
     // Full: drop the oldest and count what it carried, so the loss is visible downstream.
     while (buffer_.size() > 1 && (buffer_.size() > options_.max_buffered_batches ||
@@ -320,7 +319,7 @@ void Shipper::Enqueue(v1::Batch&& batch) {
       const uint64_t lost = static_cast<uint64_t>(buffer_.front().events);
       losses_.set_agent(losses_.agent() + lost);
       metrics_->events_dropped_agent.Increment(static_cast<double>(lost));
-      buffered_bytes_ -= buffer_.front().bytes;
+      buffered_bytes_ -= buffer_.front().wire.Length();
       buffer_.pop_front();
     }
     metrics_->buffered_batches.Set(static_cast<double>(buffer_.size()));
@@ -356,7 +355,7 @@ uint64_t Shipper::OnHelloAck(const std::string& replica, uint64_t last_applied_s
 void Shipper::OnAck(uint64_t seq) {
   absl::MutexLock lock(&buffer_mu_);
   while (!buffer_.empty() && buffer_.front().seq <= seq) {
-    buffered_bytes_ -= buffer_.front().bytes;
+    buffered_bytes_ -= buffer_.front().wire.Length();
     buffer_.pop_front();
     metrics_->batches_acked.Increment();
   }

@@ -76,7 +76,6 @@ class Shipper : public EventSink {
   };
   struct Buffered {
     uint64_t seq;
-    size_t bytes;
     int events;
     // The AgentMessage, serialized once; immutable once buffered: a write in flight shares its
     // slices instead of copying them.
