@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
@@ -107,53 +108,92 @@ struct LostEnd {
   }
 };
 
-// 24 bytes. A present end points into its host's current view without owning it: every pass
-// of a host re-points its present ends at the new view (or loses them, copying their record)
-// while the previous view is still held by the caller, so no end outlives the view it uses.
-struct End {
-  const HostView* view = nullptr;                        // while present
-  std::unique_ptr<LostEnd> lost;                         // once lost
-  uint32_t slot = 0;                                     // in view->ends
+// 16 bytes: one word that is either the view a present end points into or the lost end it
+// owns (told apart by the low bit, as both are aligned), its slot and its verdicts. A present
+// end points into its host's current view without owning it: every pass of a host re-points
+// its present ends at the new view (or loses them, copying their record) while the previous
+// view is still held by the caller, so no end outlives the view it uses.
+class End {
+ public:
+  End() = default;
+  End(End&& other) noexcept
+      : word_(std::exchange(other.word_, 0)),
+        slot_(other.slot_),
+        half_open(other.half_open),
+        confirmed(other.confirmed) {}
+  End& operator=(End&& other) noexcept {
+    if (this != &other) {
+      delete lost_end_or_null();
+      word_ = std::exchange(other.word_, 0);
+      slot_ = other.slot_;
+      half_open = other.half_open;
+      confirmed = other.confirmed;
+    }
+    return *this;
+  }
+  ~End() { delete lost_end_or_null(); }
+
+  bool lost() const { return (word_ & kLostBit) != 0; }
+  LostEnd& lost_end() const { return *lost_end_or_null(); }
+  const HostView& view() const { return *reinterpret_cast<const HostView*>(word_); }
+
+  // Points a present end at `view`'s record `slot`.
+  void Present(const HostView* view, uint32_t slot) {
+    word_ = reinterpret_cast<uintptr_t>(view);
+    slot_ = slot;
+  }
+
+  v1::HalfOpenReason reason() const { return static_cast<v1::HalfOpenReason>(half_open); }
+  const EndRecord& record() const { return lost() ? lost_end().record : view().ends[slot_]; }
+  const PairHost& host() const { return lost() ? *lost_end().host : *view().host; }
+  uint64_t round() const { return lost() ? lost_end().round : view().round; }
+  v1::Connection connection() const {
+    return lost() ? lost_end().connection() : view().ConnectionOf(view().ends[slot_]);
+  }
+  bool Established() const { return record().tcp_state() == v1::TCP_STATE_ESTABLISHED; }
+
+  void Lose(absl::Time at, v1::HalfOpenReason as) {  // copies the record out of the view
+    auto* copy = new LostEnd();
+    const HostView& from = view();
+    const EndRecord& end = from.ends[slot_];
+    copy->host = from.host;
+    copy->record = end;
+    copy->origin = from.origins[end.origin];
+    const absl::string_view local = from.LocalAddress(end);
+    const absl::string_view remote = from.RemoteAddress(end);
+    std::memcpy(copy->local_address.data(), local.data(), local.size());
+    std::memcpy(copy->remote_address.data(), remote.data(), remote.size());
+    copy->round = from.round;
+    copy->at = at;
+    copy->as = as;
+    word_ = reinterpret_cast<uintptr_t>(copy) | kLostBit;
+  }
+
+ private:
+  static constexpr uintptr_t kLostBit = 1;
+  static_assert(alignof(LostEnd) > kLostBit && alignof(HostView) > kLostBit);
+  LostEnd* lost_end_or_null() const {
+    return lost() ? reinterpret_cast<LostEnd*>(word_ & ~kLostBit) : nullptr;
+  }
+
+  uintptr_t word_ = 0;  // const HostView* while present; LostEnd* | kLostBit once lost
+  uint32_t slot_ = 0;   // in view().ends, while present
+
+ public:
   uint8_t half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;  // v1::HalfOpenReason
   // Seen ESTABLISHED at once with the other side's one end: only then are the two known to be
   // ends of one connection, not a new connection on a tuple whose previous one still has an
   // end (in TIME_WAIT, say) on the other side. A new end (a new connection id) starts false.
   bool confirmed = false;
-
-  v1::HalfOpenReason reason() const { return static_cast<v1::HalfOpenReason>(half_open); }
-  const EndRecord& record() const { return lost != nullptr ? lost->record : view->ends[slot]; }
-  const PairHost& host() const { return lost != nullptr ? *lost->host : *view->host; }
-  uint64_t round() const { return lost != nullptr ? lost->round : view->round; }
-  v1::Connection connection() const {
-    return lost != nullptr ? lost->connection() : view->ConnectionOf(view->ends[slot]);
-  }
-  bool Established() const { return record().tcp_state() == v1::TCP_STATE_ESTABLISHED; }
-
-  void Lose(absl::Time at, v1::HalfOpenReason as) {  // copies the record out of the view
-    auto copy = std::make_unique<LostEnd>();
-    const EndRecord& end = view->ends[slot];
-    copy->host = view->host;
-    copy->record = end;
-    copy->origin = view->origins[end.origin];
-    const absl::string_view local = view->LocalAddress(end);
-    const absl::string_view remote = view->RemoteAddress(end);
-    std::memcpy(copy->local_address.data(), local.data(), local.size());
-    std::memcpy(copy->remote_address.data(), remote.data(), remote.size());
-    copy->round = view->round;
-    copy->at = at;
-    copy->as = as;
-    lost = std::move(copy);
-    view = nullptr;
-  }
 };
 
-static_assert(sizeof(End) == 24);
+static_assert(sizeof(End) == 16);
 
-// 64 bytes, 76 with its key in the shard's table.
+// 48 bytes, 64 with its key in the shard's table.
 struct Entry {
   std::array<absl::InlinedVector<End, 1>, 2> sides;
 };
-static_assert(sizeof(Entry) == 64);
+static_assert(sizeof(Entry) == 48);
 
 }  // namespace
 
@@ -276,7 +316,7 @@ namespace {
 bool SameHost(const PairHost& a, const PairHost& b) { return &a == &b; }
 
 std::shared_ptr<const PairHost> HostOf(const End& end) {
-  return end.lost != nullptr ? end.lost->host : end.view->host;
+  return end.lost() ? end.lost_end().host : end.view().host;
 }
 
 // The peer's end as a listing or an event shows it.
@@ -284,8 +324,8 @@ PeerFacts FactsOf(const End& end) {
   PeerFacts facts;
   facts.host = HostOf(end);
   facts.connection = end.connection();
-  facts.present = end.lost == nullptr;
-  if (end.lost != nullptr) facts.lost_at = end.lost->at;
+  facts.present = !end.lost();
+  if (end.lost()) facts.lost_at = end.lost_end().at;
   facts.at_risk = end.record().at_risk_reason();
   facts.half_open = end.reason();
   return facts;
@@ -293,9 +333,9 @@ PeerFacts FactsOf(const End& end) {
 
 // The end is in its host's latest view, and that host is connected.
 bool Listed(const End& end) {
-  if (end.lost != nullptr) return false;
-  const PairHost& host = *end.view->host;
-  return host.live.load() && host.round.load() == end.view->round;
+  if (end.lost()) return false;
+  const PairHost& host = *end.view().host;
+  return host.live.load() && host.round.load() == end.view().round;
 }
 
 }  // namespace
@@ -315,7 +355,7 @@ class PairIndex::Judge {
     if (paired) {
       End& low = sides[0][0];
       End& high = sides[1][0];
-      if (low.lost == nullptr && high.lost == nullptr && low.Established() && high.Established()) {
+      if (!low.lost() && !high.lost() && low.Established() && high.Established()) {
         low.confirmed = high.confirmed = true;
       }
       paired = low.confirmed && high.confirmed;
@@ -325,7 +365,7 @@ class PairIndex::Judge {
         v1::HalfOpenReason reason = v1::HALF_OPEN_REASON_UNSPECIFIED;
         absl::Time peer_lost;
         const End* peer = paired ? &sides[1 - s][0] : nullptr;
-        if (!paired || self.lost != nullptr) {
+        if (!paired || self.lost()) {
           reason = v1::HALF_OPEN_REASON_UNSPECIFIED;
         } else if (!Listed(self)) {
           continue;  // its host is not connected: judged again when it is
@@ -339,10 +379,10 @@ class PairIndex::Judge {
     for (int s = 0; s < 2; ++s) {
       const bool other_open =
           std::any_of(sides[1 - s].begin(), sides[1 - s].end(),
-                      [](const End& end) { return end.lost == nullptr && end.Established(); });
+                      [](const End& end) { return !end.lost() && end.Established(); });
       if (!other_open) {
         sides[s].erase(std::remove_if(sides[s].begin(), sides[s].end(),
-                                      [](const End& end) { return end.lost != nullptr; }),
+                                      [](const End& end) { return end.lost(); }),
                        sides[s].end());
       }
     }
@@ -372,10 +412,10 @@ class PairIndex::Judge {
  private:
   v1::HalfOpenReason Verdict(const End& self, const End& peer, absl::Time* peer_lost) const {
     const absl::Time taken = absl::FromUnixNanos(self.host().snapshot_time_ns.load());
-    if (peer.lost != nullptr) {
-      *peer_lost = peer.lost->at;
-      return peer.lost->at + policy_.grace <= taken ? peer.lost->as
-                                                    : v1::HALF_OPEN_REASON_UNSPECIFIED;
+    if (peer.lost()) {
+      const LostEnd& lost = peer.lost_end();
+      *peer_lost = lost.at;
+      return lost.at + policy_.grace <= taken ? lost.as : v1::HALF_OPEN_REASON_UNSPECIFIED;
     }
     const PairHost& peer_host = peer.host();
     if (peer_host.down.load()) {
@@ -458,7 +498,7 @@ void PairIndex::ApplyCloses(PairHost& host, const std::vector<Close>& closes) {
         Entry* entry = shard.Find(work);
         if (entry == nullptr) return;
         for (End& end : entry->sides[work.side]) {
-          if (end.lost == nullptr && &end.host() == &host &&
+          if (!end.lost() && &end.host() == &host &&
               end.record().connection_id == work.connection_id) {
             end.Lose(closes[work.slot].at, v1::HALF_OPEN_PEER_CLOSED);
             --hosts_->ends;
@@ -516,20 +556,18 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
           if (it != side.end() && it->record().connection_id != work.connection_id) {
             // The tuple's earlier connection is over; this is a new one.
             judge.Set(*it, v1::HALF_OPEN_REASON_UNSPECIFIED, nullptr, absl::Time());
-            if (it->lost == nullptr) --hosts_->ends;
+            if (!it->lost()) --hosts_->ends;
             side.erase(it);
             it = side.end();
           }
           if (it == side.end()) {
-            End& end = side.emplace_back();
-            end.view = view.get();
-            end.slot = work.slot;
+            side.emplace_back().Present(view.get(), work.slot);
             ++hosts_->ends;
-          } else if (it->lost == nullptr) {
-            it->view = view.get();
-            it->slot = work.slot;
+          } else if (!it->lost()) {
+            it->Present(view.get(), work.slot);
           } else {
-            it->lost->round = view->round;  // a close already seen stays seen: the dump predates it
+            it->lost_end().round =
+                view->round;  // a close already seen stays seen: the dump predates it
           }
         } else {
           Entry* entry = shard.Find(work);
@@ -537,7 +575,7 @@ Findings PairIndex::ApplySnapshot(PairHost& host, const std::shared_ptr<const Ho
           bool lost_here = false;
           for (End& end : entry->sides[work.side]) {
             if (!SameHost(end.host(), host) || end.round() == view->round) continue;
-            if (end.lost == nullptr) {
+            if (!end.lost()) {
               end.Lose(view->taken, lost_as);
               --hosts_->ends;
             }
@@ -602,13 +640,13 @@ void PairIndex::Forget(const std::string& name) {
       for (auto& side : current->second.sides) {
         for (End& end : side) {
           if (SameHost(end.host(), *host)) {
-            if (end.lost == nullptr) {
+            if (!end.lost()) {
               end.Lose(last_seen, v1::HALF_OPEN_PEER_HOST_DOWN);
               --hosts_->ends;
             }
             end.half_open = v1::HALF_OPEN_REASON_UNSPECIFIED;
           }
-          any_open = any_open || end.lost == nullptr;
+          any_open = any_open || !end.lost();
         }
       }
       if (!any_open) map.erase(current);
