@@ -387,16 +387,21 @@ absl::Status EbpfSource::Run(EventSink* sink) {
     }
     // The dump knows a role only from a listener on the end's port; the program knew more.
     known_roles_.Apply(&collected.snapshot);
+    // Built outside the lock the ring's reader takes at every flush: a dump of a busy host has
+    // ~10^5 ends, and the reader must not wait for them while the ring fills.
+    absl::flat_hash_map<uint64_t, v1::Role> roles;
+    for (const v1::Connection& connection : collected.snapshot.connections()) {
+      if (connection.role() != v1::ROLE_UNSPECIFIED) {
+        roles[connection.connection_id()] = connection.role();
+      }
+    }
+    auto owners = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
     {
       absl::MutexLock lock(&roles_mu_);
-      roles_.clear();
-      for (const v1::Connection& connection : collected.snapshot.connections()) {
-        if (connection.role() != v1::ROLE_UNSPECIFIED) {
-          roles_[connection.connection_id()] = connection.role();
-        }
-      }
-      owners_ = std::make_shared<const OwnersByCookie>(std::move(collected.owners));
+      roles_.swap(roles);
+      owners_.swap(owners);
     }
+    // The previous map and owners go with `roles` and `owners`, outside the lock.
     metrics_->tracked_connections.Set(static_cast<double>(snapshots_->tracked()));
     for (int index : fin_times_.Apply(&collected.snapshot, start, 2 * options_.snapshot_interval)) {
       // An end named by the process that closed it: its workload too.
