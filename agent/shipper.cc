@@ -383,13 +383,6 @@ Shipper::Connection Shipper::Connect(const std::string& replica) const {
   // Each channel its own subchannels: a fresh channel to a replica that is back must not wait
   // out the reconnect backoff of an older channel's failed connection to it.
   arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // The channel reconnects on its own schedule (by default 1 s growing to 120 s) and fails calls
-  // with its last error meanwhile: bound it by ours, so --max_reconnect_backoff is what a
-  // returning service waits for, and a changed failure (refused, then a TLS refusal) shows soon.
-  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                   static_cast<int>(absl::ToInt64Milliseconds(options_.initial_backoff)));
-  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                   static_cast<int>(absl::ToInt64Milliseconds(options_.max_backoff)));
   Connection connection;
   connection.replica = replica;
   connection.channel = grpc::CreateCustomChannel(replica, options_.credentials, arguments);

@@ -69,6 +69,10 @@ absl::Status AwaitListening(int port, absl::Duration timeout) {
 
 }  // namespace
 
+absl::Status TcpscopeStack::AwaitServiceListening(absl::Duration timeout) const {
+  return AwaitListening(grpc_port_, timeout);
+}
+
 absl::Status TcpscopeStack::WatchEvents() {
   // The CLI reports an unreachable service and exits: start it once the service listens.
   if (absl::Status s = AwaitListening(grpc_port_, absl::Seconds(10)); !s.ok()) return s;

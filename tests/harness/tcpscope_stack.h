@@ -35,6 +35,8 @@ class TcpscopeStack {
   // namespace), with extra flags.
   absl::Status AddAgent(const std::string& host, const std::string& netns_path,
                         const std::vector<std::string>& flags = {});
+  // Waits until the service's gRPC port accepts connections.
+  absl::Status AwaitServiceListening(absl::Duration timeout = absl::Seconds(10)) const;
   // Waits until every agent is connected and has delivered a snapshot.
   absl::Status WaitForAgents(absl::Duration timeout = absl::Seconds(15));
 
