@@ -101,12 +101,8 @@ TEST(CapabilitiesTest, AMissingCapabilityIsReportedWithWhatItCosts) {
        "--metrics_listen=", "--source=sockdiag", "--host_name=caps", "--drain_timeout=0s"},
       ::testing::TempDir() + "/caps-nosyslog.log");
   ASSERT_TRUE(agent.ok()) << agent.status();
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  while (!absl::StrContains((*agent)->Log(), "CAP_SYSLOG") && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  EXPECT_TRUE(
-      absl::StrContains((*agent)->Log(), "without CAP_SYSLOG (read tcp_keepalive_timer's address"))
+  EXPECT_TRUE((*agent)->WaitForLog("without CAP_SYSLOG (read tcp_keepalive_timer's address",
+                                   absl::Seconds(5)))
       << (*agent)->Log();
   (*agent)->Stop();
 }

@@ -63,13 +63,8 @@ class TlsTest : public ::testing::Test {
     return MetricValue(stack_->Scrape(), "tcpscope_agent_up", {{"host", host}});
   }
 
-  // Polls the agent's log for `text`, for up to 10 s.
   bool AgentLogSays(const std::string& host, const std::string& text) {
-    for (int i = 0; i < 100; ++i) {
-      if (absl::StrContains(stack_->agent(host).Log(), text)) return true;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    return false;
+    return stack_->agent(host).WaitForLog(text, absl::Seconds(10));
   }
 
   TestCertificates pki_;

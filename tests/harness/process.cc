@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -90,6 +91,15 @@ std::string Subprocess::Log() const {
   std::stringstream text;
   text << file.rdbuf();
   return text.str();
+}
+
+bool Subprocess::WaitForLog(absl::string_view text, absl::Duration timeout) const {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!absl::StrContains(Log(), text)) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
 }
 
 CommandResult RunCommand(const std::string& command) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace tcpscope::testing {
@@ -27,6 +28,8 @@ class Subprocess {
   int Stop(absl::Duration grace = absl::Seconds(10));
   void Kill();  // SIGKILL, reaped
   std::string Log() const;
+  // Polls the log until it holds `text`, for at most `timeout`; whether it came.
+  bool WaitForLog(absl::string_view text, absl::Duration timeout) const;
   pid_t pid() const { return pid_; }
 
  private:
