@@ -594,6 +594,11 @@ void Shipper::RunConnections() {
       }
       unreachable_since = now = absl::Now();  // the next failover attempt after another grace
     }
+    // A channel whose connection failed retries it on gRPC's own schedule (1 s, growing 1.6x),
+    // failing calls meanwhile with the old error: a service that starts after the agent would
+    // be reached seconds past our backoff. The next attempt gets a fresh channel, so the
+    // backoff here decides when it connects.
+    if (!greeted) home = Connect(home.replica);
     absl::Duration wait = next_wait();
     if (homing_.has_alternatives()) {
       // Never past the end of the grace: the failover must not wait for a long backoff.

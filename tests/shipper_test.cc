@@ -214,6 +214,31 @@ TEST_F(ShipperTest, EmptyBatchesAreNotSent) {
   EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1}));
 }
 
+// gRPC's channel retries a refused connection on its own schedule (1 s, then 1.6x longer each
+// time); a service that starts after the agent must be reached within the agent's backoff.
+TEST_F(ShipperTest, ReachesAServiceThatStartsLateWithinItsOwnBackoff) {
+  const std::string address = options_.service.spec();
+  server_->Shutdown(std::chrono::system_clock::now());
+  options_.initial_backoff = absl::Milliseconds(200);  // the agent's
+  options_.max_backoff = absl::Seconds(1);
+  StartShipper();
+  shipper_->Publish(BatchOf(1));
+  // Long enough for several refused connections: gRPC's next try is seconds away by now.
+  absl::SleepFor(absl::Seconds(6));
+  EXPECT_EQ(metrics_.batches_acked.Value(), 0);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&ingest_);
+  server_ = builder.BuildAndStart();
+  ASSERT_NE(port, 0) << address << " taken meanwhile";
+  const absl::Time listening = absl::Now();
+  // The backoff is a second at most: two cover it and the connection.
+  ASSERT_TRUE(shipper_->Drain(absl::Seconds(2)));
+  EXPECT_LT(absl::Now() - listening, absl::Seconds(2));
+  EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1}));
+}
+
 // Two replicas, A and B, as in-process services: A ranks first for the test's host name.
 class ShipperHomingTest : public ::testing::Test {
  protected:
