@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/shared_origins.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/wire_format_lite.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -28,6 +30,30 @@ grpc::ByteBuffer Serialize(const v1::AgentMessage& message) {
   // Fails only past protobuf's 2 GiB limit, far above the service's message limit.
   grpc::SerializationTraits<v1::AgentMessage>::Serialize(message, &wire, &own);
   return wire;
+}
+
+// An AgentMessage whose batch is `body` (a serialized Batch without seq, losses and health)
+// followed by those three. Losses are cumulative, so the latest values as of this batch are as
+// good as any later ones.
+grpc::ByteBuffer StampedMessage(const grpc::Slice& body, uint64_t seq,
+                                const v1::LossCounters& losses, const v1::SourceHealth& health) {
+  v1::Batch stamp;
+  stamp.set_seq(seq);
+  *stamp.mutable_losses() = losses;
+  *stamp.mutable_source_health() = health;
+  const size_t stamp_size = stamp.ByteSizeLong();
+  // AgentMessage.batch's tag (field 2, length-delimited) and the batch's length.
+  uint8_t head[1 + 10];  // a tag byte and a varint64
+  head[0] = google::protobuf::internal::WireFormatLite::MakeTag(
+      v1::AgentMessage::kBatchFieldNumber,
+      google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  const uint8_t* head_end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(
+      body.size() + stamp_size, head + 1);
+  grpc::Slice tail(stamp_size);
+  stamp.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(tail.begin()));
+  const grpc::Slice slices[] = {grpc::Slice(head, static_cast<size_t>(head_end - head)), body,
+                                tail};
+  return grpc::ByteBuffer(slices, 3);
 }
 
 }  // namespace
@@ -296,21 +322,21 @@ void Shipper::Enqueue(v1::Batch&& batch) {
   // Each distinct origin once per batch and per snapshot: most of what they would weigh.
   ShareBatchOrigins(batch);
   if (batch.has_snapshot()) ShareSnapshotOrigins(*batch.mutable_snapshot());
+  // The batch's bytes are written before the lock: a large snapshot's take milliseconds, which
+  // the ring's reader, publishing on another thread, must not wait for. What is stamped under
+  // the lock (seq, losses, health) follows them: protobuf reads a message's fields in any order.
+  batch.clear_seq();
+  batch.clear_losses();
+  batch.clear_source_health();
+  const int events = batch.events_size();
+  grpc::Slice body(batch.ByteSizeLong());
+  batch.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(body.begin()));
   {
     absl::MutexLock lock(&buffer_mu_);
     Buffered buffered;
     buffered.seq = next_seq_++;
-    buffered.events = batch.events_size();
-    batch.set_seq(buffered.seq);
-    // Cumulative, so the latest values as of this batch are as good as any later ones.
-    *batch.mutable_losses() = losses_;
-    *batch.mutable_source_health() = source_health_;
-    // Serialized where it is: the batch may live on the source's arena, and moving it into the
-    // message would copy it.
-    v1::AgentMessage message;
-    message.unsafe_arena_set_allocated_batch(&batch);
-    buffered.wire = Serialize(message);
-    message.unsafe_arena_release_batch();
+    buffered.events = events;
+    buffered.wire = StampedMessage(body, buffered.seq, losses_, source_health_);
     buffered_bytes_ += buffered.wire.Length();
     buffer_.push_back(std::move(buffered));
     // Full: drop the oldest and count what it carried, so the loss is visible downstream.
