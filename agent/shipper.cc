@@ -11,7 +11,6 @@
 #include "common/log.h"
 #include "common/shared_origins.h"
 #include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/wire_format_lite.h"
 
 namespace tcpscope::agent {
 namespace {
@@ -42,13 +41,13 @@ grpc::ByteBuffer StampedMessage(const grpc::Slice& body, uint64_t seq,
   *stamp.mutable_losses() = losses;
   *stamp.mutable_source_health() = health;
   const size_t stamp_size = stamp.ByteSizeLong();
-  // AgentMessage.batch's tag (field 2, length-delimited) and the batch's length.
-  uint8_t head[1 + 10];  // a tag byte and a varint64
-  head[0] = google::protobuf::internal::WireFormatLite::MakeTag(
-      v1::AgentMessage::kBatchFieldNumber,
-      google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
-  const uint8_t* head_end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(
-      body.size() + stamp_size, head + 1);
+  // AgentMessage.batch's tag and the batch's length. A tag is (field number << 3 | wire type),
+  // and a length-delimited field's wire type is 2 (protobuf's encoding).
+  constexpr uint32_t kBatchTag = v1::AgentMessage::kBatchFieldNumber << 3 | 2;
+  uint8_t head[5 + 10];  // two varints: a tag and a length
+  uint8_t* head_end = google::protobuf::io::CodedOutputStream::WriteTagToArray(kBatchTag, head);
+  head_end = google::protobuf::io::CodedOutputStream::WriteVarint64ToArray(body.size() + stamp_size,
+                                                                           head_end);
   grpc::Slice tail(stamp_size);
   stamp.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(tail.begin()));
   const grpc::Slice slices[] = {grpc::Slice(head, static_cast<size_t>(head_end - head)), body,

@@ -27,6 +27,7 @@ struct Received {
   int events;
   uint64_t agent_losses;
   int stream;  // 1: the first stream
+  v1::Batch batch;
 };
 
 // Greets each stream with what it has applied, then applies each newer batch and acks it, as
@@ -56,7 +57,7 @@ class FakeIngest final : public v1::Ingest::Service {
         absl::MutexLock lock(&mu_);
         const v1::Batch& batch = in.batch();
         received_.push_back(
-            {batch.seq(), batch.events_size(), batch.losses().agent(), stream_number});
+            {batch.seq(), batch.events_size(), batch.losses().agent(), stream_number, batch});
         if (cut_at_seq_ == batch.seq()) {
           cut_at_seq_ = 0;
           return {grpc::UNAVAILABLE, "cut by the test"};
@@ -212,6 +213,35 @@ TEST_F(ShipperTest, EmptyBatchesAreNotSent) {
   shipper_->Publish(BatchOf(2));
   ASSERT_TRUE(shipper_->Drain(kWait));
   EXPECT_EQ(Seqs(ingest_.received()), (std::vector<uint64_t>{1}));
+}
+
+// The batch is written before the shipper's lock and its stamp (seq, losses, health) after it,
+// as a second part of the same message: the service must read one Batch with all of them.
+TEST_F(ShipperTest, EachBatchArrivesWholeWithItsStamp) {
+  StartShipper();
+  v1::Batch batch = BatchOf(2);
+  batch.set_seq(99);                         // the shipper's numbering wins
+  batch.mutable_losses()->set_kernel(1234);  // so do its loss counters
+  batch.mutable_snapshot()->set_listeners(3);
+  shipper_->SetKernelLosses(5);
+  v1::SourceHealth failed;
+  failed.set_state(v1::SOURCE_STATE_EVENTS_FAILED);
+  failed.set_problem("eBPF ring buffer poll: EIO");
+  shipper_->SetSourceHealth(failed);  // sent on its own, as an empty batch
+  shipper_->Publish(v1::Batch(batch));
+  ASSERT_TRUE(shipper_->Drain(kWait));
+  const std::vector<Received> received = ingest_.received();
+  ASSERT_EQ(received.size(), 2u);
+  v1::Batch health_only;
+  health_only.set_seq(1);
+  health_only.mutable_losses()->set_kernel(5);
+  *health_only.mutable_source_health() = failed;
+  EXPECT_EQ(received[0].batch.SerializeAsString(), health_only.SerializeAsString());
+  v1::Batch expected = batch;
+  expected.set_seq(2);
+  expected.mutable_losses()->set_kernel(5);
+  *expected.mutable_source_health() = failed;
+  EXPECT_EQ(received[1].batch.SerializeAsString(), expected.SerializeAsString());
 }
 
 // gRPC's channel retries a refused connection on its own schedule (1 s, then 1.6x longer each
