@@ -40,9 +40,8 @@ class TlsTest : public ::testing::Test {
         ::testing::UnitTest::GetInstance()->current_test_info()->name(), flags);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = std::move(*stack);
-    // Agents started before the port listens first see a refusal, and an agent's TLS channel
-    // was seen to take 15 s to try again (a gRPC channel in transient failure): not what these
-    // tests ask.
+    // Agents started before the port listens first see a refusal, for which no TLS hint is
+    // logged: these tests ask what the TLS handshake itself leads to.
     ASSERT_TRUE(stack_->AwaitServiceListening().ok()) << stack_->Logs();
   }
 
