@@ -271,8 +271,11 @@ TEST_F(QueryFanoutIntegrationTest, AnyReplicaAnswersForTheFleetAndSaysWhenPartia
         FakeAgent::Connect(grpc_ports_[0], "mover", {BatchOf(mover_before, 1, snapshot_ns)});
     ASSERT_TRUE(old_home.ok()) << old_home.status();
   }
-  auto new_home =
-      FakeAgent::Connect(grpc_ports_[1], "mover", {BatchOf(mover_after, 2, snapshot_ns)});
+  // Its next snapshot is a later one, as an agent's is: a tuple owner orders the two homes'
+  // fragments by snapshot time (their streams are not ordered with each other), and with equal
+  // times the old home's, arriving last, was seen to replace the new one's (one end missing).
+  auto new_home = FakeAgent::Connect(grpc_ports_[1], "mover",
+                                     {BatchOf(mover_after, 2, snapshot_ns + 1'000'000'000)});
   ASSERT_TRUE(new_home.ok()) << new_home.status();
 
   uint64_t total_events = mover_before.times.size() + mover_after.times.size();
