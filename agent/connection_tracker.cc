@@ -30,21 +30,38 @@ bool IsV4Mapped(const std::array<uint8_t, 16>& address) {
 
 // A dual-stack IPv6 socket serving an IPv4 peer reports ::ffff:a.b.c.d; its peer end reports
 // plain IPv4. Both are reported as IPv4 so the two ends of a connection look alike.
-v1::Endpoints ToEndpoints(const SocketRecord& record) {
-  v1::Endpoints endpoints;
-  const uint8_t* local = record.local_address.data();
-  const uint8_t* remote = record.remote_address.data();
+ConnectionTracker::Ends EndsOf(const SocketRecord& record) {
+  ConnectionTracker::Ends ends;
+  size_t offset = 0;
   size_t length = record.address_length();
   if (length == 16 && IsV4Mapped(record.local_address) && IsV4Mapped(record.remote_address)) {
-    local += 12;
-    remote += 12;
+    offset = 12;
     length = 4;
   }
-  endpoints.set_local_address(reinterpret_cast<const char*>(local), length);
-  endpoints.set_local_port(record.local_port);
-  endpoints.set_remote_address(reinterpret_cast<const char*>(remote), length);
-  endpoints.set_remote_port(record.remote_port);
-  return endpoints;
+  std::copy_n(record.local_address.begin() + offset, length, ends.local.begin());
+  std::copy_n(record.remote_address.begin() + offset, length, ends.remote.begin());
+  ends.local_port = record.local_port;
+  ends.remote_port = record.remote_port;
+  ends.address_length = static_cast<uint8_t>(length);
+  return ends;
+}
+
+void FillEndpoints(const ConnectionTracker::Ends& ends, v1::Endpoints* endpoints) {
+  endpoints->set_local_address(reinterpret_cast<const char*>(ends.local.data()),
+                               ends.address_length);
+  endpoints->set_local_port(ends.local_port);
+  endpoints->set_remote_address(reinterpret_cast<const char*>(ends.remote.data()),
+                                ends.address_length);
+  endpoints->set_remote_port(ends.remote_port);
+}
+
+ConnectionTracker::Counters CountersOf(const TcpInfo& info) {
+  return {.bytes_acked = info.bytes_acked,
+          .bytes_received = info.bytes_received,
+          .segs_out = info.segs_out,
+          .segs_in = info.segs_in,
+          .total_retrans = info.total_retrans,
+          .rtt_us = info.rtt_us};
 }
 
 // The role the kernel's state shows, for an end first seen in `state`: seen connecting, a
@@ -60,6 +77,7 @@ v1::Role KnownRole(v1::TcpState state, bool port_listening) {
 }
 
 uint64_t UnixNanos(absl::Time time) { return static_cast<uint64_t>(absl::ToUnixNanos(time)); }
+uint64_t UnixNanos(int64_t unix_ns) { return static_cast<uint64_t>(unix_ns); }
 
 }  // namespace
 
@@ -76,7 +94,7 @@ v1::Event ConnectionTracker::NewEvent(uint64_t cookie, const Tracked& tracked,
   event.set_time_unix_ns(UnixNanos(now));
   event.set_connection_id(cookie);
   FillOrigin(tracked, event.mutable_origin());
-  *event.mutable_endpoints() = tracked.endpoints;
+  FillEndpoints(tracked.ends, event.mutable_endpoints());
   event.set_role(tracked.role);
   return event;
 }
@@ -101,14 +119,14 @@ v1::Event ConnectionTracker::CloseEvent(uint64_t cookie, const Tracked& tracked,
   close->set_reason(orderly ? v1::CLOSE_REASON_FIN : v1::CLOSE_REASON_OTHER);
   if (tracked.start_observed) {
     close->set_lifetime_us(static_cast<uint64_t>(
-        std::max<int64_t>(0, absl::ToInt64Microseconds(now - tracked.first_seen))));
+        std::max<int64_t>(0, (absl::ToUnixNanos(now) - tracked.first_seen_unix_ns) / 1000)));
   }
-  close->set_bytes_sent(tracked.last_info.bytes_acked);
-  close->set_bytes_received(tracked.last_info.bytes_received);
-  close->set_segments_sent(tracked.last_info.segs_out);
-  close->set_segments_received(tracked.last_info.segs_in);
-  close->set_retransmits(tracked.last_info.total_retrans);
-  close->set_srtt_us(tracked.last_info.rtt_us);
+  close->set_bytes_sent(tracked.last.bytes_acked);
+  close->set_bytes_received(tracked.last.bytes_received);
+  close->set_segments_sent(tracked.last.segs_out);
+  close->set_segments_received(tracked.last.segs_in);
+  close->set_retransmits(tracked.last.total_retrans);
+  close->set_srtt_us(tracked.last.rtt_us);
   close->set_last_state(tracked.state);
   return event;
 }
@@ -137,6 +155,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
   const bool baseline = generation_ == 0;
   const bool derive = derive_events_ && !baseline;
   ++generation_;
+  const int64_t now_unix_ns = absl::ToUnixNanos(now);
   TrackerUpdate update;
   update.snapshot.set_time_unix_ns(UnixNanos(now));
 
@@ -183,14 +202,14 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     Tracked& tracked = it->second;
     tracked.generation = generation_;
     if (inserted) {
-      tracked.endpoints = ToEndpoints(record);
+      tracked.ends = EndsOf(record);
       tracked.role = KnownRole(state, listening_ports.contains(record.local_port));
       if (tracked.role == v1::ROLE_UNSPECIFIED &&
           accepted_peers.contains(Tuple{record.local_address, record.local_port,
                                         record.remote_address, record.remote_port})) {
         tracked.role = v1::ROLE_CLIENT;
       }
-      tracked.first_seen = now;
+      tracked.first_seen_unix_ns = now_unix_ns;
       tracked.start_observed = !baseline;
     }
     if (OwnerRef owner = owner_of(record)) {
@@ -201,9 +220,9 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
       }
     }
     if (tracked.owner != nullptr) update.owners.emplace(record.cookie, tracked.owner);
-    if (state != tracked.state) tracked.state_since = now;
+    if (state != tracked.state) tracked.state_since_unix_ns = now_unix_ns;
     ObserveState(state, tracked);
-    if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
+    if (record.tcp_info.has_value()) tracked.last = CountersOf(*record.tcp_info);
     if (record.timer == DiagTimer::kKeepalive) {
       tracked.keepalive = true;
     } else if (record.timer != DiagTimer::kRetransmit &&
@@ -228,7 +247,7 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     v1::Connection* connection = update.snapshot.add_connections();
     connection->set_connection_id(record.cookie);
     FillOrigin(tracked, connection->mutable_origin());
-    *connection->mutable_endpoints() = tracked.endpoints;
+    FillEndpoints(tracked.ends, connection->mutable_endpoints());
     connection->set_role(tracked.role);
     connection->set_state(state);
     v1::KeepaliveState* keepalive = connection->mutable_keepalive();
@@ -248,8 +267,8 @@ TrackerUpdate ConnectionTracker::Update(const std::vector<SocketRecord>& dump, a
     }
     connection->set_send_queue(record.send_queue);
     connection->set_recv_queue(record.recv_queue);
-    connection->set_first_seen_unix_ns(UnixNanos(tracked.first_seen));
-    connection->set_state_since_unix_ns(UnixNanos(tracked.state_since));
+    connection->set_first_seen_unix_ns(UnixNanos(tracked.first_seen_unix_ns));
+    connection->set_state_since_unix_ns(UnixNanos(tracked.state_since_unix_ns));
   }
 
   // Whatever the dump no longer holds has ended.
@@ -288,7 +307,7 @@ std::vector<v1::Event> ConnectionTracker::OnDestroyed(const std::vector<SocketRe
     if (const v1::TcpState state = ToState(record.state); state != v1::TCP_STATE_UNSPECIFIED) {
       ObserveState(state, tracked);
     }
-    if (record.tcp_info.has_value()) tracked.last_info = *record.tcp_info;
+    if (record.tcp_info.has_value()) tracked.last = CountersOf(*record.tcp_info);
     // The entry stays, closed, until a dump no longer shows the cookie: that absorbs a
     // TIME_WAIT successor and the dump taken right after.
     tracked.closed = true;

@@ -1,61 +1,86 @@
 // FIN times noted from the eBPF program, applied to snapshots.
 #include "agent/fin_times.h"
 
-#include "absl/container/flat_hash_set.h"
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
 
 namespace tcpscope::agent {
 
 void FinTimes::Note(uint64_t connection_id, absl::Time sent, uint32_t pid, uint64_t cgroup_id,
-                    std::string command) {
+                    std::string_view command) {
+  Fin fin{.connection_id = connection_id,
+          .sent_unix_ns = absl::ToUnixNanos(sent),
+          .cgroup_id = cgroup_id,
+          .pid = pid,
+          .command = {}};
+  std::memcpy(fin.command, command.data(), std::min(command.size(), sizeof(fin.command)));
   absl::MutexLock lock(&mu_);
-  if (sent_.size() + pending_.size() >= kMaxNotes) return;
-  pending_.emplace_back(connection_id, Fin{sent, pid, cgroup_id, std::move(command)});
-}
-
-void FinTimes::MergePending() {
-  sent_.reserve(sent_.size() + pending_.size());
-  for (auto& [connection_id, fin] : pending_) sent_[connection_id] = std::move(fin);
-  std::vector<std::pair<uint64_t, Fin>>().swap(pending_);  // a burst's capacity is not kept
+  if (notes_.size() + applying_ >= kMaxNotes) return;
+  notes_.push_back(fin);
 }
 
 std::vector<int> FinTimes::Apply(v1::Snapshot* snapshot, absl::Time now, absl::Duration keep) {
   std::vector<int> named;
-  absl::flat_hash_set<uint64_t> present;
-  absl::MutexLock lock(&mu_);
-  MergePending();
-  if (sent_.empty()) return named;
-  for (int i = 0; i < snapshot->connections_size(); ++i) {
-    v1::Connection& connection = *snapshot->mutable_connections(i);
-    auto it = sent_.find(connection.connection_id());
-    if (it == sent_.end()) continue;
-    present.insert(connection.connection_id());
-    const Fin& fin = it->second;
-    if (connection.state() == v1::TCP_STATE_FIN_WAIT1) {
-      const uint64_t sent = static_cast<uint64_t>(absl::ToUnixNanos(fin.sent));
-      if (connection.state_since_unix_ns() == 0 || sent < connection.state_since_unix_ns()) {
-        connection.set_state_since_unix_ns(sent);
+  std::vector<Fin> notes;
+  {
+    absl::MutexLock lock(&mu_);
+    notes.swap(notes_);
+    applying_ = notes.size();
+  }
+  if (!notes.empty()) {
+    // The snapshot's ends by id; ~index once a note was applied to the end.
+    absl::flat_hash_map<uint64_t, int> ends;
+    ends.reserve(static_cast<size_t>(snapshot->connections_size()));
+    for (int i = 0; i < snapshot->connections_size(); ++i) {
+      ends.try_emplace(snapshot->connections(i).connection_id(), i);
+    }
+    const int64_t forget_before = absl::ToUnixNanos(now - keep);
+    // Latest first, so the later of two notes of an end is the one used and kept. What is kept
+    // moves to the back, in place: `kept` never passes the note being read.
+    size_t kept = notes.size();
+    for (size_t i = notes.size(); i-- > 0;) {
+      const Fin& fin = notes[i];
+      auto it = ends.find(fin.connection_id);
+      if (it == ends.end()) {
+        if (fin.sent_unix_ns >= forget_before) notes[--kept] = fin;
+        continue;
+      }
+      if (it->second < 0) continue;  // spent: a later note of this end was applied
+      const int index = it->second;
+      it->second = ~index;
+      notes[--kept] = fin;
+      v1::Connection& connection = *snapshot->mutable_connections(index);
+      if (connection.state() == v1::TCP_STATE_FIN_WAIT1) {
+        const uint64_t sent = static_cast<uint64_t>(fin.sent_unix_ns);
+        if (connection.state_since_unix_ns() == 0 || sent < connection.state_since_unix_ns()) {
+          connection.set_state_since_unix_ns(sent);
+        }
+      }
+      v1::Origin* origin = connection.mutable_origin();
+      if (fin.pid != 0 && origin->pid() == 0) {
+        origin->set_pid(fin.pid);
+        origin->set_command(std::string(fin.command, strnlen(fin.command, sizeof(fin.command))));
+        origin->set_cgroup_id(fin.cgroup_id);
+        named.push_back(index);
       }
     }
-    v1::Origin* origin = connection.mutable_origin();
-    if (fin.pid != 0 && origin->pid() == 0) {
-      origin->set_pid(fin.pid);
-      origin->set_command(fin.command);
-      origin->set_cgroup_id(fin.cgroup_id);
-      named.push_back(i);
-    }
+    notes.erase(notes.begin(), notes.begin() + static_cast<std::ptrdiff_t>(kept));
+    std::sort(named.begin(), named.end());
   }
-  for (auto it = sent_.begin(); it != sent_.end();) {
-    auto current = it++;
-    if (!present.contains(current->first) && now - current->second.sent > keep) {
-      sent_.erase(current);
-    }
-  }
+  // The notes taken meanwhile are later than those kept.
+  absl::MutexLock lock(&mu_);
+  notes.insert(notes.end(), notes_.begin(), notes_.end());
+  notes_.swap(notes);
+  applying_ = 0;
   return named;
 }
 
 size_t FinTimes::size() const {
   absl::MutexLock lock(&mu_);
-  return sent_.size() + pending_.size();
+  return notes_.size() + applying_;
 }
 
 }  // namespace tcpscope::agent

@@ -47,8 +47,7 @@ void RingRecords::Add(const void* data, size_t size, int64_t monotonic_to_unix_n
     return;
   }
   if (auto* fin = std::get_if<FinSent>(&*record)) {
-    fin_times_->Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id,
-                     std::move(fin->command));
+    fin_times_->Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id, fin->command);
   } else if (auto* reset = std::get_if<ResetAnswered>(&*record)) {
     abort_on_data_.ResetAnswered(reset->connection_id, &events);
   } else {

@@ -131,8 +131,7 @@ void BM_RingToWireOnHeap(benchmark::State& state) {
         return;
       }
       if (auto* fin = std::get_if<FinSent>(&*decoded)) {
-        fin_times.Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id,
-                       std::move(fin->command));
+        fin_times.Note(fin->connection_id, fin->time, fin->pid, fin->cgroup_id, fin->command);
       } else {
         batch.add_events()->Swap(&event);
       }

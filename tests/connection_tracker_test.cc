@@ -1,6 +1,7 @@
 // Dump diffing: which events and snapshot a sequence of sock_diag dumps yields.
 #include "agent/connection_tracker.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -382,6 +383,55 @@ TEST(ConnectionTrackerTest, DestroyDuringHandshakeIsNoCloseAndForgetsIt) {
   EXPECT_EQ(tracker.tracked(), 0u);
   TrackerUpdate update = tracker.Update({}, kStart + absl::Seconds(3));
   EXPECT_TRUE(update.events.empty());
+}
+
+TEST(ConnectionTrackerTest, AnEndTwiceInOneDumpIsOneConnection) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  // The kernel's walk can meet a socket twice when it moves between buckets meanwhile.
+  TrackerUpdate update = tracker.Update(
+      {End(10, kEstablished, false), End(11, kEstablished, true), End(10, kEstablished, false)},
+      kStart + absl::Seconds(1));
+  EXPECT_EQ(tracker.tracked(), 2u);
+  EXPECT_EQ(Count(update, v1::Event::kHandshake), 2);
+  update = tracker.Update({End(11, kEstablished, true)}, kStart + absl::Seconds(2));
+  EXPECT_EQ(Count(update, v1::Event::kClose), 1);
+  EXPECT_EQ(update.events[0].connection_id(), 10u);
+  EXPECT_FALSE(tracker.IsOpen(10));
+  EXPECT_TRUE(tracker.IsOpen(11));
+}
+
+TEST(ConnectionTrackerTest, KeepsEveryEndThroughDumpsInAnyOrderAndAfterABurst) {
+  ConnectionTracker tracker(1);
+  tracker.Update({}, kStart);
+  // A burst of 5000 ends, then the same ends in reverse order, then only every tenth of them.
+  std::vector<SocketRecord> dump;
+  for (uint64_t cookie = 100; cookie < 5100; ++cookie) {
+    dump.push_back(End(cookie, kEstablished, false, static_cast<uint16_t>(cookie)));
+  }
+  TrackerUpdate update = tracker.Update(dump, kStart + absl::Seconds(1));
+  EXPECT_EQ(Count(update, v1::Event::kHandshake), 5000);
+  std::reverse(dump.begin(), dump.end());
+  update = tracker.Update(dump, kStart + absl::Seconds(2));
+  EXPECT_TRUE(update.events.empty());
+  ASSERT_EQ(update.snapshot.connections_size(), 5000);
+  EXPECT_EQ(update.snapshot.connections(0).connection_id(), 5099u);
+  EXPECT_EQ(update.snapshot.connections(0).endpoints().local_port(), 5099u);
+  EXPECT_EQ(update.snapshot.connections(0).first_seen_unix_ns(),
+            static_cast<uint64_t>(absl::ToUnixNanos(kStart + absl::Seconds(1))));
+  std::vector<SocketRecord> few;
+  for (const SocketRecord& record : dump) {
+    if (record.cookie % 10 == 0) few.push_back(record);
+  }
+  update = tracker.Update(few, kStart + absl::Seconds(3));
+  EXPECT_EQ(Count(update, v1::Event::kClose), 4500);
+  EXPECT_EQ(tracker.tracked(), 500u);
+  for (uint64_t cookie = 100; cookie < 5100; ++cookie) {
+    EXPECT_EQ(tracker.IsOpen(cookie), cookie % 10 == 0) << cookie;
+  }
+  update = tracker.Update(few, kStart + absl::Seconds(4));
+  EXPECT_TRUE(update.events.empty());
+  EXPECT_EQ(update.snapshot.connections_size(), 500);
 }
 
 // Socket owners: which process holds each end, by the inode of its record.

@@ -74,5 +74,38 @@ TEST(FinTimesTest, NeverMovesATimeLater) {
   EXPECT_EQ(snapshot.connections(0).state_since_unix_ns(), Nanos(kNow - absl::Seconds(1)));
 }
 
+TEST(FinTimesTest, UsesAndKeepsTheLaterOfTwoNotesOfAnEnd) {
+  FinTimes fins;
+  fins.Note(7, kNow - absl::Seconds(2), 1, 5, "first");
+  fins.Note(7, kNow - absl::Seconds(1), 2, 6, "a-command-longer-than-sixteen");
+  fins.Note(8, kNow, 3, 7, "other");  // an end the snapshot does not hold yet
+  v1::Snapshot snapshot = SnapshotOf(7, v1::TCP_STATE_TIME_WAIT, kNow);
+  EXPECT_EQ(fins.Apply(&snapshot, kNow, absl::Seconds(20)), std::vector<int>{0});
+  EXPECT_EQ(snapshot.connections(0).origin().pid(), 2u);
+  EXPECT_EQ(snapshot.connections(0).origin().cgroup_id(), 6u);
+  EXPECT_EQ(snapshot.connections(0).origin().command(), "a-command-longer");  // the kernel's 16
+  EXPECT_EQ(fins.size(), 2u);  // 7's later note, and 8's
+
+  // The next dump shows 8 and still 7: each is named by its own note.
+  snapshot = SnapshotOf(8, v1::TCP_STATE_TIME_WAIT, kNow);
+  v1::Connection* again = snapshot.add_connections();
+  again->set_connection_id(7);
+  again->set_state(v1::TCP_STATE_TIME_WAIT);
+  EXPECT_EQ(fins.Apply(&snapshot, kNow + absl::Seconds(10), absl::Seconds(20)),
+            (std::vector<int>{0, 1}));
+  EXPECT_EQ(snapshot.connections(0).origin().pid(), 3u);
+  EXPECT_EQ(snapshot.connections(1).origin().pid(), 2u);
+  EXPECT_EQ(fins.size(), 2u);
+}
+
+TEST(FinTimesTest, HoldsAtMostItsLimitOfNotes) {
+  FinTimes fins;
+  for (uint64_t id = 0; id < FinTimes::kMaxNotes + 10; ++id) fins.Note(id, kNow);
+  EXPECT_EQ(fins.size(), FinTimes::kMaxNotes);
+  v1::Snapshot empty;
+  fins.Apply(&empty, kNow + absl::Seconds(30), absl::Seconds(20));
+  EXPECT_EQ(fins.size(), 0u);
+}
+
 }  // namespace
 }  // namespace tcpscope::agent
