@@ -16,7 +16,7 @@ void FinTimes::Note(uint64_t connection_id, absl::Time sent, uint32_t pid, uint6
           .cgroup_id = cgroup_id,
           .pid = pid,
           .command = {}};
-  std::memcpy(fin.command, command.data(), std::min(command.size(), sizeof(fin.command)));
+  command.copy(fin.command, sizeof(fin.command));  // no memcpy: an empty view's data() is null
   absl::MutexLock lock(&mu_);
   if (notes_.size() + applying_ >= kMaxNotes) return;
   notes_.push_back(fin);
